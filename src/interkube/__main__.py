@@ -1,0 +1,3 @@
+from interkube.cli import main
+
+raise SystemExit(main())
