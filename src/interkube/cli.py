@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # subcommand not built yet in this tree
+            if exc.name and name.startswith(exc.name):  # subcommand not built in this tree yet
                 continue
             raise
         module.register(sub)

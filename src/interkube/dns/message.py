@@ -1,0 +1,50 @@
+"""Building responses with dnspython, off the hot path. No I/O."""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+
+from interkube.dns.wire import ADVERTISED_PAYLOAD
+
+
+def make_response(query: dns.message.Message, *, authoritative: bool = True) -> dns.message.Message:
+    """An empty response to ``query``: QR, the question, RD and CD echoed, EDNS when asked.
+
+    We advertise a 1232-byte payload and echo DO (RFC 3225: a server copies DO into its
+    response).
+    """
+    response = dns.message.make_response(query, our_payload=ADVERTISED_PAYLOAD)
+    if authoritative:
+        response.flags |= dns.flags.AA
+    if query.edns >= 0 and query.ednsflags & dns.flags.DO:
+        response.ednsflags |= dns.flags.DO
+    return response
+
+
+def render(message: dns.message.Message) -> bytes:
+    """Wire form of a message (names compressed; the question name is the first target)."""
+    return message.to_wire()
+
+
+def rcode_name(rcode: int) -> str:
+    try:
+        return dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+    except ValueError:
+        return str(rcode)
+
+
+def normalized_query_wire(message: dns.message.Message) -> bytes:
+    """Re-render a valid query in the plain shape the fast parser reads.
+
+    Used for queries dnspython accepts but the fast parser does not (a compressed question
+    name, extra additional records): they go through the same chain as everything else.
+    """
+    clean = dns.message.Message(id=message.id)
+    clean.flags = message.flags
+    clean.question = list(message.question)
+    if message.edns >= 0:
+        clean.use_edns(0, message.ednsflags, message.payload, options=message.options)
+    return clean.to_wire()

@@ -1,0 +1,243 @@
+"""DNS wire format: the few operations the hot path needs, done on bytes. No I/O.
+
+Answers that come from memory are kept as pre-encoded response templates. A query is reduced to a
+*key* (the lower-cased question name as wire bytes, QTYPE, QCLASS and a one-byte *shape* that
+holds what changes the response bytes: EDNS present, DO, RD and CD). A template built once by
+dnspython for one query serves every later query with the same key: the server copies in the
+query's ID and question bytes (which restores the client's letter case; names in the answer are
+compression pointers into the question) and sends.
+
+dnspython parses and renders a message in about 100 µs; this module does the same job for a
+repeated question in about 1 µs, which is why it exists beside dnspython rather than instead
+of it: everything that is not the hot path uses dnspython.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER_LEN = 12
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_RA = 0x0080
+FLAG_AD = 0x0020
+FLAG_CD = 0x0010
+OPCODE_MASK = 0x7800
+
+RCODE_NOERROR = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+
+TYPE_OPT = 41
+EDNS_DO = 0x8000
+
+#: The UDP payload size we advertise (DNS flag day 2020) and the cap for what we accept to send.
+ADVERTISED_PAYLOAD = 1232
+#: Without EDNS, a UDP answer may not exceed this (RFC 1035).
+CLASSIC_UDP_LIMIT = 512
+
+# Shape bits of a key (see module docstring).
+SHAPE_EDNS = 0x01
+SHAPE_DO = 0x02
+SHAPE_RD = 0x04
+SHAPE_CD = 0x08
+
+_SHAPES = tuple(bytes((i,)) for i in range(16))
+_HEADER = struct.Struct("!HHHHHH")
+_U16 = struct.Struct("!H")
+_OPT_FIXED = struct.Struct("!HHIH")  # type, class(payload), ttl(ext rcode, version, flags), rdlen
+
+
+class Query:
+    """What the fast path knows of a query after reading its header, question and OPT record.
+
+    Built by :func:`parse_query`; attributes are read-only by convention (the object lives for
+    one query and is created on the hot path, so it is a plain slotted class, not a dataclass).
+    """
+
+    __slots__ = ("wire", "flags", "qname_end", "question_end", "qtype", "qclass", "lname", "key",
+                 "edns", "payload", "do")
+
+    def __init__(self, wire: bytes, flags: int, qname_end: int, qtype: int, qclass: int,
+                 edns: bool, payload: int, do: bool) -> None:
+        self.wire = wire
+        self.flags = flags
+        self.qname_end = qname_end
+        self.question_end = qname_end + 4
+        self.qtype = qtype
+        self.qclass = qclass
+        self.edns = edns
+        self.payload = payload
+        self.do = do
+        shape = (SHAPE_EDNS if edns else 0) | (SHAPE_DO if do else 0) \
+            | (SHAPE_RD if flags & FLAG_RD else 0) | (SHAPE_CD if flags & FLAG_CD else 0)
+        #: The lower-cased question name in wire form (labels and the root byte).
+        self.lname = wire[HEADER_LEN:qname_end].lower()
+        self.key = self.lname + wire[qname_end:qname_end + 4] + _SHAPES[shape]
+
+    @property
+    def udp_limit(self) -> int:
+        """The largest UDP response this client accepts."""
+        if not self.edns:
+            return CLASSIC_UDP_LIMIT
+        return max(CLASSIC_UDP_LIMIT, self.payload)
+
+
+def read_name_end(wire: bytes, offset: int) -> int:
+    """Offset just past an uncompressed name starting at ``offset``; -1 if malformed or compressed.
+
+    Questions never need compression pointers, so a pointer here sends the query to the slow
+    path, where dnspython handles it.
+    """
+    n = len(wire)
+    total = 0
+    while True:
+        if offset >= n:
+            return -1
+        length = wire[offset]
+        if length == 0:
+            return offset + 1
+        if length > 63:
+            return -1
+        total += length + 1
+        if total > 254:
+            return -1
+        offset += length + 1
+
+
+def parse_query(wire: bytes) -> Query | None:
+    """Read a plain query for the fast path; None when it needs the slow path.
+
+    The fast path takes: QR=0, opcode QUERY, exactly one question with an uncompressed name,
+    no answer or authority records, at most one additional record which must be an EDNS0 OPT
+    at version 0, and nothing after it. Everything else (malformed input included) goes to
+    the slow path, which answers FORMERR, NOTIMP, BADVERS or parses it fully.
+    """
+    if len(wire) < HEADER_LEN + 5:
+        return None
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
+    if flags & (FLAG_QR | OPCODE_MASK) or qd != 1 or an or ns or ar > 1:
+        return None
+    qname_end = read_name_end(wire, HEADER_LEN)
+    if qname_end < 0:
+        return None
+    question_end = qname_end + 4
+    if question_end > len(wire):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", wire, qname_end)
+    if ar == 0:
+        if question_end != len(wire):
+            return None
+        return Query(wire, flags, qname_end, qtype, qclass, False, 0, False)
+    # One additional record: must be OPT owned by the root name.
+    if question_end + 11 > len(wire) or wire[question_end] != 0:
+        return None
+    rtype, payload, ttl, rdlen = _OPT_FIXED.unpack_from(wire, question_end + 1)
+    if rtype != TYPE_OPT or question_end + 11 + rdlen != len(wire):
+        return None
+    if (ttl >> 16) & 0xFF:  # EDNS version other than 0: BADVERS, slow path
+        return None
+    return Query(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
+
+
+def opt_record(do: bool, payload: int = ADVERTISED_PAYLOAD, ext_rcode: int = 0) -> bytes:
+    """An EDNS0 OPT pseudo-record with no options."""
+    return b"\x00" + _OPT_FIXED.pack(TYPE_OPT, payload, (ext_rcode << 24) | (EDNS_DO if do else 0), 0)
+
+
+class Template:
+    """A pre-encoded response, ready to be patched for each query with the same key."""
+
+    __slots__ = ("head", "body", "size", "rcode")
+
+    def __init__(self, response: bytes, question_end: int) -> None:
+        # ID and question come from each query; flags and counts from the template.
+        self.head = response[2:HEADER_LEN]
+        self.body = response[question_end:]
+        self.size = len(response)
+        self.rcode = response[3] & 0x0F
+
+    def render(self, query: Query) -> bytes:
+        """The response for ``query``: its ID and question, this template's everything else."""
+        wire = query.wire
+        return wire[:2] + self.head + wire[HEADER_LEN:query.question_end] + self.body
+
+
+def template_for(response: bytes, query: Query) -> Template:
+    """Turn a response built for ``query`` into a template for every query with its key."""
+    return Template(response, query.question_end)
+
+
+def header_flags(wire: bytes) -> int:
+    return _U16.unpack_from(wire, 2)[0]
+
+
+def rcode_of(wire: bytes) -> int:
+    """The header RCODE (without the EDNS extension)."""
+    return wire[3] & 0x0F
+
+
+def set_id(wire: bytes, qid: bytes) -> bytes:
+    """``wire`` with its first two bytes replaced by ``qid`` (a 2-byte ID)."""
+    return qid + wire[2:]
+
+
+def error_response(wire: bytes, rcode: int, query: Query | None = None) -> bytes:
+    """A header-and-question response with ``rcode``, built from the query's bytes.
+
+    Works for any input of at least 12 bytes: when the question cannot be read, the response
+    has no question (as for FORMERR on garbage). RD, CD and the opcode are echoed; EDNS is
+    echoed when the query had an OPT record, so a BADVERS (16) rcode goes into the OPT's
+    extended rcode field.
+    """
+    qflags = _U16.unpack_from(wire, 2)[0]
+    flags = FLAG_QR | (qflags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | (rcode & 0x0F)
+    if query is None:
+        return wire[:2] + _U16.pack(flags) + b"\x00" * 8
+    question = wire[HEADER_LEN:query.question_end]
+    if query.edns:
+        return (wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 1)[2:] + question
+                + opt_record(query.do, ext_rcode=rcode >> 4))
+    return wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + question
+
+
+def truncated(response: bytes, query: Query) -> bytes:
+    """The response cut to header, question and OPT, with TC=1 (RFC 1035 4.2.1, RFC 6891).
+
+    The client retries over TCP; keeping no partial RRsets avoids answers that look complete.
+    """
+    flags = _U16.unpack_from(response, 2)[0] | FLAG_TC
+    question = query.wire[HEADER_LEN:query.question_end]
+    if query.edns:
+        return (response[:2] + _HEADER.pack(0, flags, 1, 0, 0, 1)[2:] + question
+                + opt_record(query.do))
+    return response[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + question
+
+
+def name_to_text(name_wire: bytes) -> str:
+    """Presentation form of an uncompressed wire name, for logs (escapes as dnspython does)."""
+    import dns.name
+
+    return dns.name.from_wire(name_wire, 0)[0].to_text()
+
+
+def label_offsets(name_wire: bytes) -> list[int]:
+    """Offsets of every label start in an uncompressed wire name, root last.
+
+    ``name_wire[off:]`` for each offset is a suffix of the name on a label boundary, longest
+    first: the walk zone matching needs.
+    """
+    offsets = []
+    off = 0
+    while True:
+        offsets.append(off)
+        length = name_wire[off]
+        if length == 0:
+            return offsets
+        off += length + 1

@@ -1,0 +1,7 @@
+"""bind: choose the addresses a server block listens on."""
+
+from interkube.plugins.bind.parse import parse
+from interkube.plugins.bind.setup import setup
+from interkube.server.plugin import Plugin
+
+PLUGIN = Plugin(name="bind", parse=parse, setup=setup, multiple=True)

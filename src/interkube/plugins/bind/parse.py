@@ -1,0 +1,36 @@
+"""Parse `bind ADDRESS|IFACE... [{ except ADDRESS|IFACE... }]`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from interkube.plugins import args
+from interkube.server.corefile.parser import Directive
+
+
+@dataclass(frozen=True)
+class BindConfig:
+    include: tuple[str, ...]   # addresses or interface names
+    exclude: tuple[str, ...] = ()
+
+
+def is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def parse(d: Directive) -> BindConfig:
+    include = [t.text for t in args.nargs(d, 1)]
+    exclude: list[str] = []
+    for opt in d.block:
+        if opt.name != "except":
+            raise args.unknown_option(opt, "bind")
+        exclude.extend(t.text for t in args.nargs(opt, 1))
+    return BindConfig(tuple(include), tuple(exclude))
+
+
+

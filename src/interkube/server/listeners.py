@@ -1,0 +1,294 @@
+"""UDP and TCP listeners (TLS reuses the TCP one with an SSL context).
+
+Each listener holds a reference to a :class:`Dispatcher`, which a reload swaps in one assignment:
+queries already on the slow path finish on the chain they started with.
+
+TCP follows RFC 7766: two-byte length framing, several queries in flight per connection and
+answered as they complete (possibly out of order), an idle timeout, a cap on connections, and
+back-pressure per connection so that a client that does not read its answers only stalls itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
+from interkube.errors import ListenerError
+from interkube.server.dispatch import Dispatcher
+from interkube.server.request import Request
+
+log = logging.getLogger("interkube.server")
+
+#: Slow-path queries in flight per UDP socket before new ones are dropped (a flood must not
+#: grow memory without bound; CoreDNS bounds this with max_concurrent in forward).
+MAX_UDP_INFLIGHT = 10_000
+#: Queries in flight on one TCP connection before we stop reading from it.
+MAX_TCP_PIPELINE = 128
+#: Bytes queued for a client that does not read before we stop reading its queries.
+TCP_WRITE_HIGH_WATER = 256 * 1024
+
+
+@dataclass
+class ListenerOptions:
+    tcp_idle_timeout: float = 10.0
+    max_tcp_connections: int = 1024
+    reuse_port: bool = False
+
+
+class ListenerStats:
+    """Counters the metrics plugin reads (plain ints on the hot path)."""
+
+    __slots__ = ("dropped_udp", "tcp_refused", "tcp_idle_closed")
+
+    def __init__(self) -> None:
+        self.dropped_udp = 0
+        self.tcp_refused = 0
+        self.tcp_idle_closed = 0
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: "Listener") -> None:
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+        self.inflight: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        # Below a header, or a response (QR=1): drop without a word (never answer a response;
+        # it could be a reflection loop).
+        if len(data) < HEADER_LEN or data[2] & 0x80:
+            return
+        q = parse_query(data)
+        req = Request(data, q, addr, "udp")
+        if q is not None:
+            resp = self.listener.dispatcher.fast(req)
+            if resp is not None:
+                self.transport.sendto(resp, addr)  # type: ignore[union-attr]
+                return
+        if len(self.inflight) >= MAX_UDP_INFLIGHT:
+            self.listener.stats.dropped_udp += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._slow(req, addr))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def _slow(self, req: Request, addr: Any) -> None:
+        resp = await self.listener.dispatcher.serve(req)
+        if resp is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(resp, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for datagrams we sent (a client that went away): nothing to do.
+        log.debug("udp error on %s: %s", self.listener, exc)
+
+
+class TcpProtocol(asyncio.Protocol):
+    """One TCP (or TLS) connection: framing, pipelining, idle timeout, back-pressure."""
+
+    def __init__(self, listener: "Listener") -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.peer: Any = None
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.proto = "tls" if listener.ssl_context is not None else "tcp"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        conns = self.listener.connections
+        if len(conns) >= self.listener.options.max_tcp_connections:
+            self.listener.stats.tcp_refused += 1
+            transport.close()
+            return
+        conns.add(self)
+        transport.set_write_buffer_limits(high=TCP_WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        for task in list(self.inflight):
+            task.cancel()
+        self.transport = None
+
+    def _arm_idle(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_handle = loop.call_later(self.listener.options.tcp_idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        # Idle means nothing asked and nothing owed; a connection still owed answers, or one
+        # whose client does not read, gets closed too once the timeout passes with no progress.
+        if self.transport is not None:
+            self.listener.stats.tcp_idle_closed += 1
+            self.transport.close()
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        self._arm_idle()
+        while len(buf) >= 2 and not self.reading_paused and len(self.inflight) < MAX_TCP_PIPELINE:
+            length = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + length:
+                break  # a length prefix that lies only waits for the idle timeout
+            msg = bytes(buf[2:2 + length])
+            del buf[:2 + length]
+            self._handle(msg)
+        self._update_reading()
+
+    def _handle(self, msg: bytes) -> None:
+        if len(msg) < HEADER_LEN or msg[2] & (FLAG_QR >> 8):
+            return  # not a query: skip this frame, the framing itself is still sound
+        q = parse_query(msg)
+        req = Request(msg, q, self.peer, self.proto)
+        if q is not None:
+            resp = self.listener.dispatcher.fast(req)
+            if resp is not None:
+                self._send(resp)
+                return
+        task = asyncio.get_running_loop().create_task(self._slow(req))
+        self.inflight.add(task)
+        task.add_done_callback(self._done)
+
+    async def _slow(self, req: Request) -> None:
+        resp = await self.listener.dispatcher.serve(req)
+        if resp is not None:
+            self._send(resp)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        if self.reading_paused:
+            self._update_reading()
+            if not self.reading_paused and self.buf:
+                self.data_received(b"")
+
+    def _send(self, resp: bytes) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(len(resp).to_bytes(2, "big") + resp)
+            self._arm_idle()
+
+    # -- back-pressure ------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+        if not self.reading_paused and self.buf:
+            self.data_received(b"")
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        should_pause = self.writing_paused or len(self.inflight) >= MAX_TCP_PIPELINE
+        if should_pause and not self.reading_paused:
+            self.reading_paused = True
+            t.pause_reading()
+        elif not should_pause and self.reading_paused:
+            self.reading_paused = False
+            t.resume_reading()
+
+
+def _make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # The wildcard "::" serves IPv4 too (as Go's ":53" does); a specific v6 address only v6.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def wildcard_host() -> str:
+    """The all-interfaces address: "::" (dual-stack) where IPv6 works, else "0.0.0.0"."""
+    if not socket.has_ipv6:
+        return "0.0.0.0"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+        return "::"
+    except OSError:
+        return "0.0.0.0"
+
+
+class Listener:
+    """The sockets for one (transport, address, port): UDP+TCP for dns://, TCP+TLS for tls://."""
+
+    def __init__(self, transport: str, host: str, port: int, dispatcher: Dispatcher,
+                 options: ListenerOptions | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.dispatcher = dispatcher
+        self.options = options or ListenerOptions()
+        self.ssl_context = ssl_context
+        self.stats = ListenerStats()
+        self.connections: set[TcpProtocol] = set()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.transport, self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tcp_sock = _make_socket(self.host, self.port, socket.SOCK_STREAM, self.options.reuse_port)
+            if self.port == 0:  # ephemeral: UDP takes the port TCP got
+                self.port = tcp_sock.getsockname()[1]
+            if self.transport == "dns":
+                udp_sock = _make_socket(self.host, self.port, socket.SOCK_DGRAM, self.options.reuse_port)
+                self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=udp_sock)
+            self._tcp = await loop.create_server(lambda: TcpProtocol(self), sock=tcp_sock,
+                                                 ssl=self.ssl_context, backlog=1024)
+        except OSError as exc:
+            await self.stop()
+            raise ListenerError(f"cannot listen on {self}: {exc.strerror or exc}") from exc
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for conn in list(self.connections):
+                if conn.transport is not None:
+                    conn.transport.close()
+            await self._tcp.wait_closed()
+            self._tcp = None

@@ -1,0 +1,70 @@
+"""The plugin registry: which plugins exist and the one order in which they run.
+
+As CoreDNS's plugin.cfg, the order here is fixed and independent of the order directives appear
+in a Corefile: a query meets `acl` before `cache`, `cache` before `kubernetes`, and `forward`
+last, whatever the user wrote. Config-only plugins (bind, tls, reload, health, ...) have a place
+too; their setup returns no handler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from interkube.errors import UnknownPlugin
+from interkube.server.corefile.lexer import Token
+from interkube.server.plugin import Plugin
+
+#: Execution order. Each name is a package `interkube.plugins.<name>` exposing `PLUGIN`.
+ORDER: tuple[str, ...] = (
+    "tls",
+    "reload",
+    "bind",
+    "ready",
+    "health",
+    "prometheus",
+    "errors",
+    "log",
+    "acl",
+    "loadbalance",
+    "cache",
+    "hosts",
+    "kubernetes",
+    "clusterset",
+    "file",
+    "loop",
+    "merge",
+    "forward",
+)
+
+_RANK = {name: i for i, name in enumerate(ORDER)}
+
+
+@cache
+def _load(name: str) -> Plugin | None:
+    try:
+        module = importlib.import_module(f"interkube.plugins.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"interkube.plugins.{name}":
+            return None
+        raise
+    return getattr(module, "PLUGIN", None)
+
+
+def available() -> list[str]:
+    """Names of the plugins this build has, in execution order."""
+    return [name for name in ORDER if _load(name) is not None]
+
+
+def lookup(token: Token) -> Plugin:
+    """The plugin a directive names; UnknownPlugin (with file:line) when there is none."""
+    name = token.text
+    plugin = _load(name) if name in _RANK else None
+    if plugin is None:
+        raise UnknownPlugin(f"unknown plugin {name!r} (available: {', '.join(available())})",
+                            token.file, token.line)
+    return plugin
+
+
+def rank(name: str) -> int:
+    return _RANK[name]

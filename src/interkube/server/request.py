@@ -1,0 +1,81 @@
+"""One query on its way through a chain: wire bytes, client, transport, and lazy parses."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import dns.message
+import dns.name
+
+from interkube.dns.wire import Query
+
+if TYPE_CHECKING:
+    from interkube.server.dispatch import Route
+
+
+class Request:
+    """A query as a chain sees it.
+
+    ``query`` is always set by the time a handler runs (the dispatcher normalises odd but valid
+    queries so that the fast parser accepts them). ``message`` parses with dnspython on first
+    use, so the fast path never pays for it.
+    """
+
+    __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
+                 "meta")
+
+    def __init__(self, wire: bytes, query: Query | None, client: tuple[Any, ...], proto: str,
+                 local: tuple[Any, ...] | None = None) -> None:
+        self.wire = wire
+        self.query = query
+        self.client = client
+        self.proto = proto          # "udp", "tcp" or "tls"
+        self.local = local
+        self.route: Route | None = None
+        self.started = time.monotonic()
+        self._message: dns.message.Message | None = None
+        self.meta: dict[str, Any] | None = None
+
+    @property
+    def message(self) -> dns.message.Message:
+        """The query parsed by dnspython (raises dns.exception.DNSException if it cannot be)."""
+        if self._message is None:
+            self._message = dns.message.from_wire(self.wire, ignore_trailing=True)
+        return self._message
+
+    @property
+    def qname(self) -> dns.name.Name:
+        return self.message.question[0].name
+
+    @property
+    def qname_text(self) -> str:
+        """The question name as the client wrote it, fully qualified."""
+        return self.qname.to_text()
+
+    @property
+    def qtype(self) -> int:
+        assert self.query is not None
+        return self.query.qtype
+
+    @property
+    def zone(self) -> str:
+        """The server block zone that matched (for logs and metrics)."""
+        return self.route.zone if self.route is not None else "."
+
+    @property
+    def server(self) -> str:
+        return self.route.server if self.route is not None else ""
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in str(self.client[0]) else 4
+
+    @property
+    def client_ip(self) -> str:
+        return str(self.client[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        if self.meta is None:
+            self.meta = {}
+        self.meta[key] = value

@@ -1,0 +1,161 @@
+"""From parsed server blocks to running listeners.
+
+:func:`build` does all of the configuration work (parse every directive, set every plugin up,
+group zones by listening address) and raises a ConfigError with file:line before anything is
+opened. :class:`Instance` then starts the handlers and binds the sockets, and stops them by the
+same list. A reload builds a new Instance and moves the sockets that did not change over to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from interkube.errors import ConfigError, InterkubeError
+from interkube.server import registry
+from interkube.server.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
+from interkube.server.corefile.lexer import Token
+from interkube.server.corefile.parser import ServerBlock
+from interkube.server.dispatch import Dispatcher, Route
+from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
+from interkube.server.plugin import BlockSettings, Handler, SetupContext, link
+from interkube.server.services import Services
+
+log = logging.getLogger("interkube.server")
+
+ListenKey = tuple[str, str, int]  # transport, host ("" = all interfaces), port
+
+
+@dataclass
+class Built:
+    """A configuration set up but not started."""
+
+    routes: dict[ListenKey, dict[str, Route]] = field(default_factory=dict)
+    handlers: list[Handler] = field(default_factory=list)
+    tls: dict[ListenKey, Any] = field(default_factory=dict)
+    zone_lines: list[str] = field(default_factory=list)
+    settings: list[BlockSettings] = field(default_factory=list)
+
+
+def _format_server(transport: str, host: str, port: int) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"{transport}://{h}:{port}"
+
+
+def build(blocks: list[ServerBlock], corefile: str, services: Services,
+          dns_port: int | None = None) -> Built:
+    """Parse and set up every server block. Raises ConfigError (file:line) on any mistake."""
+    built = Built()
+    owner: dict[tuple[ListenKey, str], Token] = {}
+    for block in blocks:
+        keyed = parse_keys(block.keys, dns_port)
+        # Parse every directive first: parsing is pure, so a typo anywhere stops everything.
+        parsed = []
+        seen: dict[str, Token] = {}
+        for d in block.directives:
+            plugin = registry.lookup(d.token)
+            if not plugin.multiple and plugin.name in seen:
+                raise d.error(f"may appear only once in a server block (first at {seen[plugin.name].where})")
+            seen.setdefault(plugin.name, d.token)
+            parsed.append((registry.rank(plugin.name), plugin, plugin.parse(d), d))
+        parsed.sort(key=lambda item: item[0])  # stable: several stanzas keep their order
+
+        # One chain per (transport, port) of the block: keys on other ports get their own chain
+        # (as CoreDNS instantiates a block per key), keys on the same port share it.
+        by_port: dict[tuple[str, int], list[tuple[ZoneAddr, Token]]] = defaultdict(list)
+        for za, tok in keyed:
+            by_port[(za.transport, za.port)].append((za, tok))
+        for (transport, port), zas in by_port.items():
+            zones = tuple(dict.fromkeys(za.zone for za, _ in zas))
+            settings = BlockSettings()
+            handlers: list[Handler] = []
+            for _, plugin, cfg, d in parsed:
+                ctx = SetupContext(zones=zones, port=port, transport=transport, corefile=corefile,
+                                   block=settings, services=services, directive=d)
+                try:
+                    handler = plugin.setup(cfg, ctx)
+                except InterkubeError as exc:
+                    if isinstance(exc, ConfigError) and exc.file:
+                        raise
+                    raise d.error(str(exc)) from exc
+                if handler is not None:
+                    handlers.append(handler)
+            built.handlers.extend(handlers)
+            built.settings.append(settings)
+            head = link(handlers)
+            if transport == TRANSPORT_TLS and settings.tls is None:
+                raise zas[0][1].error("a tls:// server block needs a `tls CERT KEY [CA]` directive")
+            hosts = settings.bind or ("",)
+            for host in hosts:
+                lkey: ListenKey = (transport, host, port)
+                routes = built.routes.setdefault(lkey, {})
+                if transport == TRANSPORT_TLS:
+                    built.tls[lkey] = settings.tls
+                server_label = _format_server(transport, host, port)
+                for za, tok in zas:
+                    if (lkey, za.zone) in owner:
+                        first = owner[(lkey, za.zone)]
+                        raise tok.error(f"zone {za} is defined more than once (first at {first.where})")
+                    owner[(lkey, za.zone)] = tok
+                    routes[za.zone] = Route(zone=za.zone, server=server_label, head=head)
+                    built.zone_lines.append(f"{za.zone}:{port}" if not host else f"{za.zone}:{port} on {host}")
+    return built
+
+
+class Instance:
+    """A built configuration brought to life: handlers started, listeners bound."""
+
+    def __init__(self, built: Built, options: ListenerOptions | None = None) -> None:
+        self.built = built
+        self.options = options or ListenerOptions()
+        self.listeners: dict[ListenKey, Listener] = {}
+        self.started: list[Handler] = []
+
+    def dispatchers(self) -> dict[ListenKey, Dispatcher]:
+        return {k: Dispatcher(routes) for k, routes in self.built.routes.items()}
+
+    async def start_handlers(self) -> None:
+        for h in self.built.handlers:
+            await h.start()
+            self.started.append(h)
+
+    async def stop_handlers(self) -> None:
+        for h in reversed(self.started):
+            try:
+                await h.stop()
+            except Exception:
+                log.exception("stopping %s failed", h.plugin)
+        self.started.clear()
+
+    async def start(self, adopt: dict[ListenKey, Listener] | None = None) -> None:
+        """Start handlers, then bind listeners (taking over ``adopt``'s matching sockets)."""
+        adopt = adopt or {}
+        try:
+            await self.start_handlers()
+            wildcard = None
+            for lkey, disp in self.dispatchers().items():
+                transport, host, port = lkey
+                old = adopt.pop(lkey, None)
+                if old is not None:
+                    old.dispatcher = disp
+                    if transport == TRANSPORT_TLS:
+                        old.ssl_context = self.built.tls[lkey].context
+                    self.listeners[lkey] = old
+                    continue
+                if not host:
+                    wildcard = wildcard or wildcard_host()
+                ssl_ctx = self.built.tls[lkey].context if transport == TRANSPORT_TLS else None
+                listener = Listener(transport, host or wildcard or "", port, disp, self.options, ssl_ctx)
+                await listener.start()
+                self.listeners[lkey] = listener
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for listener in self.listeners.values():
+            await listener.stop()
+        self.listeners.clear()
+        await self.stop_handlers()

@@ -1,0 +1,202 @@
+"""Starting DNS servers for tests: interkube in-process or as a process, dnsmasq and unbound.
+
+Everything binds to loopback and every process is stopped by its PID. Used by the project's own
+tests and benchmarks; kept in the package so that users' tests can reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port free for both UDP and TCP on ``host`` right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((host, 0))
+            port = t.getsockname()[1]
+            with socket.socket(t.family, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+def query(name: str, rdtype: str | int = "A", port: int = 53, host: str = LOOPBACK, *,
+          tcp: bool = False, timeout: float = 3.0, **make_kwargs) -> dns.message.Message:  # type: ignore[no-untyped-def]
+    """Send one query with dnspython and return the response."""
+    q = dns.message.make_query(name, rdtype, **make_kwargs)
+    if tcp:
+        return dns.query.tcp(q, host, port=port, timeout=timeout)
+    return dns.query.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
+
+
+def wait_for_dns(port: int, host: str = LOOPBACK, timeout: float = 15.0,
+                 proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something answers DNS on host:port (any rcode), or raise."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before answering on {host}:{port}")
+        try:
+            query("probe.invalid.", "A", port, host, timeout=0.3)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = exc
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing answered DNS on {host}:{port} within {timeout}s ({last})")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM by PID, then SIGKILL if it does not go."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+@contextlib.contextmanager
+def interkube_process(corefile: str | Path, port: int, *, env: dict[str, str] | None = None,
+                      args: tuple[str, ...] = (), wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``interkube serve -conf corefile`` as a process; stop it by PID afterwards."""
+    cmd = [sys.executable, "-m", "interkube", "serve", "-conf", str(corefile), *args]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        if wait:
+            wait_for_dns(port, proc=proc)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def process_output(proc: subprocess.Popen[bytes]) -> str:
+    """What a process started by this module has printed so far."""
+    log = proc.log  # type: ignore[attr-defined]
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def dnsmasq(port: int, records: dict[str, list[str]] | None = None, *,
+            extra: tuple[str, ...] = (), srv: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
+    """A dnsmasq on loopback answering host-record entries; no upstream (never forwards)."""
+    exe = shutil.which("dnsmasq")
+    if exe is None:
+        import pytest
+
+        pytest.skip("dnsmasq is not installed (Debian package dnsmasq)")
+    args = [exe, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts", "--no-poll",
+            f"--listen-address={LOOPBACK}", "--bind-interfaces", f"--port={port}",
+            "--log-facility=-", "--user=root" if os.geteuid() == 0 else "--user=" + os.environ.get("USER", "nobody"),
+            "--pid-file=", "--cache-size=0"]
+    for name, addrs in (records or {}).items():
+        args.append(f"--host-record={name},{','.join(addrs)}")
+    args.extend(f"--srv-host={s}" for s in srv)
+    args.extend(extra)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        wait_for_dns(port, proc=proc)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def unbound(port: int, local_data: list[str], *, zone: str = "example.", zone_type: str = "static",
+            extra: str = "") -> Iterator[subprocess.Popen[bytes]]:
+    """An unbound on loopback serving local-data only (no recursion off the machine)."""
+    exe = shutil.which("unbound")
+    if exe is None:
+        import pytest
+
+        pytest.skip("unbound is not installed (Debian package unbound)")
+    tmp = Path(tempfile.mkdtemp(prefix="interkube-unbound-"))
+    data = "\n".join(f'    local-data: "{rr}"' for rr in local_data)
+    conf = tmp / "unbound.conf"
+    conf.write_text(f"""server:
+    interface: {LOOPBACK}
+    port: {port}
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    chroot: ""
+    username: ""
+    directory: "{tmp}"
+    pidfile: ""
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    local-zone: "{zone}" {zone_type}
+{data}
+{extra}
+""")
+    proc = subprocess.Popen([exe, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_dns(port, proc=proc)
+        yield proc
+    finally:
+        stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def in_process(corefile_text: str, *, name: str | None = None) -> AsyncIterator["object"]:
+    """Build and start a Corefile inside this event loop; yields the Server."""
+    from interkube.server.main import CorefileSource, Server
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="interkube-test-"))
+    path = tmpdir / (name or "Corefile")
+    path.write_text(corefile_text)
+    server = Server(CorefileSource(path=str(path)))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+async def aquery(name: str, rdtype: str | int = "A", port: int = 53, host: str = LOOPBACK, *,
+                 tcp: bool = False, timeout: float = 3.0, **make_kwargs) -> dns.message.Message:  # type: ignore[no-untyped-def]
+    """Async form of :func:`query` (for tests that run the server in the same loop)."""
+    import dns.asyncquery
+
+    q = dns.message.make_query(name, rdtype, **make_kwargs)
+    if tcp:
+        return await dns.asyncquery.tcp(q, host, port=port, timeout=timeout)
+    return await dns.asyncquery.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
+
+
+__all__ = ["free_port", "query", "aquery", "wait_for_dns", "stop_process", "interkube_process",
+           "dnsmasq", "unbound", "in_process", "process_output", "LOOPBACK"]
