@@ -171,14 +171,19 @@ def unbound(port: int, local_data: list[str], *, zone: str = "example.", zone_ty
 
 
 @contextlib.asynccontextmanager
-async def in_process(corefile_text: str, *, name: str | None = None) -> AsyncIterator["object"]:
-    """Build and start a Corefile inside this event loop; yields the Server."""
+async def in_process(corefile_text: str, *, name: str | None = None,
+                     options: "object | None" = None) -> AsyncIterator["object"]:
+    """Build and start a Corefile inside this event loop; yields the Server.
+
+    ``options`` is a ListenerOptions (idle timeout, connection cap) for the listeners.
+    """
+    from interkube.server.listeners import ListenerOptions
     from interkube.server.main import CorefileSource, Server
 
     tmpdir = Path(tempfile.mkdtemp(prefix="interkube-test-"))
     path = tmpdir / (name or "Corefile")
     path.write_text(corefile_text)
-    server = Server(CorefileSource(path=str(path)))
+    server = Server(CorefileSource(path=str(path)), options=options or ListenerOptions())  # type: ignore[arg-type]
     await server.start()
     try:
         yield server

@@ -1,0 +1,113 @@
+"""The forward handler: pick upstreams by policy, send, retry, pass the answer through."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+from interkube.dns.names import ZoneSet
+from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
+from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
+from interkube.plugins.forward.parse import ForwardConfig
+from interkube.server.plugin import Handler
+from interkube.server.request import Request
+from interkube.upstream.upstream import Upstream
+
+#: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
+QUERY_DEADLINE = 5.0
+#: One attempt at one upstream (CoreDNS's read timeout).
+ATTEMPT_TIMEOUT = 2.0
+#: Attempts per upstream per query: enough to ride out one lost datagram, bounded so that a
+#: dead upstream answering "port unreachable" at once does not make us spin until the deadline.
+ATTEMPTS_PER_UPSTREAM = 2
+
+
+class ForwardStats:
+    __slots__ = ("max_concurrent_rejects", "no_healthy")
+
+    def __init__(self) -> None:
+        self.max_concurrent_rejects = 0
+        self.no_healthy = 0
+
+
+class ForwardHandler(Handler):
+    plugin = "forward"
+
+    def __init__(self, cfg: ForwardConfig, upstreams: list[Upstream]) -> None:
+        self.cfg = cfg
+        self.upstreams = upstreams
+        self.from_zones = ZoneSet(cfg.from_zones)
+        self.except_zones = ZoneSet(cfg.except_zones)
+        self.inflight = 0
+        self.stats = ForwardStats()
+        self._rr = itertools.count()
+
+    def matches(self, lname: bytes) -> bool:
+        return self.from_zones.match(lname) is not None and self.except_zones.match(lname) is None
+
+    def fast(self, req: Request) -> bytes | None:
+        if self.matches(req.query.lname):  # type: ignore[union-attr]
+            return None  # needs the network: slow path
+        return self.next.fast(req)
+
+    async def serve(self, req: Request) -> bytes:
+        q = req.query
+        assert q is not None
+        if not self.matches(q.lname):
+            return await self.next.serve(req)
+        cfg = self.cfg
+        if cfg.max_concurrent and self.inflight >= cfg.max_concurrent:
+            self.stats.max_concurrent_rejects += 1
+            return error_response(req.wire, RCODE_REFUSED, q)
+        self.inflight += 1
+        try:
+            resp = await self._forward(req)
+        finally:
+            self.inflight -= 1
+        if cfg.next_rcodes and rcode_of(resp) in cfg.next_rcodes:
+            return await self.next.serve(req)
+        return req.wire[:2] + resp[2:]
+
+    def order(self) -> list[Upstream]:
+        ups = self.upstreams
+        policy = self.cfg.policy
+        if policy == "sequential" or len(ups) == 1:
+            return ups
+        if policy == "round_robin":
+            k = next(self._rr) % len(ups)
+            return ups[k:] + ups[:k]
+        return random.sample(ups, len(ups))
+
+    async def _forward(self, req: Request) -> bytes:
+        cfg = self.cfg
+        tcp = cfg.force_tcp or (req.proto != "udp" and not cfg.prefer_udp)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUERY_DEADLINE
+        candidates = [u for u in self.order() if not u.down]
+        if not candidates:
+            self.stats.no_healthy += 1
+            if cfg.failfast_all_unhealthy:
+                raise NoHealthyUpstream(f"all {len(self.upstreams)} upstreams are down")
+            # Every upstream looks down: assume the health checks are what is broken and try one.
+            candidates = [random.choice(self.upstreams)]
+        last: UpstreamError | None = None
+        for _round in range(ATTEMPTS_PER_UPSTREAM):
+            for up in candidates:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise last or UpstreamTimeout(str(up.addr), "deadline passed")
+                try:
+                    return await up.exchange(req.wire, tcp, min(ATTEMPT_TIMEOUT, remaining))
+                except UpstreamError as exc:
+                    last = exc
+                    up.kick_health_check(cfg.force_tcp)
+        assert last is not None
+        raise last
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for up in self.upstreams:
+            up.close()

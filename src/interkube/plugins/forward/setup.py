@@ -1,0 +1,46 @@
+"""Wire `forward`: read resolv.conf files, build upstreams and their TLS contexts."""
+
+from __future__ import annotations
+
+import ssl
+
+from interkube.plugins.forward.handler import ForwardHandler
+from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsClientFiles
+from interkube.server.plugin import SetupContext
+from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
+from interkube.upstream.tls import client_context
+from interkube.upstream.upstream import Upstream
+
+
+def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
+    addrs: list[UpstreamAddr] = []
+    for spec in cfg.to:
+        if spec.addr is not None:
+            addrs.append(spec.addr)
+            continue
+        assert spec.path is not None
+        try:
+            found = resolv_conf_nameservers(spec.path)
+        except FileNotFoundError:
+            raise ctx.error(f"{spec.path!r} is neither an IP address nor an existing file") from None
+        except OSError as exc:
+            raise ctx.error(f"cannot read {spec.path}: {exc.strerror}") from None
+        if not found:
+            raise ctx.error(f"no nameserver lines in {spec.path}")
+        addrs.extend(found)
+    if len(addrs) > MAX_UPSTREAMS:
+        raise ctx.error(f"more than {MAX_UPSTREAMS} upstreams")
+    tls_ctx: ssl.SSLContext | None = None
+    if any(a.transport == TRANSPORT_TLS for a in addrs) or cfg.tls is not None:
+        files = cfg.tls or TlsClientFiles()
+        try:
+            tls_ctx = client_context(files.cert, files.key, files.ca)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ctx.error(f"tls: {exc}") from None
+    upstreams = []
+    for addr in addrs:
+        if addr.transport == TRANSPORT_TLS and addr.server_name is None and cfg.tls_servername:
+            addr = UpstreamAddr(addr.transport, addr.host, addr.port, cfg.tls_servername)
+        upstreams.append(Upstream(addr, expire=cfg.expire, max_fails=cfg.max_fails, health=cfg.health,
+                                  ssl_context=tls_ctx))
+    return ForwardHandler(cfg, upstreams)

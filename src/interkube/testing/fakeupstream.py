@@ -1,0 +1,137 @@
+"""A scriptable upstream DNS server on loopback (UDP and TCP) for fault-injection tests.
+
+Real processes (dnsmasq, unbound) show that interkube interoperates; this one shows what happens
+when an upstream misbehaves on cue: answers late, goes silent, truncates every UDP answer,
+answers with a chosen rcode. It runs in the test's event loop and counts what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+
+@dataclass
+class Behaviour:
+    """How the fake answers; tests change these fields while it runs."""
+
+    records: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (name, type) -> rdata
+    ttl: int = 30
+    rcode: int | None = None            # force this rcode (e.g. dns.rcode.NXDOMAIN)
+    delay: float = 0.0                  # seconds before answering
+    silent: bool = False                # never answer
+    truncate_udp: bool = False          # answer UDP with TC=1 and no records
+    custom: Callable[[dns.message.Message], dns.message.Message | None] | None = None
+
+
+class FakeUpstream:
+    """Start with ``await FakeUpstream().start()``; stop with ``await fake.stop()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.behaviour = Behaviour()
+        self.queries: list[tuple[str, dns.message.Message]] = []  # (proto, query)
+        self.tcp_connections = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def answer(self, query: dns.message.Message, proto: str) -> dns.message.Message | None:
+        b = self.behaviour
+        if b.silent:
+            return None
+        if b.custom is not None:
+            return b.custom(query)
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.AA
+        if proto == "udp" and b.truncate_udp:
+            resp.flags |= dns.flags.TC
+            return resp
+        if b.rcode is not None:
+            resp.set_rcode(b.rcode)
+            return resp
+        q = query.question[0]
+        key = (q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype))
+        rdatas = b.records.get(key)
+        if rdatas:
+            resp.answer.append(dns.rrset.from_text_list(q.name, b.ttl, "IN", key[1], rdatas))
+        elif not any(name == key[0] for name, _ in b.records):
+            resp.set_rcode(dns.rcode.NXDOMAIN)
+        return resp
+
+    async def _respond(self, data: bytes, proto: str, send: Callable[[bytes], None]) -> None:
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:  # noqa: BLE001 - garbage in: say nothing, as a real server might
+            return
+        self.queries.append((proto, query))
+        if self.behaviour.delay:
+            await asyncio.sleep(self.behaviour.delay)
+        resp = self.answer(query, proto)
+        if resp is not None:
+            send(resp.to_wire())
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> "FakeUpstream":
+        loop = asyncio.get_running_loop()
+        fake = self
+
+        class Udp(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                fake._spawn(fake._respond(data, "udp", lambda b: self.transport.sendto(b, addr)))  # type: ignore[attr-defined]
+
+        class Tcp(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+                self.buf = bytearray()
+                fake.tcp_connections += 1
+
+            def data_received(self, data: bytes) -> None:
+                self.buf += data
+                while len(self.buf) >= 2:
+                    n = int.from_bytes(self.buf[:2], "big")
+                    if len(self.buf) < 2 + n:
+                        return
+                    msg = bytes(self.buf[2:2 + n])
+                    del self.buf[:2 + n]
+                    t = self.transport
+                    fake._spawn(fake._respond(msg, "tcp", lambda b, t=t: t.is_closing() or t.write(len(b).to_bytes(2, "big") + b)))  # type: ignore[attr-defined]
+
+        self._tcp = await loop.create_server(Tcp, self.host, self.port)
+        self.port = self._tcp.sockets[0].getsockname()[1]
+        self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
+        return self
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+            self._tcp = None
+
+    def count(self, proto: str | None = None) -> int:
+        return sum(1 for p, _ in self.queries if proto is None or p == proto)
+

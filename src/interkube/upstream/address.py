@@ -1,0 +1,93 @@
+"""Upstream addresses as CoreDNS writes them: ``IP[:PORT]``, ``dns://IP[:PORT]``,
+``tls://IP[:PORT][%SERVERNAME]``, ``[IPv6]:PORT``."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+TRANSPORT_DNS = "dns"
+TRANSPORT_TLS = "tls"
+_DEFAULT_PORT = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853}
+
+
+@dataclass(frozen=True)
+class UpstreamAddr:
+    transport: str
+    host: str
+    port: int
+    server_name: str | None = None  # TLS name to verify (the `%name` suffix)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        prefix = "" if self.transport == TRANSPORT_DNS else f"{self.transport}://"
+        return f"{prefix}{host}:{self.port}"
+
+
+def looks_like_address(text: str) -> bool:
+    """Whether ``text`` is meant as an address (as opposed to a resolv.conf path).
+
+    Anything address-shaped counts, so that a malformed address (a port out of range, say) is
+    reported as such instead of being looked for on disk.
+    """
+    if "://" in text or text.startswith("["):
+        return True
+    if "/" in text:
+        return False
+    return text[:1].isdigit() or ":" in text or "%" in text
+
+
+def parse_upstream(text: str) -> UpstreamAddr:
+    """Parse one upstream; raises ValueError with a message fit for a config error."""
+    transport = TRANSPORT_DNS
+    rest = text
+    if "://" in text:
+        transport, _, rest = text.partition("://")
+        transport = transport.lower()
+        if transport not in _DEFAULT_PORT:
+            raise ValueError(f"unsupported upstream transport {transport}:// (use dns:// or tls://)")
+    server_name = None
+    if "%" in rest:
+        rest, _, server_name = rest.partition("%")
+        if transport != TRANSPORT_TLS:
+            raise ValueError(f"{text!r}: a %SERVERNAME suffix is only meaningful for tls://")
+        if not server_name:
+            raise ValueError(f"{text!r}: empty TLS server name after %")
+    port = _DEFAULT_PORT[transport]
+    host = rest
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: unclosed '['")
+        host = rest[1:end]
+        tail = rest[end + 1:]
+        if tail:
+            if not tail.startswith(":") or not tail[1:].isdigit():
+                raise ValueError(f"{text!r}: expected :PORT after ']'")
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, _, p = rest.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"{text!r}: invalid port {p!r}")
+        port = int(p)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (host names are not accepted as upstreams)") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{text!r}: port {port} is out of range")
+    return UpstreamAddr(transport, str(ip), port, server_name)
+
+
+def resolv_conf_nameservers(path: str) -> list[UpstreamAddr]:
+    """The `nameserver` lines of a resolv.conf-style file, as port-53 upstreams."""
+    out: list[UpstreamAddr] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split("#", 1)[0].split(";", 1)[0].split()
+            if len(fields) >= 2 and fields[0] == "nameserver":
+                try:
+                    out.append(parse_upstream(fields[1].split("%", 1)[0]))
+                except ValueError:
+                    continue
+    return out

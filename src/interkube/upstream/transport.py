@@ -1,0 +1,307 @@
+"""Sending queries to one upstream: over UDP, or over a pipelined TCP/TLS stream.
+
+Both exchangers multiplex: every query gets a fresh random ID on the way out, and the answer is
+matched back by that ID *and* by its question, so an answer that does not belong to a pending
+query (late, spoofed, or for another question) is ignored rather than delivered. The caller gets
+the upstream's bytes as they came, with our ID in them; it puts the client's ID back.
+
+UDP uses a few connected sockets, each retired after ``expire`` seconds so source ports keep
+changing; a connected socket also turns an ICMP "port unreachable" into an immediate failure
+instead of a timeout. TCP and TLS keep connections open and reuse them for many queries in
+flight at once (RFC 7766 pipelining); a connection idle for ``expire`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+from collections.abc import Callable
+
+from interkube.dns.wire import HEADER_LEN, read_name_end
+from interkube.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
+
+
+class ConnectionClosed(UpstreamError):
+    """A reused stream connection closed under a query; worth one retry on a new one."""
+
+
+def _question_key(wire: bytes) -> bytes:
+    """The lower-cased question section of a message, for matching answers to queries."""
+    end = read_name_end(wire, HEADER_LEN)
+    if end < 0 or end + 4 > len(wire):
+        return b""
+    return wire[HEADER_LEN:end + 4].lower()
+
+
+def _fresh_id(pending: dict[int, object]) -> int:
+    while True:
+        qid = secrets.randbits(16)
+        if qid not in pending:
+            return qid
+
+
+def _arm_timeout(fut: asyncio.Future[bytes], timeout: float,
+                 make_error: Callable[[], Exception]) -> asyncio.TimerHandle:
+    def fire() -> None:
+        if not fut.done():
+            fut.set_exception(make_error())
+    return asyncio.get_running_loop().call_later(timeout, fire)
+
+
+class _UdpSocket(asyncio.DatagramProtocol):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
+        self.born = asyncio.get_running_loop().time()
+        self.retired = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if len(data) < HEADER_LEN or not data[2] & 0x80:
+            return
+        entry = self.pending.get((data[0] << 8) | data[1])
+        if entry is None:
+            return
+        fut, question = entry
+        if question and data[HEADER_LEN:HEADER_LEN + len(question)].lower() != question:
+            return
+        del self.pending[(data[0] << 8) | data[1]]
+        if not fut.done():
+            fut.set_result(data)
+        self._maybe_close()
+
+    def error_received(self, exc: Exception) -> None:
+        # On a connected UDP socket this is the ICMP error for something we sent; every query
+        # pending here went to the same dead address.
+        self._fail_all(UpstreamRefused(self.name, f"{exc.strerror or exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_all(UpstreamError(self.name, "socket closed"))
+        self.transport = None
+
+    def _fail_all(self, err: UpstreamError) -> None:
+        pending, self.pending = self.pending, {}
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+
+    def forget(self, qid: int) -> None:
+        self.pending.pop(qid, None)
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self.retired and not self.pending and self.transport is not None:
+            self.transport.close()
+
+
+class DatagramExchanger:
+    """Queries to one upstream over UDP."""
+
+    def __init__(self, host: str, port: int, *, sockets: int = 4, expire: float = 10.0) -> None:
+        self.host = host
+        self.port = port
+        self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.size = max(1, sockets)
+        self.expire = expire
+        self._socks: list[_UdpSocket | None] = [None] * self.size
+        self._next = 0
+
+    async def _socket(self) -> _UdpSocket:
+        i = self._next = (self._next + 1) % self.size
+        sock = self._socks[i]
+        loop = asyncio.get_running_loop()
+        if sock is not None and sock.transport is not None and loop.time() - sock.born < self.expire:
+            return sock
+        if sock is not None:
+            sock.retired = True
+            sock._maybe_close()
+        _, proto = await loop.create_datagram_endpoint(lambda: _UdpSocket(self.name),
+                                                       remote_addr=(self.host, self.port))
+        self._socks[i] = proto
+        return proto
+
+    async def exchange(self, wire: bytes, timeout: float) -> bytes:
+        try:
+            sock = await self._socket()
+        except OSError as exc:
+            raise UpstreamError(self.name, f"cannot open a UDP socket: {exc.strerror or exc}") from exc
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        qid = _fresh_id(sock.pending)  # type: ignore[arg-type]
+        sock.pending[qid] = (fut, _question_key(wire))
+        timer = _arm_timeout(fut, timeout, lambda: UpstreamTimeout(self.name, f"no answer over UDP in {timeout:g}s"))
+        try:
+            assert sock.transport is not None
+            sock.transport.sendto(qid.to_bytes(2, "big") + wire[2:])
+            return await fut
+        finally:
+            timer.cancel()
+            sock.forget(qid)
+
+    def close(self) -> None:
+        for sock in self._socks:
+            if sock is not None and sock.transport is not None:
+                sock.transport.close()
+        self._socks = [None] * self.size
+
+
+class _StreamConn(asyncio.Protocol):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
+        self.buf = bytearray()
+        self.last_used = asyncio.get_running_loop().time()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while len(buf) >= 2:
+            length = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + length:
+                return
+            msg = bytes(buf[2:2 + length])
+            del buf[:2 + length]
+            if len(msg) < HEADER_LEN:
+                continue
+            qid = (msg[0] << 8) | msg[1]
+            entry = self.pending.get(qid)
+            if entry is None:
+                continue
+            fut, question = entry
+            if question and msg[HEADER_LEN:HEADER_LEN + len(question)].lower() != question:
+                continue
+            del self.pending[qid]
+            if not fut.done():
+                fut.set_result(msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        pending, self.pending = self.pending, {}
+        reason = f"connection closed ({exc})" if exc else "connection closed by the upstream"
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(self.name, reason))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class StreamExchanger:
+    """Queries to one upstream over TCP or TLS, pipelined on reused connections."""
+
+    def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None, expire: float = 10.0,
+                 max_pipeline: int = 64, connect_timeout: float = 2.0) -> None:
+        self.host = host
+        self.port = port
+        proto = "tls" if ssl_context is not None else "tcp"
+        self.name = f"{proto}://[{host}]:{port}" if ":" in host else f"{proto}://{host}:{port}"
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.expire = expire
+        self.max_pipeline = max_pipeline
+        self.connect_timeout = connect_timeout
+        self._conns: list[_StreamConn] = []
+        self._connecting: asyncio.Future[_StreamConn] | None = None
+
+    async def _connect(self) -> _StreamConn:
+        loop = asyncio.get_running_loop()
+        kwargs: dict[str, object] = {}
+        if self.ssl_context is not None:
+            kwargs["ssl"] = self.ssl_context
+            kwargs["server_hostname"] = self.server_hostname or self.host
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _StreamConn(self.name), self.host, self.port, **kwargs),
+                self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
+        except ssl.SSLCertVerificationError as exc:
+            from interkube.errors import TlsVerificationFailed
+
+            raise TlsVerificationFailed(self.name, f"certificate rejected: {exc.verify_message or exc.reason}") from exc
+        except ssl.SSLError as exc:
+            from interkube.errors import TlsVerificationFailed
+
+            raise TlsVerificationFailed(self.name, f"TLS handshake failed: {exc.reason or exc}") from exc
+        except ConnectionRefusedError as exc:
+            raise UpstreamRefused(self.name, "connection refused") from exc
+        except OSError as exc:
+            raise UpstreamError(self.name, f"connect failed: {exc.strerror or exc}") from exc
+        return conn
+
+    async def _connection(self) -> _StreamConn:
+        now = asyncio.get_running_loop().time()
+        live: list[_StreamConn] = []
+        chosen = None
+        for conn in self._conns:
+            if conn.closed:
+                continue
+            if not conn.pending and now - conn.last_used > self.expire:
+                conn.close()
+                continue
+            live.append(conn)
+            if chosen is None and len(conn.pending) < self.max_pipeline:
+                chosen = conn
+        self._conns = live
+        if chosen is not None:
+            return chosen
+        # One connect at a time: queries arriving meanwhile wait for it and share it.
+        if self._connecting is not None:
+            return await asyncio.shield(self._connecting)
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_future()
+        try:
+            conn = await self._connect()
+        except BaseException as exc:
+            self._connecting.set_exception(exc)
+            self._connecting.exception()  # mark retrieved; waiters re-raise it
+            self._connecting = None
+            raise
+        self._conns.append(conn)
+        self._connecting.set_result(conn)
+        self._connecting = None
+        return conn
+
+    async def exchange(self, wire: bytes, timeout: float) -> bytes:
+        for attempt in (0, 1):
+            conn = await self._connection()
+            try:
+                return await self._exchange_on(conn, wire, timeout)
+            except ConnectionClosed:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange_on(self, conn: _StreamConn, wire: bytes, timeout: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        qid = _fresh_id(conn.pending)  # type: ignore[arg-type]
+        conn.pending[qid] = (fut, _question_key(wire))
+        conn.last_used = loop.time()
+        timer = _arm_timeout(fut, timeout, lambda: UpstreamTimeout(self.name, f"no answer in {timeout:g}s"))
+        try:
+            if conn.transport is None:
+                raise ConnectionClosed(self.name, "connection closed before the query was sent")
+            conn.transport.write(len(wire).to_bytes(2, "big") + qid.to_bytes(2, "big") + wire[2:])
+            return await fut
+        finally:
+            timer.cancel()
+            conn.pending.pop(qid, None)
+            conn.last_used = loop.time()
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()
+        self._conns = []

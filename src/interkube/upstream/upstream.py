@@ -1,0 +1,137 @@
+"""One upstream server: its transports, its health, and how a query is sent to it.
+
+Health follows CoreDNS's forward: a failed query *kicks* a health check, which probes the
+upstream (``. IN NS`` by default) every interval until a probe is answered. Each failed probe
+adds to the upstream's fail count, an answered probe resets it, and an upstream whose count
+exceeds ``max_fails`` is *down*: skipped by forward until a probe brings it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+
+import dns.flags
+import dns.message
+import dns.rdatatype
+
+from interkube.dns.wire import FLAG_TC, header_flags
+from interkube.errors import UpstreamError
+from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
+from interkube.upstream.transport import DatagramExchanger, StreamExchanger
+
+log = logging.getLogger("interkube.plugin.forward")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    interval: float = 0.5          # 0 disables probing
+    recursion_desired: bool = True
+    domain: str = "."
+    timeout: float = 1.0
+
+
+class UpstreamStats:
+    """Counters read by the metrics plugin."""
+
+    __slots__ = ("requests", "failures", "healthcheck_failures", "truncated_retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.healthcheck_failures = 0
+        self.truncated_retries = 0
+
+
+class Upstream:
+    """An upstream DNS server reached over UDP+TCP (dns://) or TLS (tls://)."""
+
+    def __init__(self, addr: UpstreamAddr, *, expire: float = 10.0, max_fails: int = 2,
+                 health: HealthCheck | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.addr = addr
+        self.name = str(addr)
+        self.max_fails = max_fails
+        self.health = health or HealthCheck()
+        self.fails = 0
+        self.stats = UpstreamStats()
+        self.is_tls = addr.transport == TRANSPORT_TLS
+        self.udp = None if self.is_tls else DatagramExchanger(addr.host, addr.port, expire=expire)
+        self.stream = StreamExchanger(addr.host, addr.port, expire=expire,
+                                      ssl_context=ssl_context if self.is_tls else None,
+                                      server_hostname=addr.server_name)
+        self._probe_task: asyncio.Task[None] | None = None
+        self._probe_wire = self._make_probe()
+        self._was_down = False
+
+    def _make_probe(self) -> bytes:
+        q = dns.message.make_query(self.health.domain, dns.rdatatype.NS)
+        if not self.health.recursion_desired:
+            q.flags &= ~dns.flags.RD
+        return q.to_wire()
+
+    @property
+    def down(self) -> bool:
+        return self.max_fails > 0 and self.fails > self.max_fails
+
+    async def exchange(self, wire: bytes, tcp: bool, timeout: float) -> bytes:
+        """Send one query; over UDP unless ``tcp`` (TLS upstreams always use their stream).
+
+        A truncated UDP answer is retried over TCP so the client gets the whole answer.
+        """
+        self.stats.requests += 1
+        try:
+            if self.udp is None or tcp:
+                return await self.stream.exchange(wire, timeout)
+            resp = await self.udp.exchange(wire, timeout)
+            if header_flags(resp) & FLAG_TC:
+                self.stats.truncated_retries += 1
+                return await self.stream.exchange(wire, timeout)
+            return resp
+        except UpstreamError:
+            self.stats.failures += 1
+            raise
+
+    # -- health -----------------------------------------------------------------------------
+
+    def kick_health_check(self, force_tcp: bool = False) -> None:
+        """Start probing (if not already): called after a query to this upstream failed."""
+        if self.max_fails == 0 or self.health.interval <= 0:
+            return
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_until_up(force_tcp))
+
+    async def probe(self, force_tcp: bool = False) -> None:
+        """One health probe; raises UpstreamError when unanswered."""
+        if self.udp is None or force_tcp:
+            await self.stream.exchange(self._probe_wire, self.health.timeout)
+        else:
+            await self.udp.exchange(self._probe_wire, self.health.timeout)
+
+    async def _probe_until_up(self, force_tcp: bool) -> None:
+        while True:
+            try:
+                await self.probe(force_tcp)
+            except UpstreamError as exc:
+                self.fails += 1
+                self.stats.healthcheck_failures += 1
+                if self.down and not self._was_down:
+                    self._was_down = True
+                    log.warning("upstream %s is down: %s", self.name, exc.reason)
+                await asyncio.sleep(self.health.interval)
+                continue
+            if self._was_down:
+                log.info("upstream %s is back up", self.name)
+            self._was_down = False
+            self.fails = 0
+            return
+
+    def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            self._probe_task = None
+        if self.udp is not None:
+            self.udp.close()
+        self.stream.close()

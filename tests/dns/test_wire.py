@@ -1,0 +1,123 @@
+"""The wire fast path: query parsing into keys, template patching, error and truncated responses."""
+
+from __future__ import annotations
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+
+from interkube.dns import wire
+from interkube.dns.message import make_response, render
+
+
+def q(name: str = "www.Example.org.", rdtype: str = "A", **kw) -> dns.message.Message:  # type: ignore[no-untyped-def]
+    return dns.message.make_query(name, rdtype, **kw)
+
+
+def test_plain_query_is_read() -> None:
+    m = q(use_edns=False)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None
+    assert parsed.qtype == 1 and parsed.qclass == 1 and not parsed.edns
+    assert parsed.lname == b"\x03www\x07example\x03org\x00"
+    assert parsed.udp_limit == 512
+
+
+def test_edns_query_is_read_with_payload_and_do() -> None:
+    m = q(use_edns=0, payload=4096, want_dnssec=True)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None and parsed.edns and parsed.do and parsed.payload == 4096
+    assert parsed.udp_limit == 4096
+
+
+def test_key_ignores_case_but_not_type_edns_or_rd() -> None:
+    def key(m: dns.message.Message) -> bytes:
+        parsed = wire.parse_query(m.to_wire())
+        assert parsed is not None
+        return parsed.key
+
+    base = key(q("a.example.", "A"))
+    assert key(q("A.EXAMPLE.", "A")) == base
+    assert key(q("a.example.", "AAAA")) != base
+    assert key(q("a.example.", "A", use_edns=0)) != base
+    no_rd = q("a.example.", "A")
+    no_rd.flags &= ~dns.flags.RD
+    assert key(no_rd) != base
+
+
+def test_qtype_bytes_are_not_lowercased() -> None:
+    # QTYPE 65 (HTTPS) is the byte "A": lower-casing it would turn it into 97.
+    parsed = wire.parse_query(q("x.example.", 65).to_wire())
+    assert parsed is not None and parsed.qtype == 65
+    assert parsed.key[-5:-1] == b"\x00\x41\x00\x01"
+
+
+def test_what_goes_to_the_slow_path() -> None:
+    assert wire.parse_query(b"\x00" * 11) is None
+    resp = make_response(q())
+    assert wire.parse_query(resp.to_wire()) is None  # QR=1
+    notify = q()
+    notify.set_opcode(dns.opcode.NOTIFY)
+    assert wire.parse_query(notify.to_wire()) is None
+    edns1 = q(use_edns=1)
+    assert wire.parse_query(edns1.to_wire()) is None
+    assert wire.parse_query(q().to_wire() + b"junk") is None
+    # A compression pointer in the question.
+    w = bytearray(q("a.example.").to_wire())
+    w[12:12] = b""
+    bad = bytes(w[:12]) + b"\xc0\x0c" + bytes(w[-4:])
+    assert wire.parse_query(bad) is None
+
+
+def test_template_serves_other_case_and_id() -> None:
+    first = q("www.example.org.", "A")
+    parsed = wire.parse_query(first.to_wire())
+    assert parsed is not None
+    resp = make_response(first)
+    resp.answer.append(dns.rrset.from_text(first.question[0].name, 30, "IN", "A", "192.0.2.1"))
+    tpl = wire.template_for(render(resp), parsed)
+
+    second = q("WWW.EXAMPLE.org.", "A")
+    second.id = 4242
+    p2 = wire.parse_query(second.to_wire())
+    assert p2 is not None and p2.key == parsed.key
+    out = dns.message.from_wire(tpl.render(p2))
+    assert out.id == 4242
+    assert out.question[0].name.to_text() == "WWW.EXAMPLE.org."
+    # The answer owner is a pointer to the question: it shows the client's case too.
+    assert out.answer[0].name.to_text() == "WWW.EXAMPLE.org."
+    assert out.answer[0][0].address == "192.0.2.1"
+
+
+def test_error_response_echoes_id_question_rd_and_edns() -> None:
+    m = q(use_edns=0, want_dnssec=True)
+    m.id = 777
+    parsed = wire.parse_query(m.to_wire())
+    out = dns.message.from_wire(wire.error_response(m.to_wire(), wire.RCODE_REFUSED, parsed))
+    assert out.id == 777 and out.rcode() == dns.rcode.REFUSED
+    assert out.flags & dns.flags.RD and out.flags & dns.flags.QR
+    assert out.edns == 0 and out.payload == wire.ADVERTISED_PAYLOAD and out.ednsflags & dns.flags.DO
+    assert out.question == m.question
+
+
+def test_error_response_without_question() -> None:
+    raw = bytes([0x12, 0x34, 0x01, 0x00]) + b"\x00\x05" + b"\x00" * 6 + b"\xff"
+    out = wire.error_response(raw, wire.RCODE_FORMERR)
+    assert out[:2] == b"\x12\x34" and out[3] & 0x0F == wire.RCODE_FORMERR and len(out) == 12
+
+
+def test_truncated_keeps_question_and_sets_tc() -> None:
+    m = q(use_edns=0)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None
+    resp = make_response(m)
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "TXT", ['"' + "x" * 200 + '"'] * 5))
+    out = dns.message.from_wire(wire.truncated(render(resp), parsed))
+    assert out.flags & dns.flags.TC and not out.answer and out.question == m.question and out.edns == 0
+
+
+def test_label_offsets() -> None:
+    lname = b"\x01a\x02bc\x00"
+    assert [lname[o:] for o in wire.label_offsets(lname)] == [lname, b"\x02bc\x00", b"\x00"]

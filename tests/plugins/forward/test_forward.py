@@ -1,0 +1,357 @@
+"""forward: parsing, the seed 000 scenario with real upstream processes, and fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+
+from interkube.errors import ConfigError
+from interkube.plugins.forward.handler import ForwardHandler
+from interkube.plugins.forward.parse import parse
+from interkube.server.corefile.parser import parse_text
+from interkube.server.runtime import build
+from interkube.server.services import Services
+from interkube.testing.fakeupstream import FakeUpstream
+from interkube.testing.servers import aquery, dnsmasq, free_port, in_process, interkube_process, query, unbound
+
+
+def directive(text: str):  # type: ignore[no-untyped-def]
+    return parse_text(f". {{\n{text}\n}}\n")[0].directives[0]
+
+
+def forwarders(server) -> list[ForwardHandler]:  # type: ignore[no-untyped-def]
+    return [h for h in server.instance.built.handlers if isinstance(h, ForwardHandler)]
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def test_parse_every_option() -> None:
+    cfg = parse(directive(
+        "forward example.org 127.0.0.1 127.0.0.2:5300 dns://[::1]:53 tls://127.0.0.3%dns.example {\n"
+        " except a.example.org b.example.org\n force_tcp\n expire 30s\n max_fails 5\n"
+        " health_check 1s no_rec domain example.org\n policy round_robin\n max_concurrent 100\n"
+        " failfast_all_unhealthy_upstreams\n next NXDOMAIN servfail\n tls cert.pem key.pem ca.pem\n"
+        " tls_servername dns.example\n}"))
+    assert cfg.from_zones == ("example.org.",)
+    assert [str(s.addr) for s in cfg.to] == ["127.0.0.1:53", "127.0.0.2:5300", "[::1]:53", "tls://127.0.0.3:853"]
+    assert cfg.to[3].addr.server_name == "dns.example"  # type: ignore[union-attr]
+    assert cfg.except_zones == ("a.example.org.", "b.example.org.")
+    assert cfg.force_tcp and cfg.expire == 30 and cfg.max_fails == 5
+    assert cfg.health.interval == 1 and not cfg.health.recursion_desired and cfg.health.domain == "example.org."
+    assert cfg.policy == "round_robin" and cfg.max_concurrent == 100 and cfg.failfast_all_unhealthy
+    assert cfg.next_rcodes == {dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL}
+    assert cfg.tls is not None and (cfg.tls.cert, cfg.tls.key, cfg.tls.ca) == ("cert.pem", "key.pem", "ca.pem")
+
+
+def test_defaults_match_coredns() -> None:
+    cfg = parse(directive("forward . 127.0.0.1"))
+    assert (cfg.expire, cfg.max_fails, cfg.health.interval, cfg.policy, cfg.max_concurrent) == (10, 2, 0.5, "random", 0)
+    assert cfg.health.recursion_desired and cfg.health.domain == "."
+
+
+def test_reverse_cidr_from() -> None:
+    assert parse(directive("forward 10.0.0.0/8 127.0.0.1")).from_zones == ("10.in-addr.arpa.",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("forward .", "at least 2 arguments"),
+    ("forward . 127.0.0.1:99999", "out of range"),
+    ("forward . quic://127.0.0.1", "unsupported upstream transport"),
+    ("forward . 127.0.0.1%name", "only meaningful for tls"),
+    ("forward . " + " ".join(f"127.0.0.{i}" for i in range(1, 17)), "more than 15"),
+    ("forward . 127.0.0.1 {\n bogus\n}", "unknown option 'bogus'"),
+    ("forward . 127.0.0.1 {\n policy fastest\n}", "unknown policy"),
+    ("forward . 127.0.0.1 {\n force_tcp\n prefer_udp\n}", "cannot both"),
+    ("forward . 127.0.0.1 {\n next NOPE\n}", "unknown rcode"),
+    ("forward . 127.0.0.1 {\n health_check 1s maybe\n}", "unexpected 'maybe'"),
+    ("forward . 127.0.0.1 {\n expire soon\n}", "invalid duration"),
+    ("forward . 127.0.0.1 {\n max_concurrent 0\n}", "below the minimum"),
+])
+def test_parse_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse(directive(text))
+    assert info.value.file == "Corefile" and info.value.line >= 2
+
+
+def test_missing_resolv_conf_is_a_setup_error(tmp_path: Path) -> None:
+    blocks = parse_text(f". {{\n forward . {tmp_path}/nope.conf\n}}\n")
+    with pytest.raises(ConfigError, match=r"Corefile:2: forward: .*neither an IP address nor an existing file"):
+        build(blocks, "Corefile", Services())
+
+
+async def test_resolv_conf_upstreams(tmp_path: Path) -> None:
+    up = await FakeUpstream().start()
+    up.behaviour.records = {("a.example.", "A"): ["192.0.2.7"]}
+    resolv = tmp_path / "resolv.conf"
+    # Upstreams from a resolv.conf file use port 53; point it at the fake via a file the test
+    # writes, and check the parse separately from the port.
+    resolv.write_text("# comment\nsearch example\nnameserver 127.0.0.1\nnameserver ::1\noptions ndots:5\n")
+    from interkube.upstream.address import resolv_conf_nameservers
+
+    assert [str(a) for a in resolv_conf_nameservers(str(resolv))] == ["127.0.0.1:53", "[::1]:53"]
+    await up.stop()
+
+
+# --- seed 000 with real processes --------------------------------------------------------------
+
+REMOTE = "remote.svc.cluster.local"
+PODS = {"10-1-17-231": "10.1.17.231", "10-1-46-20": "10.1.46.20", "10-1-68-212": "10.1.68.212"}
+
+
+@pytest.fixture
+def seed000(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """dnsmasq plays the remote cluster's DNS, unbound the local one, interkube the proxy."""
+    if shutil.which("dig") is None:
+        pytest.skip("dig is not installed (Debian package dnsutils)")
+    port_a, port_b, port = free_port(), free_port(), free_port()
+    srv = tuple(f"_couchbase._tcp.cb-example-srv.{REMOTE},{pod}.cb-example-srv.{REMOTE},11210,0,33" for pod in PODS)
+    records = {f"{pod}.cb-example-srv.{REMOTE}": [ip] for pod, ip in PODS.items()}
+    core = tmp_path / "Corefile"
+    core.write_text(f"{REMOTE}:{port} {{\n bind 127.0.0.1\n errors\n forward . 127.0.0.1:{port_a}\n}}\n"
+                    f".:{port} {{\n bind 127.0.0.1\n errors\n forward . 127.0.0.1:{port_b}\n}}\n")
+    with dnsmasq(port_a, records, srv=srv) as remote_dns, \
+            unbound(port_b, ["kube-dns.kube-system.svc.cluster.local. 30 IN A 172.20.0.10"], zone="cluster.local."), \
+            interkube_process(core, port) as proc:
+        yield port, remote_dns, proc
+
+
+def dig(port: int, *args: str) -> str:
+    return subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=8", *args],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def test_seed_000_srv_with_additional_records(seed000) -> None:  # type: ignore[no-untyped-def]
+    port, _, _ = seed000
+    out = dig(port, "SRV", f"_couchbase._tcp.cb-example-srv.{REMOTE}")
+    assert "status: NOERROR" in out
+    msg = query(f"_couchbase._tcp.cb-example-srv.{REMOTE}", "SRV", port)
+    targets = sorted(rr.target.to_text() for rr in msg.answer[0])
+    assert targets == sorted(f"{pod}.cb-example-srv.{REMOTE}." for pod in PODS)
+    assert all(rr.port == 11210 and rr.weight == 33 for rr in msg.answer[0])
+    extra = {rrset.name.to_text(): rrset[0].address for rrset in msg.additional if rrset.rdtype == 1}
+    assert extra == {f"{pod}.cb-example-srv.{REMOTE}.": ip for pod, ip in PODS.items()}
+    records = dig(port, "+noall", "+answer", "+additional", "SRV", f"_couchbase._tcp.cb-example-srv.{REMOTE}")
+    assert len(re.findall(r"\sIN\s+SRV\s+0\s+33\s+11210\s", records)) == 3
+    assert len(re.findall(r"\sIN\s+A\s+10\.1\.", records)) == 3
+
+
+def test_seed_000_other_names_go_to_the_local_dns(seed000) -> None:  # type: ignore[no-untyped-def]
+    port, _, _ = seed000
+    assert dig(port, "+short", "kube-dns.kube-system.svc.cluster.local").split() == ["172.20.0.10"]
+    assert dig(port, "+short", "+tcp", "kube-dns.kube-system.svc.cluster.local").split() == ["172.20.0.10"]
+
+
+def test_seed_000_remote_down_gives_servfail_and_the_rest_works(seed000) -> None:  # type: ignore[no-untyped-def]
+    from interkube.testing.servers import process_output, stop_process
+
+    port, remote_dns, proc = seed000
+    stop_process(remote_dns)
+    started = time.monotonic()
+    out = dig(port, "SRV", f"_couchbase._tcp.cb-example-srv.{REMOTE}")
+    assert "status: SERVFAIL" in out
+    # Within forward's own 5 s deadline (dig would have given up at +time=8 otherwise).
+    assert time.monotonic() - started < 8
+    assert dig(port, "+short", "kube-dns.kube-system.svc.cluster.local").split() == ["172.20.0.10"]
+    assert "plugin/errors" in process_output(proc)
+
+
+# --- fault injection with a scripted upstream ---------------------------------------------------
+
+
+@pytest.fixture
+async def fakes():  # type: ignore[no-untyped-def]
+    ups = [await FakeUpstream().start() for _ in range(3)]
+    for up in ups:
+        up.behaviour.records = {("a.example.", "A"): ["192.0.2.1"]}
+    yield ups
+    for up in ups:
+        await up.stop()
+
+
+def fwd_corefile(port: int, *upstreams: str, options: str = "", extra: str = "") -> str:
+    block = f" {{\n{options}\n }}" if options else ""
+    return f"example.:{port} {{\n bind 127.0.0.1\n{extra}\n forward . {' '.join(upstreams)}{block}\n}}\n"
+
+
+async def test_answer_passes_through_byte_exact_apart_from_id(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    sent: list[bytes] = []
+
+    def answer(query: dns.message.Message) -> dns.message.Message:
+        resp = dns.message.make_response(query)
+        resp.answer.append(dns.rrset.from_text(query.question[0].name, 1234, "IN", "A", "192.0.2.99"))
+        sent.append(resp.to_wire())
+        return resp
+
+    import dns.rrset
+
+    up.behaviour.custom = answer
+    port = free_port()
+    async with in_process(fwd_corefile(port, up.address)):
+        q = dns.message.make_query("a.example.", "A")
+        import dns.asyncquery
+
+        raw = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+        assert raw.id == q.id
+        got = raw.to_wire()
+    assert got[2:] == sent[0][2:]
+
+
+async def test_health_check_marks_down_and_back_up(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    port = free_port()
+    async with in_process(fwd_corefile(port, up.address, options="  max_fails 1\n  health_check 50ms")) as server:
+        upstream = forwarders(server)[0].upstreams[0]
+        assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+        up.behaviour.silent = True
+        r = await aquery("a.example.", "A", port, timeout=10)
+        assert r.rcode() == dns.rcode.SERVFAIL
+        deadline = time.monotonic() + 10
+        while not upstream.down and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert upstream.down and upstream.stats.healthcheck_failures >= 2
+        up.behaviour.silent = False
+        deadline = time.monotonic() + 10
+        while upstream.down and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not upstream.down and upstream.fails == 0
+        assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+
+
+async def test_down_upstream_is_skipped(fakes) -> None:  # type: ignore[no-untyped-def]
+    good, bad = fakes[0], fakes[1]
+    bad.behaviour.silent = True
+    port = free_port()
+    opts = "  policy sequential\n  max_fails 1\n  health_check 50ms"
+    async with in_process(fwd_corefile(port, bad.address, good.address, options=opts)) as server:
+        dead = forwarders(server)[0].upstreams[0]
+        r = await aquery("a.example.", "A", port, timeout=10)  # first try: bad times out, good answers
+        assert r.rcode() == dns.rcode.NOERROR
+        deadline = time.monotonic() + 10
+        while not dead.down and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        before = bad.count()
+        for _ in range(5):
+            assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+        # Only health probes reach the dead one now, no client query.
+        client_queries = [q for _, q in bad.queries[before:] if q.question[0].name.to_text() == "a.example."]
+        assert client_queries == []
+
+
+async def test_failfast_when_all_upstreams_are_down(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    up.behaviour.silent = True
+    port = free_port()
+    opts = "  max_fails 1\n  health_check 50ms\n  failfast_all_unhealthy_upstreams"
+    async with in_process(fwd_corefile(port, up.address, options=opts)) as server:
+        upstream = forwarders(server)[0].upstreams[0]
+        await aquery("a.example.", "A", port, timeout=10)
+        deadline = time.monotonic() + 10
+        while not upstream.down and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        before = sum(1 for _, q in up.queries if q.question[0].name.to_text() == "a.example.")
+        r = await aquery("a.example.", "A", port)
+        assert r.rcode() == dns.rcode.SERVFAIL
+        after = sum(1 for _, q in up.queries if q.question[0].name.to_text() == "a.example.")
+        assert after == before  # nothing was sent
+
+
+@pytest.mark.parametrize(("policy", "check"), [
+    ("sequential", lambda counts: counts == [20, 0, 0]),
+    ("round_robin", lambda counts: sorted(counts) in ([6, 7, 7], [7, 7, 6]) or max(counts) - min(counts) <= 1),
+    ("random", lambda counts: all(c > 0 for c in counts)),  # P(some upstream never picked) < 3*(2/3)^20
+])
+async def test_policies(fakes, policy: str, check) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    async with in_process(fwd_corefile(port, *(u.address for u in fakes), options=f"  policy {policy}")):
+        for _ in range(20):
+            assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+    counts = [u.count() for u in fakes]
+    assert check(counts), counts
+
+
+async def test_truncated_udp_answer_is_retried_over_tcp(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    up.behaviour.truncate_udp = True
+    port = free_port()
+    async with in_process(fwd_corefile(port, up.address)):
+        r = await aquery("a.example.", "A", port)
+        assert not r.flags & dns.flags.TC and r.answer[0][0].address == "192.0.2.1"
+    assert up.count("udp") == 1 and up.count("tcp") == 1
+
+
+async def test_force_tcp_and_prefer_udp(fakes) -> None:  # type: ignore[no-untyped-def]
+    a, b = fakes[0], fakes[1]
+    port_a, port_b = free_port(), free_port()
+    async with in_process(fwd_corefile(port_a, a.address, options="  force_tcp")):
+        await aquery("a.example.", "A", port_a)
+    async with in_process(fwd_corefile(port_b, b.address, options="  prefer_udp")):
+        await aquery("a.example.", "A", port_b, tcp=True)
+    assert (a.count("udp"), a.count("tcp")) == (0, 1)
+    assert (b.count("udp"), b.count("tcp")) == (1, 0)
+
+
+async def test_tcp_connection_is_reused_and_pipelined(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    up.behaviour.delay = 0.05
+    port = free_port()
+    async with in_process(fwd_corefile(port, up.address, options="  force_tcp")):
+        results = await asyncio.gather(*(aquery("a.example.", "A", port) for _ in range(20)))
+        assert all(r.rcode() == dns.rcode.NOERROR for r in results)
+        await aquery("a.example.", "A", port)
+    assert up.tcp_connections == 1 and up.count("tcp") == 21
+
+
+async def test_max_concurrent_refuses_the_excess(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    up.behaviour.delay = 0.5
+    port = free_port()
+    async with in_process(fwd_corefile(port, up.address, options="  max_concurrent 2")) as server:
+        results = await asyncio.gather(*(aquery("a.example.", "A", port) for _ in range(5)))
+        rcodes = sorted(dns.rcode.to_text(r.rcode()) for r in results)
+        assert rcodes == ["NOERROR", "NOERROR", "REFUSED", "REFUSED", "REFUSED"]
+        assert forwarders(server)[0].stats.max_concurrent_rejects == 3
+
+
+async def test_except_and_next_hand_over_to_the_next_plugin(fakes) -> None:  # type: ignore[no-untyped-def]
+    up = fakes[0]
+    port = free_port()
+    # Nothing follows forward here, so "next plugin" shows as the chain's SERVFAIL.
+    opts = "  except skip.example.\n  next NXDOMAIN"
+    async with in_process(fwd_corefile(port, up.address, options=opts)):
+        assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+        before = up.count()
+        assert (await aquery("x.skip.example.", "A", port)).rcode() == dns.rcode.SERVFAIL
+        assert up.count() == before  # never forwarded
+        # The fake says NXDOMAIN for unknown names; `next NXDOMAIN` passes it on.
+        assert (await aquery("missing.example.", "A", port)).rcode() == dns.rcode.SERVFAIL
+        assert up.count() == before + 1
+
+
+async def test_answer_with_a_wrong_question_is_ignored(fakes) -> None:  # type: ignore[no-untyped-def]
+    bad, good = fakes[0], fakes[1]
+
+    def wrong(query: dns.message.Message) -> dns.message.Message:
+        other = dns.message.make_query("evil.example.", "A")
+        resp = dns.message.make_response(other)
+        resp.id = query.id
+        resp.answer.append(dns.rrset.from_text("evil.example.", 30, "IN", "A", "203.0.113.66"))
+        return resp
+
+    import dns.rrset
+
+    bad.behaviour.custom = wrong
+    port = free_port()
+    async with in_process(fwd_corefile(port, bad.address, good.address, options="  policy sequential")):
+        r = await aquery("a.example.", "A", port, timeout=10)
+        assert r.answer[0][0].address == "192.0.2.1"  # from the good one, after the bad timed out

@@ -1,0 +1,120 @@
+"""The command line: --version, serve's flags, config errors that start nothing, the default."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.rcode
+import pytest
+
+from interkube import __version__
+from interkube.server import registry
+from interkube.testing.servers import free_port, interkube_process, query, stop_process, wait_for_dns
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "interkube", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"interkube {__version__}"
+
+
+def test_no_subcommand_prints_help_and_fails() -> None:
+    out = run()
+    assert out.returncode == 2 and "serve" in out.stderr
+
+
+def test_plugins_lists_execution_order() -> None:
+    out = run("serve", "-plugins")
+    assert out.returncode == 0
+    listed = out.stdout.split()
+    assert listed == registry.available()
+    assert listed.index("errors") < listed.index("log") < listed.index("forward")
+
+
+def port_is_free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def test_config_error_names_file_line_and_starts_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    core = tmp_path / "Corefile"
+    core.write_text(f"a.example:{port} {{\n    bind 127.0.0.1\n    errors\n}}\n"
+                    f"b.example:{port} {{\n    bind 127.0.0.1\n    forwrd . 127.0.0.1\n}}\n")
+    out = run("serve", "-conf", str(core))
+    assert out.returncode == 1
+    assert f"{core}:7: unknown plugin 'forwrd'" in out.stderr
+    assert port_is_free(port)  # the valid first block did not start either
+
+
+@pytest.mark.parametrize("flag", ["-conf", "--conf"])
+def test_conf_flag_spellings(tmp_path: Path, flag: str) -> None:
+    port = free_port()
+    core = tmp_path / "Corefile"
+    core.write_text(f".:{port} {{\n    bind 127.0.0.1\n    errors\n}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", flag, str(core)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+        assert query("x.", "A", port).rcode() == dns.rcode.SERVFAIL
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    assert f".:{port} on 127.0.0.1" in proc.stdout.read().decode()  # type: ignore[union-attr]
+
+
+def test_missing_conf_file_is_an_error(tmp_path: Path) -> None:
+    out = run("serve", "--conf", str(tmp_path / "missing"))
+    assert out.returncode == 1 and "cannot read Corefile" in out.stderr
+
+
+def test_dns_port_flag(tmp_path: Path) -> None:
+    port = free_port()
+    core = tmp_path / "Corefile"
+    core.write_text("example.org {\n    bind 127.0.0.1\n    errors\n}\n")
+    with interkube_process(core, port, args=("-dns.port", str(port))):
+        assert query("a.example.org.", "A", port).rcode() == dns.rcode.SERVFAIL
+
+
+def test_corefile_in_working_directory_is_used(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "Corefile").write_text(f".:{port} {{\n    bind 127.0.0.1\n    errors\n}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+        assert query("x.", "A", port).rcode() == dns.rcode.SERVFAIL
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+
+
+def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
+    if not all(port_is_free(p) for p in (5353, 5354, 5355)):
+        pytest.skip("ports 5353-5355 on 127.0.0.1 are in use; the built-in default needs them")
+    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_dns(5353, proc=proc)  # type: ignore[arg-type]
+        srv = query("_couchbase._tcp.cb-example-srv.remote.svc.cluster.local", "SRV", 5353)
+        assert srv.rcode() == dns.rcode.NOERROR and len(srv.answer[0]) == 3
+        assert {rr[0].address for rr in srv.additional} == {"10.1.17.231", "10.1.46.20", "10.1.68.212"}
+        local = query("kube-dns.kube-system.svc.cluster.local", "A", 5353)
+        assert [rr.address for rr in local.answer[0]] == ["172.20.0.10"]
+        # Anything else stays on the machine: the local "cluster DNS" does not serve it.
+        assert query("example.com", "A", 5353).rcode() == dns.rcode.REFUSED
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    out = proc.stdout.read().decode()  # type: ignore[union-attr]
+    assert "dig @127.0.0.1 -p 5353 SRV _couchbase._tcp.cb-example-srv.remote.svc.cluster.local" in out
+    assert "dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local" in out
