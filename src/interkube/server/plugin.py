@@ -81,6 +81,14 @@ class SetupContext:
     services: "Services"
     directive: "Directive | None" = None
 
+    @property
+    def server_label(self) -> str:
+        """The `server` label of this block's metrics, as CoreDNS writes it: dns://:53."""
+        host = self.block.bind[0] if self.block.bind else ""
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.transport}://{host}:{self.port}"
+
     def error(self, message: str) -> ConfigError:
         """A ConfigError at the directive being set up."""
         if self.directive is None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from interkube.server.metrics import Metrics
+
 
 class Services:
     def __init__(self) -> None:
+        #: Prometheus registry and the plugins' metric sources (see interkube.server.metrics).
+        self.metrics = Metrics()
         #: Objects that plugins share across server blocks, keyed by what they are
         #: (e.g. ("http", "127.0.0.1:8080")).
         self.shared: dict[Any, Any] = {}

@@ -1,0 +1,88 @@
+"""The process's metrics: a prometheus_client registry fed from plain counters at scrape time.
+
+A ``Counter.labels(...).inc()`` costs about a microsecond, a fifth of the time the fast path has
+for a whole query, so plugins do not call prometheus_client per query. They count in plain dicts
+and ints, and register a *source*: a function that turns those counts into metric families when
+``/metrics`` is scraped. prometheus_client still does the exposition format, the registry and the
+process/platform collectors.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from interkube import __version__
+
+NAMESPACE = "interkube"
+
+Source = Callable[[], Iterable[Metric]]
+
+# `*_created` series double every counter for no use to DNS dashboards (CoreDNS has none).
+disable_created_metrics()
+
+
+class _SourcesCollector(Collector):
+    def __init__(self, metrics: "Metrics") -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        for source in list(self.metrics.sources.values()):
+            for family in source():
+                # Two sources may report the same family (two cache stanzas): merge the samples.
+                seen = families.get(family.name)
+                if seen is None:
+                    families[family.name] = family
+                else:
+                    seen.samples.extend(family.samples)
+        return families.values()
+
+
+class Metrics:
+    """One per process; kept across reloads so counters do not reset."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.sources: dict[Any, Source] = {}
+        self.registry.register(_SourcesCollector(self))
+        self.build_info = Gauge(f"{NAMESPACE}_build_info", "A metric with a constant '1' value labeled by "
+                                "version, revision, and python version from which interkube was built.",
+                                ["version", "revision", "pythonversion"], registry=self.registry)
+        self.build_info.labels(__version__, "", platform.python_version()).set(1)
+        self.reload_failed = Counter(f"{NAMESPACE}_reload_failed_total",
+                                     "Counter of the number of failed reload attempts.", registry=self.registry)
+        self.reloads = Counter(f"{NAMESPACE}_reload_total", "Counter of successful reloads.",
+                               registry=self.registry)
+
+    def add_source(self, owner: Any, source: Source) -> None:
+        """Publish ``source()``'s families at every scrape until ``remove_source(owner)``."""
+        self.sources[owner] = source
+
+    def remove_source(self, owner: Any) -> None:
+        self.sources.pop(owner, None)
+
+
+#: Bucket bounds as CoreDNS uses them (plugin/pkg/... ExponentialBuckets and size buckets).
+DURATION_BUCKETS: tuple[float, ...] = tuple(0.00025 * 2 ** i for i in range(16))
+SIZE_BUCKETS: tuple[float, ...] = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000,
+                                   48000, 64000)
+
+
+def _size_table() -> bytes:
+    """size -> bucket index for every size a DNS message can have: one byte lookup per query."""
+    table = bytearray(65536)
+    b = 0
+    for n in range(65536):
+        while b < len(SIZE_BUCKETS) and n > SIZE_BUCKETS[b]:
+            b += 1
+        table[n] = b
+    return bytes(table)
+
+
+SIZE_BUCKET_OF = _size_table()
