@@ -75,3 +75,14 @@ def test_check_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str])
         main(argv)
     assert info.value.code == 2
     assert "usage: interkube check" in capsys.readouterr().err
+
+
+def test_check_reads_a_plan_from_standard_input() -> None:
+    import subprocess
+    import sys
+
+    plan = subprocess.run([sys.executable, "-m", "interkube", "plan", "--clusters", "3"],
+                          capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "interkube", "check", "-"], input=plan,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

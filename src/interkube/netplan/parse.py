@@ -52,8 +52,12 @@ _LINK_KEYS = ("between", "kind", "name", "nat", "pod_traffic", "service_proxy")
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and parse a plan file; every problem is a :class:`PlanError` naming the file."""
+    """Read and parse a plan file (``-`` is standard input); every problem names the file."""
     name = str(path)
+    if name == "-":
+        import sys
+
+        return parse_plan(sys.stdin.read(), file="<stdin>")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -98,12 +98,14 @@ class MemoryHandler(Handler, Generic[DataT]):
         tpl = self._template(req)
         if tpl is PASS:
             return self.next.fast(req)
+        req.answered_by = self.plugin
         return tpl.render(req.query)  # type: ignore[union-attr, arg-type]
 
     async def serve(self, req: Request) -> bytes:
         tpl = self._template(req)
         if tpl is PASS:
             return await self.next.serve(req)
+        req.answered_by = self.plugin
         return tpl.render(req.query)  # type: ignore[union-attr, arg-type]
 
 

@@ -54,7 +54,10 @@ class Dispatcher:
     # -- fast path: synchronous, inside the socket callback ---------------------------------
 
     def fast(self, req: Request) -> bytes | None:
-        """The response, or None when the slow path must run. ``req.query`` must be set."""
+        """The response (b"" to send nothing), or None when the slow path must run.
+
+        ``req.query`` must be set.
+        """
         q = req.query
         zone = self.zones.match(q.lname)  # type: ignore[union-attr]
         if zone is None:
@@ -66,7 +69,7 @@ class Dispatcher:
         except Exception:  # a bug in a handler must not take the listener down
             log.exception("handler failed on the fast path; answering SERVFAIL")
             return error_response(req.wire, RCODE_SERVFAIL, q)
-        if resp is not None and req.proto == "udp" and len(resp) > q.udp_limit:  # type: ignore[union-attr]
+        if resp and req.proto == "udp" and len(resp) > q.udp_limit:  # type: ignore[union-attr]
             resp = truncated(resp, q)  # type: ignore[arg-type]
         return resp
 
@@ -94,6 +97,8 @@ class Dispatcher:
             except Exception:
                 log.exception("handler failed; answering SERVFAIL")
                 resp = error_response(req.wire, RCODE_SERVFAIL, q)
+            if not resp:
+                return None  # a handler chose to send nothing (acl drop)
             if resp[:2] != req.wire[:2]:
                 resp = req.wire[:2] + resp[2:]
             if req.proto == "udp" and len(resp) > q.udp_limit:

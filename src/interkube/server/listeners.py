@@ -70,7 +70,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if q is not None:
             resp = self.listener.dispatcher.fast(req)
             if resp is not None:
-                self.transport.sendto(resp, addr)  # type: ignore[union-attr]
+                if resp:
+                    self.transport.sendto(resp, addr)  # type: ignore[union-attr]
                 return
         if len(self.inflight) >= MAX_UDP_INFLIGHT:
             self.listener.stats.dropped_udp += 1
@@ -161,7 +162,8 @@ class TcpProtocol(asyncio.Protocol):
         if q is not None:
             resp = self.listener.dispatcher.fast(req)
             if resp is not None:
-                self._send(resp)
+                if resp:
+                    self._send(resp)
                 return
         task = asyncio.get_running_loop().create_task(self._slow(req))
         self.inflight.add(task)

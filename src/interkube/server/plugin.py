@@ -13,7 +13,8 @@ on two paths:
   server turns it into SERVFAIL).
 
 Responses are wire bytes throughout: upstream answers pass through untouched, and answers built
-from memory are pre-encoded templates (see :mod:`interkube.dns.wire`).
+from memory are pre-encoded templates (see :mod:`interkube.dns.wire`). Empty bytes mean "send
+nothing" (acl's drop).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class Request:
     """
 
     __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
-                 "meta")
+                 "meta", "answered_by")
 
     def __init__(self, wire: bytes, query: Query | None, client: tuple[Any, ...], proto: str,
                  local: tuple[Any, ...] | None = None) -> None:
@@ -36,6 +36,9 @@ class Request:
         self.started = time.monotonic()
         self._message: dns.message.Message | None = None
         self.meta: dict[str, Any] | None = None
+        #: The plugin whose answer this is (the `plugin` label of responses_total); set by the
+        #: handler that produces the bytes.
+        self.answered_by = ""
 
     @property
     def message(self) -> dns.message.Message:
@@ -69,7 +72,8 @@ class Request:
 
     @property
     def family(self) -> int:
-        return 6 if ":" in str(self.client[0]) else 4
+        # IPv6 socket addresses are 4-tuples (host, port, flowinfo, scope_id).
+        return 6 if len(self.client) == 4 else 4
 
     @property
     def client_ip(self) -> str:

@@ -105,16 +105,21 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
 
 
 class Instance:
-    """A built configuration brought to life: handlers started, listeners bound."""
+    """A built configuration brought to life: handlers started, listeners bound.
+
+    Starting is phased so that a reload can fail without harm and succeed without a gap:
+    :meth:`start_handlers`, then :meth:`bind` (opens only sockets the running configuration does
+    not already have), then :meth:`activate`, which points every listener at this configuration
+    in one step with no await in between.
+    """
 
     def __init__(self, built: Built, options: ListenerOptions | None = None) -> None:
         self.built = built
         self.options = options or ListenerOptions()
         self.listeners: dict[ListenKey, Listener] = {}
+        self.own: set[ListenKey] = set()       # listeners this instance opened (vs adopted)
         self.started: list[Handler] = []
-
-    def dispatchers(self) -> dict[ListenKey, Dispatcher]:
-        return {k: Dispatcher(routes) for k, routes in self.built.routes.items()}
+        self._dispatchers = {k: Dispatcher(routes) for k, routes in built.routes.items()}
 
     async def start_handlers(self) -> None:
         for h in self.built.handlers:
@@ -129,33 +134,55 @@ class Instance:
                 log.exception("stopping %s failed", h.plugin)
         self.started.clear()
 
-    async def start(self, adopt: dict[ListenKey, Listener] | None = None) -> None:
-        """Start handlers, then bind listeners (taking over ``adopt``'s matching sockets)."""
-        adopt = adopt or {}
+    async def bind(self, existing: dict[ListenKey, Listener] | None = None) -> None:
+        """Open the listeners this configuration needs, reusing ``existing`` ones by address."""
+        existing = existing or {}
+        wildcard = None
         try:
-            await self.start_handlers()
-            wildcard = None
-            for lkey, disp in self.dispatchers().items():
-                transport, host, port = lkey
-                old = adopt.pop(lkey, None)
-                if old is not None:
-                    old.dispatcher = disp
-                    if transport == TRANSPORT_TLS:
-                        old.ssl_context = self.built.tls[lkey].context
-                    self.listeners[lkey] = old
+            for lkey, disp in self._dispatchers.items():
+                if lkey in existing:
+                    self.listeners[lkey] = existing[lkey]
                     continue
+                transport, host, port = lkey
                 if not host:
                     wildcard = wildcard or wildcard_host()
                 ssl_ctx = self.built.tls[lkey].context if transport == TRANSPORT_TLS else None
                 listener = Listener(transport, host or wildcard or "", port, disp, self.options, ssl_ctx)
                 await listener.start()
                 self.listeners[lkey] = listener
+                self.own.add(lkey)
         except BaseException:
-            await self.stop()
+            await self.close_own()
             raise
+
+    def activate(self) -> None:
+        """Serve this configuration from now on: swap every listener's dispatcher (no await)."""
+        for lkey, listener in self.listeners.items():
+            listener.dispatcher = self._dispatchers[lkey]
+            if lkey[0] == TRANSPORT_TLS:
+                listener.ssl_context = self.built.tls[lkey].context
+        self.own = set(self.listeners)  # from now on this instance owns them all
+
+    async def close_own(self) -> None:
+        for lkey in list(self.own):
+            listener = self.listeners.pop(lkey, None)
+            if listener is not None:
+                await listener.stop()
+        self.own.clear()
+
+    async def start(self) -> None:
+        """Start from nothing (no configuration running yet)."""
+        try:
+            await self.start_handlers()
+            await self.bind()
+        except BaseException:
+            await self.stop_handlers()
+            raise
+        self.activate()
 
     async def stop(self) -> None:
         for listener in self.listeners.values():
             await listener.stop()
         self.listeners.clear()
+        self.own.clear()
         await self.stop_handlers()

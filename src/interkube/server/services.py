@@ -13,6 +13,10 @@ from typing import Any
 from interkube.server.metrics import Metrics
 
 
+def _raise_fatal(message: str) -> None:
+    raise SystemExit(message)
+
+
 class Services:
     def __init__(self) -> None:
         #: Prometheus registry and the plugins' metric sources (see interkube.server.metrics).
@@ -20,8 +24,14 @@ class Services:
         #: Objects that plugins share across server blocks, keyed by what they are
         #: (e.g. ("http", "127.0.0.1:8080")).
         self.shared: dict[Any, Any] = {}
-        #: name -> callable returning whether that part is ready (ready plugin).
-        self.readiness: dict[str, Callable[[], bool]] = {}
+        #: The handlers of the configuration being served now (set by the Server at start and at
+        #: every reload); `ready` asks them.
+        self.current_handlers: Callable[[], list[Any]] = lambda: []
+        #: True while shutting down in lameduck (health's option): `ready` says not ready.
+        self.lameduck = False
+        #: Called by a plugin that finds the server must not run (loop detection); the Server
+        #: stops and exits non-zero with this message.
+        self.fatal: Callable[[str], None] = _raise_fatal
 
     def share(self, key: Any, factory: Callable[[], Any]) -> Any:
         """The shared object for ``key``, created by ``factory`` on first use."""
@@ -29,3 +39,12 @@ class Services:
         if obj is None:
             obj = self.shared[key] = factory()
         return obj
+
+    def not_ready(self) -> list[str]:
+        """Names of the parts of the running configuration that are not ready, sorted."""
+        missing: set[str] = set()
+        for handler in self.current_handlers():
+            for name, ok in handler.readiness().items():
+                if not ok:
+                    missing.add(name)
+        return sorted(missing)

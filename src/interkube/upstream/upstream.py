@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import dns.flags
 import dns.message
 import dns.rdatatype
 
-from interkube.dns.wire import FLAG_TC, header_flags
+from interkube.dns.wire import FLAG_TC, header_flags, rcode_of
+from interkube.server.metrics import DURATION_BUCKETS
 from interkube.errors import UpstreamError
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.transport import DatagramExchanger, StreamExchanger
@@ -34,15 +36,25 @@ class HealthCheck:
 
 
 class UpstreamStats:
-    """Counters read by the metrics plugin."""
+    """Counters read by the metrics plugin; kept by name so they survive reloads."""
 
-    __slots__ = ("requests", "failures", "healthcheck_failures", "truncated_retries")
+    __slots__ = ("requests", "failures", "healthcheck_failures", "truncated_retries", "responses")
 
     def __init__(self) -> None:
         self.requests = 0
         self.failures = 0
         self.healthcheck_failures = 0
         self.truncated_retries = 0
+        #: rcode -> [count, seconds, bucket counts...] over DURATION_BUCKETS (+Inf last)
+        self.responses: dict[int, list[float]] = {}
+
+    def observe(self, rcode: int, seconds: float) -> None:
+        e = self.responses.get(rcode)
+        if e is None:
+            e = self.responses[rcode] = [0.0] * (len(DURATION_BUCKETS) + 3)
+        e[0] += 1
+        e[1] += seconds
+        e[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
 
 
 class Upstream:
@@ -50,13 +62,13 @@ class Upstream:
 
     def __init__(self, addr: UpstreamAddr, *, expire: float = 10.0, max_fails: int = 2,
                  health: HealthCheck | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, stats: UpstreamStats | None = None) -> None:
         self.addr = addr
         self.name = str(addr)
         self.max_fails = max_fails
         self.health = health or HealthCheck()
         self.fails = 0
-        self.stats = UpstreamStats()
+        self.stats = stats or UpstreamStats()
         self.is_tls = addr.transport == TRANSPORT_TLS
         self.udp = None if self.is_tls else DatagramExchanger(addr.host, addr.port, expire=expire)
         self.stream = StreamExchanger(addr.host, addr.port, expire=expire,
@@ -82,17 +94,21 @@ class Upstream:
         A truncated UDP answer is retried over TCP so the client gets the whole answer.
         """
         self.stats.requests += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             if self.udp is None or tcp:
-                return await self.stream.exchange(wire, timeout)
-            resp = await self.udp.exchange(wire, timeout)
-            if header_flags(resp) & FLAG_TC:
-                self.stats.truncated_retries += 1
-                return await self.stream.exchange(wire, timeout)
-            return resp
+                resp = await self.stream.exchange(wire, timeout)
+            else:
+                resp = await self.udp.exchange(wire, timeout)
+                if header_flags(resp) & FLAG_TC:
+                    self.stats.truncated_retries += 1
+                    resp = await self.stream.exchange(wire, timeout)
         except UpstreamError:
             self.stats.failures += 1
             raise
+        self.stats.observe(rcode_of(resp), loop.time() - started)
+        return resp
 
     # -- health -----------------------------------------------------------------------------
 

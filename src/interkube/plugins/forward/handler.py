@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections.abc import Iterable
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
 from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
 from interkube.plugins.forward.parse import ForwardConfig
+from interkube.dns.message import rcode_name
+from interkube.server.metrics import DURATION_BUCKETS, NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
 from interkube.upstream.upstream import Upstream
@@ -34,13 +39,15 @@ class ForwardStats:
 class ForwardHandler(Handler):
     plugin = "forward"
 
-    def __init__(self, cfg: ForwardConfig, upstreams: list[Upstream]) -> None:
+    def __init__(self, cfg: ForwardConfig, upstreams: list[Upstream], *,
+                 stats: ForwardStats | None = None, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.upstreams = upstreams
         self.from_zones = ZoneSet(cfg.from_zones)
         self.except_zones = ZoneSet(cfg.except_zones)
         self.inflight = 0
-        self.stats = ForwardStats()
+        self.stats = stats or ForwardStats()
+        self.metrics = metrics
         self._rr = itertools.count()
 
     def matches(self, lname: bytes) -> bool:
@@ -67,6 +74,7 @@ class ForwardHandler(Handler):
             self.inflight -= 1
         if cfg.next_rcodes and rcode_of(resp) in cfg.next_rcodes:
             return await self.next.serve(req)
+        req.answered_by = "forward"
         return req.wire[:2] + resp[2:]
 
     def order(self) -> list[Upstream]:
@@ -106,8 +114,45 @@ class ForwardHandler(Handler):
         raise last
 
     async def start(self) -> None:
-        return None
+        if self.metrics is not None:
+            self.metrics.add_source(self, self.collect)
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.remove_source(self)
         for up in self.upstreams:
             up.close()
+
+    def collect(self) -> Iterable[Metric]:
+        """CoreDNS's forward metrics, under the interkube_ namespace."""
+        ns = NAMESPACE
+        requests = CounterMetricFamily(f"{ns}_forward_requests", "Counter of requests made per upstream.", labels=["to"])
+        responses = CounterMetricFamily(f"{ns}_forward_responses", "Counter of responses received per upstream.",
+                                        labels=["to", "rcode"])
+        durations = HistogramMetricFamily(f"{ns}_forward_request_duration_seconds",
+                                          "Histogram of the time each request took.", labels=["to", "rcode"])
+        hc = CounterMetricFamily(f"{ns}_forward_healthcheck_failures", "Counter of the number of failed healthchecks.",
+                                 labels=["to"])
+        for up in self.upstreams:
+            st = up.stats
+            requests.add_metric([up.name], st.requests)
+            hc.add_metric([up.name], st.healthcheck_failures)
+            for rcode, e in st.responses.items():
+                label = rcode_name(rcode)
+                responses.add_metric([up.name, label], e[0])
+                running = 0.0
+                buckets = []
+                for bound, n in zip(DURATION_BUCKETS, e[2:]):
+                    running += n
+                    buckets.append((repr(float(bound)), running))
+                buckets.append(("+Inf", e[0]))
+                durations.add_metric([up.name, label], buckets, e[1])
+        yield from (requests, responses, durations, hc)
+        broken = CounterMetricFamily(f"{ns}_forward_healthcheck_broken",
+                                     "Counter of the number of complete failures of the healthchecks.")
+        broken.add_metric([], self.stats.no_healthy)
+        yield broken
+        rejects = CounterMetricFamily(f"{ns}_forward_max_concurrent_rejects",
+                                      "Counter of the number of queries rejected because the concurrent queries were at maximum.")
+        rejects.add_metric([], self.stats.max_concurrent_rejects)
+        yield rejects

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ssl
 
-from interkube.plugins.forward.handler import ForwardHandler
+from interkube.plugins.forward.handler import ForwardHandler, ForwardStats
 from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsClientFiles
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
 from interkube.upstream.tls import client_context
-from interkube.upstream.upstream import Upstream
+from interkube.upstream.upstream import Upstream, UpstreamStats
 
 
 def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
@@ -41,6 +41,8 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
     for addr in addrs:
         if addr.transport == TRANSPORT_TLS and addr.server_name is None and cfg.tls_servername:
             addr = UpstreamAddr(addr.transport, addr.host, addr.port, cfg.tls_servername)
+        stats = ctx.services.share(("forward:upstream", str(addr)), UpstreamStats)
         upstreams.append(Upstream(addr, expire=cfg.expire, max_fails=cfg.max_fails, health=cfg.health,
-                                  ssl_context=tls_ctx))
-    return ForwardHandler(cfg, upstreams)
+                                  ssl_context=tls_ctx, stats=stats))
+    fstats = ctx.services.share(("forward:stanza", ctx.server_label, cfg.from_zones), ForwardStats)
+    return ForwardHandler(cfg, upstreams, stats=fstats, metrics=ctx.services.metrics)
