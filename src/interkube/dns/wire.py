@@ -146,9 +146,21 @@ def parse_query(wire: bytes) -> Query | None:
     return Query(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
 
 
-def opt_record(do: bool, payload: int = ADVERTISED_PAYLOAD, ext_rcode: int = 0) -> bytes:
-    """An EDNS0 OPT pseudo-record with no options."""
-    return b"\x00" + _OPT_FIXED.pack(TYPE_OPT, payload, (ext_rcode << 24) | (EDNS_DO if do else 0), 0)
+def opt_record(do: bool, payload: int = ADVERTISED_PAYLOAD, ext_rcode: int = 0, options: bytes = b"") -> bytes:
+    """An EDNS0 OPT pseudo-record carrying ``options`` (already encoded)."""
+    return (b"\x00" + _OPT_FIXED.pack(TYPE_OPT, payload, (ext_rcode << 24) | (EDNS_DO if do else 0),
+                                      len(options)) + options)
+
+
+#: Extended DNS Error codes (RFC 8914) we send.
+EDE_BLOCKED = 15
+EDE_FILTERED = 17
+
+
+def ede_option(code: int, text: str = "") -> bytes:
+    """An Extended DNS Error EDNS option (code 15)."""
+    body = _U16.pack(code) + text.encode()
+    return _U16.pack(15) + _U16.pack(len(body)) + body
 
 
 class Template:
@@ -188,13 +200,13 @@ def set_id(wire: bytes, qid: bytes) -> bytes:
     return qid + wire[2:]
 
 
-def error_response(wire: bytes, rcode: int, query: Query | None = None) -> bytes:
+def error_response(wire: bytes, rcode: int, query: Query | None = None, ede: bytes = b"") -> bytes:
     """A header-and-question response with ``rcode``, built from the query's bytes.
 
     Works for any input of at least 12 bytes: when the question cannot be read, the response
     has no question (as for FORMERR on garbage). RD, CD and the opcode are echoed; EDNS is
     echoed when the query had an OPT record, so a BADVERS (16) rcode goes into the OPT's
-    extended rcode field.
+    extended rcode field. ``ede`` (an encoded option) goes into that OPT record.
     """
     qflags = _U16.unpack_from(wire, 2)[0]
     flags = FLAG_QR | (qflags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | (rcode & 0x0F)
@@ -203,7 +215,7 @@ def error_response(wire: bytes, rcode: int, query: Query | None = None) -> bytes
     question = wire[HEADER_LEN:query.question_end]
     if query.edns:
         return (wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 1)[2:] + question
-                + opt_record(query.do, ext_rcode=rcode >> 4))
+                + opt_record(query.do, ext_rcode=rcode >> 4, options=ede))
     return wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + question
 
 
@@ -241,3 +253,34 @@ def label_offsets(name_wire: bytes) -> list[int]:
         if length == 0:
             return offsets
         off += length + 1
+
+
+def skip_name(wire: bytes, offset: int) -> int:
+    """Offset just past a possibly compressed name; raises IndexError on malformed input."""
+    while True:
+        length = wire[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            return offset + 2
+        offset += length + 1
+
+
+def answer_records(wire: bytes) -> list[tuple[int, int, int, int]]:
+    """(owner offset, type, rdata offset, rdata length) of each answer-section record.
+
+    Raises IndexError or struct.error on a malformed message.
+    """
+    _, _, qd, an, _, _ = _HEADER.unpack_from(wire)
+    off = HEADER_LEN
+    for _ in range(qd):
+        off = skip_name(wire, off) + 4
+    out = []
+    for _ in range(an):
+        owner = off
+        off = skip_name(wire, off)
+        rtype, _, _, rdlen = struct.unpack_from("!HHIH", wire, off)
+        off += 10
+        out.append((owner, rtype, off, rdlen))
+        off += rdlen
+    return out

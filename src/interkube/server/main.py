@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from interkube import __version__
+from interkube.errors import InterkubeError
 from interkube.server.corefile.parser import ServerBlock, parse_file, parse_text
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
@@ -60,34 +62,175 @@ def choose_corefile(conf: str | None) -> CorefileSource:
     return builtin_default()
 
 
+#: How long a replaced configuration keeps its handlers after a reload, so that queries already
+#: on their way (a forward waiting on an upstream) finish on the chain they started with. One
+#: forward deadline plus a margin.
+RETIRE_AFTER = 6.0
+
+
 @dataclass
 class Server:
-    """The process-level server: one running Instance at a time."""
+    """The process-level server: one running Instance at a time, replaced whole on reload."""
 
     source: CorefileSource
     dns_port: int | None = None
     options: ListenerOptions = field(default_factory=ListenerOptions)
     services: Services = field(default_factory=Services)
     instance: Instance | None = None
+    digest: str = ""
+    fatal_message: str | None = None
+    _stopping: asyncio.Event | None = None
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _reload_lock: asyncio.Lock | None = None
 
     def build(self) -> Built:
-        return build(self.source.parse(), self.source.name, self.services, self.dns_port)
+        blocks = self.source.parse()
+        built = build(blocks, self.source.name, self.services, self.dns_port)
+        built.digest = config_digest(blocks)
+        return built
+
+    def _serve(self, instance: Instance) -> None:
+        self.instance = instance
+        self.digest = instance.built.digest
+        self.services.current_handlers = lambda: instance.built.handlers
+        self.services.current_digest = lambda: self.digest
+        self.services.request_reload = self.request_reload
+        self.services.digest_on_disk = self.digest_on_disk
+        self.services.fatal = self.fail
 
     async def start(self, built: Built | None = None) -> None:
         built = built if built is not None else self.build()
         instance = Instance(built, self.options)
         await instance.start()
-        self.instance = instance
+        self._serve(instance)
+        log.info("Running configuration SHA512 = %s", self.digest)
+        await self._announce(instance)
 
-    async def stop(self) -> None:
-        if self.instance is not None:
-            await self.instance.stop()
-            self.instance = None
+    async def reload(self) -> bool:
+        """Re-read the Corefile; on any error keep serving the old configuration.
+
+        Sockets whose address is unchanged are kept (with their TCP connections); only the
+        chain behind them changes, in one step.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            old = self.instance
+            assert old is not None
+            try:
+                built = self.build()
+            except InterkubeError as exc:
+                self.services.metrics.reload_failed.inc()
+                log.error("reload failed, still serving the previous configuration: %s", exc)
+                return False
+            if built.digest == self.digest:
+                # Same configuration: nothing to do (but the setup above read files anew; a
+                # zone file change is the file plugin's own reload to pick up).
+                return True
+            log.info("Reloading")
+            new = Instance(built, self.options)
+            try:
+                await new.start_handlers()
+                await new.bind(existing=old.listeners)
+            except (InterkubeError, OSError) as exc:
+                await new.stop_handlers()
+                self.services.metrics.reload_failed.inc()
+                log.error("reload failed, still serving the previous configuration: %s", exc)
+                return False
+            new.activate()
+            self._serve(new)
+            for lkey, listener in old.listeners.items():
+                if lkey not in new.listeners:
+                    await listener.stop()
+            old.listeners.clear()
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            self.services.metrics.reloads.inc()
+            log.info("Running configuration SHA512 = %s", self.digest)
+            log.info("Reloading complete")
+            await self._announce(new)
+            return True
+
+    async def _announce(self, instance: Instance) -> None:
+        for h in instance.built.handlers:
+            await h.serving()
+
+    async def _retire(self, old: Instance) -> None:
+        await asyncio.sleep(RETIRE_AFTER)
+        await old.stop_handlers()
+
+    def digest_on_disk(self) -> str:
+        """The digest of the configuration as it is on disk now.
+
+        An unreadable or unparsable file yields a digest of its raw bytes, so each distinct
+        broken version is tried (and reported) once, not at every check.
+        """
+        try:
+            return config_digest(self.source.parse())
+        except InterkubeError:
+            try:
+                raw = Path(self.source.path).read_bytes() if self.source.path else b""
+            except OSError:
+                raw = b"<unreadable>"
+            return "invalid:" + hashlib.sha512(raw).hexdigest()
+
+    def request_reload(self) -> None:
+        """Reload soon (from a signal handler or the reload plugin's timer)."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.reload())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    def fail(self, message: str) -> None:
+        """Stop serving and make the process exit non-zero (loop detection)."""
+        log.error("%s", message)
+        self.fatal_message = message
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def lameduck(self) -> float:
+        if self.instance is None:
+            return 0.0
+        return max((getattr(h, "lameduck", 0.0) for h in self.instance.built.handlers), default=0.0)
+
+    async def stop(self, lameduck: bool = False) -> None:
+        if self.instance is None:
+            return
+        duck = self.lameduck() if lameduck else 0.0
+        if duck > 0:
+            log.info("lameduck: still serving for %gs before shutting down", duck)
+            self.services.lameduck = True
+            await asyncio.sleep(duck)
+        for task in list(self._retiring):
+            task.cancel()
+        await self.instance.stop()
+        self.instance = None
 
     def bound(self) -> list[str]:
         """The addresses actually listened on (ports resolved)."""
         assert self.instance is not None
         return [str(listener) for listener in self.instance.listeners.values()]
+
+
+def config_digest(blocks: list[ServerBlock]) -> str:
+    """SHA512 of the configuration's meaning: tokens and structure, not comments or spacing."""
+    h = hashlib.sha512()
+
+    def feed(directives) -> None:  # type: ignore[no-untyped-def]
+        for d in directives:
+            h.update(b"\x01" + d.name.encode())
+            for a in d.args:
+                h.update(b"\x02" + a.text.encode())
+            if d.has_block:
+                h.update(b"\x03")
+                feed(d.block)
+                h.update(b"\x04")
+
+    for block in blocks:
+        h.update(b"\x05" + "\x00".join(k.text for k in block.keys).encode())
+        feed(block.directives)
+    return h.hexdigest()
 
 
 def configure_logging(quiet: bool = False) -> None:
@@ -117,8 +260,12 @@ def configure_logging(quiet: bool = False) -> None:
 async def serve_until_signalled(server: Server, built: Built, quiet: bool, banner: str | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    server._stopping = stop
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # CoreDNS reloads on SIGUSR1; SIGHUP is the Unix habit. Both re-read the Corefile.
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        loop.add_signal_handler(sig, server.request_reload)
     await server.start(built)
     if not quiet:
         assert server.instance is not None
@@ -129,8 +276,12 @@ async def serve_until_signalled(server: Server, built: Built, quiet: bool, banne
             print(banner)
         sys.stdout.flush()
     await stop.wait()
+    if server.fatal_message is not None:
+        await server.stop()
+        print(f"interkube serve: {server.fatal_message}", file=sys.stderr)
+        return 1
     log.info("shutting down")
-    await server.stop()
+    await server.stop(lameduck=True)
     return 0
 
 

@@ -55,6 +55,9 @@ class Handler:
     async def stop(self) -> None:
         """End background work; called once on shutdown or when a reload replaces the chain."""
 
+    async def serving(self) -> None:
+        """Called once this handler's configuration is answering queries (sockets bound)."""
+
     def readiness(self) -> dict[str, bool]:
         """Named parts of this handler that must be ready before the server is (see `ready`)."""
         return {}

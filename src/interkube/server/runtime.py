@@ -37,6 +37,7 @@ class Built:
     tls: dict[ListenKey, Any] = field(default_factory=dict)
     zone_lines: list[str] = field(default_factory=list)
     settings: list[BlockSettings] = field(default_factory=list)
+    digest: str = ""
 
 
 def _format_server(transport: str, host: str, port: int) -> str:

@@ -32,6 +32,12 @@ class Services:
         #: Called by a plugin that finds the server must not run (loop detection); the Server
         #: stops and exits non-zero with this message.
         self.fatal: Callable[[str], None] = _raise_fatal
+        #: Ask the Server to re-read the Corefile (the reload plugin's timer uses it).
+        self.request_reload: Callable[[], None] = lambda: None
+        #: SHA512 of the configuration being served (reload compares the file's against it).
+        self.current_digest: Callable[[], str] = lambda: ""
+        #: SHA512 of the configuration as it is on disk now (see Server.digest_on_disk).
+        self.digest_on_disk: Callable[[], str] = lambda: ""
 
     def share(self, key: Any, factory: Callable[[], Any]) -> Any:
         """The shared object for ``key``, created by ``factory`` on first use."""

@@ -1,0 +1,7 @@
+"""acl: allow, block, filter or drop queries by type and source."""
+
+from interkube.plugins.acl.parse import parse
+from interkube.plugins.acl.setup import setup
+from interkube.server.plugin import Plugin
+
+PLUGIN = Plugin(name="acl", parse=parse, setup=setup, multiple=True)

@@ -1,0 +1,9 @@
+"""Wire `loadbalance`."""
+
+from interkube.plugins.loadbalance.handler import LoadbalanceHandler
+from interkube.plugins.loadbalance.parse import LoadbalanceConfig
+from interkube.server.plugin import SetupContext
+
+
+def setup(cfg: LoadbalanceConfig, ctx: SetupContext) -> LoadbalanceHandler:
+    return LoadbalanceHandler()

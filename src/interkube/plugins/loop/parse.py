@@ -1,0 +1,19 @@
+"""Parse `loop` (no arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interkube.plugins import args
+from interkube.server.corefile.parser import Directive
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    pass
+
+
+def parse(d: Directive) -> LoopConfig:
+    args.nargs(d, 0, 0)
+    args.no_block(d)
+    return LoopConfig()

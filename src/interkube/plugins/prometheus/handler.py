@@ -1,0 +1,50 @@
+"""The prometheus handler: records every answer that passes it, and serves /metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from interkube.dns.wire import RCODE_SERVFAIL, error_response
+from interkube.errors import DnsError
+from interkube.plugins.prometheus.store import DnsMetrics
+from interkube.server.http import HttpEndpoint
+from interkube.server.metrics import Metrics
+from interkube.server.plugin import Handler
+from interkube.server.request import Request
+
+
+class PrometheusHandler(Handler):
+    plugin = "prometheus"
+
+    def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics) -> None:
+        self.store = store
+        self.endpoint = endpoint
+        self.metrics = metrics
+        self.record = store.record
+
+    def fast(self, req: Request) -> bytes | None:
+        resp = self.next.fast(req)
+        if resp:
+            self.record(req, resp)
+        return resp
+
+    async def serve(self, req: Request) -> bytes:
+        try:
+            resp = await self.next.serve(req)
+        except DnsError:
+            self.record(req, error_response(req.wire, RCODE_SERVFAIL, req.query))
+            raise
+        if resp:
+            self.record(req, resp)
+        return resp
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> None:
+        await self.endpoint.add("/metrics", self, self._metrics)
+
+    async def stop(self) -> None:
+        await self.endpoint.remove(self)

@@ -1,0 +1,21 @@
+"""Parse `prometheus [ADDRESS]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interkube.plugins import args
+from interkube.server.corefile.parser import Directive
+
+DEFAULT_ADDRESS = "localhost:9153"
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    address: str = DEFAULT_ADDRESS
+
+
+def parse(d: Directive) -> PrometheusConfig:
+    a = args.nargs(d, 0, 1)
+    args.no_block(d)
+    return PrometheusConfig(a[0].text if a else DEFAULT_ADDRESS)

@@ -1,0 +1,21 @@
+"""Parse `ready [ADDRESS]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interkube.plugins import args
+from interkube.server.corefile.parser import Directive
+
+DEFAULT_ADDRESS = ":8181"
+
+
+@dataclass(frozen=True)
+class ReadyConfig:
+    address: str = DEFAULT_ADDRESS
+
+
+def parse(d: Directive) -> ReadyConfig:
+    a = args.nargs(d, 0, 1)
+    args.no_block(d)
+    return ReadyConfig(a[0].text if a else DEFAULT_ADDRESS)

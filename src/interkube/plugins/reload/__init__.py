@@ -1,0 +1,7 @@
+"""reload: re-read the Corefile when it changes."""
+
+from interkube.plugins.reload.parse import parse
+from interkube.plugins.reload.setup import setup
+from interkube.server.plugin import Plugin
+
+PLUGIN = Plugin(name="reload", parse=parse, setup=setup)

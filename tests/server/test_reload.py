@@ -1,0 +1,164 @@
+"""Hot reload: every query answered while the Corefile changes (valid, invalid, valid), answers
+follow each valid change, an invalid one is reported with file:line and counted, and sockets that
+keep their address keep their connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from interkube.testing.fakeupstream import FakeUpstream
+from interkube.testing.servers import free_port, in_process, interkube_process, process_output
+
+
+def corefile(port: int, upstream: str, extra: str = "") -> str:
+    return f"example.:{port} {{\n    bind 127.0.0.1\n    errors\n{extra}    forward . {upstream}\n}}\n"
+
+
+async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached before the deadline")
+
+
+@pytest.fixture
+async def two_upstreams():  # type: ignore[no-untyped-def]
+    a, b = await FakeUpstream().start(), await FakeUpstream().start()
+    a.behaviour.records = {("a.example.", "A"): ["192.0.2.1"]}
+    b.behaviour.records = {("a.example.", "A"): ["192.0.2.2"]}
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_upstreams
+    port = free_port()
+    core = tmp_path / "Corefile"
+    core.write_text(corefile(port, a.address))
+    answers: list[str] = []
+    failures: list[str] = []
+    stop = asyncio.Event()
+
+    async def client(tcp: bool) -> None:
+        q = dns.message.make_query("a.example.", "A")
+        while not stop.is_set():
+            try:
+                if tcp:
+                    r = await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=3)
+                else:
+                    r = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+                if r.rcode() != dns.rcode.NOERROR:
+                    failures.append(dns.rcode.to_text(r.rcode()))
+                else:
+                    answers.append(r.answer[0][0].address)
+            except Exception as exc:  # noqa: BLE001 - every failure is what the test counts
+                failures.append(repr(exc))
+            await asyncio.sleep(0.005)
+
+    async def latest_is(addr: str) -> bool:
+        n = len(answers)
+        await asyncio.sleep(0.1)
+        return len(answers) > n and answers[-1] == addr and all(x == addr for x in answers[n:])
+
+    with interkube_process(core, port) as proc:
+        clients = [asyncio.create_task(client(tcp)) for tcp in (False, True, False, True)]
+        await wait_until(lambda: latest_is("192.0.2.1"))
+
+        core.write_text(corefile(port, b.address))                         # valid change
+        os.kill(proc.pid, signal.SIGHUP)
+        await wait_until(lambda: latest_is("192.0.2.2"))
+
+        core.write_text(corefile(port, b.address, extra="    forwrd . 127.0.0.1\n"))  # invalid
+        os.kill(proc.pid, signal.SIGHUP)
+        await wait_until(lambda: asyncio.sleep(0, "reload failed" in process_output(proc)))
+        assert await latest_is("192.0.2.2")  # still the previous configuration
+
+        core.write_text(corefile(port, a.address))                         # valid again
+        os.kill(proc.pid, signal.SIGHUP)
+        await wait_until(lambda: latest_is("192.0.2.1"))
+
+        stop.set()
+        await asyncio.gather(*clients)
+        out = process_output(proc)
+    assert failures == []
+    assert len(answers) > 100
+    assert f"{core}:4: unknown plugin 'forwrd'" in out
+    assert out.count("Reloading complete") == 2
+
+
+async def test_reload_plugin_notices_the_change_and_counts_failures(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_upstreams
+    port = free_port()
+    body = "    reload 2s 1s\n"
+    async with in_process(corefile(port, a.address, extra=body), name="Corefile") as server:
+        core = Path(server.source.path)  # type: ignore[attr-defined]
+        metrics = server.services.metrics  # type: ignore[attr-defined]
+
+        async def answer() -> str:
+            r = await dns.asyncquery.udp(dns.message.make_query("a.example.", "A"), "127.0.0.1", port=port, timeout=2)
+            return r.answer[0][0].address if r.answer else dns.rcode.to_text(r.rcode())
+
+        assert await answer() == "192.0.2.1"
+        core.write_text(corefile(port, a.address, extra=body + "    nosuch\n"))
+        await wait_until(lambda: asyncio.sleep(0, metrics.reload_failed._value.get() == 1), timeout=10)
+        assert await answer() == "192.0.2.1"
+        core.write_text(corefile(port, b.address, extra=body))
+        await wait_until(lambda: answer_is(answer, "192.0.2.2"), timeout=10)
+        # The broken version was tried once, not at every interval.
+        assert metrics.reload_failed._value.get() == 1
+        assert metrics.reloads._value.get() == 1
+
+
+async def answer_is(fn, expected: str) -> bool:  # type: ignore[no-untyped-def]
+    return await fn() == expected
+
+
+async def test_tcp_connection_survives_a_reload(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_upstreams
+    port = free_port()
+    async with in_process(corefile(port, a.address), name="Corefile") as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def ask() -> str:
+            wire = dns.message.make_query("a.example.", "A").to_wire()
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+            await writer.drain()
+            n = int.from_bytes(await reader.readexactly(2), "big")
+            return dns.message.from_wire(await reader.readexactly(n)).answer[0][0].address
+
+        assert await ask() == "192.0.2.1"
+        Path(server.source.path).write_text(corefile(port, b.address))  # type: ignore[attr-defined]
+        assert await server.reload()  # type: ignore[attr-defined]
+        assert await ask() == "192.0.2.2"  # same connection, new chain
+        writer.close()
+
+
+async def test_reload_that_cannot_bind_keeps_the_old_configuration(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
+    a, _ = two_upstreams
+    port, taken = free_port(), free_port()
+    import socket
+
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", taken))
+    try:
+        async with in_process(corefile(port, a.address), name="Corefile") as server:
+            Path(server.source.path).write_text(  # type: ignore[attr-defined]
+                corefile(port, a.address) + f"other.:{taken} {{\n    bind 127.0.0.1\n    errors\n}}\n")
+            assert not await server.reload()  # type: ignore[attr-defined]
+            assert server.services.metrics.reload_failed._value.get() == 1  # type: ignore[attr-defined]
+            r = await dns.asyncquery.udp(dns.message.make_query("a.example.", "A"), "127.0.0.1", port=port, timeout=2)
+            assert r.answer[0][0].address == "192.0.2.1"
+    finally:
+        blocker.close()
