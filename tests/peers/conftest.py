@@ -1,0 +1,98 @@
+"""Fixtures that run the real peers: etcd + kube-apiserver, and CoreDNS.
+
+Built by ``scripts/build-peers``; when a peer is missing, every test that needs it skips with
+one line saying so. One API server serves the whole session (it takes seconds to start); each
+test gets its own namespace, deleted with everything in it afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import Client
+
+from interkube.testing.coredns import CoreDNS
+from interkube.testing.kubeapi import KubeAPI, KubeObjects
+from interkube.testing.peers import find_peer, skip_message
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/peers needs the peers: mark it so ``-m "not peers"`` deselects it."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.peers)
+
+
+def require_peer(name: str) -> Path:
+    """The built binary of ``name``, or skip the test with how to build it."""
+    path = find_peer(name)
+    if path is None:
+        pytest.skip(skip_message(name))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
+    """etcd + kube-apiserver on loopback with the MCS CRDs installed (a ``KubeAPI``)."""
+    apiserver = require_peer("kube-apiserver")
+    etcd = require_peer("etcd")
+    api = KubeAPI(tmp_path_factory.mktemp("kubeapi"), apiserver, etcd)
+    try:
+        api.start()
+        api.install_mcs_crds()
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_client(kube_api: KubeAPI) -> Iterator[Client]:
+    """A lightkube client as the admin user (system:masters)."""
+    client = kube_api.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def kube(kube_api: KubeAPI, kube_client: Client) -> KubeObjects:
+    """A ``KubeObjects`` helper on the admin client."""
+    return KubeObjects(kube_client)
+
+
+def _namespace_name(nodeid: str) -> str:
+    # A DNS label derived from the test name (readable in API server logs) plus a random tail.
+    base = re.sub(r"[^a-z0-9]+", "-", nodeid.rsplit("::", 1)[-1].lower()).strip("-")[:40]
+    return f"{base or 't'}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def kube_ns(request: pytest.FixtureRequest, kube_api: KubeAPI, kube: KubeObjects) -> Iterator[str]:
+    """A fresh namespace for this test; it and all its objects are deleted afterwards."""
+    name = kube.namespace(_namespace_name(request.node.nodeid))
+    yield name
+    kube_api.delete_namespace(name)
+
+
+@pytest.fixture
+def coredns(tmp_path: Path) -> Iterator[Callable[..., CoreDNS]]:
+    """A factory: ``coredns(corefile, **kw)`` starts CoreDNS and returns the running ``CoreDNS``.
+
+    Every instance started through it is stopped at teardown.
+    """
+    binary = require_peer("coredns")
+    started: list[CoreDNS] = []
+
+    def start(corefile: str, **kw: Any) -> CoreDNS:
+        server = CoreDNS(binary, corefile, tmp_path / f"coredns-{len(started)}", **kw)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
