@@ -225,3 +225,19 @@ async def test_early_answers_formerr_notimp_badvers_and_drops() -> None:
         # And after all that, the server is fine.
         r = await aquery("a.example.org.", "A", port)
         assert r.rcode() == dns.rcode.SERVFAIL
+
+
+def test_pure_python_udp_loop_answers_like_the_batched_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The C helper is optional: without it the same answers come from the Python loop."""
+    from interkube.testing.servers import interkube_process, query
+
+    port = free_port()
+    core = tmp_path / "Corefile"
+    core.write_text(corefile(port))
+    answers = {}
+    for env in ({}, {"INTERKUBE_NO_UDPFAST": "1"}):
+        with interkube_process(core, port, env=env):
+            r = query("WwW.Example.org.", "A", port)
+            r2 = query("other.net.", "A", port)
+            answers[bool(env)] = (r.rcode(), r.question[0].name.to_text(), r2.rcode())
+    assert answers[False] == answers[True] == (dns.rcode.SERVFAIL, "WwW.Example.org.", dns.rcode.REFUSED)

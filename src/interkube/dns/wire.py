@@ -57,8 +57,9 @@ _OPT_FIXED = struct.Struct("!HHIH")  # type, class(payload), ttl(ext rcode, vers
 class Query:
     """What the fast path knows of a query after reading its header, question and OPT record.
 
-    Built by :func:`parse_query`; attributes are read-only by convention (the object lives for
-    one query and is created on the hot path, so it is a plain slotted class, not a dataclass).
+    Built by :func:`parse_query`; attributes are read-only by convention. Everything but
+    ``wire`` depends only on the bytes after the ID, so it is computed once per distinct query
+    shape and copied from a memo (see parse_query).
     """
 
     __slots__ = ("wire", "flags", "qname_end", "question_end", "qtype", "qclass", "lname", "key",
@@ -67,19 +68,9 @@ class Query:
     def __init__(self, wire: bytes, flags: int, qname_end: int, qtype: int, qclass: int,
                  edns: bool, payload: int, do: bool) -> None:
         self.wire = wire
-        self.flags = flags
-        self.qname_end = qname_end
-        self.question_end = qname_end + 4
-        self.qtype = qtype
-        self.qclass = qclass
-        self.edns = edns
-        self.payload = payload
-        self.do = do
-        shape = (SHAPE_EDNS if edns else 0) | (SHAPE_DO if do else 0) \
-            | (SHAPE_RD if flags & FLAG_RD else 0) | (SHAPE_CD if flags & FLAG_CD else 0)
-        #: The lower-cased question name in wire form (labels and the root byte).
-        self.lname = wire[HEADER_LEN:qname_end].lower()
-        self.key = self.lname + wire[qname_end:qname_end + 4] + _SHAPES[shape]
+        (self.flags, self.qname_end, self.question_end, self.qtype, self.qclass, self.lname,
+         self.key, self.edns, self.payload, self.do) = _info(wire, flags, qname_end, qtype, qclass,
+                                                               edns, payload, do)
 
     @property
     def udp_limit(self) -> int:
@@ -87,6 +78,19 @@ class Query:
         if not self.edns:
             return CLASSIC_UDP_LIMIT
         return max(CLASSIC_UDP_LIMIT, self.payload)
+
+
+Info = tuple[int, int, int, int, int, bytes, bytes, bool, int, bool]
+
+
+def _info(wire: bytes, flags: int, qname_end: int, qtype: int, qclass: int, edns: bool,
+          payload: int, do: bool) -> Info:
+    shape = (SHAPE_EDNS if edns else 0) | (SHAPE_DO if do else 0) \
+        | (SHAPE_RD if flags & FLAG_RD else 0) | (SHAPE_CD if flags & FLAG_CD else 0)
+    # The lower-cased question name in wire form (labels and the root byte): what zones match.
+    lname = wire[HEADER_LEN:qname_end].lower()
+    key = lname + wire[qname_end:qname_end + 4] + _SHAPES[shape]
+    return (flags, qname_end, qname_end + 4, qtype, qclass, lname, key, edns, payload, do)
 
 
 def read_name_end(wire: bytes, offset: int) -> int:
@@ -111,6 +115,13 @@ def read_name_end(wire: bytes, offset: int) -> int:
         offset += length + 1
 
 
+#: parse_query results by the bytes after the ID: clients repeat the same questions, and a
+#: dict lookup (~0.1 µs) is twenty times cheaper than reading the name again in Python. The
+#: table starts over when full, so random names cost a parse each, never memory.
+_MEMO: dict[bytes, Info | None] = {}
+_MEMO_LIMIT = 65536
+
+
 def parse_query(wire: bytes) -> Query | None:
     """Read a plain query for the fast path; None when it needs the slow path.
 
@@ -119,6 +130,26 @@ def parse_query(wire: bytes) -> Query | None:
     at version 0, and nothing after it. Everything else (malformed input included) goes to
     the slow path, which answers FORMERR, NOTIMP, BADVERS or parses it fully.
     """
+    tail = wire[2:]
+    info = _MEMO.get(tail, _MEMO)
+    if info is _MEMO:
+        info = _parse_info(wire)
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        _MEMO[tail] = info
+    if info is None:
+        return None
+    q = _new_query(Query)
+    q.wire = wire
+    (q.flags, q.qname_end, q.question_end, q.qtype, q.qclass, q.lname, q.key, q.edns, q.payload,
+     q.do) = info  # type: ignore[misc]
+    return q
+
+
+_new_query = object.__new__
+
+
+def _parse_info(wire: bytes) -> Info | None:
     if len(wire) < HEADER_LEN + 5:
         return None
     _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
@@ -134,7 +165,7 @@ def parse_query(wire: bytes) -> Query | None:
     if ar == 0:
         if question_end != len(wire):
             return None
-        return Query(wire, flags, qname_end, qtype, qclass, False, 0, False)
+        return _info(wire, flags, qname_end, qtype, qclass, False, 0, False)
     # One additional record: must be OPT owned by the root name.
     if question_end + 11 > len(wire) or wire[question_end] != 0:
         return None
@@ -143,7 +174,7 @@ def parse_query(wire: bytes) -> Query | None:
         return None
     if (ttl >> 16) & 0xFF:  # EDNS version other than 0: BADVERS, slow path
         return None
-    return Query(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
+    return _info(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
 
 
 def opt_record(do: bool, payload: int = ADVERTISED_PAYLOAD, ext_rcode: int = 0, options: bytes = b"") -> bytes:
