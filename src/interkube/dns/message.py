@@ -25,8 +25,13 @@ def make_response(query: dns.message.Message, *, authoritative: bool = True) -> 
 
 
 def render(message: dns.message.Message) -> bytes:
-    """Wire form of a message (names compressed; the question name is the first target)."""
-    return message.to_wire()
+    """Wire form of a message (names compressed; the question name is the first target).
+
+    Never capped below 64 KiB: make_response() sets the response's size limit from the
+    client's EDNS payload, and dnspython would refuse (TooBig) a larger answer even for TCP.
+    Whether the answer fits the client's UDP limit is the listener's decision (TC=1).
+    """
+    return message.to_wire(max_size=65535)
 
 
 def rcode_name(rcode: int) -> str:

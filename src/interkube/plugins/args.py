@@ -21,7 +21,9 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 def duration(tok: Token, *, allow_bare_seconds: bool = False, minimum: float = 0.0) -> float:
     """A Go-style duration (``500ms``, ``1m30s``) in seconds."""
     text = tok.text
-    if allow_bare_seconds and text.isdigit():
+    if text == "0":  # Go's ParseDuration accepts a bare zero (CoreDNS's docs write `reload 0`)
+        value = 0.0
+    elif allow_bare_seconds and text.isdigit():
         value = float(text)
     else:
         pos = 0

@@ -1,0 +1,65 @@
+"""One zone loaded from an RFC 1035 master file with dnspython, indexed for lookups. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dns.exception
+import dns.name
+import dns.node
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.zone
+
+from interkube.errors import InterkubeError
+
+
+class ZoneFileInvalid(InterkubeError):
+    """A zone file that cannot be served; the message names the file and, if known, its line."""
+
+
+@dataclass(frozen=True)
+class ZoneData:
+    """A zone's records by owner name, and every name that exists in it."""
+
+    origin: dns.name.Name
+    nodes: Mapping[dns.name.Name, dns.node.Node]
+    #: Owner names plus the empty non-terminals between them and the apex (RFC 8020 "exists").
+    names: frozenset[dns.name.Name]
+    soa: dns.rdataset.Rdataset
+    ns: dns.rdataset.Rdataset | None
+
+    @property
+    def serial(self) -> int:
+        return self.soa[0].serial  # type: ignore[no-any-return]
+
+    def rdataset(self, name: dns.name.Name, rdtype: int) -> dns.rdataset.Rdataset | None:
+        node = self.nodes.get(name)
+        return None if node is None else node.get_rdataset(dns.rdataclass.IN, rdtype)
+
+
+def load_zone(text: str, origin: str, filename: str) -> ZoneData:
+    """Parse zone-file text with ``origin`` as its $ORIGIN; raises ZoneFileInvalid."""
+    try:
+        # $INCLUDE is allowed, as in CoreDNS; dnspython opens relative paths from the cwd.
+        zone = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False,
+                                  filename=filename, allow_include=True)
+    except dns.exception.DNSException as exc:
+        # dnspython's syntax errors already read "FILE:LINE: what".
+        text_ = str(exc)
+        raise ZoneFileInvalid(text_ if text_.startswith(filename) else f"{filename}: {text_}") from exc
+    apex = zone.get_node(zone.origin)
+    soa = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA) if apex is not None else None
+    if not soa:
+        raise ZoneFileInvalid(f"{filename}: no SOA record for origin {origin}")
+    names: set[dns.name.Name] = set()
+    for name in zone.nodes:
+        # Walk up to the apex: every ancestor of an owner name exists (maybe as an ENT).
+        while name not in names and name != zone.origin:
+            names.add(name)
+            name = name.parent()
+    names.add(zone.origin)
+    ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)  # type: ignore[union-attr]
+    return ZoneData(zone.origin, dict(zone.nodes), frozenset(names), soa, ns or None)

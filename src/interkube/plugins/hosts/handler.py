@@ -1,0 +1,119 @@
+"""The hosts handler: A, AAAA and PTR from hosts-file entries, as CoreDNS's plugin/hosts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from interkube.dns.message import make_response, render
+from interkube.dns.names import ZoneSet
+from interkube.plugins.filewatch import Ticker, WatchedFile
+from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
+from interkube.plugins.hosts.parse import HostsConfig
+from interkube.server.answers import MemoryHandler
+from interkube.server.metrics import NAMESPACE, Metrics
+from interkube.server.request import Request
+
+log = logging.getLogger("interkube.plugin.hosts")
+
+#: PTR questions are answered for any address in the entries, whatever the configured zones.
+REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
+#: The types `fallthrough_unsupported` does not pass on (PTR is answered before it matters).
+_SUPPORTED = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+class HostsHandler(MemoryHandler[HostsData]):
+    plugin = "hosts"
+
+    def __init__(self, cfg: HostsConfig, origins: Sequence[str], watched: WatchedFile[HostsData],
+                 inline: HostsData, file_data: HostsData, metrics: Metrics | None = None) -> None:
+        served = tuple(origins) + (REVERSE_ZONES if cfg.reverse else ())
+        super().__init__(ZoneSet(dict.fromkeys(served)), file_data.merged(inline))
+        self.cfg = cfg
+        self.origins = ZoneSet(origins)
+        self.watched = watched
+        self.inline = inline
+        self.metrics = metrics
+        #: For the metrics CoreDNS exports (hosts_reload_timestamp_seconds).
+        self.reloaded_at = time.time()
+        self.ticker = Ticker(cfg.reload, self.check, log)
+
+    # -- answering --------------------------------------------------------------------------
+
+    def build(self, req: Request, data: HostsData, zone: str) -> bytes | None:
+        q = req.query
+        assert q is not None
+        if q.qclass != dns.rdataclass.IN:
+            return None
+        qname = req.qname
+        ttl = self.cfg.ttl
+        if q.qtype == dns.rdatatype.PTR:
+            addr = reverse_address(qname)
+            targets = data.names.get(addr, ()) if addr is not None else ()
+            if not targets:
+                return None  # CoreDNS passes these on whatever fallthrough says
+            return self._answer(req, dns.rrset.from_text_list(
+                qname, ttl, "IN", "PTR", [t.to_text() for t in targets]))
+        if self.origins.match(q.lname) is None:
+            return None  # in a reverse zone only because PTR is served there
+        v4, v6 = data.lookup(qname)
+        if not v4 and not v6:
+            if self.cfg.fallthrough.applies(q.lname):
+                return None
+            # Without a SOA there is no NXDOMAIN to give; CoreDNS answers SERVFAIL here.
+            response = make_response(req.message, authoritative=False)
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return render(response)
+        if q.qtype == dns.rdatatype.A and v4:
+            return self._answer(req, dns.rrset.from_text_list(qname, ttl, "IN", "A", list(map(str, v4))))
+        if q.qtype == dns.rdatatype.AAAA and v6:
+            return self._answer(req, dns.rrset.from_text_list(qname, ttl, "IN", "AAAA", list(map(str, v6))))
+        if (self.cfg.fallthrough_unsupported and q.qtype not in _SUPPORTED
+                and self.cfg.fallthrough.applies(q.lname)):
+            return None  # e.g. HTTPS or TXT for a name hosts knows: another plugin may have it
+        return self._answer(req, None)  # the name exists, not with this type: NODATA
+
+    @staticmethod
+    def _answer(req: Request, rrset: dns.rrset.RRset | None) -> bytes:
+        response = make_response(req.message)
+        if rrset is not None:
+            response.answer.append(rrset)
+        return render(response)
+
+    # -- reloading --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.ticker.start()
+        if self.metrics is not None:
+            self.metrics.add_source(self, self.collect)
+
+    async def stop(self) -> None:
+        await self.ticker.stop()
+        if self.metrics is not None:
+            self.metrics.remove_source(self)
+
+    def collect(self) -> Iterable[Metric]:
+        """CoreDNS's hosts metrics, under the interkube_ namespace."""
+        entries = GaugeMetricFamily(f"{NAMESPACE}_hosts_entries", "The combined number of entries in hosts and Corefile.")
+        entries.add_metric([], len(self.data))
+        yield entries
+        stamp = GaugeMetricFamily(f"{NAMESPACE}_hosts_reload_timestamp_seconds",
+                                  "The timestamp of the last reload of hosts file.")
+        stamp.add_metric([], self.reloaded_at)
+        yield stamp
+
+    async def check(self) -> None:
+        """Re-read the file if it changed; the last good entries stay when it cannot be read."""
+        data = await self.watched.poll()
+        if data is not None:
+            self.swap(data.merged(self.inline))
+            self.reloaded_at = time.time()
+            log.info("reloaded %s: %d entries", self.watched.path, len(data))

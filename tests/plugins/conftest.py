@@ -1,0 +1,61 @@
+"""Servers for plugin tests: a Corefile started in the test's loop on a free loopback port, and CoreDNS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import pytest
+
+from interkube.server.plugin import Handler
+from interkube.testing.peers import find_peer, skip_message
+from interkube.testing.servers import LOOPBACK, aquery, free_port, in_process
+
+
+@dataclass
+class Running:
+    server: Any
+    port: int
+
+    def handler(self, plugin: str) -> Handler:
+        """The first handler of ``plugin`` in the running chain."""
+        return next(h for h in self.server.instance.built.handlers if h.plugin == plugin)
+
+    async def query(self, name: str, rdtype: str = "A", **kwargs: Any) -> dns.message.Message:
+        return await aquery(name, rdtype, self.port, **kwargs)
+
+    async def raw(self, wire: bytes) -> bytes:
+        """Send query bytes over UDP and return the response bytes as they came."""
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.connect((LOOPBACK, self.port))
+            await loop.sock_sendall(sock, wire)
+            return await asyncio.wait_for(loop.sock_recv(sock, 65535), 3.0)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[str], Awaitable[Running]]]:
+    """``await serve(corefile)`` starts it with PORT replaced by a free port; stopped after."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(corefile: str) -> Running:
+            port = free_port()
+            server = await stack.enter_async_context(in_process(corefile.replace("PORT", str(port))))
+            return Running(server, port)
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def coredns_binary() -> Path:
+    """The built CoreDNS peer, for comparisons; the test skips without it."""
+    path = find_peer("coredns")
+    if path is None:
+        pytest.skip(skip_message("coredns"))
+    return path
