@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="list the plugins this build has, in execution order, and exit")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto), or force one")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="serve with N processes sharing the ports (SO_REUSEPORT), one core each")
     p.set_defaults(func=_serve)
 
 
@@ -38,5 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         from interkube.server.default import banner as default_banner
 
         banner = default_banner()
+    if args.workers < 1:
+        raise SystemExit("interkube serve: --workers must be at least 1")
     return run(source, dns_port=args.dns_port, quiet=args.quiet, pidfile=args.pidfile,
-               loop=args.loop, banner=banner)
+               loop=args.loop, banner=banner, workers=args.workers)

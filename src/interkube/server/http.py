@@ -58,6 +58,8 @@ class HttpEndpoint:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._lock = asyncio.Lock()
+        #: In a multi-worker server only worker 0 serves HTTP (see interkube.server.workers).
+        self.disabled = False
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -70,6 +72,8 @@ class HttpEndpoint:
         return await owners[-1][1](request)
 
     async def add(self, path: str, owner: Any, handler: RouteHandler) -> None:
+        if self.disabled:
+            return
         self.routes.setdefault(path, []).append((owner, handler))
         async with self._lock:
             if self._runner is None:
@@ -110,5 +114,9 @@ def endpoint(services: Any, address: str, default_port: int, where: Any) -> Http
         raise where.error(str(exc)) from None
     if port == 0:
         # Port 0 (tests): an ephemeral port of its own; the plugin reports which it got.
-        return HttpEndpoint(host, port)
-    return services.share(("http", host, port), lambda: HttpEndpoint(host, port))
+        ep = HttpEndpoint(host, port)
+    else:
+        ep = services.share(("http", host, port), lambda: HttpEndpoint(host, port))
+    worker = getattr(services, "worker", None)
+    ep.disabled = worker is not None and not worker.serves_http
+    return ep

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from interkube import __version__
 from interkube.errors import InterkubeError
@@ -18,6 +19,7 @@ from interkube.server.corefile.parser import ServerBlock, parse_file, parse_text
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
 from interkube.server.services import Services
+from interkube.server.workers import WorkerContext, run_workers
 
 log = logging.getLogger("interkube.server")
 
@@ -82,6 +84,7 @@ class Server:
     _stopping: asyncio.Event | None = None
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _reload_lock: asyncio.Lock | None = None
+    _metrics_runner: Any = None
 
     def build(self) -> Built:
         blocks = self.source.parse()
@@ -104,6 +107,9 @@ class Server:
         await instance.start()
         self._serve(instance)
         log.info("Running configuration SHA512 = %s", self.digest)
+        worker = self.services.worker
+        if worker is not None and not worker.serves_http:
+            self._metrics_runner = await worker.publish_metrics(self.services.metrics.registry)
         await self._announce(instance)
 
     async def reload(self) -> bool:
@@ -206,6 +212,9 @@ class Server:
             task.cancel()
         await self.instance.stop()
         self.instance = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
 
     def bound(self) -> list[str]:
         """The addresses actually listened on (ports resolved)."""
@@ -286,15 +295,29 @@ async def serve_until_signalled(server: Server, built: Built, quiet: bool, banne
 
 
 def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = False,
-        pidfile: str | None = None, loop: str = "auto", banner: str | None = None) -> int:
-    """Serve until SIGINT/SIGTERM. Configuration errors raise before any socket is opened."""
+        pidfile: str | None = None, loop: str = "auto", banner: str | None = None,
+        workers: int = 1) -> int:
+    """Serve until SIGINT/SIGTERM. Configuration errors raise before any socket is opened.
+
+    With ``workers`` > 1, that many processes serve the same ports (SO_REUSEPORT); see
+    interkube.server.workers.
+    """
     configure_logging(quiet)
-    server = Server(source, dns_port=dns_port)
-    built = server.build()  # everything is validated before any socket opens
+    Server(source, dns_port=dns_port).build()  # everything is validated before any socket opens
     if pidfile:
         Path(pidfile).write_text(f"{os.getpid()}\n")
     try:
-        return _run_loop(serve_until_signalled(server, built, quiet, banner), loop)
+        if workers <= 1:
+            server = Server(source, dns_port=dns_port)
+            return _run_loop(serve_until_signalled(server, server.build(), quiet, banner), loop)
+
+        def one(ctx: WorkerContext) -> int:
+            server = Server(source, dns_port=dns_port, options=ListenerOptions(reuse_port=True))
+            server.services.worker = ctx
+            talk = not quiet and ctx.index == 0
+            return _run_loop(serve_until_signalled(server, server.build(), not talk, banner), loop)
+
+        return run_workers(workers, one)
     finally:
         if pidfile:
             Path(pidfile).unlink(missing_ok=True)

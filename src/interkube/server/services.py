@@ -36,6 +36,8 @@ class Services:
         self.request_reload: Callable[[], None] = lambda: None
         #: SHA512 of the configuration being served (reload compares the file's against it).
         self.current_digest: Callable[[], str] = lambda: ""
+        #: Set in a multi-worker server (see interkube.server.workers): which worker this is.
+        self.worker: Any = None
         #: SHA512 of the configuration as it is on disk now (see Server.digest_on_disk).
         self.digest_on_disk: Callable[[], str] = lambda: ""
 

@@ -17,7 +17,8 @@ from interkube.server.request import Request
 class PrometheusHandler(Handler):
     plugin = "prometheus"
 
-    def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics) -> None:
+    def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics, worker: object = None) -> None:
+        self.worker = worker
         self.store = store
         self.endpoint = endpoint
         self.metrics = metrics
@@ -41,6 +42,8 @@ class PrometheusHandler(Handler):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)
+        if self.worker is not None:  # worker 0 of several: every worker's counts, summed
+            body = await self.worker.gather_metrics(body)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:

@@ -16,4 +16,5 @@ def _store(ctx: SetupContext) -> DnsMetrics:
 
 
 def setup(cfg: PrometheusConfig, ctx: SetupContext) -> PrometheusHandler:
-    return PrometheusHandler(_store(ctx), endpoint(ctx.services, cfg.address, 9153, ctx), ctx.services.metrics)
+    return PrometheusHandler(_store(ctx), endpoint(ctx.services, cfg.address, 9153, ctx), ctx.services.metrics,
+                             ctx.services.worker)

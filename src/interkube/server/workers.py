@@ -1,0 +1,182 @@
+"""Several worker processes on the same ports (SO_REUSEPORT), one core each.
+
+CPython runs one thread of Python at a time, so using more cores means more processes. The
+parent validates the Corefile, forks N workers, forwards signals to them and restarts one that
+dies unexpectedly. Each worker is a complete server: it loads the Corefile itself, so its data
+(zone files, cluster watches) is its own and always current; the kernel spreads datagrams and
+connections over the workers' sockets.
+
+HTTP endpoints cannot be spread that way (a scrape would see one worker's counters), so only
+worker 0 serves health, ready and metrics; it merges the others' metrics, which each worker
+publishes on a unix socket in a private directory, into one exposition per scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import ClientSession, UnixConnector, web
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger("interkube.server")
+
+#: A worker that dies within this many seconds of its start is not restarted (a crash loop
+#: would only hide the error); the whole server stops instead.
+MIN_UPTIME = 5.0
+
+
+class WorkerContext:
+    """What a worker knows of its siblings; kept in Services as ``services.worker``."""
+
+    def __init__(self, index: int, count: int, socket_dir: str) -> None:
+        self.index = index
+        self.count = count
+        self.socket_dir = socket_dir
+
+    @property
+    def serves_http(self) -> bool:
+        return self.index == 0
+
+    def metrics_socket(self, index: int) -> str:
+        return os.path.join(self.socket_dir, f"metrics-{index}.sock")
+
+    async def publish_metrics(self, registry: object) -> web.AppRunner:
+        """Serve this worker's registry on its unix socket (workers other than 0)."""
+
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(registry))  # type: ignore[arg-type]
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        path = self.metrics_socket(self.index)
+        Path(path).unlink(missing_ok=True)
+        await web.UnixSite(runner, path).start()
+        return runner
+
+    async def gather_metrics(self, own: bytes) -> bytes:
+        """This worker's exposition merged with every sibling's: counters and buckets summed."""
+        texts = [own.decode()]
+        for i in range(self.count):
+            if i == self.index:
+                continue
+            try:
+                async with ClientSession(connector=UnixConnector(path=self.metrics_socket(i))) as s, \
+                        s.get("http://worker/metrics", timeout=2) as resp:
+                    texts.append(await resp.text())
+            except Exception as exc:  # noqa: BLE001 - a worker restarting is left out of one scrape
+                log.debug("worker %d metrics unavailable: %s", i, exc)
+        return merge_expositions(texts).encode()
+
+
+def merge_expositions(texts: list[str]) -> str:
+    """Sum identical series across Prometheus text expositions (build_info-style gauges: max)."""
+    families: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = defaultdict(dict)
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            families.setdefault(fam.name, (fam.type, fam.documentation))
+            for sample in fam.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                seen = values[fam.name].get(key)
+                if seen is None:
+                    values[fam.name][key] = sample.value
+                elif fam.type == "gauge" and fam.name.endswith("_info"):
+                    values[fam.name][key] = max(seen, sample.value)
+                else:
+                    values[fam.name][key] = seen + sample.value
+    lines = []
+    for name, (kind, doc) in families.items():
+        exposed = name + "_total" if kind == "counter" and not name.endswith("_total") else name
+        lines.append(f"# HELP {exposed} {doc}")
+        lines.append(f"# TYPE {exposed} {kind}")
+        for (sample_name, labels), value in values[name].items():
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            lines.append(f"{sample_name}{{{label_text}}} {value!r}" if labels else f"{sample_name} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def run_workers(count: int, run_one: Callable[[WorkerContext], int]) -> int:
+    """Fork ``count`` workers running ``run_one`` and supervise them until they all stop."""
+    socket_dir = tempfile.mkdtemp(prefix="interkube-workers-")
+    children: dict[int, tuple[int, float]] = {}
+    stopping = False
+    exit_code = 0
+
+    def spawn(index: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_one(WorkerContext(index, count, socket_dir))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - report and leave with a failure status
+                logging.getLogger("interkube.server").exception("worker %d failed", index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = (index, time.monotonic())
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, forward)
+    for i in range(count):
+        spawn(i)
+    try:
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            index, started = children.pop(pid, (-1, 0.0))
+            code = os.waitstatus_to_exitcode(status)
+            if stopping or index < 0:
+                exit_code = exit_code or (code if code > 0 else 0)
+                continue
+            if code == 0 or time.monotonic() - started < MIN_UPTIME:
+                # A clean exit, a configuration error or a crash loop: stop everything.
+                exit_code = code if code > 0 else exit_code
+                stopping = True
+                forward(signal.SIGTERM, None)
+                continue
+            log.warning("worker %d exited with status %d; starting it again", index, code)
+            spawn(index)
+    finally:
+        for name in os.listdir(socket_dir):
+            Path(socket_dir, name).unlink(missing_ok=True)
+        os.rmdir(socket_dir)
+    return exit_code
+
+
+__all__ = ["WorkerContext", "run_workers", "merge_expositions"]
