@@ -1,0 +1,215 @@
+"""Cached responses as wire bytes: what may be cached and for how long, and aged TTLs on hits.
+
+A response is read once, when it is stored, by a small walk over its records (no dnspython):
+that walk classifies it the way CoreDNS's response.Typify does, finds the TTL it may live for,
+and records the byte offset of every TTL field (except the OPT record's, which holds EDNS flags).
+A hit is then a :class:`~interkube.dns.wire.Template` render; once per elapsed second the entry
+writes the remaining TTL into those offsets and keeps the result until the next second.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Final, NamedTuple
+
+from interkube.dns.wire import (
+    FLAG_AA,
+    FLAG_AD,
+    FLAG_QR,
+    FLAG_TC,
+    HEADER_LEN,
+    OPCODE_MASK,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
+    RCODE_SERVFAIL,
+    TYPE_OPT,
+    Query,
+    Template,
+)
+
+SUCCESS: Final = 0
+DENIAL: Final = 1
+KIND_NAMES: Final = ("success", "denial")
+
+TYPE_SOA = 6
+#: Zone transfers are never cached (CoreDNS's "meta" responses).
+UNCACHED_QTYPES = frozenset({251, 252})  # IXFR, AXFR
+
+#: RFC 8767 section 4 recommends 30 seconds for records served stale.
+STALE_TTL = 30
+#: CoreDNS's fail-safe TTL for a response with no records at all (dnsutil.MinimalDefaultTTL).
+NO_RECORDS_TTL = 5
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR_FIXED = struct.Struct("!HHIH")   # type, class, ttl, rdlength
+_U32 = struct.Struct("!I")
+
+
+class Malformed(Exception):
+    """The response cannot be walked; it is passed on but not cached."""
+
+
+class Analysis(NamedTuple):
+    """What storing a response needs to know."""
+
+    kind: int                   # SUCCESS or DENIAL
+    servfail: bool              # a SERVFAIL, kept for the `servfail` duration
+    ttl: int                    # the message TTL before clamping; -1: no records to take it from
+    offsets: tuple[int, ...]    # absolute offsets of every TTL field but OPT's
+    wire: bytes                 # what to keep: the response without EDNS options
+
+
+#: analyse() result for a response whose question is not the query's (CoreDNS counts a drop).
+DROP: Final = "drop"
+
+
+def _skip_name(wire: bytes, off: int, end: int) -> int:
+    """Offset just past a (possibly compressed) name."""
+    while True:
+        if off >= end:
+            raise Malformed("name runs past the end")
+        length = wire[off]
+        if length == 0:
+            return off + 1
+        if length & 0xC0 == 0xC0:
+            if off + 2 > end:
+                raise Malformed("truncated compression pointer")
+            return off + 2
+        if length & 0xC0:
+            raise Malformed("reserved label type")
+        off += length + 1
+
+
+def analyse(resp: bytes, q: Query) -> Analysis | None | str:
+    """Classify ``resp`` (the answer to ``q``): an Analysis, None (not cacheable), or DROP."""
+    end = len(resp)
+    if end < q.question_end:
+        return None
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(resp)
+    if not flags & FLAG_QR or flags & (FLAG_TC | OPCODE_MASK) or qd != 1:
+        return None
+    if resp[HEADER_LEN:q.qname_end].lower() != q.lname \
+            or resp[q.qname_end:q.question_end] != q.wire[q.qname_end:q.question_end]:
+        return DROP
+    rcode = flags & 0x0F
+    try:
+        off = q.question_end
+        offsets: list[int] = []
+        keep = resp
+        min_ttl = -1
+        soa_minimum = -1
+        for section, count in enumerate((an, ns, ar)):
+            for _ in range(count):
+                off = _skip_name(resp, off, end)
+                if off + 10 > end:
+                    raise Malformed("record header runs past the end")
+                rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(resp, off)
+                rdata = off + 10
+                off = rdata + rdlen
+                if off > end:
+                    raise Malformed("rdata runs past the end")
+                if rtype == TYPE_OPT:
+                    if ttl >> 24:  # an extended rcode (BADCOOKIE, ...): never cached
+                        return None
+                    if rdlen:
+                        # Options answer one client (a COOKIE echoes its client cookie): the
+                        # cached copy keeps the OPT record without them. OPT comes last.
+                        if off != end:
+                            return None
+                        keep = resp[:rdata - 2] + b"\x00\x00"
+                    continue
+                offsets.append(rdata - 6)
+                if ttl > 0x7FFFFFFF:  # RFC 2181 section 8: read as zero
+                    ttl = 0
+                if min_ttl < 0 or ttl < min_ttl:
+                    min_ttl = ttl
+                if section == 1 and rtype == TYPE_SOA and rdlen >= 22:
+                    soa_minimum = _U32.unpack_from(resp, off - 4)[0]  # the last rdata field
+        if off != end:
+            raise Malformed("bytes after the last record")
+    except (Malformed, struct.error):
+        return None
+    found = tuple(offsets)
+    # The order of CoreDNS's response.Typify.
+    if rcode == RCODE_NOERROR and an:
+        return Analysis(SUCCESS, False, min_ttl, found, keep)
+    if soa_minimum >= 0 and rcode in (RCODE_NOERROR, RCODE_NXDOMAIN):
+        # RFC 2308 section 5: a negative answer lives min(SOA TTL, SOA MINIMUM); every other
+        # record's TTL bounds it too, since one TTL is written into all of them.
+        return Analysis(DENIAL, False, min(min_ttl, soa_minimum), found, keep)
+    if rcode == RCODE_SERVFAIL:
+        return Analysis(DENIAL, True, min_ttl, found, keep)
+    if rcode == RCODE_NOERROR:
+        # A referral (NS in authority) or an empty NOERROR without SOA: CoreDNS caches both
+        # as successes.
+        return Analysis(SUCCESS, False, min_ttl, found, keep)
+    return None  # NXDOMAIN without SOA (RFC 2308: not cacheable), REFUSED, FORMERR, ...
+
+
+def patch_ttls(wire: bytes, offsets: tuple[int, ...], ttl: int) -> bytes:
+    """``wire`` with ``ttl`` written into every offset."""
+    if not offsets:
+        return wire
+    buf = bytearray(wire)
+    packed = _U32.pack(ttl)
+    for off in offsets:
+        buf[off:off + 4] = packed
+    return bytes(buf)
+
+
+class Entry:
+    """One cached response, rendered for the current second of its life."""
+
+    __slots__ = ("key", "kind", "servfail", "prefix", "base", "offsets", "question_end", "stored",
+                 "ttl", "expires", "keepttl", "tpl", "until", "_stale", "threshold", "hits",
+                 "last_hit", "failed_until")
+
+    def __init__(self, key: bytes, kind: int, servfail: bool, response: bytes, q: Query,
+                 offsets: tuple[int, ...], lifetime: float, stored: float, *, keepttl: bool,
+                 prefetch_percentage: int) -> None:
+        qe = q.question_end
+        flags = (response[2] << 8) | response[3]
+        # A cached answer is never authoritative (CoreDNS clears AA). AD stays only for DO
+        # queries: the key does not hold the query's AD bit, so assume the client did not ask.
+        flags &= ~FLAG_AA
+        if not q.do:
+            flags &= ~FLAG_AD
+        self.key = key
+        self.kind = kind
+        self.servfail = servfail
+        self.prefix = b"\x00\x00" + bytes((flags >> 8, flags & 0xFF)) + response[4:qe]
+        self.base = response[qe:]
+        self.offsets = tuple(off - qe for off in offsets)
+        self.question_end = qe
+        self.stored = stored
+        self.ttl = math.ceil(lifetime)
+        self.expires = stored + lifetime
+        self.keepttl = keepttl
+        self._stale: Template | None = None
+        self.threshold = math.ceil(prefetch_percentage / 100 * self.ttl)
+        self.hits = 0                       # prefetch popularity (CoreDNS's freq.Freq)
+        self.last_hit = -math.inf
+        self.failed_until = -math.inf       # a failed refresh: do not retry before this
+        self.tpl = self._render(self.ttl)
+        self.until = self.expires if keepttl else min(stored + 1.0, self.expires)
+
+    def _render(self, ttl: int) -> Template:
+        return Template(self.prefix + patch_ttls(self.base, self.offsets, ttl), self.question_end)
+
+    def age(self, now: float) -> None:
+        """Render the TTLs left at ``now`` (whole seconds since storing, never below 0)."""
+        sec = max(0, int(now - self.stored))
+        self.tpl = self._render(self.ttl if self.keepttl else max(0, self.ttl - sec))
+        self.until = self.expires if self.keepttl else min(self.stored + sec + 1, self.expires)
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds of life left, as CoreDNS's item.ttl (negative once expired)."""
+        return self.ttl - int(now - self.stored)
+
+    @property
+    def stale(self) -> Template:
+        """The response served after expiry, every TTL set to STALE_TTL."""
+        if self._stale is None:
+            self._stale = self._render(STALE_TTL)
+        return self._stale

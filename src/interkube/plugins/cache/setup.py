@@ -1,0 +1,15 @@
+"""Wire `cache`: the block's zones unless the directive names its own, the metrics source."""
+
+from __future__ import annotations
+
+from interkube.plugins.cache.handler import CacheHandler, CacheStats
+from interkube.plugins.cache.parse import CacheConfig
+from interkube.server.plugin import SetupContext
+
+
+def setup(cfg: CacheConfig, ctx: SetupContext) -> CacheHandler:
+    zones = cfg.zones or ctx.zones
+    server = ctx.server_label
+    # Counters live as long as the process (a reload keeps them), one set per server and zones.
+    stats = ctx.services.share(("cache", server, ",".join(zones)), CacheStats)
+    return CacheHandler(cfg, zones, server=server, metrics=ctx.services.metrics, stats=stats)
