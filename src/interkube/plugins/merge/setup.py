@@ -10,7 +10,7 @@ from interkube.plugins.merge.parse import MergeConfig
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.tls import client_context
-from interkube.upstream.upstream import Upstream, UpstreamStats
+from interkube.upstream.upstream import Upstream
 
 
 def setup(cfg: MergeConfig, ctx: SetupContext) -> MergeHandler:
@@ -26,8 +26,7 @@ def setup(cfg: MergeConfig, ctx: SetupContext) -> MergeHandler:
         addr = cluster.addr
         if addr.transport == TRANSPORT_TLS and addr.server_name is None and cfg.tls_servername:
             addr = UpstreamAddr(addr.transport, addr.host, addr.port, cfg.tls_servername)
-        stats = ctx.services.share(("forward:upstream", str(addr)), UpstreamStats)
         # No health checking: a cluster that does not answer in time is left out of each merge.
-        upstreams.append(Upstream(addr, max_fails=0, ssl_context=tls_ctx, stats=stats))
+        upstreams.append(Upstream(addr, max_fails=0, ssl_context=tls_ctx))
     stats = ctx.services.share(("merge", cfg.zone), MergeStats)
     return MergeHandler(cfg, upstreams, stats, ctx.services.metrics)
