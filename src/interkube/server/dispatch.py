@@ -35,9 +35,13 @@ from interkube.server.request import Request
 log = logging.getLogger("interkube.server")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Route:
-    """A server block as one listener sees it: zone, chain head, and names for logs/metrics."""
+    """A server block as one listener sees it: zone, chain head, and names for logs/metrics.
+
+    Compared and hashed by identity (eq=False): metrics key their counts on the route, and a
+    dataclass's generated __hash__ would hash every field in Python on each query.
+    """
 
     zone: str
     server: str      # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
