@@ -22,6 +22,7 @@ from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.server.dispatch import Dispatcher
 from interkube.server.request import Request
+from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
 
@@ -324,11 +325,19 @@ class Listener:
             if self.transport == "dns":
                 udp_sock = _make_socket(self.host, self.port, socket.SOCK_DGRAM, self.options.reuse_port)
                 self._udp = UdpEndpoint(self, udp_sock)
-            self._tcp = await loop.create_server(lambda: TcpProtocol(self), sock=tcp_sock,
-                                                 ssl=self.ssl_context, backlog=1024)
+            factory = self._tls_connection if self.ssl_context is not None else lambda: TcpProtocol(self)
+            self._tcp = await loop.create_server(factory, sock=tcp_sock, backlog=1024)
         except OSError as exc:
             await self.stop()
             raise ListenerError(f"cannot listen on {self}: {exc.strerror or exc}") from exc
+
+    def _tls_connection(self) -> asyncio.Protocol:
+        # TLS in interkube's own layer rather than asyncio's ssl=: a refused handshake gets its
+        # alert and a log line, and each connection takes the ssl_context of now, so that a
+        # reload's certificates apply to new connections (asyncio keeps the first context).
+        assert self.ssl_context is not None
+        return TlsServerProtocol(self.ssl_context, TcpProtocol(self), label=str(self),
+                                 handshake_timeout=self.options.tcp_idle_timeout)
 
     async def stop(self) -> None:
         if self._udp is not None:

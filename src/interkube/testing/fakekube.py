@@ -14,10 +14,26 @@ What it fakes:
 * :func:`write_kubeconfig`, a kubeconfig with one context per fake (token auth, plain http);
 * :func:`serving_in_thread`, for code under test that runs its own event loop (a CLI).
 
-What it does not fake (yet): watch streams, writes, field selectors, RBAC. Requests for them get
-a 400 Status saying so rather than a wrong answer. Handlers are looked up by verb in
-:attr:`FakeKube.handlers`, so watch support (chunked streams, bookmarks, 410 Gone, dropped
-connections, stalls) can be added as one more verb with its own handler and event log.
+With ``watch=True`` it also serves watches (``?watch=1``), as kube-apiserver streams them:
+
+* chunked JSON lines ``{"type": ..., "object": ...}`` from an event log of every add, modify and
+  delete, starting after the ``resourceVersion`` asked for (or with an ADDED per object when none
+  is given), filtered by label selector (an object leaving the selector is a DELETED);
+* ``timeoutSeconds`` ends the stream cleanly; ``allowWatchBookmarks`` gets BOOKMARK events from
+  :meth:`FakeKube.bookmark` (and every ``bookmark_interval`` seconds when set);
+* faults on demand: :meth:`FakeKube.compact` (older versions then get 410 Gone, as an ERROR
+  event or, with ``expire_as_status``, as the HTTP status), :meth:`FakeKube.expire_watches`
+  (410 to the watches running now), :meth:`FakeKube.drop_watches` (connections cut mid-stream),
+  :meth:`FakeKube.stall_watches` (streams that stay open and send nothing), :meth:`FakeKube.pause`
+  and :meth:`FakeKube.resume` (the API goes away and comes back on the same port), and per-verb
+  403s (:meth:`FakeKube.forbid`, naming the verb and resource as the API server does).
+
+``tls=True`` serves HTTPS with a generated CA (:attr:`FakeKube.ca_cert`) and accepts client
+certificates it issued (:meth:`FakeKube.client_cert`) as well as the bearer token.
+
+What it does not fake (yet): writes, field selectors, RBAC rules. Requests for them get a 400
+Status saying so rather than a wrong answer. Handlers are looked up by verb in
+:attr:`FakeKube.handlers`.
 """
 
 from __future__ import annotations
@@ -25,11 +41,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import itertools
 import json
+import ssl
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +121,40 @@ class FakeKube:
     """An in-memory API server; ``async with FakeKube() as kube:`` serves it on 127.0.0.1."""
 
     def __init__(self, *, token: str = "fake-token", types: Iterable[ResourceType] = DEFAULT_TYPES,
-                 not_served: Iterable[ResourceType] = (), forbidden: Iterable[ResourceType] = ()) -> None:
+                 not_served: Iterable[ResourceType] = (), forbidden: Iterable[ResourceType] = (),
+                 watch: bool = False, tls: bool = False, expire_as_status: bool = False,
+                 bookmark_interval: float | None = None) -> None:
         self.token = token
         hidden = set(not_served)
         self.types = {(t.group_version, t.plural): t for t in types if t not in hidden}
         # Served, but RBAC refuses every request for them (403), as for a user without the role.
         self.forbidden = set(forbidden)
+        #: Verbs refused per resource type (see forbid()).
+        self.forbidden_verbs: dict[ResourceType, set[str]] = {}
         self.store: dict[tuple[str, str, str | None, str], Obj] = {}
         self.resource_version = 0
         self._uids = itertools.count(1)
         self.handlers: dict[str, Handler] = {"list": self._list, "get": self._get}
+        if watch:
+            self.handlers["watch"] = self._watch
         self.requests: list[str] = []  # "GET /api/v1/nodes?..." in order, for assertions
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.port = 0
+        # --- watch state
+        self.events: list[_Event] = []
+        #: Versions at or below this are compacted away: a watch from them gets 410 Gone.
+        self.compacted = 0
+        self.expire_as_status = expire_as_status
+        self.bookmark_interval = bookmark_interval
+        self._watchers: set[_Watcher] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # --- TLS
+        self.tls = tls
+        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._pki: Any = None
+        #: Common names of client certificates accepted in place of the token.
+        self.cert_users: set[str] = set()
 
     # --- the store -----------------------------------------------------------------------
 
@@ -136,7 +176,10 @@ class FakeKube:
         self.resource_version += 1
         meta["resourceVersion"] = str(self.resource_version)
         meta.setdefault("uid", f"00000000-0000-0000-0000-{next(self._uids):012d}")
-        self.store[(rtype.group_version, rtype.plural, namespace, meta["name"])] = obj
+        key = (rtype.group_version, rtype.plural, namespace, meta["name"])
+        previous = self.store.get(key)
+        self.store[key] = obj
+        self._record("MODIFIED" if previous is not None else "ADDED", rtype, obj, previous)
         return obj
 
     def add_all(self, objs: Iterable[Obj]) -> None:
@@ -146,9 +189,32 @@ class FakeKube:
     def delete(self, obj: Mapping[str, Any]) -> None:
         rtype = self._type_of(obj)
         meta = obj["metadata"]
-        self.store.pop((rtype.group_version, rtype.plural,
-                        meta.get("namespace") if rtype.namespaced else None, meta["name"]))
+        gone = self.store.pop((rtype.group_version, rtype.plural,
+                               meta.get("namespace") if rtype.namespaced else None, meta["name"]))
         self.resource_version += 1
+        # The API server sends the last state of a deleted object, at the delete's version.
+        gone = copy.deepcopy(gone)
+        gone["metadata"]["resourceVersion"] = str(self.resource_version)
+        self._record("DELETED", rtype, gone, None)
+
+    def _record(self, kind: str, rtype: ResourceType, obj: Obj, previous: Obj | None) -> None:
+        self.events.append(_Event(self.resource_version, kind, rtype, copy.deepcopy(obj),
+                                  copy.deepcopy(previous) if previous is not None else None))
+        self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        loop = self._loop
+        if loop is None or not self._watchers:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for watcher in list(self._watchers):
+            if running is loop:
+                watcher.wake.set()
+            else:
+                loop.call_soon_threadsafe(watcher.wake.set)
 
     # --- serving -------------------------------------------------------------------------
 
@@ -162,18 +228,73 @@ class FakeKube:
         app.router.add_get("/apis/{group}/{version}", self._resource_list)
         app.router.add_get("/api/{version}/{rest:.+}", self._resource)
         app.router.add_get("/apis/{group}/{version}/{rest:.+}", self._resource)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._app = app
+        self._loop = asyncio.get_running_loop()
+        await self._listen(0)
         return self.url
 
+    async def _listen(self, port: int) -> None:
+        self._runner = web.AppRunner(self._app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self._ssl_context())
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
     async def close(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
+
+    async def pause(self) -> None:
+        """The API goes away: connections are cut and the port refuses new ones."""
+        for watcher in list(self._watchers):
+            watcher.drop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def resume(self) -> None:
+        """The API comes back on the same port, with everything it had."""
+        await self._listen(self.port)
+
+    # --- TLS -----------------------------------------------------------------------------
+
+    def _ensure_pki(self) -> Any:
+        if self._pki is None:
+            from interkube.testing.kubeapi import Pki
+
+            self._tls_dir = tempfile.TemporaryDirectory(prefix="fakekube-tls-")
+            self._pki = Pki.create(Path(self._tls_dir.name))
+        return self._pki
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        pki = self._ensure_pki()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))
+        ctx.load_cert_chain(str(pki.serving_cert), str(pki.serving_key))
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # a client certificate is one way in, the token another
+        return ctx
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA that signed the serving and client certificates (tls=True)."""
+        return Path(self._ensure_pki().ca_cert)
+
+    def client_cert(self, user: str, directory: str | Path) -> tuple[Path, Path]:
+        """A client certificate for ``user``, accepted from now on; (cert, key) files."""
+        cert, key = self._ensure_pki().issue(user)
+        self.cert_users.add(user)
+        target = Path(directory)
+        (target / f"{user}.crt").write_bytes(cert)
+        (target / f"{user}.key").write_bytes(key)
+        return target / f"{user}.crt", target / f"{user}.key"
 
     async def __aenter__(self) -> FakeKube:
         await self.start()
@@ -186,9 +307,18 @@ class FakeKube:
     async def _auth(self, request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if request.headers.get("Authorization") != f"Bearer {self.token}" and not self._cert_user(request):
             return _status(401, "Unauthorized", "Unauthorized")
         return await handler(request)
+
+    def _cert_user(self, request: web.Request) -> bool:
+        if request.transport is None:
+            return False
+        cert = request.transport.get_extra_info("peercert")
+        if not cert:
+            return False
+        names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+        return any(name in self.cert_users for name in names)
 
     # --- discovery -----------------------------------------------------------------------
 
@@ -251,13 +381,15 @@ class FakeKube:
             return _status(404, "NotFound", "the server could not find the requested resource")
         if namespace is not None and not rtype.namespaced:
             return _status(404, "NotFound", f"{plural} is not namespaced")
-        if rtype in self.forbidden:
-            return _status(403, "Forbidden", f'{plural}.{rtype.group or "core"} is forbidden: '
-                                             'User "fake" cannot list or get it')
         if request.query.get("watch") in ("true", "1"):
             verb = "watch"
         else:
             verb = "get" if name is not None else "list"
+        if rtype in self.forbidden or verb in self.forbidden_verbs.get(rtype, ()):
+            scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+            resource = f"{plural}.{rtype.group}" if rtype.group else plural
+            return _status(403, "Forbidden", f'{resource} is forbidden: User "fake" cannot {verb} resource '
+                                             f'"{plural}" in API group "{rtype.group}" {scope}')
         handler = self.handlers.get(verb)
         if handler is None:
             return _status(400, "BadRequest", f"{verb} is not supported by this fake API server")
@@ -293,6 +425,9 @@ class FakeKube:
             except (ValueError, KeyError, TypeError):
                 return _status(400, "BadRequest", "invalid continue token")
             metadata["resourceVersion"] = str(token["rv"])
+            if int(token["rv"]) <= self.compacted:
+                return _status(410, "Expired", "The provided continue parameter is too old to display a "
+                                               "consistent list result.")
         limit = int(request.query.get("limit") or 0)
         if limit > 0 and offset + limit < len(items):
             token = {"offset": offset + limit, "rv": metadata["resourceVersion"]}
@@ -304,6 +439,176 @@ class FakeKube:
                       "metadata": metadata, "items": items})
 
 
+    # --- watch ---------------------------------------------------------------------------
+
+    def forbid(self, rtype: ResourceType, *verbs: str) -> None:
+        """RBAC refuses ``verbs`` (e.g. "watch") on ``rtype`` from now on; none: allow again."""
+        if verbs:
+            self.forbidden_verbs[rtype] = set(verbs)
+        else:
+            self.forbidden_verbs.pop(rtype, None)
+
+    def compact(self) -> int:
+        """Forget the event log up to now: watches from an older version get 410 Gone."""
+        self.compacted = self.resource_version
+        return self.compacted
+
+    def bookmark(self) -> None:
+        """A BOOKMARK at the current version to every watch that allows them."""
+        for watcher in list(self._watchers):
+            watcher.bookmark_due = True
+        self._wake_watchers()
+
+    def expire_watches(self) -> None:
+        """The running watches end with an ERROR 410 event (as after an etcd compaction)."""
+        self.compact()
+        for watcher in list(self._watchers):
+            watcher.expired = True
+        self._wake_watchers()
+
+    def drop_watches(self) -> None:
+        """Cut every running watch mid-stream (no end of the chunked body)."""
+        for watcher in list(self._watchers):
+            watcher.drop()
+
+    def stall_watches(self) -> None:
+        """The running watches stay open and never send again (a half-dead connection)."""
+        for watcher in list(self._watchers):
+            watcher.stalled = True
+
+    @property
+    def watchers(self) -> int:
+        """How many watches are open now."""
+        return len(self._watchers)
+
+    def _object(self, rtype: ResourceType, obj: Obj) -> Obj:
+        return {"apiVersion": rtype.group_version, "kind": rtype.kind, **obj}
+
+    def _events_for(self, event: _Event, rtype: ResourceType, namespace: str | None,
+                    matches: Callable[[Mapping[str, str]], bool]) -> list[tuple[str, Obj]]:
+        """What one logged change looks like to a watch of ``rtype`` with a label selector."""
+        if event.rtype != rtype:
+            return []
+        if namespace is not None and event.obj.get("metadata", {}).get("namespace") != namespace:
+            return []
+
+        def labels(obj: Obj | None) -> Mapping[str, str]:
+            return (obj or {}).get("metadata", {}).get("labels") or {}
+
+        now = matches(labels(event.obj))
+        if event.kind == "MODIFIED":
+            before = event.previous is not None and matches(labels(event.previous))
+            if before and not now:
+                return [("DELETED", event.obj)]
+            if now and not before:
+                return [("ADDED", event.obj)]
+        return [(event.kind, event.obj)] if now else []
+
+    async def _watch(self, request: web.Request, rtype: ResourceType, namespace: str | None,
+                     name: str | None) -> web.StreamResponse:
+        try:
+            matches = _label_matcher(request.query.get("labelSelector", ""))
+        except ValueError as exc:
+            return _status(400, "BadRequest", str(exc))
+        asked = request.query.get("resourceVersion") or "0"
+        since = int(asked) if asked.isdigit() else 0
+        expired = since != 0 and since < self.compacted
+        if expired and self.expire_as_status:
+            return _status(410, "Expired", f"too old resource version: {since} ({self.compacted})")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        watcher = _Watcher(response, request)
+        self._watchers.add(watcher)
+        try:
+            if expired:
+                await watcher.error(410, "Expired", f"too old resource version: {since} ({self.compacted})")
+                return response
+            if since == 0:  # "any version": the current state as ADDED, then changes
+                for (gv, plural, ns, _), obj in sorted(self.store.items(), key=lambda kv: (kv[0][2] or "", kv[0][3])):
+                    if (gv, plural) == (rtype.group_version, rtype.plural) and namespace in (None, ns) \
+                            and matches((obj.get("metadata", {}).get("labels") or {})):
+                        await watcher.send("ADDED", self._object(rtype, obj))
+                since = self.resource_version
+            bookmarks = request.query.get("allowWatchBookmarks") == "true"
+            timeout = float(request.query.get("timeoutSeconds") or 1800)
+            deadline = asyncio.get_running_loop().time() + timeout
+            sent = next((i for i, e in enumerate(self.events) if e.rv > since), len(self.events))
+            while True:
+                if watcher.expired:
+                    await watcher.error(410, "Expired", "too old resource version")
+                    return response
+                if not watcher.stalled:
+                    while sent < len(self.events):
+                        event = self.events[sent]
+                        sent += 1
+                        for kind, obj in self._events_for(event, rtype, namespace, matches):
+                            await watcher.send(kind, self._object(rtype, obj))
+                    if watcher.bookmark_due and bookmarks:
+                        watcher.bookmark_due = False
+                        await watcher.send("BOOKMARK", {"kind": rtype.kind, "apiVersion": rtype.group_version,
+                                                        "metadata": {"resourceVersion": str(self.resource_version)}})
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return response  # the server's timeout: a clean end of the stream
+                wait = left if self.bookmark_interval is None else min(left, self.bookmark_interval)
+                watcher.wake.clear()
+                try:
+                    await asyncio.wait_for(watcher.wake.wait(), wait)
+                except TimeoutError:
+                    if self.bookmark_interval is not None:
+                        watcher.bookmark_due = True
+                if watcher.dropped:
+                    raise ConnectionResetError("dropped by the test")
+        except (ConnectionResetError, ConnectionError):
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        finally:
+            self._watchers.discard(watcher)
+
+
+@dataclass
+class _Event:
+    """One change in the fake's log: the object after it (before it, for a modify)."""
+
+    rv: int
+    kind: str               # ADDED, MODIFIED, DELETED
+    rtype: ResourceType
+    obj: Obj
+    previous: Obj | None
+
+
+@dataclass(eq=False)
+class _Watcher:
+    """One open watch stream and the faults set on it."""
+
+    response: web.StreamResponse
+    request: web.Request
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled: bool = False
+    expired: bool = False
+    dropped: bool = False
+    bookmark_due: bool = False
+
+    async def send(self, kind: str, obj: Obj) -> None:
+        await self.response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+    async def error(self, code: int, reason: str, message: str) -> None:
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": message, "reason": reason, "code": code}
+        await self.send("ERROR", status)
+
+    def drop(self) -> None:
+        self.dropped = True
+        if self.request.transport is not None:
+            self.request.transport.abort()
+        self.wake.set()
+
+    def close(self) -> None:
+        self.drop()
+
+
 def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], current: str | None = None) -> Path:
     """A kubeconfig with one context (and cluster and user) per fake, named by the mapping's keys."""
     names = list(fakes)
@@ -311,13 +616,20 @@ def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], current: s
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": current or names[0],
-        "clusters": [{"name": n, "cluster": {"server": fakes[n].url}} for n in names],
+        "clusters": [{"name": n, "cluster": _cluster_entry(fakes[n])} for n in names],
         "users": [{"name": n, "user": {"token": fakes[n].token}} for n in names],
         "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
     }
     target = Path(path)
     target.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return target
+
+
+def _cluster_entry(fake: FakeKube) -> Obj:
+    entry: Obj = {"server": fake.url}
+    if fake.tls:
+        entry["certificate-authority-data"] = base64.b64encode(fake.ca_cert.read_bytes()).decode()
+    return entry
 
 
 @contextlib.contextmanager

@@ -1,8 +1,12 @@
-"""TLS client contexts for upstreams (forward `tls`, merge fan-out)."""
+"""TLS client contexts for upstreams (forward `tls`, merge fan-out), re-read when their files change."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Callable
+
+from interkube.tlsutil.contexts import describe_certificate, digest_files
 
 
 def client_context(cert: str | None = None, key: str | None = None, ca: str | None = None) -> ssl.SSLContext:
@@ -18,3 +22,56 @@ def client_context(cert: str | None = None, key: str | None = None, ca: str | No
             raise ValueError("a client certificate needs both CERT and KEY")
         ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def describe_load_error(exc: BaseException, cert: str | None, key: str | None, ca: str | None) -> str:
+    """Why :func:`client_context` failed, naming the file concerned."""
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return f"{key} is not the key of the certificate in {cert}"
+        return f"{' / '.join(p for p in (cert, key, ca) if p)}: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return f"cannot read {exc.filename or ' / '.join(p for p in (cert, key, ca) if p)}: {exc.strerror or exc}"
+    return str(exc)
+
+
+class ClientTls:
+    """A client context from files, rebuilt when their contents change.
+
+    cert-manager renews a client certificate as it renews a server's; each rebuilt context is
+    handed to ``on_change`` callbacks (forward points its TLS upstreams at it, so new connections
+    present the new certificate while open ones carry on). A rebuild that fails (a key not
+    matching its certificate mid-rotation, a file gone) keeps the previous context and is
+    logged once per state of the files.
+    """
+
+    def __init__(self, cert: str | None, key: str | None, ca: str | None, *, label: str = "tls",
+                 log: logging.Logger | None = None) -> None:
+        self.cert, self.key, self.ca = cert, key, ca
+        self.label = label
+        self.log = log or logging.getLogger("interkube.upstream")
+        self.paths = tuple(p for p in (cert, key, ca) if p)
+        self.digest = digest_files(self.paths)  # before building: a change meanwhile is seen next time
+        self.context = client_context(cert, key, ca)
+        self.on_change: list[Callable[[ssl.SSLContext], None]] = []
+
+    def check(self) -> bool:
+        """Re-read the files if they changed; True when a new context is in use."""
+        if not self.paths:
+            return False
+        digest = digest_files(self.paths)
+        if digest == self.digest:
+            return False
+        self.digest = digest
+        try:
+            ctx = client_context(self.cert, self.key, self.ca)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self.log.warning("%s: keeping the previous client TLS settings: %s", self.label,
+                             describe_load_error(exc, self.cert, self.key, self.ca))
+            return False
+        self.context = ctx
+        for callback in self.on_change:
+            callback(ctx)
+        what = describe_certificate(self.cert) if self.cert else ""
+        self.log.info("%s: reloaded client TLS settings%s", self.label, f" ({what})" if what else "")
+        return True

@@ -9,17 +9,27 @@ UDP uses a few connected sockets, each retired after ``expire`` seconds so sourc
 changing; a connected socket also turns an ICMP "port unreachable" into an immediate failure
 instead of a timeout. TCP and TLS keep connections open and reuse them for many queries in
 flight at once (RFC 7766 pipelining); a connection idle for ``expire`` is closed.
+
+TLS failures are reported with their reason (see :mod:`interkube.tlsutil.reasons`): a rejected
+server certificate at connect time, and also the server's alert that arrives on the first read
+after a TLS 1.3 handshake (how a server refuses a missing or untrusted client certificate).
+After a TLS connection fails, reconnects back off exponentially with jitter, so that a refusing
+or unreachable upstream is not hammered with handshakes by every query and health probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import secrets
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
-from interkube.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
+from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
+from interkube.tlsutil import reasons
 
 
 class ConnectionClosed(UpstreamError):
@@ -157,9 +167,15 @@ class _StreamConn(asyncio.Protocol):
         self.buf = bytearray()
         self.last_used = asyncio.get_running_loop().time()
         self.closed = False
+        self.answered = 0                  # answers delivered on this connection
+        self.tls_version: str | None = None
+        self.failure_counted = False       # its failure went into the backoff (once per connection)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_version = sslobj.version()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -180,6 +196,7 @@ class _StreamConn(asyncio.Protocol):
             if question and msg[HEADER_LEN:HEADER_LEN + len(question)].lower() != question:
                 continue
             del self.pending[qid]
+            self.answered += 1
             if not fut.done():
                 fut.set_result(msg)
 
@@ -187,14 +204,62 @@ class _StreamConn(asyncio.Protocol):
         self.closed = True
         self.transport = None
         pending, self.pending = self.pending, {}
-        reason = f"connection closed ({exc})" if exc else "connection closed by the upstream"
+        if not pending:
+            return
+        err = self._why_closed(exc)
         for fut, _ in pending.values():
             if not fut.done():
-                fut.set_exception(ConnectionClosed(self.name, reason))
+                fut.set_exception(err)
+
+    def _why_closed(self, exc: Exception | None) -> UpstreamError:
+        if isinstance(exc, ssl.SSLError):
+            # An alert after the handshake: with TLS 1.3 this is how a server says that our
+            # client certificate (or the lack of one) is refused. Not worth a retry.
+            return TlsVerificationFailed(self.name, reasons.client_side(exc))
+        if self.tls_version == "TLSv1.3" and not self.answered:
+            return ConnectionClosed(self.name, "closed right after the TLS 1.3 handshake, before any "
+                                    "answer: the server probably refused our client certificate (or "
+                                    "its absence) without sending an alert")
+        return ConnectionClosed(self.name, f"connection closed ({exc})" if exc else
+                                "connection closed by the upstream")
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+@dataclass
+class Backoff:
+    """When to try connecting again after failures: exponential, capped, with jitter."""
+
+    base: float = 0.1
+    cap: float = 5.0
+    failures: int = 0
+    retry_at: float = 0.0
+    last: UpstreamError | None = None
+
+    def failed(self, err: UpstreamError, now: float) -> float:
+        """Record a failure; returns the delay before the next attempt."""
+        self.failures += 1
+        delay = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        # Jitter (half to all of the delay): forwarders that lost an upstream together must not
+        # all come back to it in the same instant.
+        delay *= random.uniform(0.5, 1.0)
+        self.retry_at = now + delay
+        self.last = err
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last = None
+
+    def blocked(self, now: float) -> UpstreamError | None:
+        """The last failure again (saying when the next attempt is) while backing off, else None."""
+        if self.last is None or now >= self.retry_at:
+            return None
+        err = self.last
+        return type(err)(err.upstream, f"{err.reason} (next connection attempt in {self.retry_at - now:.1f}s)")
 
 
 class StreamExchanger:
@@ -202,7 +267,8 @@ class StreamExchanger:
 
     def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                  server_hostname: str | None = None, expire: float = 10.0,
-                 max_pipeline: int = 64, connect_timeout: float = 2.0) -> None:
+                 max_pipeline: int = 64, connect_timeout: float = 2.0,
+                 backoff: Backoff | None = None, log: logging.Logger | None = None) -> None:
         self.host = host
         self.port = port
         proto = "tls" if ssl_context is not None else "tcp"
@@ -214,6 +280,35 @@ class StreamExchanger:
         self.connect_timeout = connect_timeout
         self._conns: list[_StreamConn] = []
         self._connecting: asyncio.Future[_StreamConn] | None = None
+        #: TLS connections back off after failures (plain TCP keeps CoreDNS's behaviour).
+        self.backoff = backoff if backoff is not None else (Backoff() if ssl_context is not None else None)
+        #: Where TLS refusals are reported (forward sets its own logger).
+        self.log = log or logging.getLogger("interkube.upstream")
+        self._reported: set[str] = set()   # refusal reasons logged since the last answer
+
+    def use_ssl_context(self, ctx: ssl.SSLContext) -> None:
+        """New client TLS settings (a renewed certificate) for the next connections.
+
+        Open connections carry on. A backoff in progress is cleared: the refusal it waits out
+        may be what the new certificate fixes, so the next query tries at once.
+        """
+        self.ssl_context = ctx
+        if self.backoff is not None:
+            self.backoff.succeeded()
+        self._reported.clear()
+
+    def _failed(self, err: UpstreamError) -> None:
+        """A connection could not be made, or closed before answering anything."""
+        if self.backoff is not None:
+            self.backoff.failed(err, asyncio.get_running_loop().time())
+        if isinstance(err, TlsVerificationFailed) and err.reason not in self._reported:
+            self._reported.add(err.reason)
+            self.log.warning("%s refused the TLS connection: %s", self.name, err.reason)
+
+    def _answered(self) -> None:
+        if self.backoff is not None and self.backoff.failures:
+            self.backoff.succeeded()
+        self._reported.clear()
 
     async def _connect(self) -> _StreamConn:
         loop = asyncio.get_running_loop()
@@ -227,18 +322,17 @@ class StreamExchanger:
                 self.connect_timeout)
         except asyncio.TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
-        except ssl.SSLCertVerificationError as exc:
-            from interkube.errors import TlsVerificationFailed
-
-            raise TlsVerificationFailed(self.name, f"certificate rejected: {exc.verify_message or exc.reason}") from exc
-        except ssl.SSLError as exc:
-            from interkube.errors import TlsVerificationFailed
-
-            raise TlsVerificationFailed(self.name, f"TLS handshake failed: {exc.reason or exc}") from exc
+        except ssl.SSLError as exc:  # SSLCertVerificationError included
+            raise TlsVerificationFailed(self.name, reasons.client_side(
+                exc, self.server_hostname or self.host)) from exc
         except ConnectionRefusedError as exc:
             raise UpstreamRefused(self.name, "connection refused") from exc
         except OSError as exc:
-            raise UpstreamError(self.name, f"connect failed: {exc.strerror or exc}") from exc
+            reason = f"connect failed: {exc.strerror or exc}"
+            if self.ssl_context is not None and isinstance(exc, ConnectionResetError):
+                reason = ("the server reset the connection during the TLS handshake (it may require a "
+                          "client certificate, or not speak TLS on this port)")
+            raise UpstreamError(self.name, reason) from exc
         return conn
 
     async def _connection(self) -> _StreamConn:
@@ -261,10 +355,16 @@ class StreamExchanger:
         if self._connecting is not None:
             return await asyncio.shield(self._connecting)
         loop = asyncio.get_running_loop()
+        if self.backoff is not None:
+            blocked = self.backoff.blocked(loop.time())
+            if blocked is not None:
+                raise blocked
         self._connecting = loop.create_future()
         try:
             conn = await self._connect()
         except BaseException as exc:
+            if isinstance(exc, UpstreamError):
+                self._failed(exc)
             self._connecting.set_exception(exc)
             self._connecting.exception()  # mark retrieved; waiters re-raise it
             self._connecting = None
@@ -278,10 +378,18 @@ class StreamExchanger:
         for attempt in (0, 1):
             conn = await self._connection()
             try:
-                return await self._exchange_on(conn, wire, timeout)
-            except ConnectionClosed:
-                if attempt:
+                resp = await self._exchange_on(conn, wire, timeout)
+            except (ConnectionClosed, TlsVerificationFailed) as exc:
+                # A reused connection the upstream closed is worth one retry on a new one; a TLS
+                # refusal is not, and neither is a second close in a row.
+                if attempt or isinstance(exc, TlsVerificationFailed):
+                    if not conn.answered and not conn.failure_counted:
+                        conn.failure_counted = True
+                        self._failed(exc)
                     raise
+                continue
+            self._answered()
+            return resp
         raise AssertionError("unreachable")
 
     async def _exchange_on(self, conn: _StreamConn, wire: bytes, timeout: float) -> bytes:

@@ -17,6 +17,7 @@ from interkube.dns.message import rcode_name
 from interkube.server.metrics import DURATION_BUCKETS, NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
+from interkube.tlsutil.watch import Poller
 from interkube.upstream.upstream import Upstream
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
@@ -40,7 +41,8 @@ class ForwardHandler(Handler):
     plugin = "forward"
 
     def __init__(self, cfg: ForwardConfig, upstreams: list[Upstream], *,
-                 stats: ForwardStats | None = None, metrics: Metrics | None = None) -> None:
+                 stats: ForwardStats | None = None, metrics: Metrics | None = None,
+                 watch: Poller | None = None) -> None:
         self.cfg = cfg
         self.upstreams = upstreams
         self.from_zones = ZoneSet(cfg.from_zones)
@@ -49,6 +51,7 @@ class ForwardHandler(Handler):
         self.stats = stats or ForwardStats()
         self.metrics = metrics
         self._rr = itertools.count()
+        self.watch = watch  # re-reads the TLS client certificate files
 
     def matches(self, lname: bytes) -> bool:
         return self.from_zones.match(lname) is not None and self.except_zones.match(lname) is None
@@ -116,10 +119,14 @@ class ForwardHandler(Handler):
     async def start(self) -> None:
         if self.metrics is not None:
             self.metrics.add_source(self, self.collect)
+        if self.watch is not None:
+            self.watch.start()
 
     async def stop(self) -> None:
         if self.metrics is not None:
             self.metrics.remove_source(self)
+        if self.watch is not None:
+            await self.watch.stop()
         for up in self.upstreams:
             up.close()
 

@@ -1,4 +1,8 @@
-"""Wire `forward`: read resolv.conf files, build upstreams and their TLS contexts."""
+"""Wire `forward`: read resolv.conf files, build upstreams and their TLS contexts.
+
+With TLS, the client certificate, key and CA files are watched (see ClientTls): a renewed
+certificate is used by the next connection to each TLS upstream.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from interkube.plugins.forward.handler import ForwardHandler, ForwardStats
 from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsClientFiles
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
-from interkube.upstream.tls import client_context
+from interkube.tlsutil.watch import Poller
+from interkube.upstream.tls import ClientTls, describe_load_error
 from interkube.upstream.upstream import Upstream, UpstreamStats
 
 
@@ -30,19 +35,34 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
         addrs.extend(found)
     if len(addrs) > MAX_UPSTREAMS:
         raise ctx.error(f"more than {MAX_UPSTREAMS} upstreams")
+    tls: ClientTls | None = None
     tls_ctx: ssl.SSLContext | None = None
+    log = ctx.logger("forward")
     if any(a.transport == TRANSPORT_TLS for a in addrs) or cfg.tls is not None:
         files = cfg.tls or TlsClientFiles()
         try:
-            tls_ctx = client_context(files.cert, files.key, files.ca)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ctx.error(f"tls: {exc}") from None
+            tls = ClientTls(files.cert, files.key, files.ca, label=' '.join(cfg.from_zones), log=log)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ctx.error(f"tls: {describe_load_error(exc, files.cert, files.key, files.ca)}") from None
+        tls_ctx = tls.context
     upstreams = []
     for addr in addrs:
         if addr.transport == TRANSPORT_TLS and addr.server_name is None and cfg.tls_servername:
             addr = UpstreamAddr(addr.transport, addr.host, addr.port, cfg.tls_servername)
         stats = ctx.services.share(("forward:upstream", str(addr)), UpstreamStats)
-        upstreams.append(Upstream(addr, expire=cfg.expire, max_fails=cfg.max_fails, health=cfg.health,
-                                  ssl_context=tls_ctx, stats=stats))
+        up = Upstream(addr, expire=cfg.expire, max_fails=cfg.max_fails, health=cfg.health,
+                      ssl_context=tls_ctx, stats=stats)
+        up.stream.log = log  # TLS refusals are reported as forward's
+        upstreams.append(up)
+    watch = None
+    if tls is not None and tls.paths:
+        tls_streams = [up.stream for up in upstreams if up.is_tls]
+
+        def use(new: ssl.SSLContext) -> None:
+            for stream in tls_streams:
+                stream.use_ssl_context(new)
+
+        tls.on_change.append(use)
+        watch = Poller(tls.check, name=tls.label)
     fstats = ctx.services.share(("forward:stanza", ctx.server_label, cfg.from_zones), ForwardStats)
-    return ForwardHandler(cfg, upstreams, stats=fstats, metrics=ctx.services.metrics)
+    return ForwardHandler(cfg, upstreams, stats=fstats, metrics=ctx.services.metrics, watch=watch)
