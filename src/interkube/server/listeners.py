@@ -150,6 +150,7 @@ class TcpProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.reading_paused = False
         self.writing_paused = False
+        self.outbuf: list[bytes] | None = None
         self.proto = "tls" if listener.ssl_context is not None else "tcp"
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -230,9 +231,20 @@ class TcpProtocol(asyncio.Protocol):
                 self.data_received(b"")
 
     def _send(self, resp: bytes) -> None:
+        # Answers produced in one pass of the event loop leave in one write: a pipelining client
+        # sends dozens of queries per segment, and a write (a system call, and for TLS a record)
+        # per answer cost more than answering them.
+        if self.outbuf is None:
+            self.outbuf = []
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbuf.append(len(resp).to_bytes(2, "big"))
+        self.outbuf.append(resp)
+
+    def _flush(self) -> None:
+        out, self.outbuf = self.outbuf, None
         t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(len(resp).to_bytes(2, "big") + resp)
+        if out and t is not None and not t.is_closing():
+            t.write(b"".join(out))
             self._arm_idle()
 
     # -- back-pressure ------------------------------------------------------------------------
