@@ -113,8 +113,21 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
         assert [rr.address for rr in local.answer[0]] == ["172.20.0.10"]
         # Anything else stays on the machine: the local "cluster DNS" does not serve it.
         assert query("example.com", "A", 5353).rcode() == dns.rcode.REFUSED
+        # Seed 002: two clusters' Services on the same port, each under its own domain.
+        east = query("_postgres._tcp.db.shop.svc.cluster.east", "SRV", 5353)
+        assert sorted(rr.target.to_text() for rr in east.answer[0]) == [
+            "db-0.db.shop.svc.cluster.east.", "db-1.db.shop.svc.cluster.east."]
+        assert {rr[0].address for rr in east.additional} == {"10.244.2.20", "10.244.2.21"}
+        west = query("inventory.shop.svc.cluster.west", "AAAA", 5353)
+        assert [rr.address for rr in west.answer[0]] == ["fd00:10:97::20:5"]
+        for zone, address in (("east", "10.96.12.40"), ("west", "10.97.12.40")):
+            frontend = query(f"frontend.shop.svc.cluster.{zone}", "A", 5353)
+            assert [rr.address for rr in frontend.answer[0]] == [address]
+        assert query("nope.shop.svc.cluster.west", "A", 5353).rcode() == dns.rcode.NXDOMAIN
     finally:
         stop_process(proc)  # type: ignore[arg-type]
     out = proc.stdout.read().decode()  # type: ignore[union-attr]
     assert "dig @127.0.0.1 -p 5353 SRV _couchbase._tcp.cb-example-srv.remote.svc.cluster.local" in out
     assert "dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local" in out
+    assert "dig @127.0.0.1 -p 5353 SRV _postgres._tcp.db.shop.svc.cluster.east" in out
+    assert "dig @127.0.0.1 -p 5353 AAAA inventory.shop.svc.cluster.west" in out

@@ -82,8 +82,11 @@ ENDPOINTS = ResourceType("", "v1", "endpoints", "Endpoints", namespaced=True)
 ENDPOINT_SLICE = ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", namespaced=True)
 SERVICE_CIDR = ResourceType("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", namespaced=False)
 DEFAULT_TYPES: tuple[ResourceType, ...] = (NAMESPACE, NODE, SERVICE, POD, ENDPOINTS, ENDPOINT_SLICE, SERVICE_CIDR)
+#: The MCS CRDs (multicluster.x-k8s.io); served only when a fake is given them in ``types``.
+SERVICE_EXPORT = ResourceType("multicluster.x-k8s.io", "v1alpha1", "serviceexports", "ServiceExport", namespaced=True)
+SERVICE_IMPORT = ResourceType("multicluster.x-k8s.io", "v1alpha1", "serviceimports", "ServiceImport", namespaced=True)
 
-Handler = Callable[[web.Request, ResourceType, "str | None", "str | None"], Awaitable[web.Response]]
+Handler = Callable[[web.Request, ResourceType, "str | None", "str | None"], Awaitable[web.StreamResponse]]
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -149,6 +152,7 @@ class FakeKube:
         self.bookmark_interval = bookmark_interval
         self._watchers: set[_Watcher] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._serving = False
         # --- TLS
         self.tls = tls
         self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -234,6 +238,7 @@ class FakeKube:
         return self.url
 
     async def _listen(self, port: int) -> None:
+        self._serving = True
         self._runner = web.AppRunner(self._app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self._ssl_context())
@@ -242,6 +247,7 @@ class FakeKube:
         self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def close(self) -> None:
+        self._serving = False  # a watch that begins while the server shuts down ends at once
         for watcher in list(self._watchers):
             watcher.close()
         if self._runner is not None:
@@ -253,6 +259,7 @@ class FakeKube:
 
     async def pause(self) -> None:
         """The API goes away: connections are cut and the port refuses new ones."""
+        self._serving = False
         for watcher in list(self._watchers):
             watcher.drop()
         if self._runner is not None:
@@ -425,7 +432,7 @@ class FakeKube:
             except (ValueError, KeyError, TypeError):
                 return _status(400, "BadRequest", "invalid continue token")
             metadata["resourceVersion"] = str(token["rv"])
-            if int(token["rv"]) <= self.compacted:
+            if int(token["rv"]) < self.compacted:
                 return _status(410, "Expired", "The provided continue parameter is too old to display a "
                                                "consistent list result.")
         limit = int(request.query.get("limit") or 0)
@@ -535,6 +542,8 @@ class FakeKube:
             deadline = asyncio.get_running_loop().time() + timeout
             sent = next((i for i, e in enumerate(self.events) if e.rv > since), len(self.events))
             while True:
+                if not self._serving:
+                    raise ConnectionResetError("the fake is shutting down")
                 if watcher.expired:
                     await watcher.error(410, "Expired", "too old resource version")
                     return response
@@ -607,6 +616,80 @@ class _Watcher:
 
     def close(self) -> None:
         self.drop()
+
+
+# --- objects as the API server returns them ------------------------------------------------
+
+PortSpec = tuple[str, int, str]   # (name, port, protocol); "" for an unnamed port
+
+
+def service(namespace: str, name: str, *, cluster_ips: Iterable[str] = ("10.96.0.10",),
+            ports: Iterable[PortSpec] = (("http", 80, "TCP"),), headless: bool = False,
+            external_name: str | None = None, publish_not_ready: bool = False,
+            labels: Mapping[str, str] | None = None) -> Obj:
+    """A Service: ClusterIP (dual-stack with two IPs), headless, or ExternalName."""
+    spec: Obj = {"ports": [{"name": n, "port": p, "protocol": proto, "targetPort": p} if n else
+                           {"port": p, "protocol": proto, "targetPort": p} for n, p, proto in ports]}
+    if external_name is not None:
+        spec.update(type="ExternalName", externalName=external_name)
+    else:
+        ips = ["None"] if headless else list(cluster_ips)
+        families = ["IPv6" if ":" in ip else "IPv4" for ip in ips if ip != "None"] or ["IPv4"]
+        spec.update(type="ClusterIP", clusterIP=ips[0], clusterIPs=ips, ipFamilies=families,
+                    ipFamilyPolicy="RequireDualStack" if len(families) > 1 else "SingleStack",
+                    sessionAffinity="None")
+    if publish_not_ready:
+        spec["publishNotReadyAddresses"] = True
+    meta: Obj = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec,
+            "status": {"loadBalancer": {}}}
+
+
+def endpoint_slice(namespace: str, name: str, service_name: str | None, endpoints: Iterable[Mapping[str, Any]],
+                   *, ports: Iterable[PortSpec] = (("http", 8080, "TCP"),), address_type: str = "IPv4",
+                   labels: Mapping[str, str] | None = None) -> Obj:
+    """An EndpointSlice; each endpoint is {"ip", and optionally "hostname", "ready", "pod", "node"}."""
+    meta: Obj = {"name": name, "namespace": namespace,
+                 "labels": {**({"kubernetes.io/service-name": service_name} if service_name else {}),
+                            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                            **(labels or {})}}
+    eps = []
+    for ep in endpoints:
+        entry: Obj = {"addresses": list(ep["addresses"]) if "addresses" in ep else [ep["ip"]],
+                      "conditions": {"ready": ep.get("ready", True), "serving": ep.get("ready", True),
+                                     "terminating": False}}
+        if ep.get("hostname"):
+            entry["hostname"] = ep["hostname"]
+        if ep.get("pod"):
+            entry["targetRef"] = {"kind": "Pod", "name": ep["pod"], "namespace": namespace}
+        if ep.get("node"):
+            entry["nodeName"] = ep["node"]
+        eps.append(entry)
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+            "addressType": address_type, "endpoints": eps,
+            "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports]}
+
+
+def pod(namespace: str, name: str, ip: str, *, terminating: bool = False,
+        labels: Mapping[str, str] | None = None) -> Obj:
+    """A running Pod with ``ip`` (or one being deleted)."""
+    meta: Obj = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    if terminating:
+        meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    status: Obj = {"phase": "Running"}
+    if ip:
+        status.update(podIP=ip, podIPs=[{"ip": ip}])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}, "status": status}
+
+
+def as_list(objects: Iterable[Obj]) -> Obj:
+    """Objects as one ``kind: List`` document, the shape ``kubectl get a,b -o yaml`` prints."""
+    return {"apiVersion": "v1", "items": list(objects), "kind": "List", "metadata": {"resourceVersion": ""}}
 
 
 def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], current: str | None = None) -> Path:

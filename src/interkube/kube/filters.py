@@ -1,0 +1,52 @@
+"""What a cluster's data keeps: which resources, which namespaces, which labels.
+
+The same filter applies to every source, so a snapshot and a live API give the same data for the
+same objects. Objects outside the filter are not kept at all (CoreDNS keeps them and hides them at
+query time; the answers are the same and the memory is not spent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from interkube.kube.labels import EVERYTHING, Selector
+from interkube.kube.objects import (
+    ENDPOINT_SLICES,
+    PODS,
+    SERVICE_EXPORTS,
+    SERVICE_IMPORTS,
+    SERVICES,
+    Kind,
+    Read,
+    Record,
+)
+
+#: Resources the label selector applies to, as CoreDNS applies it (the MCS objects are not
+#: the Service's and carry labels of their own).
+SELECTED = frozenset({"services", "endpointslices", "pods"})
+
+
+@dataclass(frozen=True)
+class Filters:
+    namespaces: frozenset[str] = frozenset()   # empty: every namespace
+    selector: Selector = EVERYTHING
+    pods: bool = False                         # keep Pods (`pods verified`)
+    endpoints: bool = True                     # keep EndpointSlices (not `noendpoints`)
+
+    def kinds(self) -> tuple[Kind[Any], ...]:
+        """The resources to read, required ones first."""
+        kinds: list[Kind[Any]] = [SERVICES]
+        if self.endpoints:
+            kinds.append(ENDPOINT_SLICES)
+        if self.pods:
+            kinds.append(PODS)
+        return (*kinds, SERVICE_EXPORTS, SERVICE_IMPORTS)
+
+    def keep(self, kind: Kind[Any], read: Read) -> Record | None:
+        """The record to keep for ``read``; None when the filter leaves the object out."""
+        if self.namespaces and read.namespace not in self.namespaces:
+            return None
+        if self.selector and kind.resource in SELECTED and not self.selector.matches(read.labels):
+            return None
+        return read.record

@@ -1,0 +1,211 @@
+"""A cluster from files: Kubernetes List documents as ``kubectl get ... -o yaml`` (or json) writes.
+
+``kubectl get services,endpointslices,pods -A -o yaml > east.yaml`` gives one ``kind: List``
+document; this reads that, lists of one kind (``ServiceList`` from the API, whose items carry no
+kind), single objects, and several YAML documents in a file. Services, EndpointSlices, Pods and
+the MCS ServiceExport and ServiceImport objects are read; other kinds are passed over. JSON is
+decoded with msgspec straight into the few fields DNS needs (no dicts are built), so a snapshot
+of a large cluster loads in little memory.
+
+The files are checked every few seconds; when one changes, all are read again into a new index
+which replaces the old in one step. A file that cannot be read or parsed is reported once and
+the last good data is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from interkube.errors import KubeError
+from interkube.kube.cluster import Cluster
+from interkube.kube.filters import Filters
+from interkube.kube.index import ClusterIndex
+from interkube.kube.objects import (
+    KINDS,
+    Kind,
+    MalformedObject,
+    Read,
+    identity_from_dict,
+    identity_from_json,
+)
+from interkube.plugins.filewatch import Stamp, Ticker, stamp
+
+log = logging.getLogger("interkube.plugin.kubernetes")
+
+#: The part of a snapshot source that can fail (see Cluster.lost).
+FILES = "files"
+#: How often the files are checked for changes, in seconds.
+CHECK_INTERVAL = 2.0
+
+#: One object as read from a file: raw JSON, or a mapping parsed from YAML.
+Wire = bytes | msgspec.Raw | Mapping[str, Any]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SnapshotError(KubeError):
+    """A snapshot file cannot be read or is not YAML/JSON."""
+
+
+class _Peek(msgspec.Struct):
+    kind: str = ""
+    apiVersion: str = ""
+    items: list[msgspec.Raw] | None = None
+
+
+def _group(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+_BY_GROUP_KIND: dict[tuple[str, str], Kind[Any]] = {(_group(k.api_version), k.kind): k for k in KINDS}
+
+
+def kind_of(kind: str, api_version: str, list_kind: str = "") -> Kind[Any] | None:
+    """The Kind of an object (items of a ``ServiceList`` carry no kind of their own)."""
+    if not kind and list_kind.endswith("List"):
+        kind = list_kind[:-4]
+    if not api_version:
+        return next((k for k in KINDS if k.kind == kind), None)
+    return _BY_GROUP_KIND.get((_group(api_version), kind))
+
+
+def _json_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    try:
+        doc = msgspec.json.decode(raw, type=_Peek)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SnapshotError(f"{path}: not a Kubernetes JSON document: {exc}") from None
+    if doc.items is None:
+        yield kind_of(doc.kind, doc.apiVersion), raw
+        return
+    for item in doc.items:
+        try:
+            peek = msgspec.json.decode(item, type=_Peek)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # not an object with a kind: nothing DNS reads
+        yield kind_of(peek.kind, peek.apiVersion, doc.kind), item
+
+
+def _yaml_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    try:
+        docs = list(yaml.load_all(raw, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise SnapshotError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise SnapshotError(f"{path}: a document is not a mapping of a Kubernetes object or List")
+        items = doc.get("items")
+        if isinstance(items, list):
+            list_kind = str(doc.get("kind") or "")
+            for item in items:
+                if isinstance(item, Mapping):
+                    yield kind_of(str(item.get("kind") or ""), str(item.get("apiVersion") or ""), list_kind), item
+        else:
+            yield kind_of(str(doc.get("kind") or ""), str(doc.get("apiVersion") or "")), doc
+
+
+def read_objects(path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    """(Kind or None for kinds DNS does not read, the object) for every object in a file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    head = raw.lstrip()[:1]
+    if head in (b"{", b"["):
+        return _json_objects(raw, path)
+    return _yaml_objects(raw, path)
+
+
+def build_index(paths: tuple[str, ...], filters: Filters, cluster: Cluster) -> ClusterIndex:
+    """A new index from every object in ``paths`` that ``filters`` keeps."""
+    index = ClusterIndex()
+    wanted = {k.resource for k in filters.kinds()}
+    for path in paths:
+        for kind, obj in read_objects(path):
+            if kind is None or kind.resource not in wanted:
+                continue
+            try:
+                read: Read = kind.from_dict(obj) if isinstance(obj, Mapping) else kind.from_json(obj)
+            except MalformedObject as exc:
+                ident = identity_from_dict(obj) if isinstance(obj, Mapping) else identity_from_json(obj)
+                cluster.skipped(kind.resource, ident, f"{exc} (in {path})")
+                continue
+            record = filters.keep(kind, read)
+            if record is not None:
+                index.put(kind.resource, (read.namespace, read.name), record)
+    return index
+
+
+class SnapshotSource:
+    """Snapshot files as a cluster's source; re-read when they change."""
+
+    def __init__(self, paths: tuple[str, ...], filters: Filters, interval: float = CHECK_INTERVAL) -> None:
+        self.paths = tuple(os.path.abspath(p) for p in paths)
+        self.filters = filters
+        self.interval = interval
+        self.key = ("snapshot", self.paths, filters)
+        self.description = "snapshot " + ", ".join(self.paths)
+        self._stamps: tuple[Stamp, ...] | None = None
+        self._ticker: Ticker | None = None
+
+    def load(self, cluster: Cluster) -> ClusterIndex:
+        """Read every file now (at setup: a bad file stops the configuration)."""
+        stamps = tuple(self._stamp_or_raise(p) for p in self.paths)
+        index = build_index(self.paths, self.filters, cluster)
+        self._stamps = stamps
+        return index
+
+    def _stamp_or_raise(self, path: str) -> Stamp:
+        try:
+            return stamp(path)
+        except OSError as exc:
+            raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+
+    async def start(self, cluster: Cluster) -> None:
+        if cluster.index is None:
+            cluster.replace(await asyncio.to_thread(self.load, cluster))
+        else:
+            log.info("cluster %s: serving %s (%s)", cluster.name, self.description, cluster.describe_data())
+
+        async def tick() -> None:
+            await self.check(cluster)
+
+        self._ticker = Ticker(self.interval, tick, log)
+        self._ticker.start()
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            await self._ticker.stop()
+            self._ticker = None
+
+    async def check(self, cluster: Cluster) -> bool:
+        """Read the files again if any changed; True when new data was swapped in."""
+        try:
+            stamps = tuple(self._stamp_or_raise(p) for p in self.paths)
+        except SnapshotError as exc:
+            cluster.lost(str(exc), FILES)
+            return False
+        cluster.contact(FILES)
+        if stamps == self._stamps:
+            return False
+        # Recorded before parsing: a broken file is reported once per change, not per check.
+        self._stamps = stamps
+        try:
+            index = await asyncio.to_thread(build_index, self.paths, self.filters, cluster)
+        except SnapshotError as exc:
+            log.error("cluster %s: not reloading: %s", cluster.name, exc)
+            return False
+        cluster.relisted()
+        cluster.replace(index)
+        log.info("cluster %s: reloaded %s", cluster.name, self.description)
+        return True

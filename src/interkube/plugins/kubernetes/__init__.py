@@ -1,0 +1,9 @@
+"""kubernetes: Services, endpoints and pods of one or many clusters, as CoreDNS's kubernetes plugin."""
+
+from interkube.plugins.kubernetes.parse import parse
+from interkube.plugins.kubernetes.setup import setup
+from interkube.server.plugin import Plugin
+
+# One stanza per cluster: several may share a server block (`kubernetes cluster.east {...}`,
+# `kubernetes cluster.west {...}`), each answering for its own zones.
+PLUGIN = Plugin(name="kubernetes", parse=parse, setup=setup, multiple=True)

@@ -1,0 +1,135 @@
+"""Parse a ``kubernetes [ZONES...] { ... }`` stanza: CoreDNS's options plus ``snapshot`` and ``cluster``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from interkube.kube.labels import EVERYTHING, Selector, SelectorError, parse_selector
+from interkube.plugins import args
+from interkube.plugins import fallthrough as fall
+from interkube.server.corefile.parser import Directive
+
+POD_MODES = ("disabled", "insecure", "verified")
+#: CoreDNS's defaults (plugin/kubernetes): a 5 s TTL (0 to 3600) and 5 s to wait for a first sync.
+DEFAULT_TTL = 5
+MAX_TTL = 3600
+DEFAULT_STARTUP_TIMEOUT = 5.0
+#: A name given with `cluster`: what a metric label, a readiness line and an MCS cluster ID can
+#: all carry (letters, digits, '-', '_' and '.').
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+#: CoreDNS options this build does not implement, and what to say about each.
+NOT_SUPPORTED = {
+    "namespace_labels": "filtering namespaces by label needs a watch on Namespaces, which interkube does not keep",
+    "multicluster": "MCS zones are served by the `clusterset` plugin",
+    "transfer": "zone transfers of Kubernetes zones are not supported",
+    "resyncperiod": "removed from CoreDNS; watches need no resync",
+    "upstream": "removed from CoreDNS; ExternalName targets are left to the resolver",
+    "apiserver_qps": "client rate limits are not supported",
+    "apiserver_burst": "client rate limits are not supported",
+    "apiserver_max_inflight": "client rate limits are not supported",
+}
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    zones: tuple[str, ...] = ()                 # empty: the server block's zones
+    kubeconfig: str | None = None
+    context: str | None = None
+    endpoint: str | None = None
+    tls: tuple[str, str, str] | None = None     # client cert, client key, CA cert
+    snapshot: tuple[str, ...] = ()
+    cluster: str | None = None
+    namespaces: frozenset[str] = frozenset()
+    labels: Selector = EVERYTHING
+    pods: str = "disabled"
+    endpoint_pod_names: bool = False
+    ttl: int = DEFAULT_TTL
+    noendpoints: bool = False
+    fallthrough: fall.Fallthrough = fall.NEVER
+    ignore_empty_service: bool = False
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    where: str = ""                             # the directive's file:line, for messages
+
+
+def parse(d: Directive) -> KubernetesConfig:
+    zones = args.zones(d.args)
+    values: dict[str, object] = {}
+    seen: dict[str, str] = {}
+    for opt in d.block:
+        name = opt.name
+        args.no_block(opt)
+        if name in seen:
+            raise opt.token.error(f"kubernetes: option {name!r} given twice (first at {seen[name]})")
+        seen[name] = opt.where
+        if name == "kubeconfig":
+            a = args.nargs(opt, 1, 2)
+            values["kubeconfig"] = a[0].text
+            values["context"] = a[1].text if len(a) > 1 else None
+        elif name == "endpoint":
+            values["endpoint"] = _endpoint(opt)
+        elif name == "tls":
+            values["tls"] = tuple(t.text for t in args.nargs(opt, 3, 3))
+        elif name == "snapshot":
+            values["snapshot"] = tuple(t.text for t in args.nargs(opt, 1))
+        elif name == "cluster":
+            tok = args.nargs(opt, 1, 1)[0]
+            if not CLUSTER_NAME.fullmatch(tok.text):
+                raise tok.error(f"kubernetes: cluster name {tok.text!r} may hold only letters, digits, "
+                                "'-', '_' and '.', and must start and end with a letter or digit")
+            values["cluster"] = tok.text
+        elif name == "namespaces":
+            values["namespaces"] = frozenset(t.text for t in args.nargs(opt, 1))
+        elif name == "labels":
+            text = " ".join(t.text for t in args.nargs(opt, 1))
+            try:
+                values["labels"] = parse_selector(text)
+            except SelectorError as exc:
+                raise opt.token.error(f"kubernetes: labels: {exc}") from None
+        elif name == "pods":
+            tok = args.nargs(opt, 1, 1)[0]
+            if tok.text not in POD_MODES:
+                raise tok.error(f"kubernetes: pods must be one of {', '.join(POD_MODES)}, not {tok.text!r}")
+            values["pods"] = tok.text
+        elif name == "endpoint_pod_names":
+            args.nargs(opt, 0, 0)
+            values["endpoint_pod_names"] = True
+        elif name == "ttl":
+            values["ttl"] = args.integer(args.nargs(opt, 1, 1)[0], 0, MAX_TTL, what="ttl")
+        elif name == "noendpoints":
+            args.nargs(opt, 0, 0)
+            values["noendpoints"] = True
+        elif name == "fallthrough":
+            values["fallthrough"] = fall.parse(opt)
+        elif name == "ignore":
+            tok = args.nargs(opt, 1, 1)[0]
+            if tok.text != "empty_service":
+                raise tok.error(f"kubernetes: ignore takes empty_service, not {tok.text!r}")
+            values["ignore_empty_service"] = True
+        elif name == "startup_timeout":
+            values["startup_timeout"] = args.duration(args.nargs(opt, 1, 1)[0])
+        elif name in NOT_SUPPORTED:
+            raise opt.token.error(f"kubernetes: option {name!r} is not supported: {NOT_SUPPORTED[name]}")
+        else:
+            raise args.unknown_option(opt, "kubernetes")
+    if "snapshot" in values:
+        for other in ("kubeconfig", "endpoint", "tls"):
+            if other in values:
+                raise d.error(f"`snapshot` reads the cluster from files; it cannot go with `{other}` "
+                              f"(at {seen[other]})")
+    if "tls" in values and "endpoint" not in values and "kubeconfig" not in values:
+        raise d.error("`tls` is for an `endpoint`: name the API server with `endpoint URL`")
+    return KubernetesConfig(zones=zones, where=d.where, **values)  # type: ignore[arg-type]
+
+
+def _endpoint(opt: Directive) -> str:
+    a = args.nargs(opt, 1)
+    if len(a) > 1:
+        # CoreDNS deprecated several endpoints and uses the first; a list here would silently
+        # ignore the rest, so it is an error.
+        raise a[1].error("kubernetes: endpoint takes one URL (several endpoints are not supported)")
+    url = a[0].text
+    if not re.match(r"https?://[^/]+", url):
+        raise a[0].error(f"kubernetes: endpoint {url!r} is not an http(s):// URL")
+    return url

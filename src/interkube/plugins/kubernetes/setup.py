@@ -1,0 +1,107 @@
+"""Wire a `kubernetes` stanza: its zones and cluster name, its source, its handler.
+
+Setup reads what can be wrong in files (the kubeconfig and its certificates, the snapshot
+files) so that a mistake stops the configuration with the Corefile line and the file's own
+words; contacting the API waits for the handler's start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import subprocess
+
+from interkube.errors import KubeError
+from interkube.kube.access import ApiAccess
+from interkube.kube.cluster import Cluster
+from interkube.kube.filters import Filters
+from interkube.kube.live import live_source
+from interkube.kube.registry import cluster_registry
+from interkube.kube.snapshot import SnapshotSource
+from interkube.plugins.bind.setup import interface_addresses
+from interkube.plugins.kubernetes.handler import KubernetesHandler
+from interkube.plugins.kubernetes.lookup import Options
+from interkube.plugins.kubernetes.parse import KubernetesConfig
+from interkube.server.plugin import SetupContext
+
+log = logging.getLogger("interkube.plugin.kubernetes")
+
+GROUP_KEY = "kubernetes.handlers"
+
+
+def is_reverse(zone: str) -> bool:
+    return zone.endswith(("in-addr.arpa.", "ip6.arpa."))
+
+
+def cluster_name(cfg: KubernetesConfig, zones: tuple[str, ...]) -> str:
+    """`cluster NAME`, else the kubeconfig context, else NAME of a first zone `cluster.NAME`,
+    else the first zone (without its final dot)."""
+    if cfg.cluster:
+        return cfg.cluster
+    if cfg.context:
+        return cfg.context
+    first = zones[0].rstrip(".")
+    if first.startswith("cluster.") and len(first) > len("cluster."):
+        return first[len("cluster."):]
+    return first or "."
+
+
+def local_addresses(bound: tuple[str, ...]) -> tuple[str, ...]:
+    """This server's own non-loopback addresses, for the zone's NS records.
+
+    As CoreDNS: the addresses the block listens on, or every interface's when it listens on
+    all; loopback addresses never count (a client cannot reach a name server there).
+    """
+    candidates: list[str] = list(bound)
+    if not candidates:
+        for _, name in socket.if_nameindex():
+            try:
+                candidates.extend(interface_addresses(name))
+            except (LookupError, OSError, subprocess.CalledProcessError):
+                continue
+    out: list[str] = []
+    for text in candidates:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if not address.is_loopback and not address.is_link_local and str(address) not in out:
+            out.append(str(address))
+    return tuple(out)
+
+
+def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
+    zones = cfg.zones or ctx.zones
+    primary = next((z for z in zones if not is_reverse(z)), None)
+    if primary is None:
+        raise ctx.error("needs a zone that is not a reverse zone (PTR answers are named in it)")
+    name = cluster_name(cfg, zones)
+    registry = cluster_registry(ctx.services)
+    filters = Filters(namespaces=cfg.namespaces, selector=cfg.labels, pods=cfg.pods == "verified",
+                      endpoints=not cfg.noendpoints)
+    if cfg.snapshot:
+        source = SnapshotSource(cfg.snapshot, filters)
+    else:
+        if cfg.kubeconfig and cfg.endpoint:
+            log.warning("%s: `kubeconfig` is used and `endpoint` is ignored (as CoreDNS does)", cfg.where)
+        access = ApiAccess(kubeconfig=os.path.abspath(cfg.kubeconfig) if cfg.kubeconfig else None,
+                           context=cfg.context, endpoint=None if cfg.kubeconfig else cfg.endpoint,
+                           tls=None if cfg.kubeconfig else cfg.tls)
+        source = live_source(access, filters, name)
+    cluster = registry.running(name, source.key)
+    if cluster is None:
+        cluster = Cluster(name, source, registry.stats(name))
+        if isinstance(source, SnapshotSource):
+            try:
+                cluster.preload(source.load(cluster))
+            except KubeError as exc:
+                raise ctx.error(str(exc)) from exc
+    options = Options(ttl=cfg.ttl, pods=cfg.pods, endpoint_pod_names=cfg.endpoint_pod_names,
+                      ignore_empty_service=cfg.ignore_empty_service, primary_zone=primary,
+                      local_ips=local_addresses(ctx.block.bind))
+    group: list[KubernetesHandler] = ctx.block.extra.setdefault(GROUP_KEY, [])
+    handler = KubernetesHandler(cfg, zones, options, cluster, registry, ctx.services.current_handlers, group)
+    group.append(handler)
+    return handler
