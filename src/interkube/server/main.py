@@ -83,6 +83,7 @@ class Server:
     fatal_message: str | None = None
     _stopping: asyncio.Event | None = None
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _old: set[Instance] = field(default_factory=set)
     _reload_lock: asyncio.Lock | None = None
     _metrics_runner: Any = None
 
@@ -149,6 +150,7 @@ class Server:
                 if lkey not in new.listeners:
                     await listener.stop()
             old.listeners.clear()
+            self._old.add(old)
             task = asyncio.get_running_loop().create_task(self._retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
@@ -164,6 +166,7 @@ class Server:
 
     async def _retire(self, old: Instance) -> None:
         await asyncio.sleep(RETIRE_AFTER)
+        self._old.discard(old)
         await old.stop_handlers()
 
     def digest_on_disk(self) -> str:
@@ -210,6 +213,9 @@ class Server:
             await asyncio.sleep(duck)
         for task in list(self._retiring):
             task.cancel()
+        for old in list(self._old):  # replaced by a reload moments ago: stop them now
+            self._old.discard(old)
+            await old.stop_handlers()
         await self.instance.stop()
         self.instance = None
         if self._metrics_runner is not None:
@@ -303,13 +309,13 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
     interkube.server.workers.
     """
     configure_logging(quiet)
-    Server(source, dns_port=dns_port).build()  # everything is validated before any socket opens
+    server = Server(source, dns_port=dns_port)
+    built = server.build()  # everything is validated before any socket opens
     if pidfile:
         Path(pidfile).write_text(f"{os.getpid()}\n")
     try:
         if workers <= 1:
-            server = Server(source, dns_port=dns_port)
-            return _run_loop(serve_until_signalled(server, server.build(), quiet, banner), loop)
+            return _run_loop(serve_until_signalled(server, built, quiet, banner), loop)
 
         def one(ctx: WorkerContext) -> int:
             server = Server(source, dns_port=dns_port, options=ListenerOptions(reuse_port=True))

@@ -84,6 +84,9 @@ class SetupContext:
     block: BlockSettings
     services: "Services"
     directive: "Directive | None" = None
+    #: The configuration being built (the same object for every block and directive of one
+    #: Corefile load), for plugins that must tell their siblings from a previous configuration.
+    configuration: object = None
 
     @property
     def server_label(self) -> str:

@@ -8,6 +8,7 @@ same list. A reload builds a new Instance and moves the sockets that did not cha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
             handlers: list[Handler] = []
             for _, plugin, cfg, d in parsed:
                 ctx = SetupContext(zones=zones, port=port, transport=transport, corefile=corefile,
-                                   block=settings, services=services, directive=d)
+                                   block=settings, services=services, directive=d, configuration=built)
                 try:
                     handler = plugin.setup(cfg, ctx)
                 except InterkubeError as exc:
@@ -123,9 +124,19 @@ class Instance:
         self._dispatchers = {k: Dispatcher(routes) for k, routes in built.routes.items()}
 
     async def start_handlers(self) -> None:
-        for h in self.built.handlers:
+        """Start every handler at once: a handler may wait (a cluster's first sync, up to its
+        startup_timeout), and waits in different server blocks should overlap, not add up.
+        If any start fails, the ones that started are stopped and the first error is raised."""
+
+        async def start_one(h: Handler) -> None:
             await h.start()
             self.started.append(h)
+
+        results = await asyncio.gather(*(start_one(h) for h in self.built.handlers), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.stop_handlers()
+            raise errors[0]
 
     async def stop_handlers(self) -> None:
         for h in reversed(self.started):
@@ -173,8 +184,8 @@ class Instance:
 
     async def start(self) -> None:
         """Start from nothing (no configuration running yet)."""
+        await self.start_handlers()
         try:
-            await self.start_handlers()
             await self.bind()
         except BaseException:
             await self.stop_handlers()

@@ -102,6 +102,6 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
                       ignore_empty_service=cfg.ignore_empty_service, primary_zone=primary,
                       local_ips=local_addresses(ctx.block.bind))
     group: list[KubernetesHandler] = ctx.block.extra.setdefault(GROUP_KEY, [])
-    handler = KubernetesHandler(cfg, zones, options, cluster, registry, ctx.services.current_handlers, group)
+    handler = KubernetesHandler(cfg, zones, options, cluster, registry, ctx.configuration, group)
     group.append(handler)
     return handler
