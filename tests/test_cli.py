@@ -131,3 +131,23 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
     assert "dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local" in out
     assert "dig @127.0.0.1 -p 5353 SRV _postgres._tcp.db.shop.svc.cluster.east" in out
     assert "dig @127.0.0.1 -p 5353 AAAA inventory.shop.svc.cluster.west" in out
+
+
+def test_builtin_default_is_not_an_open_resolver() -> None:
+    """Its forwarding blocks carry an acl that allows loopback and blocks everyone else."""
+    from interkube.server.main import builtin_default
+    from interkube.server.runtime import build
+    from interkube.server.services import Services
+
+    source = builtin_default()
+    built = build(source.parse(), source.name, Services())
+    for zone in ("remote.svc.cluster.local.", "."):
+        head = built.routes[("dns", "127.0.0.1", 5353)][zone].head
+        chain = []
+        while head.plugin != "chain":
+            chain.append(head)
+            head = head.next
+        acl = next(h for h in chain if h.plugin == "acl")
+        assert chain.index(acl) < [h.plugin for h in chain].index("forward")
+        assert acl.decide("127.0.0.1", 1) == 0 and acl.decide("::1", 1) == 0   # allowed
+        assert acl.decide("192.0.2.1", 1) == 1 and acl.decide("2001:db8::1", 1) == 1  # blocked
