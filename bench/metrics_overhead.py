@@ -41,6 +41,7 @@ def handler_for(corefile: str) -> UdpEndpoint:
     endpoint.listener = listener
     endpoint.inflight = set()
     endpoint.closed = False
+    endpoint.outq = []
     endpoint._loop = asyncio.new_event_loop()
     return endpoint
 

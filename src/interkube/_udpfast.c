@@ -12,6 +12,13 @@
  * socket fd; for each it calls callback(data: bytes, addr: tuple) -> bytes | None, and sends
  * every non-empty bytes result back to its sender in one sendmmsg per batch. It returns the
  * number of datagrams read. Datagrams longer than BUFSZ are dropped (a DNS query never is).
+ * A receive error other than "nothing more to read" raises OSError (on a connected socket,
+ * ECONNREFUSED is the ICMP "port unreachable" for something sent earlier).
+ *
+ * send_batch(fd, items) sends many datagrams with one sendmmsg per 64: items are bytes (for a
+ * connected socket) or (bytes, (host, port, ...)) pairs. It returns how many were sent; it
+ * stops early, without raising, when the send buffer is full (UDP may drop), and raises
+ * OSError for other errors.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -98,8 +105,15 @@ drain(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         n = recvmmsg(fd, in, BATCH, MSG_DONTWAIT, NULL);
         Py_END_ALLOW_THREADS
-        if (n <= 0)
-            break; /* EAGAIN: drained; any other error: the event loop will call us again */
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            if (total == 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            break; /* report what was read; the error comes back on the next call */
+        }
+        if (n == 0)
+            break;
         total += n;
 
         int k = 0;
@@ -156,9 +170,102 @@ drain(PyObject *self, PyObject *args)
     return PyLong_FromLong(total);
 }
 
+/* Fill a sockaddr from Python's (host, port[, flowinfo, scope_id]) tuple. */
+static int
+sockaddr_from(PyObject *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+    const char *host;
+    int port;
+    unsigned int flowinfo = 0, scope_id = 0;
+    if (!PyArg_ParseTuple(addr, "si|II", &host, &port, &flowinfo, &scope_id))
+        return -1;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((unsigned short)port);
+        *len = sizeof *sin;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((unsigned short)port);
+        sin6->sin6_flowinfo = htonl(flowinfo);
+        sin6->sin6_scope_id = scope_id;
+        *len = sizeof *sin6;
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
+    return -1;
+}
+
+static PyObject *
+send_batch(PyObject *self, PyObject *args)
+{
+    int fd;
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "iO!:send_batch", &fd, &PyList_Type, &items))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    struct mmsghdr out[BATCH];
+    struct iovec iov[BATCH];
+    struct sockaddr_storage addrs[BATCH];
+    long sent = 0;
+    for (Py_ssize_t start = 0; start < count; start += BATCH) {
+        int k = 0;
+        for (Py_ssize_t i = start; i < count && k < BATCH; i++, k++) {
+            PyObject *item = PyList_GET_ITEM(items, i);
+            PyObject *data = item;
+            memset(&out[k].msg_hdr, 0, sizeof out[k].msg_hdr);
+            if (PyTuple_Check(item)) {
+                if (PyTuple_GET_SIZE(item) != 2) {
+                    PyErr_SetString(PyExc_TypeError, "send_batch: items are bytes or (bytes, address)");
+                    return NULL;
+                }
+                data = PyTuple_GET_ITEM(item, 0);
+                socklen_t alen;
+                if (sockaddr_from(PyTuple_GET_ITEM(item, 1), &addrs[k], &alen) < 0)
+                    return NULL;
+                out[k].msg_hdr.msg_name = &addrs[k];
+                out[k].msg_hdr.msg_namelen = alen;
+            }
+            if (!PyBytes_Check(data)) {
+                PyErr_SetString(PyExc_TypeError, "send_batch: data must be bytes");
+                return NULL;
+            }
+            iov[k].iov_base = PyBytes_AS_STRING(data);
+            iov[k].iov_len = (size_t)PyBytes_GET_SIZE(data);
+            out[k].msg_hdr.msg_iov = &iov[k];
+            out[k].msg_hdr.msg_iovlen = 1;
+        }
+        int done = 0;
+        while (done < k) {
+            int m;
+            Py_BEGIN_ALLOW_THREADS
+            m = sendmmsg(fd, out + done, (unsigned int)(k - done), MSG_DONTWAIT);
+            Py_END_ALLOW_THREADS
+            if (m < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return PyLong_FromLong(sent + done);
+                if (sent + done == 0)
+                    return PyErr_SetFromErrno(PyExc_OSError);
+                return PyLong_FromLong(sent + done);
+            }
+            done += m;
+        }
+        sent += done;
+    }
+    return PyLong_FromLong(sent);
+}
+
 static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
+    {"send_batch", send_batch, METH_VARARGS,
+     "send_batch(fd, items) -> int: send bytes (connected) or (bytes, addr) items with sendmmsg."},
     {NULL, NULL, 0, NULL},
 };
 

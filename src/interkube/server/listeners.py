@@ -78,13 +78,17 @@ class UdpEndpoint:
         self.sock = sock
         self.fd = sock.fileno()
         self.inflight: set[asyncio.Task[None]] = set()
+        self.outq: list[tuple[bytes, Any]] = []
         self.closed = False
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
         if _udpfast is not None:
-            _udpfast.drain(self.fd, self.handle, UDP_ROUNDS)
+            try:
+                _udpfast.drain(self.fd, self.handle, UDP_ROUNDS)
+            except OSError as exc:
+                log.debug("udp receive error on %s: %s", self.listener, exc)
             return
         recv = self.sock.recvfrom
         send = self.sock.sendto
@@ -126,10 +130,23 @@ class UdpEndpoint:
     async def _slow(self, req: Request, addr: Any) -> None:
         resp = await self.listener.dispatcher.serve(req)
         if resp and not self.closed:
-            try:
+            # Answers finished in one event-loop pass leave together (one sendmmsg).
+            if not self.outq:
+                self._loop.call_soon(self._flush)
+            self.outq.append((resp, addr))
+
+    def _flush(self) -> None:
+        out, self.outq = self.outq, []
+        if self.closed or not out:
+            return
+        try:
+            if _udpfast is not None:
+                _udpfast.send_batch(self.fd, out)
+                return
+            for resp, addr in out:
                 self.sock.sendto(resp, addr)
-            except OSError:
-                pass
+        except OSError:
+            pass  # a full buffer or a refused address: UDP drops, as the network would
 
     def close(self) -> None:
         if not self.closed:

@@ -88,7 +88,7 @@ class Upstream:
     def down(self) -> bool:
         return self.max_fails > 0 and self.fails > self.max_fails
 
-    async def exchange(self, wire: bytes, tcp: bool, timeout: float) -> bytes:
+    async def exchange(self, wire: bytes, tcp: bool, timeout: float, question: bytes | None = None) -> bytes:
         """Send one query; over UDP unless ``tcp`` (TLS upstreams always use their stream).
 
         A truncated UDP answer is retried over TCP so the client gets the whole answer.
@@ -100,7 +100,7 @@ class Upstream:
             if self.udp is None or tcp:
                 resp = await self.stream.exchange(wire, timeout)
             else:
-                resp = await self.udp.exchange(wire, timeout)
+                resp = await self.udp.exchange(wire, timeout, question)
                 if header_flags(resp) & FLAG_TC:
                     self.stats.truncated_retries += 1
                     resp = await self.stream.exchange(wire, timeout)

@@ -95,6 +95,8 @@ class ForwardHandler(Handler):
         tcp = cfg.force_tcp or (req.proto != "udp" and not cfg.prefer_udp)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUERY_DEADLINE
+        # The lower-cased question section, which answers are matched against.
+        question = req.wire[12:req.query.question_end].lower()  # type: ignore[union-attr]
         candidates = [u for u in self.order() if not u.down]
         if not candidates:
             self.stats.no_healthy += 1
@@ -109,7 +111,7 @@ class ForwardHandler(Handler):
                 if remaining <= 0:
                     raise last or UpstreamTimeout(str(up.addr), "deadline passed")
                 try:
-                    return await up.exchange(req.wire, tcp, min(ATTEMPT_TIMEOUT, remaining))
+                    return await up.exchange(req.wire, tcp, min(ATTEMPT_TIMEOUT, remaining), question)
                 except UpstreamError as exc:
                     last = exc
                     up.kick_health_check(cfg.force_tcp)
