@@ -24,6 +24,8 @@ log = logging.getLogger("interkube.plugin.kubernetes")
 #: Called with the index a change was made to and the dependency keys it changed; None as the
 #: keys means the whole index was replaced (a relist or a reloaded snapshot).
 Listener = Callable[[ClusterIndex, "set[DepKey] | None"], None]
+#: Called when the cluster goes down (its source starts failing) or comes back up.
+StateListener = Callable[[], None]
 
 #: The part of a source that lists everything (see Cluster.lost).
 LIST = "list"
@@ -72,6 +74,7 @@ class Cluster:
         #: What is failing now (a resource's watch, the list, the files) and why.
         self._failing: dict[str, str] = {}
         self._listeners: list[Listener] = []
+        self._state_listeners: list[StateListener] = []
         self._synced: asyncio.Event | None = None
         self._logged: set[tuple[str, str, str]] = set()
         self.started = False
@@ -148,6 +151,7 @@ class Cluster:
         self.last_contact = time.monotonic()
         if part is not None and self._failing.pop(part, None) is not None and not self._failing:
             log.info("cluster %s: %s is reachable again", self.name, self.source.description)
+            self._state_changed()
 
     def lost(self, reason: str, part: str = LIST) -> None:
         """``part`` of the source failed; logged once per outage (until every part works
@@ -160,7 +164,10 @@ class Cluster:
                             self.sync_age() or 0.0)
             else:
                 log.error("%s; its zones answer SERVFAIL until a first sync", said)
+        went_down = not self._failing
         self._failing[part] = reason
+        if went_down:
+            self._state_changed()
 
     def skipped(self, resource: str, ident: tuple[str, str], reason: str) -> None:
         """A malformed object was left out: counted always, logged once per object."""
@@ -187,6 +194,19 @@ class Cluster:
     def unsubscribe(self, listener: Listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def subscribe_state(self, listener: StateListener) -> None:
+        """Call ``listener()`` whenever :attr:`down` turns from None to a reason or back (a
+        consumer that checks ``down`` per query can check a flag instead)."""
+        self._state_listeners.append(listener)
+
+    def unsubscribe_state(self, listener: StateListener) -> None:
+        if listener in self._state_listeners:
+            self._state_listeners.remove(listener)
+
+    def _state_changed(self) -> None:
+        for listener in list(self._state_listeners):
+            listener()
 
     async def start(self) -> None:
         if not self.started:

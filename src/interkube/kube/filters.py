@@ -13,6 +13,7 @@ from typing import Any
 from interkube.kube.labels import EVERYTHING, Selector
 from interkube.kube.objects import (
     ENDPOINT_SLICES,
+    NAMESPACES,
     PODS,
     SERVICE_EXPORTS,
     SERVICE_IMPORTS,
@@ -35,17 +36,18 @@ class Filters:
     endpoints: bool = True                     # keep EndpointSlices (not `noendpoints`)
 
     def kinds(self) -> tuple[Kind[Any], ...]:
-        """The resources to read, required ones first."""
+        """The resources to read, required ones first (then the optional ones: Namespaces and
+        the MCS objects, which a cluster or its RBAC may not offer)."""
         kinds: list[Kind[Any]] = [SERVICES]
         if self.endpoints:
             kinds.append(ENDPOINT_SLICES)
         if self.pods:
             kinds.append(PODS)
-        return (*kinds, SERVICE_EXPORTS, SERVICE_IMPORTS)
+        return (*kinds, NAMESPACES, SERVICE_EXPORTS, SERVICE_IMPORTS)
 
     def keep(self, kind: Kind[Any], read: Read) -> Record | None:
         """The record to keep for ``read``; None when the filter leaves the object out."""
-        if self.namespaces and read.namespace not in self.namespaces:
+        if self.namespaces and (read.name if kind is NAMESPACES else read.namespace) not in self.namespaces:
             return None
         if self.selector and kind.resource in SELECTED and not self.selector.matches(read.labels):
             return None

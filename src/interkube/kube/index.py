@@ -11,7 +11,8 @@ change affects. Answers are built through an :class:`IndexView`, which records t
 every lookup made, so a cache of answers can drop exactly the answers a change affects:
 
 * ``("s", ns, name)``  -- the Service ns/name: the Service itself or any of its EndpointSlices;
-* ``("n", ns)``        -- whether namespace ns exists (has Services, or Pods when they are kept);
+* ``("n", ns)``        -- whether namespace ns exists (a Namespace object, or Services, or Pods
+  when they are kept);
 * ``("i", ip)``        -- which Services (ClusterIP) and endpoints hold the address ip;
 * ``("p", ip)``        -- which Pods have the address ip (``pods verified``);
 * ``("m", ns, name)``  -- the ServiceExport and ServiceImport ns/name.
@@ -26,6 +27,7 @@ from typing import TypeVar
 from interkube.kube.objects import (
     Endpoint,
     EndpointSlice,
+    Namespace,
     Pod,
     Record,
     Service,
@@ -94,10 +96,11 @@ class ClusterIndex:
         self._slices: dict[Key, EndpointSlice] = {}
         self._slices_of: dict[Key, dict[str, EndpointSlice]] = {}
         self._canonical: dict[Key, Key] = {}
-        self._namespaces: dict[str, int] = {}
+        self._namespaces: dict[str, int] = {}       # ns -> how many Services (and kept Pods)
+        self._namespace_objects: set[str] = set()   # Namespace objects (when readable)
         self._cluster_ips: dict[str, Key | list[Key]] = {}
         self._endpoint_ips: dict[str, Key | list[Key]] = {}
-        self._pod_ips: dict[str, str] = {}          # "ns/name" -> IP
+        self._pod_ips: dict[str, str | tuple[str, ...]] = {}   # "ns/name" -> IP(s)
         self._pods_at: dict[str, str | list[str]] = {}   # IP -> "ns/name"
         self._exports: dict[Key, ServiceExport] = {}
         self._imports: dict[Key, ServiceImport] = {}
@@ -115,7 +118,9 @@ class ClusterIndex:
         return tuple(found[name] for name in sorted(found))
 
     def namespace_exists(self, namespace: str) -> bool:
-        return namespace in self._namespaces
+        """A Namespace object exists (CoreDNS's rule), or, where Namespaces cannot be read,
+        or have not been seen yet, something that lives in one does."""
+        return namespace in self._namespace_objects or namespace in self._namespaces
 
     def services_at(self, ip: str) -> tuple[Service, ...]:
         """Services with ``ip`` among their ClusterIPs."""
@@ -163,6 +168,8 @@ class ClusterIndex:
             return self.put_slice(key, record)  # type: ignore[arg-type]
         if resource == "pods":
             return self.put_pod(key, record)  # type: ignore[arg-type]
+        if resource == "namespaces":
+            return self.put_namespace(key, record)  # type: ignore[arg-type]
         if resource == "serviceexports":
             return self._put_mcs(self._exports, key, record)
         if resource == "serviceimports":
@@ -234,22 +241,34 @@ class ClusterIndex:
 
     def put_pod(self, key: Key, new: Pod | None) -> set[DepKey]:
         pod_key = f"{key[0]}/{key[1]}"
-        old_ip = self._pod_ips.get(pod_key)
-        new_ip = new.ip if new is not None and new.ip else None
-        if old_ip == new_ip:
+        old = self._pod_ips.get(pod_key)
+        old_ips = () if old is None else (old,) if isinstance(old, str) else old
+        new_ips = new.ips if new is not None else ()
+        if old_ips == new_ips:
             return set()
         changed: set[DepKey] = set()
-        if old_ip is not None:
-            _remove(self._pods_at, old_ip, pod_key)
-            changed.add(("p", old_ip))
-            del self._pod_ips[pod_key]
-        if new_ip is not None:
-            self._pod_ips[pod_key] = new_ip
-            _add(self._pods_at, new_ip, pod_key)
-            changed.add(("p", new_ip))
-        if (old_ip is None) != (new_ip is None):
-            self._count_namespace(key[0], 1 if old_ip is None else -1, changed)
+        for ip in old_ips:
+            _remove(self._pods_at, ip, pod_key)
+        for ip in new_ips:
+            _add(self._pods_at, ip, pod_key)
+        changed.update(("p", ip) for ip in set(old_ips) ^ set(new_ips))
+        if new_ips:
+            # Nearly every pod has one address: kept bare, as the reverse maps keep theirs.
+            self._pod_ips[pod_key] = new_ips[0] if len(new_ips) == 1 else new_ips
+        else:
+            self._pod_ips.pop(pod_key, None)
+        if bool(old_ips) != bool(new_ips):
+            self._count_namespace(key[0], 1 if not old_ips else -1, changed)
         return changed
+
+    def put_namespace(self, key: Key, new: Namespace | None) -> set[DepKey]:
+        name = key[1]
+        before = self.namespace_exists(name)
+        if new is None:
+            self._namespace_objects.discard(name)
+        else:
+            self._namespace_objects.add(new.name)
+        return {("n", name)} if self.namespace_exists(name) != before else set()
 
     @staticmethod
     def _put_mcs(table: dict[Key, T], key: Key, new: T | None) -> set[DepKey]:

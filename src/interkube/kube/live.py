@@ -13,8 +13,8 @@ own watch hides what a DNS cache needs to stay correct:
 
 One supervisor task per cluster lists every resource (paged), swaps the new index in, then runs
 one watch per resource. A watch that ends (the server's timeout), breaks or goes silent is
-started again from the last resourceVersion; a 410 at any point sends the supervisor back to a
-full list. Failures back off exponentially with jitter; the cluster keeps serving its last data
+started again from the last resourceVersion; a 410 at any point, or any other ERROR event in a
+watch stream, sends the supervisor back to a full list. Failures back off exponentially with jitter; the cluster keeps serving its last data
 meanwhile and logs once per outage.
 """
 
@@ -37,12 +37,27 @@ from interkube.kube import access as api_access
 from interkube.kube.cluster import LIST, Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex
-from interkube.kube.objects import SERVICE_EXPORTS, SERVICE_IMPORTS, Kind, MalformedObject, identity_from_json
+from interkube.kube.objects import (
+    NAMESPACES,
+    SERVICE_EXPORTS,
+    SERVICE_IMPORTS,
+    Kind,
+    MalformedObject,
+    identity_from_json,
+)
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
-#: Resources a cluster may not have (the MCS CRDs): a 404 or 403 leaves them out, it is no error.
-OPTIONAL = frozenset({SERVICE_EXPORTS.resource, SERVICE_IMPORTS.resource})
+#: Resources a cluster may not have (the MCS CRDs) or may not let us read (Namespaces, which
+#: CoreDNS's ClusterRole grants but a narrower one may not): a 404 or 403 leaves them out.
+OPTIONAL = frozenset({NAMESPACES.resource, SERVICE_EXPORTS.resource, SERVICE_IMPORTS.resource})
+
+
+class WatchFailed(KubeError):
+    """The API server ended a watch with an ERROR event other than 410 Gone, e.g. the 500
+    "PrevKv=nil" that a watch starting exactly at etcd's compaction revision gets. Starting the
+    watch again from the same resourceVersion would meet the same error, so the source lists
+    again, as client-go's reflector does after any watch error."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,9 @@ class LiveSource:
         self._task: asyncio.Task[None] | None = None
         #: resource -> the resourceVersion its watch continues from.
         self.versions: dict[str, str] = {}
+        #: Whether a watch has applied an event since the last list (see _run).
+        self._progress = False
+        self._warned_namespaces = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -179,6 +197,7 @@ class LiveSource:
 
     async def _run(self, cluster: Cluster) -> None:
         failures = 0
+        watch_errors = 0  # watch error events in a row, with no event applied in between
         while True:
             try:
                 index, kinds = await self._list_all(cluster)
@@ -186,12 +205,18 @@ class LiveSource:
                 if cluster.synced:
                     cluster.relisted()
                 cluster.replace(index)
+                self._progress = False
                 await self._watch_all(cluster, kinds)
             except WatchExpired as exc:
                 log.info("%s; listing again", exc)
                 if failures == 0:
                     failures = 1
                     continue  # the first relist at once; a list that keeps expiring backs off
+            except WatchFailed as exc:
+                # Relist after a short pause that grows while the error keeps coming back.
+                watch_errors = 1 if self._progress else watch_errors + 1
+                log.warning("%s; listing again", exc)
+                failures = watch_errors - 1
             except KubeError as exc:
                 cluster.lost(str(exc), LIST)
             except _TRANSIENT as exc:
@@ -219,7 +244,7 @@ class LiveSource:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
-                task.result()  # raises the first failure (only WatchExpired leaves _watch)
+                task.result()  # raises the first failure (only WatchExpired, WatchFailed leave _watch)
         finally:
             for task in tasks:
                 task.cancel()
@@ -246,6 +271,11 @@ class LiveSource:
                                    context=self.context)
             if resp.status_code != 200:
                 if kind.resource in OPTIONAL and resp.status_code in (403, 404):
+                    if kind is NAMESPACES and not self._warned_namespaces:
+                        self._warned_namespaces = True
+                        log.warning("cluster %s: cannot list namespaces (HTTP %d): a namespace then exists "
+                                    "for DNS only while it holds a Service (grant list and watch on "
+                                    "namespaces, as CoreDNS's ClusterRole does)", cluster.name, resp.status_code)
                     log.debug("cluster %s: %s not readable (HTTP %d); leaving it out", cluster.name,
                               kind.resource, resp.status_code)
                     raise _ResourceAbsent(kind.resource)
@@ -286,7 +316,7 @@ class LiveSource:
             try:
                 await self._watch_once(cluster, kind)
                 failures = 0
-            except WatchExpired:
+            except (WatchExpired, WatchFailed):
                 raise
             except httpx2.ReadTimeout:
                 log.debug("cluster %s: the %s watch was silent for %gs; starting it again", cluster.name,
@@ -337,8 +367,8 @@ class LiveSource:
             if status.code == 410:
                 raise WatchExpired(f"watch {kind.resource}: {status.message or 'resourceVersion too old'} "
                                    f"(410 {status.reason or 'Gone'})", cluster=cluster.name, context=self.context)
-            raise KubeError(f"watch {kind.resource}: error event {status.code} {status.reason}: {status.message}",
-                            cluster=cluster.name, context=self.context)
+            raise WatchFailed(f"watch {kind.resource}: error event {status.code} {status.reason}: {status.message}",
+                              cluster=cluster.name, context=self.context)
         if event.type == "BOOKMARK":
             version = _resource_version(event.object)
         elif event.type in ("ADDED", "MODIFIED"):
@@ -353,6 +383,8 @@ class LiveSource:
                             context=self.context)
         if version:
             self.versions[kind.resource] = version
+        if event.type != "BOOKMARK":
+            self._progress = True
         cluster.contact()
 
 

@@ -8,7 +8,8 @@ into the frozen records below, which are what a cluster index keeps:
 * :class:`Service` -- name, type, ClusterIPs, ports, ExternalName, publishNotReadyAddresses;
 * :class:`EndpointSlice` -- its Service, ports and :class:`Endpoint` s (one per address);
 * :class:`Pod` -- namespace, name and primary IP (only kept for ``pods verified``);
-* :class:`ServiceExport` and :class:`ServiceImport` -- the MCS objects (multicluster.x-k8s.io).
+* :class:`ServiceExport` and :class:`ServiceImport` -- the MCS objects (multicluster.x-k8s.io);
+* :class:`Namespace` -- its name (a namespace exists even when it holds nothing).
 
 Anything that does not fit (a missing name, a port that is not a number, an address that is not
 an IP) raises :class:`MalformedObject`; the caller skips that object, counts it and logs it once.
@@ -77,6 +78,13 @@ class Pod:
     namespace: str
     name: str
     ip: str             # status.podIP; "" before one is assigned
+    #: The rest of status.podIPs (the other family's address of a dual-stack pod); CoreDNS's
+    #: `pods verified` answers for every one of them.
+    more_ips: tuple[str, ...] = ()
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return ((self.ip,) if self.ip else ()) + self.more_ips
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,14 @@ class ServiceImport:
     clusters: tuple[str, ...]       # status.clusters[].cluster
 
 
-Record = Service | EndpointSlice | Pod | ServiceExport | ServiceImport
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A Namespace: only that it exists (an empty one answers NODATA, as in CoreDNS)."""
+
+    name: str
+
+
+Record = Service | EndpointSlice | Pod | ServiceExport | ServiceImport | Namespace
 
 
 class MalformedObject(ValueError):
@@ -162,13 +177,22 @@ class _SliceWire(msgspec.Struct):
     ports: list[_SlicePort] | None = None
 
 
+class _PodIP(msgspec.Struct):
+    ip: str = ""
+
+
 class _PodStatus(msgspec.Struct):
     podIP: str = ""
+    podIPs: list[_PodIP] | None = None
 
 
 class _PodWire(msgspec.Struct):
     metadata: _Meta
     status: _PodStatus = msgspec.field(default_factory=_PodStatus)
+
+
+class _NamespaceWire(msgspec.Struct):
+    metadata: _Meta
 
 
 class _ExportWire(msgspec.Struct):
@@ -193,6 +217,12 @@ class _ImportWire(msgspec.Struct):
     metadata: _Meta
     spec: _ImportSpec = msgspec.field(default_factory=_ImportSpec)
     status: _ImportStatus = msgspec.field(default_factory=_ImportStatus)
+    # multicluster.x-k8s.io/v1alpha2 moved spec and status up to the object itself (v1beta1
+    # moved them back); a snapshot may hold either shape.
+    type: str | None = None
+    ips: list[str] | None = None
+    ports: list[_ServicePort] | None = None
+    clusters: list[_ImportCluster] | None = None
 
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -267,7 +297,15 @@ def _pod(w: _PodWire) -> Pod | None:
     if w.metadata.deletionTimestamp:
         return None  # terminating pods no longer answer (as CoreDNS)
     ip = w.status.podIP
-    return Pod(namespace, name, _ip(ip, "podIP") if ip else "")
+    more = tuple(sys.intern(_ip(p.ip, "podIPs")) for p in w.status.podIPs or () if p.ip and p.ip != ip)
+    return Pod(namespace, name, _ip(ip, "podIP") if ip else "", more)
+
+
+def _namespace(w: _NamespaceWire) -> Namespace:
+    if not w.metadata.name:
+        raise MalformedObject("Namespace without metadata.name")
+    # Terminating namespaces still exist (their objects are still being removed), as in CoreDNS.
+    return Namespace(sys.intern(w.metadata.name))
 
 
 def _export(w: _ExportWire) -> ServiceExport:
@@ -279,9 +317,10 @@ def _import(w: _ImportWire) -> ServiceImport:
     namespace, name = _named(w.metadata, "ServiceImport")
     spec = w.spec
     return ServiceImport(
-        namespace, name, spec.type, tuple(_ip(ip, "ServiceImport ip") for ip in spec.ips or ()),
-        _ports(spec.ports),
-        tuple(c.cluster for c in (w.status.clusters or ()) if c.cluster),
+        namespace, name, w.type or spec.type,
+        tuple(_ip(ip, "ServiceImport ip") for ip in w.ips or spec.ips or ()),
+        _ports(w.ports or spec.ports),
+        tuple(c.cluster for c in (w.clusters or w.status.clusters or ()) if c.cluster),
     )
 
 
@@ -340,7 +379,9 @@ PODS = Kind("pods", "Pod", "v1", _PodWire, _pod)
 SERVICE_EXPORTS = Kind("serviceexports", "ServiceExport", "multicluster.x-k8s.io/v1alpha1", _ExportWire, _export)
 SERVICE_IMPORTS = Kind("serviceimports", "ServiceImport", "multicluster.x-k8s.io/v1alpha1", _ImportWire, _import)
 
-KINDS: tuple[Kind[Any], ...] = (SERVICES, ENDPOINT_SLICES, PODS, SERVICE_EXPORTS, SERVICE_IMPORTS)
+NAMESPACES = Kind("namespaces", "Namespace", "v1", _NamespaceWire, _namespace)
+
+KINDS: tuple[Kind[Any], ...] = (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, SERVICE_EXPORTS, SERVICE_IMPORTS)
 BY_KIND: dict[str, Kind[Any]] = {k.kind: k for k in KINDS}
 
 

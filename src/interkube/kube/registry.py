@@ -28,6 +28,8 @@ registry rather than through the kubernetes handlers. The API for them::
     cluster.subscribe(listener)     # listener(index, keys | None) after every change: keys is
     cluster.unsubscribe(listener)   #   the set of dependency keys changed (see kube.index),
                                     #   None when the whole index was replaced
+    cluster.subscribe_state(f)      # f() when cluster.down turns on or off
+    registry.version                # changes whenever get() may answer differently
 
 A reader must look ``cluster.index`` up again per query (a relist swaps in a new object), and
 may cache answers as the kubernetes handler does: build through ``index.view(deps)``, keep
@@ -65,6 +67,9 @@ class ClusterRegistry:
         #: cluster -> {owner: configuration token}; a cluster runs while it has owners.
         self._owners: dict[Cluster, dict[object, object]] = {}
         self._stats: dict[str, ClusterStats] = {}
+        #: Bumped whenever :meth:`get` may answer differently: a reader that resolved names
+        #: once resolves them again when it sees another version.
+        self.version = 0
 
     # --- for readers -----------------------------------------------------------------------
 
@@ -115,6 +120,7 @@ class ClusterRegistry:
     def publish(self, cluster: Cluster) -> None:
         """Make ``cluster`` the one :meth:`get` returns for its name."""
         self._published[cluster.name] = cluster
+        self.version += 1
 
     async def detach(self, cluster: Cluster, owner: object) -> None:
         """``owner`` no longer uses ``cluster``; the last one out stops it."""
@@ -129,6 +135,7 @@ class ClusterRegistry:
             del self._running[(cluster.name, cluster.source.key)]
         if self._published.get(cluster.name) is cluster:
             del self._published[cluster.name]
+            self.version += 1
             # Another cluster of that name may still be serving (the configuration a failed
             # reload was to replace): it is the one to find by name again.
             for other in self._owners:

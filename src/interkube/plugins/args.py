@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from interkube.errors import ConfigError
 from interkube.server.corefile.keys import normalize_zone, reverse_zones
@@ -92,6 +92,19 @@ def nargs(d: Directive, lo: int, hi: int | None = None) -> tuple[Token, ...]:
 def no_block(d: Directive) -> None:
     if d.has_block:
         raise d.error("takes no block of options")
+
+
+def single_options(d: Directive, plugin: str, seen: dict[str, str] | None = None) -> Iterator[Directive]:
+    """The options in ``d``'s block, for plugins whose options are one line each and given at
+    most once (an error names both lines). ``seen`` gets option -> file:line as they go, for
+    later messages that name an option's line."""
+    seen = {} if seen is None else seen
+    for opt in d.block:
+        no_block(opt)
+        if opt.name in seen:
+            raise opt.token.error(f"{plugin}: option {opt.name!r} given twice (first at {seen[opt.name]})")
+        seen[opt.name] = opt.where
+        yield opt
 
 
 def unknown_option(d: Directive, parent: str) -> ConfigError:

@@ -3,7 +3,6 @@ servers come from the `serve` fixture of tests/plugins/conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from interkube.testing.fakekube import as_list, endpoint_slice, pod, service
+from interkube.testing.waiting import until as until_
 
 DATA = Path(__file__).with_name("data")
 #: Written by kubectl from a fake API holding sample_objects() (see test_kubernetes_snapshot_format.py).
@@ -87,25 +87,10 @@ def write_snapshot(path: Path, objects: list[dict[str, Any]]) -> Path:
     return path
 
 
-async def _until(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
-    """Wait until ``condition`` (which may ask the server, so it may be async) holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        held = condition()
-        if not isinstance(held, bool):
-            held = await held
-        if held:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def until() -> Callable[..., Awaitable[None]]:
     """``await until(condition, "what")``: converge, or fail naming what never happened."""
-    return _until
+    return until_
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ async def test_an_unreachable_cluster_leaves_the_others_answers_byte_identical(u
     east, west = clusters
     k = await serve(corefile(write_kubeconfig(tmp_path / "kc", {"east": east, "west": west})))
     east_handler = next(h for h in stanzas(k) if h.cluster.name == "east")
-    await until(lambda: east.watchers == 2, "east's watches")
+    await until(lambda: east.watchers == 3, "east's watches (Services, EndpointSlices, Namespaces)")
     before = await answers(k)
     assert dns.message.from_wire(before[0]).answer  # the questions do get answers
     await east.pause()

@@ -107,7 +107,7 @@ async def test_a_relist_starts_a_new_generation(until: Until, kube: FakeKube, se
     handler = k.handler("kubernetes")
     await k.query("web.app.svc.cluster.local", "A")
     first = handler.generation
-    await until(lambda: (kube.watchers == 2), "watches of Services and EndpointSlices")
+    await until(lambda: (kube.watchers == 3), "watches of Services, EndpointSlices and Namespaces")
     kube.expire_watches()
     await until(lambda: (handler.cluster.stats.relists == 1), "a relist")
     assert (await addresses(k, "web.app.svc.cluster.local")) == (dns.rcode.NOERROR, ["10.96.0.10"])
@@ -140,7 +140,7 @@ async def test_servfail_until_the_first_sync_then_answers(until: Until, serve: S
 async def test_metrics_of_the_clusters(until: Until, kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": kube})
     k = await serve(".:PORT {\n    bind 127.0.0.1\n" + stanza(kubeconfig) + "}\n")
-    await until(lambda: (kube.watchers == 2), "watches of Services and EndpointSlices")
+    await until(lambda: (kube.watchers == 3), "watches of Services, EndpointSlices and Namespaces")
     kube.drop_watches()
     handler = k.handler("kubernetes")
     await until(lambda: (handler.cluster.stats.restarts.get("services", 0) >= 1), "a watch restart")

@@ -151,7 +151,7 @@ async def test_headless_corner_cases(k: Running) -> None:
     # No endpoint ready: NXDOMAIN (the specification), for every type.
     await expect(k, "hl-none.app.svc.cluster.local", "A", NXDOMAIN)
     await expect(k, "hl-none.app.svc.cluster.local", "SRV", NXDOMAIN)
-    await expect(k, "hl-none.app.svc.cluster.local", "TXT", NOERROR, set())  # TXT is never NXDOMAIN
+    await expect(k, "hl-none.app.svc.cluster.local", "TXT", NXDOMAIN)  # as CoreDNS: no name, no TXT
     # No ports: addresses, but no SRV records.
     await expect(k, "hl-noports.app.svc.cluster.local", "A", NOERROR, {f"hl-noports.app.{Z} 5 a 10.244.4.1"})
     await expect(k, "solo.hl-noports.app.svc.cluster.local", "A", NOERROR,

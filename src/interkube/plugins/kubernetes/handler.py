@@ -14,33 +14,41 @@ from __future__ import annotations
 
 import logging
 
-import dns.rcode
 import dns.rdataclass
+import dns.rdatatype
 
-from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
-from interkube.dns.wire import RCODE_SERVFAIL, Query, error_response, template_for
+from interkube.dns.wire import RCODE_REFUSED, Query, error_response
 from interkube.kube.cluster import Cluster
 from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.registry import ClusterRegistry
 from interkube.plugins.kubernetes.lookup import Lookup, Options
 from interkube.plugins.kubernetes.parse import KubernetesConfig
-from interkube.plugins.kubernetes.templates import DependentGeneration
+from interkube.plugins.kubernetes.records import respond
+from interkube.plugins.kubernetes.templates import SERVFAIL, DependentGeneration
 from interkube.server.answers import PASS, MemoryHandler
 from interkube.server.request import Request
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
 
-class _Unsynced:
-    """Stands in for a template while the cluster has no data: SERVFAIL, built per query."""
+#: Stands in for a template while the cluster has no data.
+UNSYNCED = SERVFAIL
+
+#: AXFR and IXFR: zone transfers of cluster data are not offered.
+TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
+
+
+class _Refused:
+    """A zone transfer question: REFUSED, built per query (as CoreDNS's kubernetes plugin answers
+    them without the transfer plugin)."""
 
     @staticmethod
     def render(query: Query) -> bytes:
-        return error_response(query.wire, RCODE_SERVFAIL, query)
+        return error_response(query.wire, RCODE_REFUSED, query)
 
 
-UNSYNCED = _Unsynced()
+REFUSED = _Refused()
 
 
 class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
@@ -71,6 +79,8 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         zone = self.zones.match(q.lname)
         if zone is None:
             return PASS
+        if q.qtype in TRANSFERS:
+            return REFUSED
         index = self.cluster.index
         if index is None:
             return PASS if self.cfg.fallthrough.applies(q.lname) else UNSYNCED
@@ -79,10 +89,7 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
             gen = self.generation = DependentGeneration(index)
         tpl = gen.templates.get(q.key)
         if tpl is None:
-            deps: set[DepKey] = set()
-            response = self._build(req, index, deps, zone)
-            tpl = PASS if response is None else template_for(response, q)
-            gen.templates.put(q.key, tpl, deps)  # type: ignore[call-arg]
+            tpl = gen.build(q, lambda deps: self._build(req, index, deps, zone))  # type: ignore[attr-defined]
             self.built += 1
         return tpl
 
@@ -96,15 +103,7 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         outcome = lookup.answer(req.qname, q.qtype)
         if outcome.name_error and self.cfg.fallthrough.applies(q.lname):
             return None
-        response = make_response(req.message)
-        if outcome.name_error:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        if outcome.answer:
-            response.answer.extend(outcome.answer)
-            response.additional.extend(outcome.additional)
-        else:
-            response.authority.append(lookup.soa(lookup.zone_name))
-        return render(response)
+        return respond(req.message, outcome, lookup.soa(lookup.zone_name))
 
     def build(self, req: Request, data: ClusterIndex | None, zone: str) -> bytes | None:
         """MemoryHandler's hook, for callers that build without recording dependencies."""

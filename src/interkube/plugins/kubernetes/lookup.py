@@ -18,28 +18,32 @@ follow CoreDNS so that its answers, including the odd corners, are reproduced:
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dns.exception
 import dns.name
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
 from interkube.kube.index import IndexView
-from interkube.kube.objects import Port, Service
+from interkube.kube.objects import Port
+from interkube.plugins.kubernetes.records import (
+    SCHEMA_TTL,
+    Outcome,
+    endpoint_hostname,
+    soa_rrset,
+    srv_weight,
+)
+from interkube.plugins.kubernetes.records import host_type as _host_type
+from interkube.plugins.kubernetes.records import is_ready as _ready
+from interkube.plugins.kubernetes.records import rrset as _rrset
 
 DNS_SCHEMA_VERSION = "1.1.0"
-#: CoreDNS answers dns-version.<zone> with this TTL, whatever the `ttl` option says.
-SCHEMA_TTL = 28800
 #: A, AAAA: how many CNAMEs an answer may hold before a chain is cut (as CoreDNS).
 MAX_CNAME_CHAIN = 8
-#: The SOA TTL is the `ttl` option, but at most this (CoreDNS's backend).
-MAX_SOA_TTL = 300
 
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME,
                                           dns.rdatatype.NS, dns.rdatatype.PTR, dns.rdatatype.SOA,
@@ -69,15 +73,6 @@ class Entry:
     port: int = 0
     name: str = ""      # the entry's own name (SRV target), fully qualified
     ttl: int = 0
-
-
-@dataclass
-class Outcome:
-    """What the question gets: records, or NODATA (no records), or NXDOMAIN (name_error)."""
-
-    answer: list[dns.rrset.RRset] = field(default_factory=list)
-    additional: list[dns.rrset.RRset] = field(default_factory=list)
-    name_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,21 +122,6 @@ def parse_request(labels: Sequence[str]) -> Request:
 def _port_matches(r: Request, port: Port) -> bool:
     """CoreDNS's matchPortAndProtocol: the request's port and protocol, when given, must match."""
     return (not r.port or r.port == port.name) and (not r.protocol or r.protocol == port.protocol.lower())
-
-
-def endpoint_hostname(hostname: str, target: str, ip: str, pod_names: bool) -> str:
-    """The endpoint's name: its hostname, else (endpoint_pod_names) its pod, else the dashed IP."""
-    if hostname:
-        return hostname
-    if pod_names and target:
-        return target
-    return ip.replace(".", "-") if "." in ip else ip.replace(":", "-")
-
-
-def _ready(service: Service | None, ready: bool) -> bool:
-    # publishNotReadyAddresses makes every endpoint count (the spec's "ready"); the EndpointSlice
-    # controller marks them ready itself, but snapshots and other controllers may not.
-    return ready or (service is not None and service.publish_not_ready)
 
 
 class Lookup:
@@ -194,7 +174,8 @@ class Lookup:
             ip = podname.replace("-", ".")
         else:
             ip = podname.replace("-", ":")
-        entry = Entry(host=ip, ttl=self.opts.ttl)
+        # Named as asked: an SRV question gets the pod's own name as its target (as CoreDNS).
+        entry = Entry(host=ip, name=f"{podname}.{r.namespace}.pod.{self.zone}", ttl=self.opts.ttl)
         if self.opts.pods == "insecure":
             if _host_type(ip) is None:
                 return [], True
@@ -253,7 +234,13 @@ class Lookup:
             labels = self._labels(name)
             if labels == ["dns-version"]:
                 return [Entry(host=DNS_SCHEMA_VERSION, ttl=SCHEMA_TTL)], False
-            return [], False
+            # No other TXT: NODATA where the name exists, NXDOMAIN where it does not. (CoreDNS
+            # also says NXDOMAIN at the apex, the empty non-terminals and ns.dns, which do
+            # exist: see docs/divergences.md.)
+            if name == dns.name.from_text("ns.dns", self.zone_name):
+                return [], False
+            _, name_error = self.records(name)
+            return [], name_error
         if qtype == NS:
             return self.ns_addresses(), False
         if name == dns.name.from_text("ns.dns", self.zone_name):
@@ -341,7 +328,7 @@ class Lookup:
             return Outcome(), True
         # CoreDNS weights: 100 split evenly over the entries of one priority (all are 0),
         # counting the port-less ones, floored, at least 1.
-        weight = max(1, math.floor(100.0 / (100 * len(entries)) * 100)) if entries else 0
+        weight = srv_weight(len(entries))
         records: list[str] = []
         extra: dict[tuple[str, int], list[str]] = {}
         seen_srv: set[tuple[str, int]] = set()
@@ -406,9 +393,7 @@ class Lookup:
         return outcome, False
 
     def soa(self, owner: dns.name.Name) -> dns.rrset.RRset:
-        ttl = self.opts.ttl
-        return _rrset(owner, min(ttl, MAX_SOA_TTL), SOA,
-                      f"ns.dns.{self.zone} hostmaster.{self.zone} {self.view.serial} 7200 1800 86400 {ttl}")
+        return soa_rrset(owner, self.zone, self.view.serial, self.opts.ttl)
 
     # --- the handler's switch --------------------------------------------------------------
 
@@ -455,24 +440,3 @@ def _reverse_address(name: dns.name.Name) -> str | None:
         return dns.reversename.to_address(name)
     except (dns.exception.SyntaxError, ValueError, dns.exception.DNSException):
         return None
-
-
-def _host_type(host: str) -> tuple[int, str] | None:
-    """(A or AAAA, address text) when ``host`` is an IP address (an IPv4-mapped IPv6 address
-    answers as A, as Go's To4 sees it); None for a name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-        return A, str(address.ipv4_mapped)  # type: ignore[union-attr]
-    return (A if address.version == 4 else AAAA), str(address)
-
-
-def _rrset(owner: dns.name.Name, ttl: int, rdtype: int, *rdatas: str) -> dns.rrset.RRset:
-    rrset = dns.rrset.RRset(owner, IN, rdtype)
-    rrset.update_ttl(ttl)
-    for text in rdatas:
-        rrset.add(dns.rdata.from_text(IN, rdtype, text), ttl)
-    return rrset
-

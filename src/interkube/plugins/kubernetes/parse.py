@@ -57,12 +57,8 @@ def parse(d: Directive) -> KubernetesConfig:
     zones = args.zones(d.args)
     values: dict[str, object] = {}
     seen: dict[str, str] = {}
-    for opt in d.block:
+    for opt in args.single_options(d, "kubernetes", seen):
         name = opt.name
-        args.no_block(opt)
-        if name in seen:
-            raise opt.token.error(f"kubernetes: option {name!r} given twice (first at {seen[name]})")
-        seen[name] = opt.where
         if name == "kubeconfig":
             a = args.nargs(opt, 1, 2)
             values["kubeconfig"] = a[0].text

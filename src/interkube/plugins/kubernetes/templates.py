@@ -11,10 +11,11 @@ reports. A relist or a reloaded snapshot is still a new generation and a new tab
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from interkube.dns.wire import RCODE_SERVFAIL, Query, error_response, template_for
 from interkube.kube.index import DepKey
-from interkube.server.answers import Generation, TemplateTable
+from interkube.server.answers import PASS, Generation, TemplateTable
 
 
 class DependentTemplateTable(TemplateTable):
@@ -80,3 +81,26 @@ class DependentGeneration(Generation):  # type: ignore[type-arg]
     def __init__(self, data: object, capacity: int = 100_000) -> None:
         self.data = data
         self.templates: DependentTemplateTable = DependentTemplateTable(capacity)  # type: ignore[assignment]
+
+    def build(self, query: Query, build: Callable[[set[DepKey]], bytes | None]) -> object:
+        """Build the answer to ``query`` (``build`` adds what it read to the set it is given)
+        and keep it as a template with those dependencies; PASS when ``build`` gives None.
+
+        Called on a miss only, so that a hit costs one dict lookup and no closure."""
+        deps: set[DepKey] = set()
+        response = build(deps)
+        tpl = PASS if response is None else template_for(response, query)
+        self.templates.put(query.key, tpl, deps)
+        return tpl
+
+
+class _ServFail:
+    """Stands in for a template where there is no data to answer from: SERVFAIL, built per
+    query from its own bytes (nothing to keep)."""
+
+    @staticmethod
+    def render(query: Query) -> bytes:
+        return error_response(query.wire, RCODE_SERVFAIL, query)
+
+
+SERVFAIL = _ServFail()

@@ -1,0 +1,9 @@
+"""clusterset: one zone merging several clusters' Services (`cluster.all`, MCS `clusterset.local`)."""
+
+from interkube.plugins.clusterset.parse import parse
+from interkube.plugins.clusterset.setup import setup
+from interkube.server.plugin import Plugin
+
+# Several zones may each merge their own set: `clusterset cluster.all {...}` beside
+# `clusterset clusterset.local { mcs }` in one server block.
+PLUGIN = Plugin(name="clusterset", parse=parse, setup=setup, multiple=True)

@@ -1,0 +1,77 @@
+"""Parse a ``clusterset [ZONES...] { clusters ...; local ...; policy ...; remote ...; mcs; ... }`` stanza."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interkube.plugins import args
+from interkube.plugins import fallthrough as fall
+from interkube.plugins.kubernetes.parse import CLUSTER_NAME, DEFAULT_TTL, MAX_TTL
+from interkube.server.corefile.parser import Directive
+
+POLICIES = ("local-first", "all")
+#: How a cluster other than the local one is reached: its ready endpoints (pod IPs, routed
+#: between clusters) or its ClusterIPs (for setups that proxy remote Service VIPs).
+REMOTE_MODES = ("endpoints", "clusterip")
+
+
+@dataclass(frozen=True)
+class ClustersetConfig:
+    zones: tuple[str, ...] = ()         # empty: the server block's zones
+    clusters: tuple[str, ...] = ()      # empty: every kubernetes stanza of the server block
+    local: str | None = None
+    policy: str = "all"
+    remote: str = "endpoints"
+    mcs: bool = False
+    ttl: int = DEFAULT_TTL
+    fallthrough: fall.Fallthrough = fall.NEVER
+    where: str = ""                     # the directive's file:line, for messages
+
+
+def parse(d: Directive) -> ClustersetConfig:
+    zones = args.zones(d.args)
+    if any(z.endswith(("in-addr.arpa.", "ip6.arpa.")) for z in zones):
+        raise d.error("reverse zones are not served (the kubernetes stanzas answer PTR)")
+    values: dict[str, object] = {}
+    for opt in args.single_options(d, "clusterset"):
+        name = opt.name
+        if name == "clusters":
+            names: list[str] = []
+            for tok in args.nargs(opt, 1):
+                if not CLUSTER_NAME.fullmatch(tok.text):
+                    raise tok.error(f"clusterset: {tok.text!r} is not a cluster name (letters, digits, "
+                                    "'-', '_' and '.', starting and ending with a letter or digit)")
+                # Names are DNS labels in answers, where case does not count.
+                if tok.text.lower() in (n.lower() for n in names):
+                    raise tok.error(f"clusterset: cluster {tok.text!r} is named twice")
+                names.append(tok.text)
+            values["clusters"] = tuple(names)
+        elif name == "local":
+            values["local"] = args.nargs(opt, 1, 1)[0].text
+        elif name in ("policy", "remote"):
+            values[name] = _one_of(opt, POLICIES if name == "policy" else REMOTE_MODES)
+        elif name == "mcs":
+            args.nargs(opt, 0, 0)
+            values["mcs"] = True
+        elif name == "ttl":
+            values["ttl"] = args.integer(args.nargs(opt, 1, 1)[0], 0, MAX_TTL, what="ttl")
+        elif name == "fallthrough":
+            values["fallthrough"] = fall.parse(opt)
+        else:
+            raise args.unknown_option(opt, "clusterset")
+    clusters: tuple[str, ...] = values.get("clusters", ())  # type: ignore[assignment]
+    local = values.get("local")
+    if local is not None and clusters and local not in clusters:
+        raise d.error(f"local {local!r} is not among the clusters ({', '.join(clusters)})")
+    if "policy" not in values:
+        values["policy"] = "local-first" if local is not None else "all"
+    elif values["policy"] == "local-first" and local is None:
+        raise d.error("policy local-first needs a `local NAME` line")
+    return ClustersetConfig(zones=zones, where=d.where, **values)  # type: ignore[arg-type]
+
+
+def _one_of(opt: Directive, choices: tuple[str, ...]) -> str:
+    tok = args.nargs(opt, 1, 1)[0]
+    if tok.text not in choices:
+        raise tok.error(f"clusterset: {opt.name} must be one of {', '.join(choices)}, not {tok.text!r}")
+    return tok.text
