@@ -18,7 +18,7 @@ from lightkube import Client
 
 from interkube.testing.coredns import CoreDNS
 from interkube.testing.kubeapi import KubeAPI, KubeObjects
-from interkube.testing.peers import find_peer, skip_message
+from interkube.testing.peers import PEERS, build_hint, find_peer, skip_message
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,6 +27,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.peers)
+
+
+_REPORTS = pytest.StashKey[list[str]]()
+#: Peers found missing -> how many tests skipped for it (in this process).
+_MISSING: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if " not built: " in reason:
+            name = reason.split(" not built: ", 1)[0].removeprefix("Skipped: ")
+            _MISSING[name] = _MISSING.get(name, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """After the run: what the peer tests reported (the differential figures), or the one line
+    saying that they were skipped and how to enable them."""
+    for text in config.stash.get(_REPORTS, []):
+        terminalreporter.write_sep("-", "peers")
+        terminalreporter.write_line(text)
+    if _MISSING:
+        missing = [name for name in PEERS if find_peer(name) is None]
+        terminalreporter.write_line(
+            f"peers: {sum(_MISSING.values())} tests skipped, {', '.join(missing)} not built: "
+            f"{build_hint()}")
+
+
+@pytest.fixture
+def peer_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``peer_report(text)``: print ``text`` in pytest's summary at the end of the run."""
+    return lambda text: request.config.stash.setdefault(_REPORTS, []).append(text)
 
 
 def require_peer(name: str) -> Path:
@@ -77,6 +109,12 @@ def kube_ns(request: pytest.FixtureRequest, kube_api: KubeAPI, kube: KubeObjects
     name = kube.namespace(_namespace_name(request.node.nodeid))
     yield name
     kube_api.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def coredns_binary() -> Path:
+    """The built CoreDNS, or skip."""
+    return require_peer("coredns")
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 ``kubectl get services,endpointslices,pods -A -o yaml > east.yaml`` gives one ``kind: List``
 document; this reads that, lists of one kind (``ServiceList`` from the API, whose items carry no
-kind), single objects, and several YAML documents in a file. Services, EndpointSlices, Pods and
-the MCS ServiceExport and ServiceImport objects are read; other kinds are passed over. JSON is
+kind), single objects, and several YAML documents in a file. Services, EndpointSlices, Pods,
+Namespaces (``kubectl get namespaces,services,...``: empty namespaces then exist) and the MCS
+ServiceExport and ServiceImport objects are read; other kinds are passed over. JSON is
 decoded with msgspec straight into the few fields DNS needs (no dicts are built), so a snapshot
 of a large cluster loads in little memory.
 

@@ -267,6 +267,25 @@ class Etcd:
         out = self._call("/v3/kv/range", {"key": base64.b64encode(b"\0").decode()})
         return int(out["header"]["revision"])
 
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        """The value of ``key`` and its mod revision, or None when it does not exist."""
+        out = self._call("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()})
+        kvs = out.get("kvs") or []
+        if not kvs:
+            return None
+        return base64.b64decode(kvs[0].get("value", "")), int(kvs[0]["mod_revision"])
+
+    def put(self, key: str, value: bytes) -> int:
+        """Write ``key`` behind the API server's back; returns the new revision."""
+        out = self._call("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
+                                        "value": base64.b64encode(value).decode()})
+        return int(out["header"]["revision"])
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` behind the API server's back; returns the new revision."""
+        out = self._call("/v3/kv/deleterange", {"key": base64.b64encode(key.encode()).decode()})
+        return int(out["header"]["revision"])
+
     def compact(self, revision: int | None = None) -> int:
         """Compact history up to ``revision`` (default: the current one); returns it.
 
@@ -288,10 +307,13 @@ class KubeAPI:
 
     def __init__(self, workdir: Path, apiserver_binary: Path, etcd_binary: Path, *,
                  name: str = "interkube-test",
-                 service_cidrs: Sequence[str] = SERVICE_CIDRS) -> None:
+                 service_cidrs: Sequence[str] = SERVICE_CIDRS,
+                 uncached_resources: Sequence[str] = UNCACHED_RESOURCES) -> None:
         """``name`` is the cluster and context name in the kubeconfigs written; several
-        instances with different names and workdirs can run side by side."""
+        instances with different names and workdirs can run side by side.
+        ``uncached_resources`` get no watch cache: their watches are served by etcd itself."""
         self.name = name
+        self.uncached_resources = tuple(uncached_resources)
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.service_cidrs = tuple(service_cidrs)
@@ -335,7 +357,7 @@ class KubeAPI:
             f"--service-cluster-ip-range={','.join(self.service_cidrs)}",
             f"--enable-admission-plugins={','.join(ENABLED_ADMISSION)}",
             f"--disable-admission-plugins={','.join(_DISABLED_ADMISSION)}",
-            f"--watch-cache-sizes={','.join(f'{r}#0' for r in UNCACHED_RESOURCES)}",
+            f"--watch-cache-sizes={','.join(f'{r}#0' for r in self.uncached_resources)}",
             # Only explicit compactions (Etcd.compact) happen, so 410s are deterministic.
             "--etcd-compaction-interval=0",
             "--profiling=false",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,9 +92,16 @@ def find_peer(name: str) -> Path | None:
     return None
 
 
+def build_hint() -> str:
+    """How to enable the peer tests here: the build command, and Go when it is missing."""
+    if shutil.which("go") is None:
+        return f"{BUILD_HINT} (needs Go >= 1.26 on PATH; there is no 'go' here)"
+    return BUILD_HINT
+
+
 def skip_message(name: str) -> str:
     """The one line a skipped test prints."""
-    return f"{name} not built: {BUILD_HINT}"
+    return f"{name} not built: {build_hint()}"
 
 
 # --- running peers ---------------------------------------------------------------------------
@@ -129,7 +137,10 @@ def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
 
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGKILL if the test process dies without tearing down,
-    so a crashed or killed pytest never leaves an API server or etcd behind."""
+    so a crashed or killed pytest never leaves an API server or etcd behind.
+
+    The kernel ties this to the *thread* that started the child: start peers from a thread
+    that outlives them (not ``asyncio.to_thread``, whose worker ends with the event loop)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
