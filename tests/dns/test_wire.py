@@ -109,15 +109,52 @@ def test_error_response_without_question() -> None:
 
 
 def test_truncated_keeps_question_and_sets_tc() -> None:
-    m = q(use_edns=0)
+    m = q(use_edns=0, payload=512)
     parsed = wire.parse_query(m.to_wire())
     assert parsed is not None
     resp = make_response(m)
-    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "TXT", ['"' + "x" * 200 + '"'] * 5))
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "TXT",
+                                                ['"' + "x" * 250 + f'{i}"' for i in range(5)]))
     out = dns.message.from_wire(wire.truncated(render(resp), parsed))
-    assert out.flags & dns.flags.TC and not out.answer and out.question == m.question and out.edns == 0
+    # Records of 264 bytes in 512: one fits after header, question and OPT.
+    assert out.flags & dns.flags.TC and out.question == m.question and out.edns == 0
+    assert len(out.answer) == 1 and len(out.answer[0]) == 1
 
 
 def test_label_offsets() -> None:
     lname = b"\x01a\x02bc\x00"
     assert [lname[o:] for o in wire.label_offsets(lname)] == [lname, b"\x02bc\x00", b"\x00"]
+
+
+def test_truncation_keeps_the_records_that_fit_as_coredns_does() -> None:
+    m = q("big.example.", "A", use_edns=False)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None
+    resp = make_response(m)
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "A",
+                                                [f"192.0.2.{i}" for i in range(1, 101)]))
+    full = render(resp)
+    assert len(full) > 512
+    out = wire.truncated(full, parsed)
+    assert len(out) <= 512
+    msg = dns.message.from_wire(out)
+    assert msg.flags & dns.flags.TC
+    kept = {rd.address for rd in msg.answer[0]}
+    # Each A record here is 16 bytes (2 pointer + 10 + 4): as many as fit after header+question.
+    assert kept < {f"192.0.2.{i}" for i in range(1, 101)}
+    assert len(kept) == (512 - len(m.to_wire())) // 16
+
+
+def test_truncation_keeps_the_responses_own_opt_record() -> None:
+    m = q("big.example.", "TXT", use_edns=0, payload=512)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None
+    resp = make_response(m)
+    resp.use_edns(0, 0, 1232, options=[dns.edns.EDEOption(dns.edns.EDECode.STALE_ANSWER)])
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "TXT",
+                                                ['"' + "x" * 200 + f'{i}"' for i in range(5)]))
+    out = dns.message.from_wire(wire.truncated(render(resp), parsed))
+    assert out.flags & dns.flags.TC and out.edns == 0
+    assert [o.code for o in out.options] == [dns.edns.EDECode.STALE_ANSWER]
+    # 29 bytes of header and question, 214 per record, 17 for the OPT with its EDE: two fit.
+    assert len(out.answer[0]) == 2

@@ -251,16 +251,54 @@ def error_response(wire: bytes, rcode: int, query: Query | None = None, ede: byt
 
 
 def truncated(response: bytes, query: Query) -> bytes:
-    """The response cut to header, question and OPT, with TC=1 (RFC 1035 4.2.1, RFC 6891).
+    """The response cut to fit the client's UDP limit, with TC=1 (RFC 1035 4.2.1, RFC 6891).
 
-    The client retries over TCP; keeping no partial RRsets avoids answers that look complete.
+    As miekg/dns's Truncate (what CoreDNS sends): keep as many whole records as fit, answer
+    section first, then authority, then additional, plus the OPT record. A compressed message
+    only points backwards, so a byte prefix that ends on a record boundary is itself a valid
+    message: no re-encoding. If the response cannot be walked, only header, question and OPT
+    are sent.
     """
+    limit = query.udp_limit
+    try:
+        records = _records(response, query.question_end)
+    except (IndexError, struct.error):
+        records = None
+    opt = b""
+    if records is not None:
+        for start, end, section, rtype in records:
+            if rtype == TYPE_OPT:
+                opt = response[start:end]  # keeps the extended rcode and options (EDE, cookie)
+                break
+    if not opt and query.edns:
+        opt = opt_record(query.do)
+    budget = limit - len(opt)
+    counts = [0, 0, 0]
+    cut = query.question_end
+    for start, end, section, rtype in records or ():
+        if rtype == TYPE_OPT or end > budget:
+            break  # records after a mid-message OPT would not stay a prefix: stop there
+        counts[section] += 1
+        cut = end
     flags = _U16.unpack_from(response, 2)[0] | FLAG_TC
-    question = query.wire[HEADER_LEN:query.question_end]
-    if query.edns:
-        return (response[:2] + _HEADER.pack(0, flags, 1, 0, 0, 1)[2:] + question
-                + opt_record(query.do))
-    return response[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + question
+    return (response[:2] + _HEADER.pack(0, flags, 1, counts[0], counts[1], counts[2] + bool(opt))[2:]
+            + query.wire[HEADER_LEN:query.question_end] + response[query.question_end:cut] + opt)
+
+
+def _records(wire: bytes, offset: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, section 0/1/2, type) of every record after the question."""
+    _, _, _, an, ns, ar = _HEADER.unpack_from(wire)
+    out = []
+    for section, count in ((0, an), (1, ns), (2, ar)):
+        for _ in range(count):
+            start = offset
+            offset = skip_name(wire, offset)
+            rtype, _, _, rdlen = struct.unpack_from("!HHIH", wire, offset)
+            offset += 10 + rdlen
+            if offset > len(wire):
+                raise IndexError("record runs past the end")
+            out.append((start, offset, section, rtype))
+    return out
 
 
 def name_to_text(name_wire: bytes) -> str:
