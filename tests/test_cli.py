@@ -124,6 +124,10 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
             frontend = query(f"frontend.shop.svc.cluster.{zone}", "A", 5353)
             assert [rr.address for rr in frontend.answer[0]] == [address]
         assert query("nope.shop.svc.cluster.west", "A", 5353).rcode() == dns.rcode.NXDOMAIN
+        # cluster.all: east (local) answers what it has; west's pods answer what only west has.
+        assert [rr.address for rr in query("frontend.shop.svc.cluster.all", "A", 5353).answer[0]] == ["10.96.12.40"]
+        merged = query("inventory.shop.svc.cluster.all", "A", 5353)
+        assert merged.rcode() == dns.rcode.NOERROR and merged.answer
     finally:
         stop_process(proc)  # type: ignore[arg-type]
     out = proc.stdout.read().decode()  # type: ignore[union-attr]
@@ -131,6 +135,7 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
     assert "dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local" in out
     assert "dig @127.0.0.1 -p 5353 SRV _postgres._tcp.db.shop.svc.cluster.east" in out
     assert "dig @127.0.0.1 -p 5353 AAAA inventory.shop.svc.cluster.west" in out
+    assert "dig @127.0.0.1 -p 5353 inventory.shop.svc.cluster.all" in out
 
 
 def test_builtin_default_is_not_an_open_resolver() -> None:
