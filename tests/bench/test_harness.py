@@ -1,0 +1,133 @@
+"""Smoke test of the benchmark harness (bench/): structure of its output, never its figures.
+
+The harness is run as users run it (``python -m bench`` from the repository root) in --quick
+mode on one scenario against interkube and one peer. Timing belongs to the benchmark itself;
+here only the shape of the table, the goals and the JSON are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # bench/ is a package at the repository root, not installed
+
+from bench import k8s  # noqa: E402
+from bench.generators import Dnsperf, LoadSpec  # noqa: E402
+from bench.scenarios import build, responder_address  # noqa: E402
+
+
+def _needs(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("the harness needs CPUs 0 and 1")
+
+
+def test_quick_run_prints_a_table_and_goals_and_writes_json(tmp_path: Path) -> None:
+    _needs("gcc", "taskset", "dnsmasq")
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "S1-hosts",
+         "--servers", "interkube,dnsmasq", "--duration", "0.5", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout
+
+    assert "== S1-hosts:" in text
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("server "))
+    for column in ("gen", "QPS", "p50 µs", "p99 µs", "RSS MiB", "QPS ratio", "p99 ratio"):
+        assert column in header
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.startswith("  ") and line.split()[:1] in (["interkube"], ["dnsmasq"])}
+    assert set(rows) == {"interkube", "dnsmasq"}, text
+    assert all(r[1] == "loadgen" for r in rows.values())  # every figure names its generator
+    assert "== Goals of issue 7" in text
+    goal_lines = [line for line in text.splitlines() if "interkube ÷ " in line and ">=" in line]
+    assert len(goal_lines) == 4  # dnsmasq, kresd, unbound, coredns
+    assert all(any(s in line for s in (" met ", " short ", " n/a ")) for line in goal_lines)
+    assert any("interkube ÷ dnsmasq" in line and "n/a" not in line for line in goal_lines)
+
+    data = json.loads(out_json.read_text())
+    assert set(data) == {"meta", "scenarios", "goals"}
+    assert data["meta"]["command"].startswith("python -m bench")
+    (sc,) = data["scenarios"]
+    assert sc["id"] == "S1-hosts" and sc["transport"] == "udp"
+    servers = {s["key"]: s for s in sc["servers"]}
+    assert set(servers) == {"interkube", "dnsmasq"}
+    for s in servers.values():
+        assert s["status"] == "ok", s["reason"]
+        assert s["answers_checked"] > 0
+        assert isinstance(s["peak_rss_kib"], int) and s["peak_rss_kib"] > 0
+        (run,) = s["runs"]
+        assert run["generator"] == "loadgen"
+        for loop in ("closed", "open"):
+            r = run[loop]
+            assert r["generator"] == "loadgen" and r["loop"] == loop
+            assert isinstance(r["qps"], float)
+            assert r["sent"] >= r["received"] >= 0
+            assert set(r) >= {"p50_us", "p99_us", "timeouts", "rcodes", "cpu_s"}
+        assert run["open"]["offered_rate"] > 0 and run["closed"]["offered_rate"] == 0
+    goals = {g["what"]: g for g in data["goals"]}
+    assert goals["interkube ÷ dnsmasq"]["status"] in ("met", "short")
+    assert goals["interkube ÷ coredns"]["status"] == "n/a"  # not selected
+
+
+def test_snapshot_is_a_kubectl_style_list() -> None:
+    svcs = k8s.services(count=6, per_namespace=3)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        doc = yaml.safe_load(k8s.write_snapshot(Path(d) / "s.yaml", svcs).read_text())
+    assert doc["kind"] == "List" and doc["apiVersion"] == "v1"
+    kinds = [i["kind"] for i in doc["items"]]
+    # kubectl prints one resource type after the other
+    assert kinds == ["Service"] * len(svcs) + ["EndpointSlice"] * sum(1 for s in svcs if s.pod_ips)
+    svc = next(i for i in doc["items"] if i["metadata"]["name"] == "svc-001")
+    assert svc["spec"]["clusterIP"] == svcs[3].cluster_ip
+    eps = [i for i in doc["items"] if i["kind"] == "EndpointSlice"
+           and i["metadata"]["labels"]["kubernetes.io/service-name"] == "svc-001"
+           and i["metadata"]["namespace"] == "bench-000"]
+    assert len(eps) == 1 and eps[0]["endpoints"][0]["conditions"]["ready"] is True
+
+
+def test_scenarios_expand_and_forwarding_answers_are_per_name() -> None:
+    ids = [s.id for s in build(["S1", "S3"])]
+    assert ids == ["S1-hosts", "S1-k8s", "S3"]
+    a, b = responder_address("n0000.fwd.bench."), responder_address("n0001.fwd.bench.")
+    assert a != b and a.startswith("198.1")
+    assert responder_address("N0000.FWD.bench.") == a  # case-insensitive, as in loadgen.c
+
+
+def test_dnsperf_output_is_parsed() -> None:
+    out = """\
+> NOERROR www-000.example.org A 0.000050
+> NOERROR www-001.example.org A 0.000070
+> T www-002.example.org A
+Statistics:
+
+  Queries sent:         3
+  Queries completed:    2 (66.67%)
+  Queries lost:         1 (33.33%)
+
+  Response codes:       NOERROR 2 (100.00%)
+  Run time (s):         1.000000
+  Queries per second:   2.000000
+
+  Average Latency (s):  0.000060 (min 0.000050, max 0.000070)
+"""
+    spec = LoadSpec(port=53, query_file=Path("q"), rate=3)
+    r = Dnsperf()._parse(out, spec, cpu=0.1)
+    assert (r.generator, r.sent, r.received, r.timeouts) == ("dnsperf", 3, 2, 1)
+    assert r.rcodes == {"NOERROR": 2}
+    assert r.p50_us == pytest.approx(70.0) and r.loop == "open"
