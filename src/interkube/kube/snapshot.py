@@ -49,6 +49,7 @@ CHECK_INTERVAL = 2.0
 #: One object as read from a file: raw JSON, or a mapping parsed from YAML.
 Wire = bytes | msgspec.Raw | Mapping[str, Any]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
 
 
 class SnapshotError(KubeError):
@@ -93,26 +94,113 @@ def _json_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wir
         yield kind_of(peek.kind, peek.apiVersion, doc.kind), item
 
 
+class _Events:
+    """PyYAML's event stream with one event of look-ahead, and objects built from it.
+
+    A List is read one item at a time: yaml.load_all would build the whole document first,
+    which for a 19 MB kubectl dump peaks near 800 MB of Python objects (measured), more than a
+    DNS pod's memory limit. Events come from libyaml when PyYAML has it.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self._it = yaml.parse(raw, Loader=_Loader)
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._resolver = yaml.resolver.Resolver()
+        self.peeked: yaml.Event | None = None
+
+    def next(self) -> yaml.Event:
+        if self.peeked is not None:
+            event, self.peeked = self.peeked, None
+            return event
+        return next(self._it)
+
+    def peek(self) -> yaml.Event:
+        if self.peeked is None:
+            self.peeked = next(self._it)
+        return self.peeked
+
+    def value(self, event: yaml.Event) -> Any:
+        """The object that starts with ``event`` (its remaining events are consumed)."""
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                if event.style is not None and event.implicit[1]:
+                    return event.value  # quoted: a string, whatever it looks like
+                tag = self._resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _STR:
+                return event.value
+            # The tag's constructor, called directly: construct_object() would also remember
+            # every node it ever built (for anchors), which is the memory this reader avoids.
+            make = self._constructor.yaml_constructors.get(tag)
+            if make is None:
+                raise yaml.YAMLError(f"unsupported tag {tag}")
+            return make(self._constructor, yaml.ScalarNode(tag, event.value, style=event.style))
+        if isinstance(event, yaml.MappingStartEvent):
+            out: dict[Any, Any] = {}
+            while not isinstance(self.peek(), yaml.MappingEndEvent):
+                key = self.value(self.next())
+                out[key] = self.value(self.next())
+            self.next()
+            return out
+        if isinstance(event, yaml.SequenceStartEvent):
+            seq = []
+            while not isinstance(self.peek(), yaml.SequenceEndEvent):
+                seq.append(self.value(self.next()))
+            self.next()
+            return seq
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not used in kubectl output and are not supported")
+        raise yaml.YAMLError(f"unexpected {type(event).__name__}")
+
+
 def _yaml_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
     try:
-        docs = list(yaml.load_all(raw, Loader=_Loader))
+        yield from _stream_yaml(_Events(raw), path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         raise SnapshotError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    for doc in docs:
-        if doc is None:
+
+
+def _stream_yaml(ev: _Events, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    while True:
+        event = ev.next()
+        if isinstance(event, yaml.StreamEndEvent):
+            return
+        if not isinstance(event, yaml.DocumentStartEvent):
             continue
-        if not isinstance(doc, Mapping):
+        start = ev.next()
+        if isinstance(start, yaml.ScalarEvent) and start.value in ("", "~", "null") and start.implicit[0]:
+            ev.next()  # an empty document
+            continue
+        if not isinstance(start, yaml.MappingStartEvent):
             raise SnapshotError(f"{path}: a document is not a mapping of a Kubernetes object or List")
-        items = doc.get("items")
-        if isinstance(items, list):
-            list_kind = str(doc.get("kind") or "")
-            for item in items:
-                if isinstance(item, Mapping):
-                    yield kind_of(str(item.get("kind") or ""), str(item.get("apiVersion") or ""), list_kind), item
+        top: dict[Any, Any] = {}
+        waiting: list[Mapping[str, Any]] = []  # items without a kind, until the List's kind is known
+        streamed = False
+        while not isinstance(ev.peek(), yaml.MappingEndEvent):
+            key = ev.value(ev.next())
+            if key == "items" and isinstance(ev.peek(), yaml.SequenceStartEvent):
+                streamed = True
+                ev.next()
+                while not isinstance(ev.peek(), yaml.SequenceEndEvent):
+                    item = ev.value(ev.next())
+                    if not isinstance(item, Mapping):
+                        continue
+                    if item.get("kind"):
+                        yield kind_of(str(item["kind"]), str(item.get("apiVersion") or "")), item
+                    else:
+                        waiting.append(item)
+                ev.next()
+            else:
+                top[key] = ev.value(ev.next())
+        ev.next()  # end of the mapping
+        if streamed:
+            list_kind = str(top.get("kind") or "")
+            for item in waiting:
+                yield kind_of("", str(item.get("apiVersion") or ""), list_kind), item
         else:
-            yield kind_of(str(doc.get("kind") or ""), str(doc.get("apiVersion") or "")), doc
+            yield kind_of(str(top.get("kind") or ""), str(top.get("apiVersion") or "")), top
 
 
 def read_objects(path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
