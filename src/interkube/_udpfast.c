@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -261,9 +262,138 @@ send_batch(PyObject *self, PyObject *args)
     return PyLong_FromLong(sent);
 }
 
+/*
+ * tally(by_route, plugins, req, resp) -> bool: the prometheus plugin's per-answer count.
+ *
+ * Why C: in Python the dozen small steps (clock, label slots, an integer key, a dict lookup, four
+ * additions) cost about 1 us per answer, 16% of the fast path's QPS end to end (measured with
+ * bench/metrics_overhead.py) against a 10% budget. The key layout and the entries (array('d')
+ * of count, seconds, request bytes, response bytes) are interkube.plugins.prometheus.store's;
+ * this returns False, counting nothing, whenever that code must run instead (a route, plugin
+ * or key seen for the first time).
+ */
+static unsigned char type_slot[65536];
+static unsigned char size_bucket[65536];
+static double duration_bounds[64];
+static int n_duration_bounds = 0;
+static PyObject *s_route, *s_answered_by, *s_query, *s_qtype, *s_proto, *s_client, *s_wire, *s_started;
+
+static PyObject *
+tally_setup(PyObject *self, PyObject *args)
+{
+    Py_buffer types, sizes;
+    PyObject *bounds;
+    if (!PyArg_ParseTuple(args, "y*y*O!:tally_setup", &types, &sizes, &PyTuple_Type, &bounds))
+        return NULL;
+    int ok = types.len == 65536 && sizes.len == 65536 && PyTuple_GET_SIZE(bounds) <= 64;
+    if (ok) {
+        memcpy(type_slot, types.buf, 65536);
+        memcpy(size_bucket, sizes.buf, 65536);
+        n_duration_bounds = (int)PyTuple_GET_SIZE(bounds);
+        for (int i = 0; i < n_duration_bounds; i++)
+            duration_bounds[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+    }
+    PyBuffer_Release(&types);
+    PyBuffer_Release(&sizes);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "tally_setup: tables must be 65536 bytes, bounds at most 64");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tally(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "tally(by_route: dict, plugins: dict, req, resp: bytes)");
+        return NULL;
+    }
+    if (n_duration_bounds == 0)
+        Py_RETURN_FALSE;
+    PyObject *req = args[2], *resp = args[3];
+    PyObject *route = NULL, *answered = NULL, *query = NULL, *qtype_o = NULL, *proto = NULL;
+    PyObject *client = NULL, *wire = NULL, *started = NULL, *result = Py_False;
+    if (!(route = PyObject_GetAttr(req, s_route)) || !(answered = PyObject_GetAttr(req, s_answered_by))
+        || !(query = PyObject_GetAttr(req, s_query)) || !(qtype_o = PyObject_GetAttr(query, s_qtype))
+        || !(proto = PyObject_GetAttr(req, s_proto)) || !(client = PyObject_GetAttr(req, s_client))
+        || !(wire = PyObject_GetAttr(req, s_wire)) || !(started = PyObject_GetAttr(req, s_started))) {
+        result = NULL;
+        goto done;
+    }
+    PyObject *counts = PyDict_GetItemWithError(args[0], route);
+    PyObject *plugin_o = counts ? PyDict_GetItemWithError(args[1], answered) : NULL;
+    if (plugin_o == NULL || !PyBytes_Check(wire) || !PyTuple_Check(client))
+        goto done; /* first sighting, or an error: the Python code takes over */
+    long qtype = PyLong_AsLong(qtype_o), plugin = PyLong_AsLong(plugin_o);
+    long proto_idx;
+    if (PyUnicode_CompareWithASCIIString(proto, "udp") == 0)
+        proto_idx = 0;
+    else if (PyUnicode_CompareWithASCIIString(proto, "tcp") == 0)
+        proto_idx = 1;
+    else
+        proto_idx = 2;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double d = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - PyFloat_AsDouble(started);
+    int db = 0;
+    while (db < n_duration_bounds && d > duration_bounds[db])
+        db++;
+    Py_ssize_t lw = PyBytes_GET_SIZE(wire), lr = PyBytes_GET_SIZE(resp);
+    if (lr < 4 || qtype < 0 || qtype > 65535 || lw > 65535 || lr > 65535 || PyErr_Occurred()) {
+        PyErr_Clear();
+        goto done;
+    }
+    unsigned long long key = ((unsigned long long)type_slot[qtype] << 40)
+        | ((unsigned long long)(((unsigned char)PyBytes_AS_STRING(resp)[3]) & 0x0F) << 32)
+        | ((unsigned long long)plugin << 24) | ((unsigned long long)proto_idx << 22)
+        | ((unsigned long long)(PyTuple_GET_SIZE(client) == 4) << 21)
+        | ((unsigned long long)size_bucket[lw] << 16) | ((unsigned long long)size_bucket[lr] << 8)
+        | (unsigned long long)db;
+    PyObject *k = PyLong_FromUnsignedLongLong(key);
+    if (k == NULL) {
+        result = NULL;
+        goto done;
+    }
+    PyObject *entry = PyDict_GetItemWithError(counts, k);
+    Py_DECREF(k);
+    if (entry == NULL)
+        goto done;
+    Py_buffer view;
+    if (PyObject_GetBuffer(entry, &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (view.len >= (Py_ssize_t)(4 * sizeof(double))) {
+        double *e = (double *)view.buf;
+        e[0] += 1;
+        e[1] += d;
+        e[2] += (double)lw;
+        e[3] += (double)lr;
+        result = Py_True;
+    }
+    PyBuffer_Release(&view);
+done:
+    Py_XDECREF(route);
+    Py_XDECREF(answered);
+    Py_XDECREF(query);
+    Py_XDECREF(qtype_o);
+    Py_XDECREF(proto);
+    Py_XDECREF(client);
+    Py_XDECREF(wire);
+    Py_XDECREF(started);
+    if (result == NULL)
+        return NULL;
+    Py_INCREF(result);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
+    {"tally_setup", tally_setup, METH_VARARGS, "tally_setup(type_slots, size_buckets, duration_bounds)"},
+    {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
+     "tally(by_route, plugins, req, resp) -> bool: count one answer (see store.py)."},
     {"send_batch", send_batch, METH_VARARGS,
      "send_batch(fd, items) -> int: send bytes (connected) or (bytes, addr) items with sendmmsg."},
     {NULL, NULL, 0, NULL},
@@ -279,6 +409,11 @@ PyInit__udpfast(void)
 {
     addr_memo = PyDict_New();
     if (addr_memo == NULL)
+        return NULL;
+    if (!(s_route = PyUnicode_InternFromString("route")) || !(s_answered_by = PyUnicode_InternFromString("answered_by"))
+        || !(s_query = PyUnicode_InternFromString("query")) || !(s_qtype = PyUnicode_InternFromString("qtype"))
+        || !(s_proto = PyUnicode_InternFromString("proto")) || !(s_client = PyUnicode_InternFromString("client"))
+        || !(s_wire = PyUnicode_InternFromString("wire")) || !(s_started = PyUnicode_InternFromString("started")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL)

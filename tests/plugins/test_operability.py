@@ -277,3 +277,32 @@ async def test_no_loop_no_fuss(upstream) -> None:  # type: ignore[no-untyped-def
             await asyncio.sleep(0.05)
         assert loop.done and loop.seen == 1
         assert (await aquery("a.example.", "A", port)).rcode() == dns.rcode.NOERROR
+
+
+def test_c_tally_counts_exactly_as_the_python_path() -> None:
+    import time as _time
+
+    from interkube.dns.wire import parse_query
+    from interkube.plugins.prometheus import store as store_mod
+    from interkube.server.dispatch import Route
+    from interkube.server.request import Request
+
+    if store_mod._tally is None:
+        pytest.skip("interkube._udpfast is not built")
+    store = store_mod.DnsMetrics()
+    route = Route(zone="example.", server="dns://127.0.0.1:53", head=None)  # type: ignore[arg-type]
+    wire = dns.message.make_query("a.example.", "AAAA").to_wire()
+    resp = dns.message.make_response(dns.message.from_wire(wire)).to_wire()
+    req = Request(wire, parse_query(wire), ("::1", 5, 0, 0), "tcp")
+    req.route = route
+    req.answered_by = "file"
+    assert not store_mod._tally(store.by_route, store.plugins, req, resp)  # first sighting: Python's
+    req.started = _time.monotonic()
+    store._record_py(req, resp)
+    for _ in range(3):
+        req.started = _time.monotonic()
+        assert store_mod._tally(store.by_route, store.plugins, req, resp)
+    [(key, entry)] = store.by_name[("dns://127.0.0.1:53", "example.")].items()
+    assert list(entry)[0] == 4 and list(entry)[2] == 4 * len(wire) and list(entry)[3] == 4 * len(resp)
+    [row] = list(store._entries())
+    assert row[:7] == ("dns://127.0.0.1:53", "example.", "tcp", "2", "AAAA", "NOERROR", "file")
