@@ -124,3 +124,10 @@ def network(tok: Token) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(tok.text, strict=False)
     except ValueError:
         raise tok.error(f"invalid network {tok.text!r}: expected an address or a CIDR") from None
+
+
+def optional_address(d: Directive, default: str) -> str:
+    """The one optional ADDRESS argument of an HTTP-serving plugin (ready, prometheus, ...)."""
+    a = nargs(d, 0, 1)
+    no_block(d)
+    return a[0].text if a else default

@@ -16,6 +16,4 @@ class PrometheusConfig:
 
 
 def parse(d: Directive) -> PrometheusConfig:
-    a = args.nargs(d, 0, 1)
-    args.no_block(d)
-    return PrometheusConfig(a[0].text if a else DEFAULT_ADDRESS)
+    return PrometheusConfig(args.optional_address(d, DEFAULT_ADDRESS))

@@ -16,6 +16,4 @@ class ReadyConfig:
 
 
 def parse(d: Directive) -> ReadyConfig:
-    a = args.nargs(d, 0, 1)
-    args.no_block(d)
-    return ReadyConfig(a[0].text if a else DEFAULT_ADDRESS)
+    return ReadyConfig(args.optional_address(d, DEFAULT_ADDRESS))
