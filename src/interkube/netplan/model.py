@@ -11,6 +11,7 @@ came from, so that a finding can send the reader to the place to fix.
 
 from __future__ import annotations
 
+import os
 import enum
 import ipaddress
 from dataclasses import dataclass, field
@@ -44,6 +45,16 @@ class Role(enum.Enum):
     RESERVED = "reserved"
 
 
+def _shown(file: str) -> str:
+    """A plan file as a compiler names it: relative to the working directory when it lies below it,
+    so locations stay short enough to read in an 80-100 column terminal."""
+    try:
+        relative = os.path.relpath(file)
+    except ValueError:  # another drive, or no working directory
+        return file
+    return file if relative.startswith("..") else relative
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where a value came from: a path inside the plan and, when read from a file, the line."""
@@ -55,6 +66,7 @@ class Origin:
         """``plan.yaml:12 clusters[0].pods[0]``, or just the path when there is no file."""
         if file is None:
             return self.path
+        file = _shown(file)
         where = f"{file}:{self.line}" if self.line else file
         return f"{where} {self.path}"
 
