@@ -219,6 +219,31 @@ class _UdpSocket:
         self._fail_all(UpstreamError(self.name, "socket closed"))
 
 
+class PendingAnswer:
+    """A UDP query sent and its answer to come (``answer`` completes with it, or fails with
+    UpstreamTimeout / UpstreamError)."""
+
+    __slots__ = ("_sock", "_qid", "answer")
+
+    def __init__(self, sock: _UdpSocket, qid: int, answer: asyncio.Future[bytes]) -> None:
+        self._sock: _UdpSocket | None = sock
+        self._qid = qid
+        self.answer = answer
+
+    def release(self) -> None:
+        """Stop waiting for the answer (if it has not come) and free the query ID; a retired
+        socket closes once its last query is released. Idempotent."""
+        sock = self._sock
+        if sock is not None:
+            self._sock = None
+            sock.forget(self._qid)
+        answer = self.answer
+        if not answer.done():
+            answer.cancel()
+        elif not answer.cancelled():
+            answer.exception()  # retrieved: no "exception was never retrieved" warning
+
+
 def _refused(name: str, exc: OSError) -> UpstreamError:
     if isinstance(exc, ConnectionRefusedError):
         return UpstreamRefused(name, exc.strerror or "connection refused")
@@ -256,9 +281,14 @@ class DatagramExchanger:
         sock = self._socks[i] = _UdpSocket(self.name, raw)
         return sock
 
-    async def exchange(self, wire: bytes, timeout: float, question: bytes | None = None) -> bytes:
-        """Send ``wire`` and return the answer; ``question`` (the lower-cased question section)
-        saves reading it from ``wire`` again when the caller has it."""
+    def launch(self, wire: bytes, timeout: float, question: bytes | None = None) -> PendingAnswer:
+        """Send ``wire`` now and return its answer to come; ``question`` (the lower-cased
+        question section) saves reading it from ``wire`` again when the caller has it.
+
+        For callers that send several queries before awaiting any (the merge fan-out) without a
+        task per query; the caller must ``release()`` the result once done with it.
+        Raises UpstreamError when no socket can be opened.
+        """
         try:
             sock = self._socket()
         except OSError as exc:
@@ -266,10 +296,15 @@ class DatagramExchanger:
         qid = _fresh_id(sock.pending)  # type: ignore[arg-type]
         fut = sock.send(qid, _question_key(wire) if question is None else question,
                         qid.to_bytes(2, "big") + wire[2:], timeout)
+        return PendingAnswer(sock, qid, fut)
+
+    async def exchange(self, wire: bytes, timeout: float, question: bytes | None = None) -> bytes:
+        """Send ``wire`` and return the answer (see :meth:`launch`)."""
+        pending = self.launch(wire, timeout, question)
         try:
-            return await fut
+            return await pending.answer
         finally:
-            sock.forget(qid)
+            pending.release()
 
     def close(self) -> None:
         for sock in self._socks:

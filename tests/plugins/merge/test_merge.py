@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
 
+from interkube.dns.wire import parse_query
 from interkube.errors import ConfigError
 from interkube.plugins.merge.combine import ClusterReply, combine
+from interkube.plugins.merge.handler import MergeHandler, MergeStats
 from interkube.plugins.merge.parse import parse
 from interkube.server.corefile.parser import parse_text
+from interkube.server.request import Request
+from interkube.testing.fakeupstream import FakeUpstream
 from interkube.testing.servers import aquery, free_port, in_process, interkube_process, stop_process
+from interkube.upstream.upstream import Upstream
 
 SOA = "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n"
 ZONES = {
@@ -158,27 +167,97 @@ async def test_stopped_and_hung_clusters_are_left_out_and_counted(clusters) -> N
         assert addresses(r) == {"10.1.0.10", "10.2.0.10"}
 
 
+async def test_edns_and_tcp_through_real_clusters(clusters) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    async with in_process(merge_corefile(port, clusters)):
+        r = await aquery("WEB.shop.svc.cluster.all", "A", port, use_edns=0, payload=4096, want_dnssec=True)
+        assert addresses(r) == {"10.1.0.10", "10.2.0.10", "10.3.0.10"}
+        assert r.edns == 0 and r.payload == 1232 and r.ednsflags & dns.flags.DO
+        assert r.flags & dns.flags.AA and r.answer[0].name.to_text() == "WEB.shop.svc.cluster.all."
+        t = await aquery("web.shop.svc.cluster.all", "SRV", port, tcp=True)
+        assert t.rcode() == dns.rcode.NOERROR and not t.answer  # NODATA: SRV lives under _http._tcp
+        t = await aquery("_http._tcp.web.shop.svc.cluster.all", "SRV", port, tcp=True)
+        assert sorted(rd.target.to_text() for rd in t.answer[0]) == [
+            "web-0.web.shop.svc.cluster.all.", "web-1.web.shop.svc.cluster.all."]
+
+
+def malformed(query: dns.message.Message) -> dns.message.Message:
+    """An answer with a 5-byte A record: refused by any reader."""
+    resp = dns.message.make_response(query)
+    rd = dns.rdata.GenericRdata(dns.rdataclass.IN, dns.rdatatype.A, b"\x0a\x00\x00\x01\x02")
+    resp.answer.append(dns.rrset.from_rdata(query.question[0].name, 30, rd))
+    return resp
+
+
+async def test_truncated_and_malformed_cluster_answers() -> None:
+    port = free_port()
+    big, bad = await FakeUpstream().start(), await FakeUpstream().start()
+    try:
+        big.behaviour.truncate_udp = True
+        big.behaviour.records[("many.shop.svc.cluster.local.", "A")] = ["10.9.0.1", "10.9.0.2", "10.9.0.3"]
+        bad.behaviour.custom = malformed
+        fakes = {"big": (big.port, None), "bad": (bad.port, None)}
+        async with in_process(merge_corefile(port, fakes)) as server:
+            r = await aquery("many.shop.svc.cluster.all", "A", port)
+            assert r.rcode() == dns.rcode.NOERROR
+            assert addresses(r) == {"10.9.0.1", "10.9.0.2", "10.9.0.3"}  # fetched again over TCP
+            assert big.count("udp") == 1 and big.count("tcp") == 1
+            handler = next(h for h in server.instance.built.handlers if h.plugin == "merge")  # type: ignore[attr-defined]
+            assert handler.stats.left_out == {("bad", "malformed"): 1}
+    finally:
+        await big.stop()
+        await bad.stop()
+
+
+async def test_a_cancelled_merge_lets_go_of_its_queries() -> None:
+    silent = await FakeUpstream().start()
+    try:
+        silent.behaviour.silent = True
+        cfg = parse(parse_text(f". {{\n merge cluster.all {{\n cluster a {silent.address}\n"
+                               f" cluster b {silent.address}\n timeout 5s\n }}\n}}\n")[0].directives[0])
+        upstreams = [Upstream(c.addr, max_fails=0) for c in cfg.clusters]
+        handler = MergeHandler(cfg, upstreams, MergeStats())
+        wire = dns.message.make_query("web.cluster.all.", "A").to_wire()
+        task = asyncio.get_running_loop().create_task(
+            handler.serve(Request(wire, parse_query(wire), ("127.0.0.1", 1), "udp")))
+        while silent.count() < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert all(not sock.pending for up in upstreams for sock in up.udp._socks if sock is not None)  # type: ignore[union-attr]
+        await handler.stop()
+    finally:
+        await silent.stop()
+
+
 def test_combine_rules_without_sockets() -> None:
-    zone = dns.name.from_text("cluster.local.")
-    merged = dns.name.from_text("cluster.all.")
-    q = dns.message.make_query("x.ns.svc.cluster.all.", "A")
+    zone = b"\x07cluster\x05local\x00"
+    merged = b"\x07cluster\x03all\x00"
+    query = parse_query(dns.message.make_query("x.ns.svc.cluster.all.", "A").to_wire())
+    assert query is not None
 
     def reply(cluster: str, rcode: int, *rrs: str) -> ClusterReply:
         m = dns.message.make_response(dns.message.make_query("x.ns.svc.cluster.local.", "A"))
         m.set_rcode(rcode)
         for rr in rrs:
             m.answer.append(dns.rrset.from_text("x.ns.svc.cluster.local.", 5, "IN", "A", rr))
-        return ClusterReply(cluster, zone, m)
+        return ClusterReply.read(cluster, zone, m.to_wire())
+
+    def combined(*replies: ClusterReply) -> dns.message.Message:
+        return dns.message.from_wire(combine(query, list(replies), merged))
 
     failed = ClusterReply("c", zone, None, "timeout")
-    assert combine(q, [failed], merged).rcode() == dns.rcode.SERVFAIL
+    assert combined(failed).rcode() == dns.rcode.SERVFAIL
     servfail = reply("a", dns.rcode.SERVFAIL)
-    assert combine(q, [servfail, failed], merged).rcode() == dns.rcode.SERVFAIL
-    assert combine(q, [reply("a", dns.rcode.NXDOMAIN), failed], merged).rcode() == dns.rcode.NXDOMAIN
-    both = combine(q, [reply("a", dns.rcode.NXDOMAIN), reply("b", dns.rcode.NOERROR)], merged)
+    assert combined(servfail, failed).rcode() == dns.rcode.SERVFAIL
+    assert combined(reply("a", dns.rcode.NXDOMAIN), failed).rcode() == dns.rcode.NXDOMAIN
+    both = combined(reply("a", dns.rcode.NXDOMAIN), reply("b", dns.rcode.NOERROR))
     assert both.rcode() == dns.rcode.NOERROR and not both.answer  # exists somewhere: NODATA
-    data = combine(q, [reply("a", dns.rcode.NOERROR, "192.0.2.1"), reply("b", dns.rcode.NXDOMAIN)], merged)
+    data = combined(reply("a", dns.rcode.NOERROR, "192.0.2.1"), reply("b", dns.rcode.NXDOMAIN))
     assert [rd.address for rd in data.answer[0]] == ["192.0.2.1"]
+    garbage = ClusterReply.read("d", zone, b"\x00" * 11)
+    assert not garbage.counts and garbage.failure is not None and garbage.failure.startswith("malformed")
 
 
 @pytest.mark.parametrize(("body", "message"), [

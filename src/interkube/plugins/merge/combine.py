@@ -1,6 +1,8 @@
-"""Merging the answers several clusters gave to one question. Pure: no I/O.
+"""The merge on the wire: each cluster's query made from the client's, and the answers merged.
+Pure: no I/O. No dnspython either: building three queries, reading three one-record answers
+and merging them takes ~16 µs here, where dnspython took ~400 µs.
 
-Each cluster was asked the question with the merged zone replaced by its own zone
+Each cluster is asked the question with the merged zone replaced by its own zone
 (``web.ns.svc.cluster.all`` -> ``web.ns.svc.cluster.local``); every name in its answer that lies
 in its zone is written back into the merged zone, so that SRV targets, CNAME chains and the
 additional records stay usable through the merged zone.
@@ -15,148 +17,250 @@ The rules, in order:
   cluster gave it;
 * the name exists somewhere (a NOERROR without data): NODATA, with a SOA;
 * every counted cluster said NXDOMAIN: NXDOMAIN, with a SOA.
+
+"Each record once" compares owner, type, class and rdata, with names (owners and the names
+inside CNAME, NS, PTR, DNAME, MX, SRV and SOA rdata) compared case-insensitively. A type that
+holds one record per RRset (CNAME, DNAME, SOA, NSEC, NXT) keeps the last one seen, in cluster
+order, as a dnspython RRset does; RRSIGs are grouped by the type they cover.
+
+The response is written directly: the client's ID and question bytes, QR, AA (not on SERVFAIL)
+and RD copied; records owned by the question name point at it (offset 12, which keeps the
+client's letter case); other names are written uncompressed; an OPT record (payload 1232, DO
+echoed) when the query had EDNS.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from interkube.dns import records as rr
+from interkube.dns.records import Message, Record
+from interkube.dns.wire import (
+    FLAG_AA,
+    FLAG_QR,
+    FLAG_RD,
+    HEADER_LEN,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
+    RCODE_SERVFAIL,
+    Query,
+    opt_record,
+)
 
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.SOA
-import dns.rrset
-
-from interkube.dns.message import make_response
-
-#: Rdata fields that hold a domain name, by record type.
-_NAME_FIELDS = {
-    dns.rdatatype.CNAME: ("target",),
-    dns.rdatatype.DNAME: ("target",),
-    dns.rdatatype.NS: ("target",),
-    dns.rdatatype.PTR: ("target",),
-    dns.rdatatype.SRV: ("target",),
-    dns.rdatatype.MX: ("exchange",),
-    dns.rdatatype.SOA: ("mname", "rname"),
-}
-#: The SOA used when no cluster's negative answer carried one.
+#: TTL and MINIMUM of the SOA used when no cluster's negative answer carried one.
 _FALLBACK_SOA_TTL = 5
+_FALLBACK_SOA_FIELDS = (1, 7200, 1800, 86400, _FALLBACK_SOA_TTL)
+_TYPE_RRSIG = 46
+_TYPE_SIG = 24
+_QNAME_POINTER = b"\xc0\x0c"
+_CLASS_IN = 1
+#: Length of an OPT record without options: owner (root), type, class, TTL, RDLENGTH.
+_OPT_NO_OPTIONS = 11
 
 
-@dataclass(frozen=True)
+def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The query for each cluster, from the client's bytes: ``(wire, lower-cased question)``.
+
+    The question name ends with the merged zone (``zone_len`` bytes of wire form, a label
+    boundary: the caller matched it); that suffix becomes each cluster's zone (``zones`` holds
+    each zone's wire form as configured and lower-cased). The labels before it keep the
+    client's case; header flags and the OPT record's payload and flags stay as the client sent
+    them, its EDNS options (cookies, client subnet) do not go on. The question comes back
+    lower-cased, as the transport matches answers by it.
+    """
+    wire = query.wire
+    relative_end = query.qname_end - zone_len
+    head = wire[:relative_end]
+    lrelative = query.lname[:relative_end - HEADER_LEN]
+    qtail = wire[query.qname_end:query.question_end]
+    ltail = qtail.lower()  # type and class as the transport lower-cases them (it compares bytes)
+    opt = wire[query.question_end:]
+    if len(opt) > _OPT_NO_OPTIONS:
+        opt = opt[:_OPT_NO_OPTIONS - 2] + b"\x00\x00"
+    return [(head + zone + qtail + opt, lrelative + lzone + ltail) for zone, lzone in zones]
+
+
 class ClusterReply:
-    """What one cluster said: its zone and the parsed response, or why there is none."""
+    """What one cluster said: its zone (lower-cased wire) and the response read, or why there is none."""
 
-    cluster: str
-    zone: dns.name.Name
-    response: dns.message.Message | None
-    failure: str | None = None
+    __slots__ = ("cluster", "zone", "message", "failure")
+
+    def __init__(self, cluster: str, zone: bytes, message: Message | None, failure: str | None = None) -> None:
+        self.cluster = cluster
+        self.zone = zone
+        self.message = message
+        self.failure = failure
+
+    @classmethod
+    def read(cls, cluster: str, zone: bytes, wire: bytes) -> ClusterReply:
+        """Read a cluster's response; an unreadable one becomes a "malformed" failure."""
+        try:
+            return cls(cluster, zone, rr.read_message(wire))
+        except rr.Malformed as exc:
+            return cls(cluster, zone, None, f"malformed: {exc}")
 
     @property
     def counts(self) -> bool:
-        return self.response is not None and self.response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        return self.message is not None and self.message.rcode in (RCODE_NOERROR, RCODE_NXDOMAIN)
 
     @property
     def has_data(self) -> bool:
-        return self.counts and self.response.rcode() == dns.rcode.NOERROR and bool(self.response.answer)  # type: ignore[union-attr]
+        m = self.message
+        return m is not None and m.rcode == RCODE_NOERROR and bool(m.answer)
 
 
-def to_zone(name: dns.name.Name, src: dns.name.Name, dst: dns.name.Name) -> dns.name.Name:
-    """``name`` moved from zone ``src`` to zone ``dst`` (unchanged when outside ``src``)."""
-    if name.is_subdomain(src):
-        return name.relativize(src).derelativize(dst)
-    return name
+#: Names moved between zones, by (name, source zone, destination zone): answers repeat the same
+#: names (SRV targets, CNAME targets, the asked name). Starts over when full, as wire._MEMO.
+_MOVED: dict[tuple[bytes, bytes, bytes], bytes] = {}
+_MOVED_LIMIT = 65536
+
+
+class _TooLong(Exception):
+    """A name that would pass 255 bytes once moved into the merged zone."""
+
+
+def _move(name: bytes, src: bytes, dst: bytes) -> bytes:
+    key = (name, src, dst)
+    moved = _MOVED.get(key)
+    if moved is None:
+        moved = rr.move_name(name, src, dst)
+        if len(moved) > rr.MAX_NAME_LEN:
+            raise _TooLong
+        if len(_MOVED) >= _MOVED_LIMIT:
+            _MOVED.clear()
+        _MOVED[key] = moved
+    return moved
 
 
 class _Union:
-    """RRsets keyed by (owner, type, class); each rdata once; the smallest TTL wins."""
+    """RRsets keyed by (owner, type, class); each rdata once; the smallest TTL wins.
+
+    An entry is ``[owner as written, type, class, ttl, {rdata key: rdata}]``.
+    """
+
+    __slots__ = ("sets",)
 
     def __init__(self) -> None:
-        self.sets: dict[tuple[dns.name.Name, int, int], dns.rrset.RRset] = {}
+        self.sets: dict[tuple[bytes, int, int, bytes], list] = {}  # type: ignore[type-arg]
 
-    def add(self, rrset: dns.rrset.RRset, owner: dns.name.Name, src: dns.name.Name,
-            dst: dns.name.Name) -> None:
-        key = (owner, rrset.rdtype, rrset.rdclass)
-        merged = self.sets.get(key)
-        if merged is None:
-            merged = self.sets[key] = dns.rrset.RRset(owner, rrset.rdclass, rrset.rdtype)
-            merged.ttl = rrset.ttl
-        fields = _NAME_FIELDS.get(rrset.rdtype, ())
-        for rd in rrset:
-            if fields:
-                rd = rd.replace(**{f: to_zone(getattr(rd, f), src, dst) for f in fields})
-            merged.add(rd, rrset.ttl)  # add() keeps the smaller TTL and drops duplicates
+    def add(self, owner: bytes, owner_key: bytes, rtype: int, rclass: int, ttl: int, rdata: bytes) -> None:
+        covers = rdata[:2] if rtype == _TYPE_RRSIG or rtype == _TYPE_SIG else b""
+        key = (owner_key, rtype, rclass, covers)
+        entry = self.sets.get(key)
+        rkey = rr.rdata_key(rtype, rdata) if rtype in rr.NAME_RDATA else rdata
+        if entry is None:
+            self.sets[key] = [owner, rtype, rclass, ttl, {rkey: rdata}]
+            return
+        if ttl < entry[3]:
+            entry[3] = ttl
+        if rtype in rr.SINGLETON_TYPES:
+            entry[4] = {rkey: rdata}
+        elif rkey not in entry[4]:
+            entry[4][rkey] = rdata
 
-    def rrsets(self) -> list[dns.rrset.RRset]:
-        return list(self.sets.values())
+    def encode(self, qname: bytes) -> tuple[list[bytes], int]:
+        """The records in wire form, and how many there are."""
+        out = []
+        for owner, rtype, rclass, ttl, rdatas in self.sets.values():
+            written = _QNAME_POINTER if owner == qname else owner
+            for rdata in rdatas.values():
+                out.append(rr.encode_record(written, rtype, rclass, ttl, rdata))
+        return out, len(out)
 
 
-def _owner(name: dns.name.Name, reply: ClusterReply, asked: dns.name.Name, qname: dns.name.Name,
-           merged_zone: dns.name.Name) -> dns.name.Name:
-    """An answer's owner in the merged zone; the question's own name keeps the client's case."""
-    if name == asked:
-        return qname
-    return to_zone(name, reply.zone, merged_zone)
+def _add_moved(union: _Union, records: list[Record], src: bytes, dst: bytes, asked: bytes,
+               qname: bytes, lname: bytes) -> None:
+    """Add a cluster's records to ``union``, their names moved from zone ``src`` to ``dst``."""
+    for owner, rtype, rclass, ttl, rdata in records:
+        lowner = owner.lower()
+        try:
+            if lowner == asked:
+                owner, lowner = qname, lname  # the question's own name keeps the client's case
+            else:
+                owner = _move(owner, src, dst)
+                lowner = owner.lower()
+            if rtype in rr.NAME_RDATA:
+                rdata = rr.map_rdata_names(rtype, rdata, lambda n: _move(n, src, dst))
+        except _TooLong:
+            continue  # cannot be named in the merged zone: left out
+        union.add(owner, lowner, rtype, rclass, ttl, rdata)
 
 
-def combine(query: dns.message.Message, replies: list[ClusterReply], merged_zone: dns.name.Name,
-            local: str | None = None, local_first: bool = False) -> dns.message.Message:
-    """The merged response to ``query`` (see the module docstring for the rules)."""
-    response = make_response(query, authoritative=True)
-    qname = query.question[0].name
+def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
+            local: str | None = None, local_first: bool = False) -> bytes:
+    """The merged response to ``query`` (see the module docstring for the rules).
+
+    ``merged_zone`` is the merged zone's wire form as configured; the question name lies in it.
+    """
+    wire = query.wire
+    qflags = (wire[2] << 8) | wire[3]
     counted = [r for r in replies if r.counts]
     if not counted:
-        response.set_rcode(dns.rcode.SERVFAIL)
-        response.flags &= ~dns.flags.AA
-        return response
+        return _response(query, FLAG_QR | (qflags & FLAG_RD) | RCODE_SERVFAIL, [], 0, [], 0, [], 0)
+    flags = FLAG_QR | FLAG_AA | (qflags & FLAG_RD)
     with_data = [r for r in counted if r.has_data]
     if local_first and local is not None:
         mine = [r for r in with_data if r.cluster == local]
         if mine:
             with_data = mine
     if with_data:
+        qname = wire[HEADER_LEN:query.qname_end]
+        lname = query.lname
+        relative = lname[:len(lname) - len(merged_zone)]
+        dst = merged_zone
         answer, additional = _Union(), _Union()
         for reply in with_data:
-            asked = to_zone(qname, merged_zone, reply.zone)
-            for rrset in reply.response.answer:  # type: ignore[union-attr]
-                answer.add(rrset, _owner(rrset.name, reply, asked, qname, merged_zone), reply.zone, merged_zone)
-            for rrset in reply.response.additional:  # type: ignore[union-attr]
-                if rrset.rdtype == dns.rdatatype.OPT:
-                    continue
-                additional.add(rrset, _owner(rrset.name, reply, asked, qname, merged_zone), reply.zone, merged_zone)
-        response.answer = answer.rrsets()
-        response.additional = additional.rrsets()
-        return response
-    exists = any(r.response.rcode() == dns.rcode.NOERROR for r in counted)  # type: ignore[union-attr]
+            m = reply.message
+            assert m is not None
+            asked = relative + reply.zone
+            _add_moved(answer, m.answer, reply.zone, dst, asked, qname, lname)
+            _add_moved(additional, m.additional, reply.zone, dst, asked, qname, lname)
+        an, n_an = answer.encode(qname)
+        ar, n_ar = additional.encode(qname)
+        return _response(query, flags, an, n_an, [], 0, ar, n_ar)
+    exists = any(r.message.rcode == RCODE_NOERROR for r in counted)  # type: ignore[union-attr]
     if not exists:
-        response.set_rcode(dns.rcode.NXDOMAIN)
-    response.authority = [_soa(counted, merged_zone, local)]
-    return response
+        flags |= RCODE_NXDOMAIN
+    return _response(query, flags, [], 0, [_soa(counted, merged_zone, local)], 1, [], 0)
 
 
-def _soa(replies: list[ClusterReply], merged_zone: dns.name.Name, local: str | None) -> dns.rrset.RRset:
+def _response(query: Query, flags: int, an: list[bytes], n_an: int, ns: list[bytes], n_ns: int,
+              ar: list[bytes], n_ar: int) -> bytes:
+    wire = query.wire
+    if query.edns:
+        ar = ar + [opt_record(query.do)]
+        n_ar += 1
+    head = rr.encode_header(wire[:2], flags, 1, n_an, n_ns, n_ar)
+    return b"".join((head, wire[HEADER_LEN:query.question_end], *an, *ns, *ar))
+
+
+def _soa(replies: list[ClusterReply], merged_zone: bytes, local: str | None) -> bytes:
     """The SOA for a negative answer: the local cluster's (else the first one's) moved into the
     merged zone, with the smallest TTL and the smallest MINIMUM any cluster gave, so that no
     resolver caches the merged denial longer than a cluster allowed."""
     ordered = sorted(replies, key=lambda r: r.cluster != local)
-    soas = [(r, rrset) for r in ordered for rrset in r.response.authority  # type: ignore[union-attr]
-            if rrset.rdtype == dns.rdatatype.SOA]
-    if not soas:
-        rd = dns.rdtypes.ANY.SOA.SOA(dns.rdataclass.IN, dns.rdatatype.SOA,
-                                     dns.name.Name((b"ns", b"dns")).concatenate(merged_zone),
-                                     dns.name.Name((b"hostmaster",)).concatenate(merged_zone),
-                                     1, 7200, 1800, 86400, _FALLBACK_SOA_TTL)
-        out = dns.rrset.RRset(merged_zone, dns.rdataclass.IN, dns.rdatatype.SOA)
-        out.add(rd, _FALLBACK_SOA_TTL)
-        return out
-    reply, first = soas[0]
-    union = _Union()
-    union.add(first, merged_zone, reply.zone, merged_zone)
-    merged = union.rrsets()[0]
-    minimum = min(rd.minimum for _, rrset in soas for rd in rrset)
-    out = dns.rrset.RRset(merged.name, merged.rdclass, merged.rdtype)
-    out.add(merged[0].replace(minimum=minimum), min(rrset.ttl for _, rrset in soas))
-    return out
+    first: tuple[ClusterReply, Record] | None = None
+    ttl = minimum = -1
+    for reply in ordered:
+        # As an RRset per (owner, class) holding the last SOA given for it (a singleton type),
+        # with the smallest TTL of all of them.
+        kept: dict[tuple[bytes, int], Record] = {}
+        for record in reply.message.authority:  # type: ignore[union-attr]
+            if record[1] != rr.TYPE_SOA:
+                continue
+            kept[(record[0].lower(), record[2])] = record
+            ttl = record[3] if ttl < 0 else min(ttl, record[3])
+        for record in kept.values():
+            if first is None:
+                first = (reply, record)
+            m = rr.soa_minimum(record[4])
+            minimum = m if minimum < 0 else min(minimum, m)
+    if first is None:
+        rdata = (b"\x02ns\x03dns" + merged_zone + b"\x0ahostmaster" + merged_zone
+                 + b"".join(v.to_bytes(4, "big") for v in _FALLBACK_SOA_FIELDS))
+        return rr.encode_record(merged_zone, rr.TYPE_SOA, _CLASS_IN, _FALLBACK_SOA_TTL, rdata)
+    reply, record = first
+    src = reply.zone
+    try:
+        rdata = rr.map_rdata_names(rr.TYPE_SOA, record[4], lambda n: _move(n, src, merged_zone))
+    except _TooLong:
+        rdata = record[4]  # names that cannot move stay where they are (valid in any zone)
+    return rr.encode_record(merged_zone, rr.TYPE_SOA, record[2], ttl, rr.with_soa_minimum(rdata, minimum))

@@ -1,4 +1,9 @@
-"""The merge handler: ask every cluster's DNS at once, merge what comes back in time."""
+"""The merge handler: ask every cluster's DNS at once, merge what comes back in time.
+
+Everything per query works on wire bytes (see combine.py): the per-cluster queries are the
+client's own bytes with the merged zone swapped for the cluster's, and the answers are read by
+interkube.dns.records; dnspython only reads the configuration.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,19 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-import dns.exception
-import dns.message
 import dns.name
-import dns.rcode
-import dns.rrset
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from interkube.dns.message import render
+from interkube.dns.message import rcode_name
 from interkube.dns.names import ZoneSet
+from interkube.dns.wire import FLAG_TC
 from interkube.errors import UpstreamError, UpstreamTimeout
-from interkube.plugins.merge.combine import ClusterReply, combine, to_zone
+from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
 from interkube.plugins.merge.parse import ClusterDns, MergeConfig
 from interkube.server.metrics import NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
+from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream
 
 log = logging.getLogger("interkube.plugin.merge")
@@ -35,16 +38,92 @@ class MergeStats:
         self.left_out: dict[tuple[str, str], int] = {}
 
 
+class _Cluster:
+    """One cluster as the hot path needs it: its zone as sent and lower-cased, and its upstream."""
+
+    __slots__ = ("name", "zone", "lzone", "upstream")
+
+    def __init__(self, cfg: ClusterDns, upstream: Upstream) -> None:
+        self.name = cfg.name
+        self.zone = dns.name.from_text(cfg.zone).to_wire()
+        self.lzone = self.zone.lower()
+        self.upstream = upstream
+
+
+class _Flight:
+    """One cluster's query in flight, as a future rather than a task.
+
+    Over UDP the query is launched on the upstream's datagram exchanger, which hands back the
+    answer to come: against asyncio.gather over Upstream.exchange (a task per cluster) this
+    saves about a third of a merged query's CPU (bench/merge_fanout.py). TCP and TLS go through
+    Upstream.exchange in a task, as does the TCP retry of a truncated UDP answer. The merge
+    upstreams' own request counters are not exported (merge has its metrics), so skipping
+    Upstream.exchange's bookkeeping loses nothing.
+    """
+
+    __slots__ = ("cluster", "wire", "waiter", "pending")
+
+    def __init__(self, cluster: _Cluster, wire: bytes, question: bytes, tcp: bool, timeout: float) -> None:
+        self.cluster = cluster
+        self.wire = wire
+        self.pending: PendingAnswer | None = None
+        up = cluster.upstream
+        udp = up.udp
+        loop = asyncio.get_running_loop()
+        self.waiter: asyncio.Future[bytes]
+        if tcp or udp is None:
+            self.waiter = loop.create_task(up.exchange(wire, True, timeout))
+            return
+        try:
+            self.pending = udp.launch(wire, timeout, question)
+        except UpstreamError as exc:
+            self.waiter = loop.create_future()
+            self.waiter.set_exception(exc)
+            return
+        self.waiter = self.pending.answer
+
+    async def reply(self, timeout: float) -> ClusterReply:
+        """The cluster's answer read, or why there is none."""
+        cluster = self.cluster
+        udp = self.pending is not None
+        try:
+            try:
+                resp = await self.waiter
+            finally:
+                self.abandon()
+            if udp and resp[2] & (FLAG_TC >> 8):
+                resp = await cluster.upstream.exchange(self.wire, True, timeout)  # the whole answer, over TCP
+        except UpstreamTimeout:
+            return ClusterReply(cluster.name, cluster.lzone, None, "timeout")
+        except UpstreamError as exc:
+            return ClusterReply(cluster.name, cluster.lzone, None, f"error: {exc.reason}")
+        return ClusterReply.read(cluster.name, cluster.lzone, resp)
+
+    def abandon(self) -> None:
+        """Let go of the query: its answer is in, or will not be awaited (serve() was cancelled)."""
+        if self.pending is not None:
+            self.pending.release()
+            self.pending = None
+            return
+        waiter = self.waiter
+        if not waiter.done():
+            waiter.cancel()
+        elif not waiter.cancelled():
+            waiter.exception()  # retrieved: no "exception was never retrieved" warning
+
+
 class MergeHandler(Handler):
     plugin = "merge"
 
     def __init__(self, cfg: MergeConfig, upstreams: list[Upstream], stats: MergeStats,
                  metrics: Metrics | None = None) -> None:
         self.cfg = cfg
-        self.zone = dns.name.from_text(cfg.zone)
+        #: The merged zone in wire form as configured: what names are moved back into.
+        self.zone = dns.name.from_text(cfg.zone).to_wire()
         self.zones = ZoneSet((cfg.zone,))
-        self.clusters: list[tuple[ClusterDns, dns.name.Name, Upstream]] = [
-            (c, dns.name.from_text(c.zone), up) for c, up in zip(cfg.clusters, upstreams)]
+        self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams)]
+        self.czones = [(c.zone, c.lzone) for c in self.clusters]
+        self.local_first = cfg.policy == "local-first"
         self.stats = stats
         self.metrics = metrics
 
@@ -54,40 +133,32 @@ class MergeHandler(Handler):
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:
-        if self.zones.match(req.query.lname) is None:  # type: ignore[union-attr]
+        q = req.query
+        assert q is not None
+        if self.zones.match(q.lname) is None:
             return await self.next.serve(req)
         self.stats.requests += 1
-        query = req.message
         tcp = req.proto != "udp"
-        replies = await asyncio.gather(*(self._ask(query, cluster, czone, up, tcp)
-                                         for cluster, czone, up in self.clusters))
+        timeout = self.cfg.timeout
+        # Every query leaves before the first answer is awaited; the answers are then awaited
+        # in order (one that came already costs nothing to await).
+        flights = [_Flight(c, wire, question, tcp, timeout)
+                   for c, (wire, question) in zip(self.clusters, cluster_queries(q, len(self.zone), self.czones))]
+        replies = []
+        try:
+            for flight in flights:
+                replies.append(await flight.reply(timeout))
+        except BaseException:
+            for flight in flights:
+                flight.abandon()
+            raise
         for reply in replies:
             if not reply.counts:
-                reason = reply.failure or "rcode " + dns.rcode.to_text(reply.response.rcode())  # type: ignore[union-attr]
+                reason = reply.failure or "rcode " + rcode_name(reply.message.rcode)  # type: ignore[union-attr]
                 key = (reply.cluster, reason.split(":", 1)[0])
                 self.stats.left_out[key] = self.stats.left_out.get(key, 0) + 1
-        merged = combine(query, list(replies), self.zone, self.cfg.local, self.cfg.policy == "local-first")
         req.answered_by = self.plugin
-        return render(merged)
-
-    async def _ask(self, query: dns.message.Message, cluster: ClusterDns, czone: dns.name.Name,
-                   up: Upstream, tcp: bool) -> ClusterReply:
-        q = query.question[0]
-        asked = dns.message.Message()
-        asked.flags = query.flags
-        asked.question = [dns.rrset.RRset(to_zone(q.name, self.zone, czone), q.rdclass, q.rdtype)]
-        if query.edns >= 0:
-            asked.use_edns(0, query.ednsflags, query.payload)
-        try:
-            wire = await up.exchange(asked.to_wire(), tcp, self.cfg.timeout)
-        except UpstreamTimeout:
-            return ClusterReply(cluster.name, czone, None, "timeout")
-        except UpstreamError as exc:
-            return ClusterReply(cluster.name, czone, None, f"error: {exc.reason}")
-        try:
-            return ClusterReply(cluster.name, czone, dns.message.from_wire(wire))
-        except dns.exception.DNSException as exc:
-            return ClusterReply(cluster.name, czone, None, f"malformed: {exc}")
+        return combine(q, replies, self.zone, self.cfg.local, self.local_first)
 
     async def start(self) -> None:
         if self.metrics is not None:
@@ -96,8 +167,8 @@ class MergeHandler(Handler):
     async def stop(self) -> None:
         if self.metrics is not None:
             self.metrics.remove_source(self)
-        for _, _, up in self.clusters:
-            up.close()
+        for c in self.clusters:
+            c.upstream.close()
 
     def collect(self) -> Iterable[Metric]:
         requests = CounterMetricFamily(f"{NAMESPACE}_merge_requests", "Queries answered by merging clusters.",
@@ -110,6 +181,3 @@ class MergeHandler(Handler):
         for (cluster, reason), n in self.stats.left_out.items():
             left.add_metric([self.cfg.zone, cluster, reason], n)
         yield left
-
-
-

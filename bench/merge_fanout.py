@@ -1,0 +1,147 @@
+"""The merge plugin's fan-out cost (issue 5): added p99 over the slowest upstream, and QPS.
+
+Three upstreams (the load generator's C responder, bench/loadgen) on loopback play three
+clusters' DNS servers. The goal: a merged query's p99 latency at most 1 ms above the slowest
+upstream's own p99 at the same offered rate; and the merged query's QPS reported against a
+single `forward` to one of the upstreams, both measured in this run.
+
+interkube runs on CPU 0; the load generator and the three responders share CPU 1 (the
+responders are C and cheap next to the server). Every process is stopped by its PID; every load
+run is bounded.
+
+    python bench/merge_fanout.py [--rate 5000] [--duration 5] [--rounds 3]
+                                 [--sweep 3000,4000,6000] [--profile DIR]
+
+Also reported: each round's p99s, the server's CPU per merged query (its CPU time over the
+closed-loop run divided by the answers), and the CPU the rest of the machine used meanwhile
+(another job on a shared machine shows up in the tails). ``--sweep`` adds the added p99 at other offered rates (one run each, after the
+rounds); ``--profile`` records one more closed-loop merged run under py-spy (``--nonblocking``,
+raw collapsed stacks) and writes a per-function summary in µs per query next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
+from bench.procs import CpuMeter, Proc, stop_all, wait_until  # noqa: E402
+from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy  # noqa: E402
+from interkube.testing.servers import free_port, query  # noqa: E402
+
+GOAL_ADDED_P99_US = 1000
+
+
+def answering(port: int, name: str) -> bool:
+    try:
+        return bool(query(name, "A", port, timeout=0.3).answer)
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=5000, help="offered QPS of the latency runs")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    ap.add_argument("--rounds", type=int, default=3, help="repetitions (medians are reported)")
+    ap.add_argument("--sweep", default="", help="more offered rates (comma-separated) for the added p99")
+    ap.add_argument("--profile", type=Path, help="directory for a py-spy profile of a closed-loop merged run")
+    opts = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="interkube-merge-bench-"))
+    gen = Loadgen()
+    names = [f"svc{i}.shop.svc" for i in range(1000)]
+    (tmp / "local.txt").write_text("".join(f"{n}.cluster.local A\n" for n in names))
+    (tmp / "all.txt").write_text("".join(f"{n}.cluster.all A\n" for n in names))
+    try:
+        ups = []
+        responders = []
+        for i in range(3):
+            port = free_port()
+            ups.append(port)
+            responders.append(Proc(f"responder{i}", gen.responder_argv(port, ttl=5), tmp / f"up{i}.log",
+                                   cpus=(1,)).start())
+        port_merge, port_fwd = free_port(), free_port()
+        core = tmp / "Corefile"
+        clusters = "".join(f"        cluster c{i} 127.0.0.1:{p} cluster.local\n" for i, p in enumerate(ups))
+        core.write_text(f"cluster.all:{port_merge} {{\n    bind 127.0.0.1\n    merge cluster.all {{\n{clusters}"
+                        f"        timeout 1s\n    }}\n}}\n"
+                        f"cluster.local:{port_fwd} {{\n    bind 127.0.0.1\n    forward . 127.0.0.1:{ups[0]}\n}}\n")
+        server = Proc("interkube", [sys.executable, "-m", "interkube", "serve", "-conf", str(core), "-quiet"],
+                      tmp / "interkube.log", cpus=(0,)).start()
+        for p in ups:
+            wait_until(lambda p=p: answering(p, "probe.cluster.local."), 15, server, f"responder on {p}")
+        wait_until(lambda: answering(port_merge, "probe.cluster.all."), 15, server, "interkube (merge)")
+        wait_until(lambda: answering(port_fwd, "probe.cluster.local."), 15, server, "interkube (forward)")
+
+        generator_cpu = 0.0
+
+        def run(port: int, file: str, rate: float) -> LoadResult:
+            nonlocal generator_cpu
+            result = gen.run(LoadSpec(port=port, query_file=tmp / file, rate=rate, duration=opts.duration,
+                                      cpus=(1,), timeout=2.0))
+            generator_cpu += result.cpu_s
+            return result
+
+        run(port_merge, "all.txt", opts.rate)  # warm up
+        up_p99: list[float] = []
+        merged_p99: list[float] = []
+        merged_qps: list[float] = []
+        merged_cpu_us: list[float] = []
+        forward_qps: list[float] = []
+        # Everything the machine did besides our processes and the generator is noise in the
+        # tails (on a shared VM it can be large): measured over the runs and reported.
+        with CpuMeter([server, *responders]) as whole:
+            for _ in range(opts.rounds):
+                up_p99.append(max(run(p, "local.txt", opts.rate).p99_us for p in ups))
+                merged_p99.append(run(port_merge, "all.txt", opts.rate).p99_us)
+                with CpuMeter([server]) as meter:
+                    closed = run(port_merge, "all.txt", 0)
+                merged_qps.append(closed.qps)
+                merged_cpu_us.append(1e6 * meter.per_proc.get("interkube", 0.0) / max(1, closed.received))
+                forward_qps.append(run(port_fwd, "local.txt", 0).qps)
+            sweep: list[tuple[float, float, float]] = []
+            for rate in (float(r) for r in opts.sweep.split(",") if r.strip()):
+                slowest_at = max(run(p, "local.txt", rate).p99_us for p in ups)
+                sweep.append((rate, slowest_at, run(port_merge, "all.txt", rate).p99_us))
+        foreign = whole.foreign(generator_cpu) / whole.wall if whole.wall else 0.0
+        if opts.profile is not None:
+            opts.profile.mkdir(parents=True, exist_ok=True)
+            dest = opts.profile / "merge-py-spy.collapsed.txt"
+            spec = LoadSpec(port=port_merge, query_file=tmp / "all.txt", duration=opts.duration, cpus=(1,),
+                            timeout=2.0)
+            result, cpu_s = _with_py_spy(_ensure("py-spy"), server, "raw", dest, spec, gen)
+            us = 1e6 * cpu_s / result.received if result.received else 0.0
+            (opts.profile / "merge-py-spy.summary.txt").write_text(
+                f"merged query under py-spy: {result.qps:,.0f} QPS, {us:.1f} us of server CPU per query\n\n"
+                + _summarise_collapsed(dest, us, top=40))
+        server.stop()
+    finally:
+        stop_all()
+    slowest, merged = statistics.median(up_p99), statistics.median(merged_p99)
+    added = merged - slowest
+    mq, fq = statistics.median(merged_qps), statistics.median(forward_qps)
+    print(f"merge fan-out over 3 upstreams on loopback, interkube on CPU 0, loadgen + upstreams on CPU 1,")
+    print(f"median of {opts.rounds} rounds; generator: loadgen")
+    print(f"  p99 at {opts.rate:,.0f} QPS offered: slowest upstream {slowest:,.0f} us, merged {merged:,.0f} us,"
+          f" added {added:,.0f} us (goal <= {GOAL_ADDED_P99_US} us: {'met' if added <= GOAL_ADDED_P99_US else 'short'})")
+    print("    rounds (slowest upstream / merged p99, us): "
+          + ", ".join(f"{u:,.0f} / {m:,.0f}" for u, m in zip(up_p99, merged_p99)))
+    print(f"  closed-loop QPS: merged query {mq:,.0f}, single forward {fq:,.0f}, ratio {mq / fq:.2f};"
+          f" server CPU per merged query {statistics.median(merged_cpu_us):,.0f} us")
+    for rate, slowest_at, merged_at in sweep:
+        added_at = merged_at - slowest_at
+        print(f"  p99 at {rate:,.0f} QPS offered (one run): slowest upstream {slowest_at:,.0f} us,"
+              f" merged {merged_at:,.0f} us, added {added_at:,.0f} us"
+              f" ({'met' if added_at <= GOAL_ADDED_P99_US else 'short'})")
+    print(f"  other work on the machine during the runs: {100 * foreign:.0f}% of a core on average")
+    if opts.profile is not None:
+        print(f"  profile: {opts.profile / 'merge-py-spy.summary.txt'}")
+
+
+if __name__ == "__main__":
+    main()
