@@ -81,3 +81,24 @@ async def test_compacted_versions_are_410_gone(as_status: bool) -> None:
 async def test_a_timeout_ends_the_stream_cleanly(kube: FakeKube) -> None:
     events = await read_events(kube, {"resourceVersion": str(kube.resource_version), "timeoutSeconds": "0"}, 1)
     assert events == []
+
+
+async def test_counters_say_what_was_served(kube: FakeKube) -> None:
+    kube.add(service("app", "b"))
+    headers = {"Authorization": f"Bearer {kube.token}"}
+    async with httpx2.AsyncClient(base_url=kube.url, headers=headers) as client:
+        first = await client.get("/api/v1/services", params={"limit": "1"})
+        await client.get("/api/v1/services", params={"limit": "1", "continue": first.json()["metadata"]["continue"]})
+        await client.get("/api/v1/namespaces/app/services/a")
+    since = str(kube.resource_version)
+    reader = asyncio.create_task(read_events(kube, {"resourceVersion": since, "allowWatchBookmarks": "true"}, 2))
+    while kube.watchers == 0:
+        await asyncio.sleep(0.01)
+    kube.add(service("app", "c"))
+    kube.bookmark()
+    await reader
+    counts = kube.counters
+    assert (counts["list"], counts["get"], counts["watch"]) == (2, 1, 1)  # a list page is a request
+    assert counts["list_items"] == 2 and counts["list_bytes"] > 0
+    assert (counts["watch_events"], counts["bookmarks"]) == (1, 1) and counts["watch_bytes"] > 0
+    assert kube.peak_watchers == 1

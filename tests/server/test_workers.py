@@ -8,11 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.rcode
+import pytest
 
-from interkube.server.workers import merge_expositions
+from interkube.server.workers import SHARED_WATCH_ENV, merge_expositions
+from interkube.testing.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
 from interkube.testing.servers import free_port, query, stop_process, wait_for_dns
 
 
@@ -91,3 +94,46 @@ def test_merge_sums_counters_and_buckets_and_keeps_info_gauges() -> None:
     assert 'x_total{z="a"} 7.0' in merged
     assert 'i_info{v="1"} 1.0' in merged
     assert 'h_bucket{le="+Inf"} 7.0' in merged and "h_sum 6.0" in merged
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["each-worker-watches", "shared-watch"])
+def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) -> None:
+    """Each worker watches the API (the default), or worker 0 alone and it feeds the other
+    (INTERKUBE_SHARED_WATCH=1); either way, every worker answers the new data."""
+    kube = FakeKube(watch=True)
+    kube.add_all([service("app", "web", cluster_ips=["10.96.0.10"]),
+                  service("default", "kubernetes", cluster_ips=["10.96.0.1"])])
+    port = free_port()
+    core = tmp_path / "Corefile"
+    with serving_in_thread(kube):
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"bench": kube})
+        core.write_text(f"cluster.local:{port} {{\n bind 127.0.0.1\n kubernetes cluster.local {{\n"
+                        f"  kubeconfig {kubeconfig} bench\n }}\n}}\n")
+        env = {**os.environ, SHARED_WATCH_ENV: "1" if shared else "0"}
+        proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", "-conf", str(core), "--workers", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+
+            def answers(name: str) -> set[str | None]:
+                """The addresses answered to 64 queries, each from a new source port (so from
+                both workers: the kernel picks a worker by the 4-tuple)."""
+                return {r.answer[0][0].address if r.answer else None for r in (query(name, "A", port) for _ in range(64))}
+
+            converge(lambda: len(children_of(proc.pid)) == 2 and answers("web.app.svc.cluster.local.") == {"10.96.0.10"})
+            # Worker 0 watches services, endpointslices and namespaces; so does worker 1 unless shared.
+            assert kube.watchers == (3 if shared else 6)
+            assert kube.counters["list"] == (3 if shared else 6)  # one page each
+            assert kube._loop is not None  # the fake's store belongs to its thread's loop
+            kube._loop.call_soon_threadsafe(kube.add, service("app", "new", cluster_ips=["10.96.0.99"]))
+            converge(lambda: answers("new.app.svc.cluster.local.") == {"10.96.0.99"})
+        finally:
+            stop_process(proc)  # type: ignore[arg-type]
+
+
+def converge(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll until ``condition()`` holds; fail after ``timeout`` (a bound, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never converged"
+        time.sleep(0.05)

@@ -61,6 +61,16 @@ LIST = "list"
 _LOGGED_LIMIT = 10_000
 
 
+class Mirror(Protocol):
+    """Told of every change a source makes to a cluster, to pass it on (see kube.shared)."""
+
+    def replaced(self, index: ClusterIndex) -> None:
+        """A complete index was swapped in."""
+
+    def applied(self, resource: str, key: Key, record: Record | None) -> None:
+        """One object was set (None: deleted) in the current index."""
+
+
 class Source(Protocol):
     """Where a cluster's data comes from."""
 
@@ -101,6 +111,8 @@ class Cluster:
         self._failing: dict[str, str] = {}
         self._listeners: list[Listener] = []
         self._state_listeners: list[StateListener] = []
+        #: Passed every change as it is made (worker 0 of a shared watch; see kube.shared).
+        self.mirrors: list[Mirror] = []
         self._synced: asyncio.Event | None = None
         self._logged: set[tuple[str, str, str]] = set()
         self.started = False
@@ -161,6 +173,8 @@ class Cluster:
                 self._synced.set()
         for listener in list(self._listeners):
             listener(index, None)
+        for mirror in list(self.mirrors):
+            mirror.replaced(index)
         release_freed_memory()
 
     def apply(self, resource: str, key: Key, record: Record | None) -> None:
@@ -172,6 +186,10 @@ class Cluster:
         if changed:
             for listener in list(self._listeners):
                 listener(index, changed)
+        # Even a change no answer depends on (a Namespace object where Services already make
+        # the namespace exist) is passed on, so that a mirrored index stays equal to this one.
+        for mirror in list(self.mirrors):
+            mirror.applied(resource, key, record)
 
     def contact(self, part: str | None = None) -> None:
         """The API (or the snapshot files) answered: the data is current as of now, and

@@ -149,6 +149,24 @@ class ClusterIndex:
         """Every Service (for whole-cluster consumers, not for answering one name)."""
         return iter(self._services.values())
 
+    def records(self) -> Iterator[tuple[str, Key, Record]]:
+        """Every record as (resource, key, record): what :meth:`put` needs to build an equal
+        index (a worker that does not watch gets its data this way; see kube.shared)."""
+        for key, svc in self._services.items():
+            yield "services", key, svc
+        for key, slice_ in self._slices.items():
+            yield "endpointslices", key, slice_
+        for pod_key, ips in self._pod_ips.items():
+            namespace, name = pod_key.split("/", 1)
+            more = () if isinstance(ips, str) else ips[1:]
+            yield "pods", (namespace, name), Pod(namespace, name, ips if isinstance(ips, str) else ips[0], more)
+        for name in self._namespace_objects:
+            yield "namespaces", ("", name), Namespace(name)
+        for key, export in self._exports.items():
+            yield "serviceexports", key, export
+        for key, imported in self._imports.items():
+            yield "serviceimports", key, imported
+
     def counts(self) -> dict[str, int]:
         return {"services": len(self._services), "endpointslices": len(self._slices),
                 "pods": len(self._pod_ips), "serviceexports": len(self._exports),

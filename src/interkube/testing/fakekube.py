@@ -28,6 +28,10 @@ With ``watch=True`` it also serves watches (``?watch=1``), as kube-apiserver str
   and :meth:`FakeKube.resume` (the API goes away and comes back on the same port), and per-verb
   403s (:meth:`FakeKube.forbid`, naming the verb and resource as the API server does).
 
+It counts what it serves (:attr:`FakeKube.counters`, :attr:`FakeKube.peak_watchers`): requests
+per verb (a paged list counts once per page), objects and bytes listed, watch events and
+bookmarks sent, so that a benchmark can say how much load its clients put on an API server.
+
 ``tls=True`` serves HTTPS with a generated CA (:attr:`FakeKube.ca_cert`) and accepts client
 certificates it issued (:meth:`FakeKube.client_cert`) as well as the bearer token.
 
@@ -47,6 +51,7 @@ import json
 import ssl
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +146,12 @@ class FakeKube:
         if watch:
             self.handlers["watch"] = self._watch
         self.requests: list[str] = []  # "GET /api/v1/nodes?..." in order, for assertions
+        #: What was served: "list" (pages), "get", "watch" (streams opened) requests;
+        #: "list_items", "list_bytes"; "watch_events" (ADDED/MODIFIED/DELETED lines sent),
+        #: "bookmarks", "watch_errors", "watch_bytes". Read it, or zero it with clear().
+        self.counters: Counter[str] = Counter()
+        #: The most watches open at once.
+        self.peak_watchers = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
@@ -392,6 +403,7 @@ class FakeKube:
             verb = "watch"
         else:
             verb = "get" if name is not None else "list"
+        self.counters[verb] += 1
         if rtype in self.forbidden or verb in self.forbidden_verbs.get(rtype, ()):
             scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             resource = f"{plural}.{rtype.group}" if rtype.group else plural
@@ -442,8 +454,11 @@ class FakeKube:
             items = items[offset:offset + limit]
         else:
             items = items[offset:]
-        return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version,
-                      "metadata": metadata, "items": items})
+        response = _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version,
+                          "metadata": metadata, "items": items})
+        self.counters["list_items"] += len(items)
+        self.counters["list_bytes"] += len(response.body)  # type: ignore[arg-type]
+        return response
 
 
     # --- watch ---------------------------------------------------------------------------
@@ -525,8 +540,9 @@ class FakeKube:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        watcher = _Watcher(response, request)
+        watcher = _Watcher(response, request, counters=self.counters)
         self._watchers.add(watcher)
+        self.peak_watchers = max(self.peak_watchers, len(self._watchers))
         try:
             if expired:
                 await watcher.error(410, "Expired", f"too old resource version: {since} ({self.compacted})")
@@ -599,9 +615,14 @@ class _Watcher:
     expired: bool = False
     dropped: bool = False
     bookmark_due: bool = False
+    counters: Counter[str] = field(default_factory=Counter)
 
     async def send(self, kind: str, obj: Obj) -> None:
-        await self.response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+        what = {"BOOKMARK": "bookmarks", "ERROR": "watch_errors"}.get(kind, "watch_events")
+        self.counters[what] += 1
+        self.counters["watch_bytes"] += len(line)
+        await self.response.write(line)
 
     async def error(self, code: int, reason: str, message: str) -> None:
         status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -19,6 +19,7 @@ from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.live import live_source
 from interkube.kube.registry import cluster_registry
+from interkube.kube.shared import shared_source
 from interkube.kube.snapshot import SnapshotSource
 from interkube.plugins.bind.setup import interface_addresses
 from interkube.plugins.kubernetes.handler import KubernetesHandler
@@ -90,6 +91,9 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
                            context=cfg.context, endpoint=None if cfg.kubeconfig else cfg.endpoint,
                            tls=None if cfg.kubeconfig else cfg.tls)
         source = live_source(access, filters, name)
+        worker = ctx.services.worker
+        if worker is not None and worker.shared_watch:
+            source = shared_source(source, name, worker)
     cluster = registry.running(name, source.key)
     if cluster is None:
         cluster = Cluster(name, source, registry.stats(name))
