@@ -125,7 +125,7 @@ def main() -> None:
     slowest, merged = statistics.median(up_p99), statistics.median(merged_p99)
     added = merged - slowest
     mq, fq = statistics.median(merged_qps), statistics.median(forward_qps)
-    print(f"merge fan-out over 3 upstreams on loopback, interkube on CPU 0, loadgen + upstreams on CPU 1,")
+    print("merge fan-out over 3 upstreams on loopback, interkube on CPU 0, loadgen + upstreams on CPU 1,")
     print(f"median of {opts.rounds} rounds; generator: loadgen")
     print(f"  p99 at {opts.rate:,.0f} QPS offered: slowest upstream {slowest:,.0f} us, merged {merged:,.0f} us,"
           f" added {added:,.0f} us (goal <= {GOAL_ADDED_P99_US} us: {'met' if added <= GOAL_ADDED_P99_US else 'short'})")

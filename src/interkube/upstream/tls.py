@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from interkube.tlsutil.contexts import describe_certificate, digest_files
+from interkube.tlsutil.watch import Poller
+
+if TYPE_CHECKING:
+    from interkube.upstream.upstream import Upstream
 
 
 def client_context(cert: str | None = None, key: str | None = None, ca: str | None = None) -> ssl.SSLContext:
@@ -75,3 +80,19 @@ class ClientTls:
         what = describe_certificate(self.cert) if self.cert else ""
         self.log.info("%s: reloaded client TLS settings%s", self.label, f" ({what})" if what else "")
         return True
+
+
+def follow_rotation(tls: ClientTls, upstreams: Sequence[Upstream]) -> Poller | None:
+    """A poller (for the plugin to start and stop) that re-reads ``tls``'s files and points
+    the TLS upstreams among ``upstreams`` at each rebuilt context; None when there is nothing
+    to re-read. Shared by forward and the merge fan-out."""
+    streams = [up.stream for up in upstreams if up.is_tls]
+    if not tls.paths or not streams:
+        return None
+
+    def use(new: ssl.SSLContext) -> None:
+        for stream in streams:
+            stream.use_ssl_context(new)
+
+    tls.on_change.append(use)
+    return Poller(tls.check, name=tls.label)

@@ -12,8 +12,7 @@ from interkube.plugins.forward.handler import ForwardHandler, ForwardStats
 from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsClientFiles
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
-from interkube.tlsutil.watch import Poller
-from interkube.upstream.tls import ClientTls, describe_load_error
+from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
 from interkube.upstream.upstream import Upstream, UpstreamStats
 
 
@@ -54,15 +53,6 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
                       ssl_context=tls_ctx, stats=stats)
         up.stream.log = log  # TLS refusals are reported as forward's
         upstreams.append(up)
-    watch = None
-    if tls is not None and tls.paths:
-        tls_streams = [up.stream for up in upstreams if up.is_tls]
-
-        def use(new: ssl.SSLContext) -> None:
-            for stream in tls_streams:
-                stream.use_ssl_context(new)
-
-        tls.on_change.append(use)
-        watch = Poller(tls.check, name=tls.label)
+    watch = follow_rotation(tls, upstreams) if tls is not None else None
     fstats = ctx.services.share(("forward:stanza", ctx.server_label, cfg.from_zones), ForwardStats)
     return ForwardHandler(cfg, upstreams, stats=fstats, metrics=ctx.services.metrics, watch=watch)

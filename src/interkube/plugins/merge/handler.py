@@ -23,6 +23,7 @@ from interkube.plugins.merge.parse import ClusterDns, MergeConfig
 from interkube.server.metrics import NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
+from interkube.tlsutil.watch import Poller
 from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream
 
@@ -116,7 +117,7 @@ class MergeHandler(Handler):
     plugin = "merge"
 
     def __init__(self, cfg: MergeConfig, upstreams: list[Upstream], stats: MergeStats,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, watch: Poller | None = None) -> None:
         self.cfg = cfg
         #: The merged zone in wire form as configured: what names are moved back into.
         self.zone = dns.name.from_text(cfg.zone).to_wire()
@@ -126,6 +127,7 @@ class MergeHandler(Handler):
         self.local_first = cfg.policy == "local-first"
         self.stats = stats
         self.metrics = metrics
+        self.watch = watch  # re-reads the TLS client certificate files
 
     def fast(self, req: Request) -> bytes | None:
         if self.zones.match(req.query.lname) is not None:  # type: ignore[union-attr]
@@ -163,10 +165,14 @@ class MergeHandler(Handler):
     async def start(self) -> None:
         if self.metrics is not None:
             self.metrics.add_source(self, self.collect)
+        if self.watch is not None:
+            self.watch.start()
 
     async def stop(self) -> None:
         if self.metrics is not None:
             self.metrics.remove_source(self)
+        if self.watch is not None:
+            await self.watch.stop()
         for c in self.clusters:
             c.upstream.close()
 
