@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from interkube.testing.servers import stop_process
+
 #: CPU the server under test is pinned to, and the one the load generator gets.
 SERVER_CPU = 0
 GENERATOR_CPU = 1
@@ -88,15 +90,7 @@ class Proc:
         Proc.live.discard(self)
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        stop_process(proc, timeout)
         with contextlib.suppress(Exception):
             self._log.close()
         return proc.returncode

@@ -23,6 +23,7 @@ from interkube.server.metrics import DURATION_BUCKETS
 from interkube.errors import UpstreamError
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.transport import DatagramExchanger, StreamExchanger
+from interkube.tlsutil.watch import Poller
 
 log = logging.getLogger("interkube.plugin.forward")
 
@@ -151,3 +152,23 @@ class Upstream:
         if self.udp is not None:
             self.udp.close()
         self.stream.close()
+
+
+class UpstreamGroup:
+    """A plugin's upstreams and the poller that keeps their TLS client settings current
+    (:func:`interkube.upstream.tls.follow_rotation`), started and stopped with the plugin
+    (forward, merge)."""
+
+    def __init__(self, members: list[Upstream], watch: Poller | None = None) -> None:
+        self.members = members
+        self.watch = watch
+
+    def start(self) -> None:
+        if self.watch is not None:
+            self.watch.start()
+
+    async def close(self) -> None:
+        if self.watch is not None:
+            await self.watch.stop()
+        for up in self.members:
+            up.close()

@@ -28,7 +28,7 @@ from interkube.server.corefile.parser import parse_text
 from interkube.server.request import Request
 from interkube.testing.fakeupstream import FakeUpstream
 from interkube.testing.servers import aquery, free_port, in_process, interkube_process, stop_process
-from interkube.upstream.upstream import Upstream
+from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 SOA = "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n"
 ZONES = {
@@ -216,7 +216,7 @@ async def test_a_cancelled_merge_lets_go_of_its_queries() -> None:
         cfg = parse(parse_text(f". {{\n merge cluster.all {{\n cluster a {silent.address}\n"
                                f" cluster b {silent.address}\n timeout 5s\n }}\n}}\n")[0].directives[0])
         upstreams = [Upstream(c.addr, max_fails=0) for c in cfg.clusters]
-        handler = MergeHandler(cfg, upstreams, MergeStats())
+        handler = MergeHandler(cfg, UpstreamGroup(upstreams), MergeStats())
         wire = dns.message.make_query("web.cluster.all.", "A").to_wire()
         task = asyncio.get_running_loop().create_task(
             handler.serve(Request(wire, parse_query(wire), ("127.0.0.1", 1), "udp")))

@@ -17,8 +17,7 @@ from interkube.dns.message import rcode_name
 from interkube.server.metrics import DURATION_BUCKETS, NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
-from interkube.tlsutil.watch import Poller
-from interkube.upstream.upstream import Upstream
+from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
 QUERY_DEADLINE = 5.0
@@ -40,18 +39,17 @@ class ForwardStats:
 class ForwardHandler(Handler):
     plugin = "forward"
 
-    def __init__(self, cfg: ForwardConfig, upstreams: list[Upstream], *,
-                 stats: ForwardStats | None = None, metrics: Metrics | None = None,
-                 watch: Poller | None = None) -> None:
+    def __init__(self, cfg: ForwardConfig, upstreams: UpstreamGroup, *,
+                 stats: ForwardStats | None = None, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
-        self.upstreams = upstreams
+        self.group = upstreams
+        self.upstreams = upstreams.members
         self.from_zones = ZoneSet(cfg.from_zones)
         self.except_zones = ZoneSet(cfg.except_zones)
         self.inflight = 0
         self.stats = stats or ForwardStats()
         self.metrics = metrics
         self._rr = itertools.count()
-        self.watch = watch  # re-reads the TLS client certificate files
 
     def matches(self, lname: bytes) -> bool:
         return self.from_zones.match(lname) is not None and self.except_zones.match(lname) is None
@@ -121,16 +119,12 @@ class ForwardHandler(Handler):
     async def start(self) -> None:
         if self.metrics is not None:
             self.metrics.add_source(self, self.collect)
-        if self.watch is not None:
-            self.watch.start()
+        self.group.start()
 
     async def stop(self) -> None:
         if self.metrics is not None:
             self.metrics.remove_source(self)
-        if self.watch is not None:
-            await self.watch.stop()
-        for up in self.upstreams:
-            up.close()
+        await self.group.close()
 
     def collect(self) -> Iterable[Metric]:
         """CoreDNS's forward metrics, under the interkube_ namespace."""

@@ -13,7 +13,7 @@ from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsCli
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
-from interkube.upstream.upstream import Upstream, UpstreamStats
+from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
 
 
 def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
@@ -55,4 +55,4 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
         upstreams.append(up)
     watch = follow_rotation(tls, upstreams) if tls is not None else None
     fstats = ctx.services.share(("forward:stanza", ctx.server_label, cfg.from_zones), ForwardStats)
-    return ForwardHandler(cfg, upstreams, stats=fstats, metrics=ctx.services.metrics, watch=watch)
+    return ForwardHandler(cfg, UpstreamGroup(upstreams, watch), stats=fstats, metrics=ctx.services.metrics)

@@ -23,9 +23,8 @@ from interkube.plugins.merge.parse import ClusterDns, MergeConfig
 from interkube.server.metrics import NAMESPACE, Metrics
 from interkube.server.plugin import Handler
 from interkube.server.request import Request
-from interkube.tlsutil.watch import Poller
 from interkube.upstream.transport import PendingAnswer
-from interkube.upstream.upstream import Upstream
+from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 log = logging.getLogger("interkube.plugin.merge")
 
@@ -116,18 +115,18 @@ class _Flight:
 class MergeHandler(Handler):
     plugin = "merge"
 
-    def __init__(self, cfg: MergeConfig, upstreams: list[Upstream], stats: MergeStats,
-                 metrics: Metrics | None = None, watch: Poller | None = None) -> None:
+    def __init__(self, cfg: MergeConfig, upstreams: UpstreamGroup, stats: MergeStats,
+                 metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         #: The merged zone in wire form as configured: what names are moved back into.
         self.zone = dns.name.from_text(cfg.zone).to_wire()
         self.zones = ZoneSet((cfg.zone,))
-        self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams)]
+        self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members)]
         self.czones = [(c.zone, c.lzone) for c in self.clusters]
         self.local_first = cfg.policy == "local-first"
         self.stats = stats
         self.metrics = metrics
-        self.watch = watch  # re-reads the TLS client certificate files
+        self.group = upstreams
 
     def fast(self, req: Request) -> bytes | None:
         if self.zones.match(req.query.lname) is not None:  # type: ignore[union-attr]
@@ -165,16 +164,12 @@ class MergeHandler(Handler):
     async def start(self) -> None:
         if self.metrics is not None:
             self.metrics.add_source(self, self.collect)
-        if self.watch is not None:
-            self.watch.start()
+        self.group.start()
 
     async def stop(self) -> None:
         if self.metrics is not None:
             self.metrics.remove_source(self)
-        if self.watch is not None:
-            await self.watch.stop()
-        for c in self.clusters:
-            c.upstream.close()
+        await self.group.close()
 
     def collect(self) -> Iterable[Metric]:
         requests = CounterMetricFamily(f"{NAMESPACE}_merge_requests", "Queries answered by merging clusters.",

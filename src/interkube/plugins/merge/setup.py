@@ -8,7 +8,7 @@ from interkube.plugins.merge.parse import MergeConfig
 from interkube.server.plugin import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
-from interkube.upstream.upstream import Upstream
+from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 
 def setup(cfg: MergeConfig, ctx: SetupContext) -> MergeHandler:
@@ -32,4 +32,4 @@ def setup(cfg: MergeConfig, ctx: SetupContext) -> MergeHandler:
         upstreams.append(up)
     stats = ctx.services.share(("merge", cfg.zone), MergeStats)
     watch = follow_rotation(tls, upstreams) if tls is not None else None
-    return MergeHandler(cfg, upstreams, stats, ctx.services.metrics, watch=watch)
+    return MergeHandler(cfg, UpstreamGroup(upstreams, watch), stats, ctx.services.metrics)
