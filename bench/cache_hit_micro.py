@@ -15,7 +15,7 @@ Variants, all in one run and on one core (os.sched_setaffinity), so that they co
 * cache+int   - a handler in front of the cache that adds one to a plain int per answer;
 * cache+count - a handler in front of the cache doing prometheus-style plain counting with
                 labels (a dict increment keyed by zone, transport and type, a list increment per
-                rcode: how plugins count on the hot path, see interkube.server.metrics);
+                rcode: how plugins count on the hot path, see interkube.plugin.metrics);
 * cache+client- the same counts through prometheus_client's Counter.labels().inc(), the cost
                 the plain counters avoid (for reference).
 
@@ -40,10 +40,11 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import parse_query
 from interkube.plugins.cache.handler import CacheHandler
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.server.answers import MemoryHandler
-from interkube.server.dispatch import Dispatcher, Route
-from interkube.server.plugin import Handler, link
-from interkube.server.request import Request
+from interkube.plugin.answers import MemoryHandler
+from interkube.plugin.request import Route
+from interkube.server.dispatch import Dispatcher
+from interkube.plugin.handler import Handler, link
+from interkube.plugin.request import Request
 
 QNAME = "www.example.org."
 CLIENT = ("127.0.0.1", 53000)
@@ -142,7 +143,7 @@ class ClientCounter(Handler):
 
 
 def dispatcher(handlers: list[Handler]) -> Dispatcher:
-    return Dispatcher({".": Route(zone=".", server="dns://:53", head=link(handlers))})
+    return Dispatcher({".": (Route(zone=".", server="dns://:53"), link(handlers))})
 
 
 def one_query(disp: Dispatcher, wire: bytes) -> bytes | None:

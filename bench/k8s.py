@@ -4,7 +4,7 @@ Two forms of the same data: a snapshot file written the way
 ``kubectl get services,endpointslices -A -o yaml`` writes it (a ``kind: List`` with all the
 Services, then all the EndpointSlices, keys in alphabetical order) for interkube's
 ``kubernetes { snapshot FILE }``; and the same objects created in a real kube-apiserver (the
-``interkube.testing.kubeapi`` fixture) for CoreDNS's kubernetes plugin.
+``testkit.kubeapi`` fixture) for CoreDNS's kubernetes plugin.
 """
 
 from __future__ import annotations

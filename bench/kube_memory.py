@@ -75,7 +75,7 @@ def _pod(i: int, namespace: str, app: str) -> dict[str, object]:
 
 def write_snapshot(path: Path) -> None:
     """The cluster as one kubectl-style JSON List, written object by object (bounded memory)."""
-    from interkube.testing.fakekube import endpoint_slice, service
+    from testkit.fakekube import endpoint_slice, service
 
     per_service = ENDPOINTS // SERVICES          # 9, and the remainder to the first Services
     extra = ENDPOINTS - per_service * SERVICES

@@ -1,7 +1,7 @@
 """Benchmark: a watch event to the answer it changes, p99, against the fake API; goal <= 50 ms.
 
 Run ``python bench/kube_watch_latency.py`` from the repository root. One process, pinned to one
-core, runs the fake API server (``interkube.testing.fakekube``, watches enabled), an interkube
+core, runs the fake API server (``testkit.fakekube``, watches enabled), an interkube
 server with a ``kubernetes`` stanza reading it through a kubeconfig, and the client: for each
 of N events (creating, re-addressing and deleting Services in turn, among 2,000 others) it
 notes the time just before the fake emits the event, then asks for the changed name over UDP
@@ -33,8 +33,8 @@ except ModuleNotFoundError:  # run from a checkout without installing
 import dns.message
 import dns.rcode
 
-from interkube.testing.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
-from interkube.testing.servers import LOOPBACK, free_port, in_process
+from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.servers import LOOPBACK, free_port, in_process
 
 GOAL_MS = 50.0
 BACKGROUND = 2000

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
 from bench.procs import CpuMeter, Proc, stop_all, wait_until  # noqa: E402
 from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy  # noqa: E402
-from interkube.testing.servers import free_port, query  # noqa: E402
+from testkit.servers import free_port, query  # noqa: E402
 
 GOAL_ADDED_P99_US = 1000
 

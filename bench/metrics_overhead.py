@@ -23,11 +23,11 @@ from pathlib import Path
 
 import dns.message
 
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.dispatch import Dispatcher
 from interkube.server.listeners import Listener, UdpEndpoint
 from interkube.server.runtime import build
-from interkube.server.services import Services
+from interkube.plugin.services import Services
 
 ZONE = """$ORIGIN example.org.
 @ 3600 IN SOA ns h 1 7200 3600 1209600 3600
@@ -66,7 +66,7 @@ def end_to_end(tmp: Path, rounds: int, duration: float) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.generators import Loadgen, LoadSpec
     from bench.procs import Proc, stop_all, wait_until
-    from interkube.testing.servers import free_port, query
+    from testkit.servers import free_port, query
 
     queries = tmp / "queries.txt"
     queries.write_text("www.example.org A\n")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from interkube.testing.servers import stop_process
+from testkit.servers import stop_process
 
 #: CPU the server under test is pinned to, and the one the load generator gets.
 SERVER_CPU = 0

@@ -33,7 +33,7 @@ from bench.procs import GENERATOR_CPU, CpuMeter, Proc, started, wait_until
 from bench.runner import Runner, ScenarioResult, Settings, _ready_probe, log
 from bench.scenarios import Scenario, build
 from bench.servers import Context, Interkube
-from interkube.testing.servers import free_port
+from testkit.servers import free_port
 
 
 def _ensure(tool: str) -> list[str]:

@@ -32,7 +32,7 @@ from bench.procs import (GENERATOR_CPU, SERVER_CPU, Adopted, CpuMeter, PeakRss, 
                          StartFailed, started, wait_until)
 from bench.scenarios import Scenario
 from bench.servers import Context, Server, servers_for
-from interkube.testing.servers import free_port
+from testkit.servers import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -256,7 +256,7 @@ class Runner:
     def _kube_api(self, ctx: Context, svcs: list[k8s.K8sService], wd: Path,
                   res: ScenarioResult) -> Iterator[None]:
         """A real kube-apiserver + etcd for CoreDNS's kubernetes plugin, when the fixture works."""
-        from interkube.testing.peers import find_peer, skip_message
+        from testkit.peers import find_peer, skip_message
 
         missing = [n for n in ("kube-apiserver", "etcd") if find_peer(n) is None]
         if missing:
@@ -264,7 +264,7 @@ class Runner:
             yield
             return
         try:
-            from interkube.testing.kubeapi import KubeAPI
+            from testkit.kubeapi import KubeAPI
         except Exception as exc:  # noqa: BLE001 - a fixture that does not import does not work
             ctx.kube_skip = f"the kube-apiserver fixture does not import: {exc}"
             yield
@@ -273,7 +273,7 @@ class Runner:
         assert apiserver is not None and etcd is not None
         api = KubeAPI(wd / "kubeapi", apiserver, etcd)
         try:
-            log("starting kube-apiserver + etcd (interkube.testing.kubeapi) for CoreDNS ...")
+            log("starting kube-apiserver + etcd (testkit.kubeapi) for CoreDNS ...")
             api.start()
             # Off the server's core: they share the generator's CPU, and sit idle (watches
             # open, nothing changing) while the load runs.
@@ -287,7 +287,7 @@ class Runner:
             log(f"creating {len(svcs):,} Services and their EndpointSlices in it ...")
             took = k8s.populate(api, svcs)
             ctx.kubeconfig = api.kubeconfig
-            res.setup.append(f"kube-apiserver + etcd (interkube.testing.kubeapi) pinned to CPU "
+            res.setup.append(f"kube-apiserver + etcd (testkit.kubeapi) pinned to CPU "
                              f"{GENERATOR_CPU}, holding the same {len(svcs):,} Services and "
                              f"EndpointSlices (created in {took:.0f}s), for CoreDNS's kubernetes "
                              "plugin; idle during the load")

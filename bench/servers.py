@@ -295,7 +295,7 @@ class Kresd(Server):
 
 class Coredns(Server):
     def _binary(self) -> Path | None:
-        from interkube.testing.peers import find_peer
+        from testkit.peers import find_peer
 
         return find_peer("coredns")
 
@@ -303,7 +303,7 @@ class Coredns(Server):
         if self.workers > 1:
             return "not measured with two cores here"
         if self._binary() is None:
-            from interkube.testing.peers import skip_message
+            from testkit.peers import skip_message
 
             return skip_message("coredns")
         return None

@@ -10,7 +10,7 @@ This measures, one configuration after the other, against the same fake API:
   worker 0 alone lists and watches, and forwards the stripped changes to the other workers,
   which apply them to their own index.
 
-The fake API (``interkube.testing.fakekube`` with watches, in a process of its own pinned to
+The fake API (``testkit.fakekube`` with watches, in a process of its own pinned to
 CPU 1) holds 10,000 ClusterIP Services with an EndpointSlice each (the S1-k8s cluster of
 bench/k8s.py) plus 20 headless Services. interkube serves ``cluster.local`` from it with a live
 ``kubernetes`` stanza (a kubeconfig). Cores: with one worker, the server is on CPU 0; with two,
@@ -75,7 +75,7 @@ import dns.message  # noqa: E402
 from bench import k8s  # noqa: E402
 from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
 from bench.procs import CpuMeter, Proc, process_tree, status_kib, stop_all  # noqa: E402
-from interkube.testing.servers import free_port  # noqa: E402
+from testkit.servers import free_port  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 FAKE_CPU = 1
@@ -97,7 +97,7 @@ Obj = dict[str, Any]
 def fake_objects(count: int) -> Iterator[Obj]:
     """Namespaces, ``count`` ClusterIP Services with one EndpointSlice each, and the headless
     Services the changes re-address."""
-    from interkube.testing.fakekube import endpoint_slice, service
+    from testkit.fakekube import endpoint_slice, service
 
     svcs = k8s.services(count)
     for ns in sorted({s.namespace for s in svcs} | {FRESH_NS}):
@@ -113,7 +113,7 @@ def fake_objects(count: int) -> Iterator[Obj]:
 
 
 def headless_slice(j: int, ip: str) -> Obj:
-    from interkube.testing.fakekube import endpoint_slice
+    from testkit.fakekube import endpoint_slice
 
     return endpoint_slice(FRESH_NS, f"hl-{j}-abcde", f"hl-{j}", [{"ip": ip, "pod": f"hl-{j}-0"}])
 
@@ -122,7 +122,7 @@ async def serve_fake(directory: Path, count: int) -> None:
     """Serve the fake API and a UDP control port until SIGTERM; announce both in fake.json."""
     import asyncio
 
-    from interkube.testing.fakekube import FakeKube, write_kubeconfig
+    from testkit.fakekube import FakeKube, write_kubeconfig
 
     kube = FakeKube(watch=True)
     kube.add_all(fake_objects(count))
@@ -426,7 +426,7 @@ class Result:
 
 def change(k: int, tag: str) -> tuple[Obj, str, str]:
     """The k-th change: (object to add at the API, name to ask, the address it must answer)."""
-    from interkube.testing.fakekube import service
+    from testkit.fakekube import service
 
     if k % 2 == 0:  # a new Service
         ip = f"10.97.{k >> 8 & 255}.{k & 255}"
@@ -573,7 +573,7 @@ def measure_change(k: int, tag: str, workers: int, prober: Prober, control: Fake
 
 def measure_failover(victim: int, tag: str, prober: Prober, control: FakeControl, res: Result) -> None:
     """(e): kill worker 0, change the data at once, time until every socket answers it."""
-    from interkube.testing.fakekube import service
+    from testkit.fakekube import service
 
     name, ip = f"failover-{tag}", "10.98.0.1"
     os.kill(victim, signal.SIGKILL)

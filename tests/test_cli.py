@@ -12,7 +12,7 @@ import pytest
 
 from interkube import __version__
 from interkube.server import registry
-from interkube.testing.servers import free_port, interkube_process, query, stop_process, wait_for_dns
+from testkit.servers import free_port, interkube_process, query, stop_process, wait_for_dns
 
 
 def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -142,12 +142,12 @@ def test_builtin_default_is_not_an_open_resolver() -> None:
     """Its forwarding blocks carry an acl that allows loopback and blocks everyone else."""
     from interkube.server.main import builtin_default
     from interkube.server.runtime import build
-    from interkube.server.services import Services
+    from interkube.plugin.services import Services
 
     source = builtin_default()
     built = build(source.parse(), source.name, Services())
     for zone in ("remote.svc.cluster.local.", "."):
-        head = built.routes[("dns", "127.0.0.1", 5353)][zone].head
+        _, head = built.chains[("dns", "127.0.0.1", 5353)][zone]
         chain = []
         while head.plugin != "chain":
             chain.append(head)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interkube.server.corefile.parser import ServerBlock, parse_text
+from interkube.corefile.parser import ServerBlock, parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("src/interkube/plugins/*/README.md")])

@@ -14,7 +14,7 @@ from interkube.kube.access import ApiAccess
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.live import LiveOptions, live_source
-from interkube.testing.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 
 #: Short waits so that faults are noticed within a test; the logic is the same as in production.
 FAST = LiveOptions(page_size=2, request_timeout=5.0, watch_timeout=(30, 30), silence=0.5,

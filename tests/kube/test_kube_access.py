@@ -17,7 +17,7 @@ from interkube.kube.access import ApiAccess, resolve
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.live import LiveOptions, LiveSource
-from interkube.testing.fakekube import FakeKube, service, write_kubeconfig
+from testkit.fakekube import FakeKube, service, write_kubeconfig
 
 
 def kubeconfig(path: Path, server: str, user: dict[str, Any], ca: Path | None = None,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from interkube.testing.fakekube import FakeKube, service
+from testkit.fakekube import FakeKube, service
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from interkube.kube.filters import Filters
 from interkube.kube.labels import parse_selector
 from interkube.kube.live import LiveOptions
-from interkube.testing.fakekube import (
+from testkit.fakekube import (
     ENDPOINT_SLICE,
     SERVICE,
     SERVICE_EXPORT,
@@ -215,7 +215,7 @@ async def test_pods_are_read_only_for_pods_verified(until: Until, kube: FakeKube
 
 
 async def test_mcs_objects_are_read_when_served(until: Until, start_cluster: StartCluster) -> None:
-    from interkube.testing.fakekube import DEFAULT_TYPES
+    from testkit.fakekube import DEFAULT_TYPES
 
     async with FakeKube(watch=True, types=DEFAULT_TYPES + (SERVICE_EXPORT, SERVICE_IMPORT)) as kube:
         kube.add_all([service("app", "web"),

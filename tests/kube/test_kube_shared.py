@@ -26,7 +26,7 @@ from interkube.kube.objects import (
     ServiceImport,
 )
 from interkube.kube.shared import PAGE, FollowerSource, LeaderSource, socket_path
-from interkube.testing.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 
 Until = Callable[..., Awaitable[None]]  # the until fixture (conftest.py)
 HTTP = (Port("http", "TCP", 80),)

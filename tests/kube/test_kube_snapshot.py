@@ -16,7 +16,7 @@ from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex
 from interkube.kube.labels import parse_selector
 from interkube.kube.snapshot import SnapshotError, SnapshotSource
-from interkube.testing.fakekube import as_list, endpoint_slice, pod, service
+from testkit.fakekube import as_list, endpoint_slice, pod, service
 
 OBJECTS = [
     service("app", "web", cluster_ips=["10.96.0.10"], labels={"tier": "front"}),

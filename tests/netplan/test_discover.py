@@ -12,7 +12,7 @@ from interkube.cli import main
 from interkube.errors import KubeconfigError, KubeError, KubeForbidden
 from interkube.netplan.discover import cluster_name, discover, smallest_covering
 from interkube.netplan.parse import load_plan
-from interkube.testing.fakekube import NODE, SERVICE_CIDR, FakeKube, serving_in_thread, write_kubeconfig
+from testkit.fakekube import NODE, SERVICE_CIDR, FakeKube, serving_in_thread, write_kubeconfig
 
 
 def node(name: str, ip: str, *pod_cidrs: str) -> dict[str, Any]:

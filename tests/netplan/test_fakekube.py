@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from interkube.testing.fakekube import SERVICE_CIDR, FakeKube
+from testkit.fakekube import SERVICE_CIDR, FakeKube
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:
@@ -104,7 +104,7 @@ async def test_lightkube_reads_the_fake(kube: FakeKube, tmp_path: Any) -> None:
     from lightkube.config.kubeconfig import KubeConfig
     from lightkube.resources.core_v1 import Namespace, Service
 
-    from interkube.testing.fakekube import write_kubeconfig
+    from testkit.fakekube import write_kubeconfig
 
     config = KubeConfig.from_file(write_kubeconfig(tmp_path / "kubeconfig", {"fake": kube}))
     client = AsyncClient(config.get("fake"), trust_env=False)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from lightkube import Client
 
-from interkube.testing.coredns import CoreDNS
-from interkube.testing.kubeapi import KubeAPI, KubeObjects
-from interkube.testing.peers import PEERS, build_hint, find_peer, skip_message
+from testkit.coredns import CoreDNS
+from testkit.kubeapi import KubeAPI, KubeObjects
+from testkit.peers import PEERS, build_hint, find_peer, skip_message
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -41,9 +41,9 @@ import dns.reversename
 
 from lightkube.resources.core_v1 import Pod
 
-from interkube.testing.coredns import CoreDNS
-from interkube.testing.kubeapi import KubeAPI, KubeObjects
-from interkube.testing.servers import free_port, interkube_process, process_output
+from testkit.coredns import CoreDNS
+from testkit.kubeapi import KubeAPI, KubeObjects
+from testkit.servers import free_port, interkube_process, process_output
 
 REPO = Path(__file__).resolve().parents[2]
 DIVERGENCES_DOC = REPO / "docs" / "divergences.md"
@@ -833,7 +833,7 @@ def report(verdict: Verdict) -> str:
 
 
 def coredns_version() -> str:
-    from interkube.testing.peers import PEERS
+    from testkit.peers import PEERS
 
     return PEERS["coredns"].version
 

@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from interkube.testing.kubeapi import KubeAPI
-from interkube.testing.peers import find_peer, skip_message
+from testkit.kubeapi import KubeAPI
+from testkit.peers import find_peer, skip_message
 from tests.peers.differential_corpus import documented, judge, report, run
 
 

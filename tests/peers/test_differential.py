@@ -28,7 +28,7 @@ from differential_corpus import (
     report,
     run,
 )
-from interkube.testing.kubeapi import KubeAPI, KubeObjects
+from testkit.kubeapi import KubeAPI, KubeObjects
 
 pytestmark = pytest.mark.peers
 

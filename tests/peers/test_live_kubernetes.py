@@ -30,8 +30,8 @@ from lightkube.types import PatchType
 
 from interkube.kube.cluster import Cluster
 from interkube.kube.live import LiveSource
-from interkube.testing.kubeapi import KubeAPI, KubeObjects
-from interkube.testing.servers import (
+from testkit.kubeapi import KubeAPI, KubeObjects
+from testkit.servers import (
     aquery,
     free_port,
     in_process,

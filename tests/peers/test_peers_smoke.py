@@ -19,15 +19,15 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from interkube.testing.coredns import CoreDNS
-from interkube.testing.kubeapi import (
+from testkit.coredns import CoreDNS
+from testkit.kubeapi import (
     SERVICE_CIDRS,
     KubeAPI,
     KubeObjects,
     ServiceExport,
     ServiceImport,
 )
-from interkube.testing.peers import PEERS
+from testkit.peers import PEERS
 
 pytestmark = pytest.mark.peers
 

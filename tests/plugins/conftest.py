@@ -13,9 +13,9 @@ from typing import Any
 import dns.message
 import pytest
 
-from interkube.server.plugin import Handler
-from interkube.testing.peers import find_peer, skip_message
-from interkube.testing.servers import LOOPBACK, aquery, free_port, in_process
+from interkube.plugin.handler import Handler
+from testkit.peers import find_peer, skip_message
+from testkit.servers import LOOPBACK, aquery, free_port, in_process
 
 
 @dataclass

@@ -24,11 +24,10 @@ import pytest
 from interkube.errors import ConfigError
 from interkube.plugins.acl.parse import parse as parse_acl
 from interkube.plugins.loadbalance.handler import shuffle_answer
-from interkube.server.corefile.parser import parse_text
-from interkube.server.plugin import Handler
-from interkube.server.services import Services
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process, stop_process, wait_for_dns
+from interkube.corefile.parser import parse_text
+from interkube.plugin.services import Services
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process, stop_process, wait_for_dns
 
 
 def handler_of(server, plugin: str):  # type: ignore[no-untyped-def]
@@ -61,14 +60,11 @@ async def test_health_and_ready_share_an_address(upstream) -> None:  # type: ign
         assert await http_get(f"http://127.0.0.1:{http}/ready") == (200, "OK")
         assert (await http_get(f"http://127.0.0.1:{http}/nope"))[0] == 404
 
-        class NotYet(Handler):
-            plugin = "kubernetes"
+        def not_yet() -> dict[str, bool]:
+            return {"kubernetes:east": False, "kubernetes:west": True}
 
-            def readiness(self) -> dict[str, bool]:
-                return {"kubernetes:east": False, "kubernetes:west": True}
-
-        handlers = server.instance.built.handlers  # type: ignore[attr-defined]
-        server.services.current_handlers = lambda: [*handlers, NotYet()]  # type: ignore[attr-defined]
+        checks = server.instance.readiness()  # type: ignore[attr-defined]
+        server.services.current_readiness = lambda: [*checks, not_yet]  # type: ignore[attr-defined]
         assert await http_get(f"http://127.0.0.1:{http}/ready") == (503, "kubernetes:east\n")
         server.services.lameduck = True  # type: ignore[attr-defined]
         status, body = await http_get(f"http://127.0.0.1:{http}/ready")
@@ -284,13 +280,12 @@ def test_c_tally_counts_exactly_as_the_python_path() -> None:
 
     from interkube.dns.wire import parse_query
     from interkube.plugins.prometheus import store as store_mod
-    from interkube.server.dispatch import Route
-    from interkube.server.request import Request
+    from interkube.plugin.request import Request, Route
 
     if store_mod._tally is None:
         pytest.skip("interkube._udpfast is not built")
     store = store_mod.DnsMetrics()
-    route = Route(zone="example.", server="dns://127.0.0.1:53", head=None)  # type: ignore[arg-type]
+    route = Route(zone="example.", server="dns://127.0.0.1:53")
     wire = dns.message.make_query("a.example.", "AAAA").to_wire()
     resp = dns.message.make_response(dns.message.from_wire(wire)).to_wire()
     req = Request(wire, parse_query(wire), ("::1", 5, 0, 0), "tcp")

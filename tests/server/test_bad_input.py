@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.dispatch import Dispatcher
-from interkube.server.request import Request
+from interkube.plugin.request import Request
 from interkube.server.runtime import build
-from interkube.server.services import Services
-from interkube.testing.servers import free_port, interkube_process, process_output, query
+from interkube.plugin.services import Services
+from testkit.servers import free_port, interkube_process, process_output, query
 
 HEADER = st.builds(
     lambda qid, flags, counts: struct.pack("!HH", qid, flags) + struct.pack("!4H", *counts),
@@ -62,7 +62,7 @@ def check_response(data: bytes, resp: bytes | None) -> None:
 def dispatcher() -> Dispatcher:
     blocks = parse_text("example.org:53 {\n errors\n}\n")
     built = build(blocks, "Corefile", Services())
-    return Dispatcher(next(iter(built.routes.values())))
+    return Dispatcher(next(iter(built.chains.values())))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,11 +71,13 @@ def test_dispatcher_never_raises(dispatcher: Dispatcher, data: bytes) -> None:
     from interkube.dns.wire import parse_query
 
     async def run() -> bytes | None:
-        req = Request(data, parse_query(data), ("127.0.0.1", 5), "udp")
-        if req.query is not None:
-            fast = dispatcher.fast(req)
-            if fast is not None:
-                return fast
+        q = parse_query(data)
+        if q is None:
+            return await dispatcher.serve_unparsed(data, ("127.0.0.1", 5), "udp")
+        req = Request(data, q, ("127.0.0.1", 5), "udp")
+        fast = dispatcher.fast(req)
+        if fast is not None:
+            return fast
         return await dispatcher.serve(req)
 
     check_response(data, asyncio.run(run()))

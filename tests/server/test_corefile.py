@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from interkube.errors import ConfigError, UnknownPlugin
-from interkube.server.corefile.keys import ZoneAddr, parse_key
-from interkube.server.corefile.lexer import Token, tokenize
-from interkube.server.corefile.parser import MAX_IMPORT_DEPTH, parse_file, parse_text
+from interkube.corefile.keys import ZoneAddr, parse_key
+from interkube.corefile.lexer import Token, tokenize
+from interkube.corefile.parser import MAX_IMPORT_DEPTH, parse_file, parse_text
 from interkube.server.runtime import build
-from interkube.server.services import Services
+from interkube.plugin.services import Services
 
 
 def tok(text: str) -> Token:
@@ -238,7 +238,7 @@ def test_same_zone_on_other_ports_or_addresses_is_fine() -> None:
     blocks = parse_text("example.org:5300 {\n errors\n}\nexample.org:5301 {\n errors\n}\n"
                         "example.org:5302 {\n bind 127.0.0.1\n}\nexample.org:5302 {\n bind 127.0.0.2\n}\n")
     built = build(blocks, "Corefile", Services())
-    assert sorted(built.routes) == [("dns", "", 5300), ("dns", "", 5301),
+    assert sorted(built.chains) == [("dns", "", 5300), ("dns", "", 5301),
                                     ("dns", "127.0.0.1", 5302), ("dns", "127.0.0.2", 5302)]
 
 
@@ -257,7 +257,7 @@ def test_bad_argument_names_the_option_line() -> None:
 def test_execution_order_is_the_registry_order_not_the_file_order() -> None:
     blocks = parse_text(". {\n forward . 127.0.0.1\n log\n errors\n}\n")
     built = build(blocks, "Corefile", Services())
-    head = built.routes[("dns", "", 53)]["."].head
+    _, head = built.chains[("dns", "", 53)]["."]
     chain = []
     h = head
     while h.plugin != "chain":

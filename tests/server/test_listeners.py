@@ -13,8 +13,8 @@ import dns.rcode
 import pytest
 
 from interkube.server.listeners import ListenerOptions
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process
 
 
 def corefile(port: int, host: str = "127.0.0.1", upstream: str | None = None) -> str:
@@ -230,7 +230,7 @@ async def test_early_answers_formerr_notimp_badvers_and_drops() -> None:
 
 def test_pure_python_udp_loop_answers_like_the_batched_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The C helper is optional: without it the same answers come from the Python loop."""
-    from interkube.testing.servers import interkube_process, query
+    from testkit.servers import interkube_process, query
 
     port = free_port()
     core = tmp_path / "Corefile"

@@ -15,8 +15,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import free_port, in_process, interkube_process, process_output
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import free_port, in_process, interkube_process, process_output
 
 
 def corefile(port: int, upstream: str, extra: str = "") -> str:

@@ -15,8 +15,8 @@ import dns.rcode
 import pytest
 
 from interkube.server.workers import SHARED_WATCH_ENV, merge_expositions
-from interkube.testing.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
-from interkube.testing.servers import free_port, query, stop_process, wait_for_dns
+from testkit.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
+from testkit.servers import free_port, query, stop_process, wait_for_dns
 
 
 def children_of(pid: int) -> list[int]:

@@ -35,6 +35,8 @@ RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 
 TYPE_OPT = 41
+#: AXFR and IXFR: zone transfers, which answers from memory never offer and caches never keep.
+ZONE_TRANSFERS = frozenset({251, 252})
 EDNS_DO = 0x8000
 
 #: The UDP payload size we advertise (DNS flag day 2020) and the cap for what we accept to send.

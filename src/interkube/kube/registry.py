@@ -7,7 +7,7 @@ registry rather than through the kubernetes handlers. The API for them::
 
     from interkube.kube.registry import cluster_registry
 
-    registry = cluster_registry(ctx.services)      # in setup; one object per process
+    registry = cluster_registry(ctx.services.shared, ctx.services.metrics)  # in setup; one per process
     cluster = registry.get("east")                 # at query time: Cluster | None
     registry.names()                               # names being served now, sorted
 
@@ -47,15 +47,14 @@ different sources.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from interkube.errors import KubeError
 from interkube.kube.cluster import Cluster, ClusterStats
-from interkube.server.metrics import NAMESPACE
+from interkube.pkg.metrics import NAMESPACE, MetricSources
+from interkube.pkg.shared import Kind, SharedObjects
 
-REGISTRY_KEY = ("kubernetes", "clusters")
 
 
 class ClusterRegistry:
@@ -172,11 +171,14 @@ class ClusterRegistry:
         yield from (age, synced, restarts, skipped, relists)
 
 
-def cluster_registry(services: Any) -> ClusterRegistry:
+CLUSTER_REGISTRY = Kind("cluster registry", ClusterRegistry)
+
+
+def cluster_registry(shared: SharedObjects, metrics: MetricSources) -> ClusterRegistry:
     """The process's registry (created, with its metrics source, on first use)."""
     def create() -> ClusterRegistry:
         registry = ClusterRegistry()
-        services.metrics.add_source(REGISTRY_KEY, registry.collect)
+        metrics.add_source(CLUSTER_REGISTRY, registry.collect)
         return registry
 
-    return services.share(REGISTRY_KEY, create)  # type: ignore[no-any-return]
+    return shared.get_or_create(CLUSTER_REGISTRY, None, create)

@@ -37,7 +37,7 @@ from interkube.kube.objects import (
     identity_from_dict,
     identity_from_json,
 )
-from interkube.plugins.filewatch import Stamp, Ticker, stamp
+from interkube.pkg.filewatch import Stamp, Ticker, stamp
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 

@@ -8,7 +8,7 @@ BADVERS, a zone nobody serves REFUSED, and an exception inside a chain SERVFAIL.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -29,72 +29,66 @@ from interkube.dns.wire import (
     truncated,
 )
 from interkube.errors import DnsError
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request, Route
 
 log = logging.getLogger("interkube.server")
 
-
-@dataclass(frozen=True, eq=False)
-class Route:
-    """A server block as one listener sees it: zone, chain head, and names for logs/metrics.
-
-    Compared and hashed by identity (eq=False): metrics key their counts on the route, and a
-    dataclass's generated __hash__ would hash every field in Python on each query.
-    """
-
-    zone: str
-    server: str      # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
-    head: Handler
+#: A server block as one listener sees it: its route (names for logs and metrics) and the head
+#: of its chain.
+Chain = tuple[Route, Handler]
 
 
 class Dispatcher:
     """The zones one listener serves, and how a query finds its chain."""
 
-    def __init__(self, routes: dict[str, Route]) -> None:
-        self.routes = routes
-        self.zones = ZoneSet(routes)
+    def __init__(self, chains: dict[str, Chain]) -> None:
+        self.chains = chains
+        self.zones = ZoneSet(chains)
 
     # -- fast path: synchronous, inside the socket callback ---------------------------------
 
     def fast(self, req: Request) -> bytes | None:
-        """The response (b"" to send nothing), or None when the slow path must run.
-
-        ``req.query`` must be set.
-        """
+        """The response (b"" to send nothing), or None when the slow path must run."""
         q = req.query
-        zone = self.zones.match(q.lname)  # type: ignore[union-attr]
+        zone = self.zones.match(q.lname)
         if zone is None:
             return error_response(req.wire, RCODE_REFUSED, q)
-        route = self.routes[zone]
+        route, head = self.chains[zone]
         req.route = route
         try:
-            resp = route.head.fast(req)
+            resp = head.fast(req)
         except Exception:  # a bug in a handler must not take the listener down
             log.exception("handler failed on the fast path; answering SERVFAIL")
             return error_response(req.wire, RCODE_SERVFAIL, q)
-        if resp and req.proto == "udp" and len(resp) > q.udp_limit:  # type: ignore[union-attr]
-            resp = truncated(resp, q)  # type: ignore[arg-type]
+        if resp and req.proto == "udp" and len(resp) > q.udp_limit:
+            resp = truncated(resp, q)
         return resp
 
     # -- slow path ----------------------------------------------------------------------------
 
-    async def serve(self, req: Request) -> bytes | None:
-        """The response to any input of at least 12 bytes; None to drop it."""
+    async def serve_unparsed(self, wire: bytes, client: tuple[Any, ...], proto: str) -> bytes | None:
+        """The response to input the fast parser refused (at least 12 bytes); None to drop it."""
         try:
-            if req.query is None:
-                early = self._admit(req)
-                if early is not None:
-                    return early or None
+            admitted = self._admit(wire, client, proto)
+        except Exception:
+            log.exception("dispatcher failed; dropping the query")
+            return None
+        if isinstance(admitted, bytes):
+            return admitted or None
+        return await self.serve(admitted)
+
+    async def serve(self, req: Request) -> bytes | None:
+        """The response to an admitted query; None to send nothing."""
+        try:
             q = req.query
-            assert q is not None
             zone = self.zones.match(q.lname)
             if zone is None:
                 return error_response(req.wire, RCODE_REFUSED, q)
-            route = self.routes[zone]
+            route, head = self.chains[zone]
             req.route = route
             try:
-                resp = await route.head.serve(req)
+                resp = await head.serve(req)
             except DnsError as exc:
                 log.debug("%s: %s", route.zone, exc)
                 resp = error_response(req.wire, getattr(exc, "rcode", RCODE_SERVFAIL), q)
@@ -112,12 +106,11 @@ class Dispatcher:
             log.exception("dispatcher failed; dropping the query")
             return None
 
-    def _admit(self, req: Request) -> bytes | None:
-        """Turn a query the fast parser refused into a normal one, or answer it directly.
+    def _admit(self, wire: bytes, client: tuple[Any, ...], proto: str) -> Request | bytes:
+        """Turn a query the fast parser refused into a normal request, or answer it directly.
 
-        Returns the early response, b"" to drop, or None after setting ``req.query``.
+        Returns the request, or the early response (b"" to drop).
         """
-        wire = req.wire
         if len(wire) < HEADER_LEN or wire[2] & (FLAG_QR >> 8):
             return b""  # too short to answer, or a response: never answer a response
         try:
@@ -142,6 +135,4 @@ class Dispatcher:
         q = parse_query(normal)
         if q is None:
             return error_response(wire, RCODE_FORMERR)
-        req.wire = normal
-        req.query = q
-        return None
+        return Request(normal, q, client, proto)

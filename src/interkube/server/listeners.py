@@ -15,13 +15,14 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.server.dispatch import Dispatcher
-from interkube.server.request import Request
+from interkube.plugin.request import Request
 from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
@@ -113,22 +114,24 @@ class UdpEndpoint:
         # it could be a reflection loop).
         if len(data) < HEADER_LEN or data[2] & 0x80:
             return None
+        dispatcher = self.listener.dispatcher
         q = parse_query(data)
-        req = Request(data, q, addr, "udp")
         if q is not None:
-            resp = self.listener.dispatcher.fast(req)
+            req = Request(data, q, addr, "udp")
+            resp = dispatcher.fast(req)
             if resp is not None:
                 return resp
         if len(self.inflight) >= MAX_UDP_INFLIGHT:
             self.listener.stats.dropped_udp += 1
             return None
-        task = self._loop.create_task(self._slow(req, addr))
+        answer = dispatcher.serve(req) if q is not None else dispatcher.serve_unparsed(data, addr, "udp")
+        task = self._loop.create_task(self._slow(answer, addr))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
         return None
 
-    async def _slow(self, req: Request, addr: Any) -> None:
-        resp = await self.listener.dispatcher.serve(req)
+    async def _slow(self, answer: Coroutine[Any, Any, bytes | None], addr: Any) -> None:
+        resp = await answer
         if resp and not self.closed:
             # Answers finished in one event-loop pass leave together (one sendmmsg).
             if not self.outq:
@@ -223,20 +226,24 @@ class TcpProtocol(asyncio.Protocol):
     def _handle(self, msg: bytes) -> None:
         if len(msg) < HEADER_LEN or msg[2] & (FLAG_QR >> 8):
             return  # not a query: skip this frame, the framing itself is still sound
+        dispatcher = self.listener.dispatcher
         q = parse_query(msg)
-        req = Request(msg, q, self.peer, self.proto)
         if q is not None:
-            resp = self.listener.dispatcher.fast(req)
+            req = Request(msg, q, self.peer, self.proto)
+            resp = dispatcher.fast(req)
             if resp is not None:
                 if resp:
                     self._send(resp)
                 return
-        task = asyncio.get_running_loop().create_task(self._slow(req))
+            answer = dispatcher.serve(req)
+        else:
+            answer = dispatcher.serve_unparsed(msg, self.peer, self.proto)
+        task = asyncio.get_running_loop().create_task(self._slow(answer))
         self.inflight.add(task)
         task.add_done_callback(self._done)
 
-    async def _slow(self, req: Request) -> None:
-        resp = await self.listener.dispatcher.serve(req)
+    async def _slow(self, answer: Coroutine[Any, Any, bytes | None]) -> None:
+        resp = await answer
         if resp is not None:
             self._send(resp)
 

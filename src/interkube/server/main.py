@@ -15,10 +15,10 @@ from typing import Any
 
 from interkube import __version__
 from interkube.errors import InterkubeError
-from interkube.server.corefile.parser import ServerBlock, parse_file, parse_text
+from interkube.corefile.parser import ServerBlock, parse_file, parse_text
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
-from interkube.server.services import Services
+from interkube.plugin.services import Services
 from interkube.server.workers import WorkerContext, run_workers
 
 log = logging.getLogger("interkube.server")
@@ -86,6 +86,11 @@ class Server:
     _old: set[Instance] = field(default_factory=set)
     _reload_lock: asyncio.Lock | None = None
     _metrics_runner: Any = None
+    #: Which worker of a multi-worker server this is (None: the only process).
+    worker: WorkerContext | None = None
+
+    def __post_init__(self) -> None:
+        self.services.worker = self.worker
 
     def build(self) -> Built:
         blocks = self.source.parse()
@@ -96,7 +101,7 @@ class Server:
     def _serve(self, instance: Instance) -> None:
         self.instance = instance
         self.digest = instance.built.digest
-        self.services.current_handlers = lambda: instance.built.handlers
+        self.services.current_readiness = instance.readiness
         self.services.current_digest = lambda: self.digest
         self.services.request_reload = self.request_reload
         self.services.digest_on_disk = self.digest_on_disk
@@ -108,10 +113,10 @@ class Server:
         await instance.start()
         self._serve(instance)
         log.info("Running configuration SHA512 = %s", self.digest)
-        worker = self.services.worker
+        worker = self.worker
         if worker is not None and not worker.serves_http:
             self._metrics_runner = await worker.publish_metrics(self.services.metrics.registry)
-        await self._announce(instance)
+        await instance.announce()
 
     async def reload(self) -> bool:
         """Re-read the Corefile; on any error keep serving the old configuration.
@@ -157,12 +162,8 @@ class Server:
             self.services.metrics.reloads.inc()
             log.info("Running configuration SHA512 = %s", self.digest)
             log.info("Reloading complete")
-            await self._announce(new)
+            await new.announce()
             return True
-
-    async def _announce(self, instance: Instance) -> None:
-        for h in instance.built.handlers:
-            await h.serving()
 
     async def _retire(self, old: Instance) -> None:
         await asyncio.sleep(RETIRE_AFTER)
@@ -198,19 +199,13 @@ class Server:
         if self._stopping is not None:
             self._stopping.set()
 
-    def lameduck(self) -> float:
-        if self.instance is None:
-            return 0.0
-        return max((getattr(h, "lameduck", 0.0) for h in self.instance.built.handlers), default=0.0)
-
-    async def stop(self, lameduck: bool = False) -> None:
+    async def stop(self, final: bool = False) -> None:
+        """Stop serving; ``final`` (the process is asked to end) runs the final-shutdown hooks
+        first, while still answering (health's lameduck)."""
         if self.instance is None:
             return
-        duck = self.lameduck() if lameduck else 0.0
-        if duck > 0:
-            log.info("lameduck: still serving for %gs before shutting down", duck)
-            self.services.lameduck = True
-            await asyncio.sleep(duck)
+        if final:
+            await self.instance.final_shutdown()
         for task in list(self._retiring):
             task.cancel()
         for old in list(self._old):  # replaced by a reload moments ago: stop them now
@@ -296,7 +291,7 @@ async def serve_until_signalled(server: Server, built: Built, quiet: bool, banne
         print(f"interkube serve: {server.fatal_message}", file=sys.stderr)
         return 1
     log.info("shutting down")
-    await server.stop(lameduck=True)
+    await server.stop(final=True)
     return 0
 
 
@@ -318,8 +313,7 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
             return _run_loop(serve_until_signalled(server, built, quiet, banner), loop)
 
         def one(ctx: WorkerContext) -> int:
-            server = Server(source, dns_port=dns_port, options=ListenerOptions(reuse_port=True))
-            server.services.worker = ctx
+            server = Server(source, dns_port=dns_port, options=ListenerOptions(reuse_port=True), worker=ctx)
             talk = not quiet and ctx.index == 0
             return _run_loop(serve_until_signalled(server, server.build(), not talk, banner), loop)
 

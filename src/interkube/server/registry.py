@@ -12,8 +12,8 @@ import importlib
 from functools import cache
 
 from interkube.errors import UnknownPlugin
-from interkube.server.corefile.lexer import Token
-from interkube.server.plugin import Plugin
+from interkube.corefile.lexer import Token
+from interkube.plugin.setup import Plugin
 
 #: Execution order. Each name is a package `interkube.plugins.<name>` exposing `PLUGIN`.
 ORDER: tuple[str, ...] = (

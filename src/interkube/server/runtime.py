@@ -2,7 +2,7 @@
 
 :func:`build` does all of the configuration work (parse every directive, set every plugin up,
 group zones by listening address) and raises a ConfigError with file:line before anything is
-opened. :class:`Instance` then starts the handlers and binds the sockets, and stops them by the
+opened. :class:`Instance` then runs the startup hooks and binds the sockets, and stops them by the
 same list. A reload builds a new Instance and moves the sockets that did not change over to it.
 """
 
@@ -16,13 +16,15 @@ from typing import Any
 
 from interkube.errors import ConfigError, InterkubeError
 from interkube.server import registry
-from interkube.server.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
-from interkube.server.corefile.lexer import Token
-from interkube.server.corefile.parser import ServerBlock
-from interkube.server.dispatch import Dispatcher, Route
+from interkube.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
+from interkube.corefile.lexer import Token
+from interkube.corefile.parser import ServerBlock
+from interkube.plugin.handler import Handler, link
+from interkube.plugin.request import Route
+from interkube.plugin.services import Services
+from interkube.plugin.setup import BlockSettings, Hooks, ReadinessCheck, SetupContext
+from interkube.server.dispatch import Chain, Dispatcher
 from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
-from interkube.server.plugin import BlockSettings, Handler, SetupContext, link
-from interkube.server.services import Services
 
 log = logging.getLogger("interkube.server")
 
@@ -33,8 +35,11 @@ ListenKey = tuple[str, str, int]  # transport, host ("" = all interfaces), port
 class Built:
     """A configuration set up but not started."""
 
-    routes: dict[ListenKey, dict[str, Route]] = field(default_factory=dict)
+    chains: dict[ListenKey, dict[str, Chain]] = field(default_factory=dict)
+    #: Every chain's handlers, in order (for tests and tools that look one up by plugin).
     handlers: list[Handler] = field(default_factory=list)
+    #: The lifecycle hooks of every directive (see interkube.plugin.setup).
+    hooks: list[Hooks] = field(default_factory=list)
     tls: dict[ListenKey, Any] = field(default_factory=dict)
     zone_lines: list[str] = field(default_factory=list)
     settings: list[BlockSettings] = field(default_factory=list)
@@ -74,8 +79,10 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
             settings = BlockSettings()
             handlers: list[Handler] = []
             for _, plugin, cfg, d in parsed:
+                hooks = Hooks(plugin.name)
                 ctx = SetupContext(zones=zones, port=port, transport=transport, corefile=corefile,
-                                   block=settings, services=services, directive=d, configuration=built)
+                                   block=settings, services=services, directive=d, configuration=built,
+                                   hooks=hooks)
                 try:
                     handler = plugin.setup(cfg, ctx)
                 except InterkubeError as exc:
@@ -84,6 +91,9 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                     raise d.error(str(exc)) from exc
                 if handler is not None:
                     handlers.append(handler)
+                if hooks.startup or hooks.shutdown or hooks.serving or hooks.final_shutdown \
+                        or hooks.readiness:
+                    built.hooks.append(hooks)
             built.handlers.extend(handlers)
             built.settings.append(settings)
             head = link(handlers)
@@ -92,7 +102,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
             hosts = settings.bind or ("",)
             for host in hosts:
                 lkey: ListenKey = (transport, host, port)
-                routes = built.routes.setdefault(lkey, {})
+                chains = built.chains.setdefault(lkey, {})
                 if transport == TRANSPORT_TLS:
                     built.tls[lkey] = settings.tls
                 server_label = _format_server(transport, host, port)
@@ -101,7 +111,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                         first = owner[(lkey, za.zone)]
                         raise tok.error(f"zone {za} is defined more than once (first at {first.where})")
                     owner[(lkey, za.zone)] = tok
-                    routes[za.zone] = Route(zone=za.zone, server=server_label, head=head)
+                    chains[za.zone] = (Route(zone=za.zone, server=server_label), head)
                     built.zone_lines.append(f"{za.zone}:{port}" if not host else f"{za.zone}:{port} on {host}")
     return built
 
@@ -120,31 +130,44 @@ class Instance:
         self.options = options or ListenerOptions()
         self.listeners: dict[ListenKey, Listener] = {}
         self.own: set[ListenKey] = set()       # listeners this instance opened (vs adopted)
-        self.started: list[Handler] = []
-        self._dispatchers = {k: Dispatcher(routes) for k, routes in built.routes.items()}
+        self.started: list[Hooks] = []
+        self._dispatchers = {k: Dispatcher(chains) for k, chains in built.chains.items()}
 
     async def start_handlers(self) -> None:
-        """Start every handler at once: a handler may wait (a cluster's first sync, up to its
-        startup_timeout), and waits in different server blocks should overlap, not add up.
-        If any start fails, the ones that started are stopped and the first error is raised."""
+        """Run every directive's startup hooks at once: a hook may wait (a cluster's first sync,
+        up to its startup_timeout), and waits in different server blocks should overlap, not add
+        up. If any fails, the directives that started are stopped and the first error is raised."""
 
-        async def start_one(h: Handler) -> None:
-            await h.start()
-            self.started.append(h)
+        async def start_one(hooks: Hooks) -> None:
+            await hooks.start()
+            self.started.append(hooks)
 
-        results = await asyncio.gather(*(start_one(h) for h in self.built.handlers), return_exceptions=True)
+        results = await asyncio.gather(*(start_one(h) for h in self.built.hooks), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.stop_handlers()
             raise errors[0]
 
     async def stop_handlers(self) -> None:
-        for h in reversed(self.started):
+        for hooks in reversed(self.started):
             try:
-                await h.stop()
+                await hooks.stop()
             except Exception:
-                log.exception("stopping %s failed", h.plugin)
+                log.exception("stopping %s failed", hooks.plugin)
         self.started.clear()
+
+    async def announce(self) -> None:
+        """Run the serving hooks: this configuration answers queries now."""
+        for hooks in self.built.hooks:
+            for hook in hooks.serving:
+                await hook()
+
+    async def final_shutdown(self) -> None:
+        """Run the final-shutdown hooks at once (health's lameduck), still serving."""
+        await asyncio.gather(*(hook() for hooks in self.built.hooks for hook in hooks.final_shutdown))
+
+    def readiness(self) -> list[ReadinessCheck]:
+        return [check for hooks in self.built.hooks for check in hooks.readiness]
 
     async def bind(self, existing: dict[ListenKey, Listener] | None = None) -> None:
         """Open the listeners this configuration needs, reusing ``existing`` ones by address."""

@@ -19,7 +19,7 @@ import dns.message
 import dns.rdatatype
 
 from interkube.dns.wire import FLAG_TC, header_flags, rcode_of
-from interkube.server.metrics import DURATION_BUCKETS
+from interkube.pkg.metrics import DURATION_BUCKETS
 from interkube.errors import UpstreamError
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.transport import DatagramExchanger, StreamExchanger

@@ -15,9 +15,9 @@ from interkube.dns.wire import parse_query
 from interkube.errors import UpstreamError
 from interkube.plugins.cache.handler import CacheHandler
 from interkube.plugins.cache.parse import parse
-from interkube.server.corefile.parser import Directive, parse_text
-from interkube.server.plugin import Handler, link
-from interkube.server.request import Request
+from interkube.corefile.parser import Directive, parse_text
+from interkube.plugin.handler import Handler, link
+from interkube.plugin.request import Request
 
 CLIENT = ("127.0.0.1", 53000)
 SOA = "ns.example.org. hostmaster.example.org. 1 7200 3600 86400 {minimum}"

@@ -352,9 +352,9 @@ def test_metrics_families_labels_and_values() -> None:
 
 
 async def test_metrics_source_is_registered_while_running_and_survives_a_rebuild() -> None:
-    from interkube.server.corefile.parser import parse_text
+    from interkube.corefile.parser import parse_text
     from interkube.server.runtime import build
-    from interkube.server.services import Services
+    from interkube.plugin.services import Services
 
     services = Services()
     text = "example.org:5300 {\n cache\n}\n"

@@ -7,9 +7,9 @@ from cachetest import directive
 
 from interkube.errors import ConfigError
 from interkube.plugins.cache.parse import Bucket, CacheConfig, Prefetch, ServeStale, parse
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
-from interkube.server.services import Services
+from interkube.plugin.services import Services
 
 
 def error(body: str) -> str:

@@ -21,8 +21,8 @@ from cachetest import Clock
 
 from interkube.plugins.cache.entry import STALE_TTL
 from interkube.plugins.cache.handler import CacheHandler
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import LOOPBACK, aquery, dnsmasq, free_port, in_process, interkube_process, stop_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import LOOPBACK, aquery, dnsmasq, free_port, in_process, interkube_process, stop_process
 
 
 @pytest.fixture

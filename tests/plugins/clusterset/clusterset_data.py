@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from interkube.testing.fakekube import as_list, endpoint_slice, service
+from testkit.fakekube import as_list, endpoint_slice, service
 
 Obj = dict[str, Any]
 CLUSTERS = ("east", "west", "central.eu")

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.snapshot import SnapshotSource
-from interkube.testing.fakekube import endpoint_slice
+from testkit.fakekube import endpoint_slice
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]

@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 
 from interkube.kube.cluster import Cluster
 from interkube.kube.registry import ClusterRegistry
-from interkube.testing.fakekube import (
+from testkit.fakekube import (
     DEFAULT_TYPES,
     SERVICE_EXPORT,
     SERVICE_IMPORT,
@@ -27,7 +27,7 @@ from interkube.testing.fakekube import (
     endpoint_slice,
     write_kubeconfig,
 )
-from interkube.testing.waiting import until
+from testkit.waiting import until
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]

@@ -14,7 +14,7 @@ from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.snapshot import SnapshotSource, build_index
 from interkube.plugins.clusterset.lookup import Merge, Options, Source
-from interkube.plugins.kubernetes.records import Outcome
+from interkube.kube.dnsrecords import Outcome
 
 A, AAAA, SRV, TXT, CNAME, SOA, MX = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SRV, dns.rdatatype.TXT,
                                      dns.rdatatype.CNAME, dns.rdatatype.SOA, dns.rdatatype.MX)

@@ -10,7 +10,7 @@ from clusterset_data import CLUSTERS, corefile
 from interkube.errors import ConfigError
 from interkube.plugins.clusterset.handler import ClustersetHandler
 from interkube.plugins.clusterset.parse import ClustersetConfig, parse
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.main import CorefileSource, Server
 from interkube.server.runtime import Built
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from clusterset_data import ALL, MCS, corefile
 
-from interkube.testing.servers import free_port, interkube_process
+from testkit.servers import free_port, interkube_process
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (Debian package dnsutils)")
 

@@ -20,7 +20,7 @@ import dns.rrset
 import pytest
 
 from interkube.server.main import default_dir
-from interkube.testing.servers import free_port, interkube_process
+from testkit.servers import free_port, interkube_process
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (conftest.py)
 

@@ -15,8 +15,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.testing.coredns import CoreDNS
-from interkube.testing.servers import free_port, interkube_process, query
+from testkit.coredns import CoreDNS
+from testkit.servers import free_port, interkube_process, query
 from test_file_serve import CASES, LONG_CHAIN, ZONE, texts
 
 pytestmark = pytest.mark.peers

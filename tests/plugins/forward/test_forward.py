@@ -17,11 +17,11 @@ import pytest
 from interkube.errors import ConfigError
 from interkube.plugins.forward.handler import ForwardHandler
 from interkube.plugins.forward.parse import parse
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
-from interkube.server.services import Services
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, dnsmasq, free_port, in_process, interkube_process, query, unbound
+from interkube.plugin.services import Services
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, dnsmasq, free_port, in_process, interkube_process, query, unbound
 
 
 def directive(text: str):  # type: ignore[no-untyped-def]
@@ -152,7 +152,7 @@ def test_seed_000_other_names_go_to_the_local_dns(seed000) -> None:  # type: ign
 
 
 def test_seed_000_remote_down_gives_servfail_and_the_rest_works(seed000) -> None:  # type: ignore[no-untyped-def]
-    from interkube.testing.servers import process_output, stop_process
+    from testkit.servers import process_output, stop_process
 
     port, remote_dns, proc = seed000
     stop_process(remote_dns)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from interkube.errors import ConfigError
-from interkube.plugins import fallthrough as fall
+from interkube.pkg import fallthrough as fall
 from interkube.plugins.hosts.parse import HostsConfig, parse
-from interkube.server.corefile.parser import Directive, parse_text
+from interkube.corefile.parser import Directive, parse_text
 from interkube.server.main import CorefileSource, Server
 
 

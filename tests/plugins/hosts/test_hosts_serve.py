@@ -19,7 +19,7 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
-from interkube.testing.servers import free_port, interkube_process
+from testkit.servers import free_port, interkube_process
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (conftest.py)
 
@@ -399,7 +399,7 @@ def test_dig_against_a_subprocess(tmp_path: Path, hosts_file: Path) -> None:
 
 
 async def test_hosts_metrics_are_published(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from interkube.testing.servers import free_port, in_process
+    from testkit.servers import free_port, in_process
 
     port = free_port()
     core = f"example.org:{port} {{\n    bind 127.0.0.1\n    hosts {{\n        192.0.2.1 a.example.org\n        192.0.2.2 b.example.org\n    }}\n}}\n"

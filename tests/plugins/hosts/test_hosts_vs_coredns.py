@@ -16,8 +16,8 @@ import dns.reversename
 import dns.rrset
 import pytest
 
-from interkube.testing.coredns import CoreDNS
-from interkube.testing.servers import free_port, interkube_process, query
+from testkit.coredns import CoreDNS
+from testkit.servers import free_port, interkube_process, query
 from test_hosts_serve import HOSTS, NEXT_ZONE, WILD_HOSTS
 
 pytestmark = pytest.mark.peers

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from interkube.testing.fakekube import as_list, endpoint_slice, pod, service
-from interkube.testing.waiting import until as until_
+from testkit.fakekube import as_list, endpoint_slice, pod, service
+from testkit.waiting import until as until_
 
 DATA = Path(__file__).with_name("data")
 #: Written by kubectl from a fake API holding sample_objects() (see test_kubernetes_snapshot_format.py).

@@ -11,7 +11,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.testing.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]

@@ -11,7 +11,7 @@ import dns.rcode
 import pytest
 
 from interkube.kube.registry import cluster_registry
-from interkube.testing.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]
@@ -131,7 +131,7 @@ async def test_servfail_until_the_first_sync_then_answers(until: Until, serve: S
         await kube.resume()
         await until(lambda: _is(k, "web.app.svc.cluster.local", ["10.96.0.10"]), "answers after the first sync")
         assert handler.readiness() == {"kubernetes:east": True}
-        registry = cluster_registry(k.server.services)
+        registry = cluster_registry(k.server.services.shared, k.server.services.metrics)
         assert registry.names() == ["east"] and registry.get("east") is handler.cluster
     finally:
         await kube.close()

@@ -13,7 +13,7 @@ from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex
 from interkube.kube.snapshot import SnapshotSource, build_index
 from interkube.plugins.kubernetes.lookup import INVALID, Lookup, Options, Request, parse_request
-from interkube.testing.fakekube import endpoint_slice, service
+from testkit.fakekube import endpoint_slice, service
 
 ZONE = "cluster.local."
 

@@ -10,10 +10,10 @@ from interkube.errors import ConfigError
 from interkube.kube.registry import cluster_registry
 from interkube.plugins.kubernetes.parse import KubernetesConfig, parse
 from interkube.plugins.kubernetes.setup import cluster_name, local_addresses
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.main import CorefileSource, Server
-from interkube.server.services import Services
-from interkube.testing.servers import free_port
+from interkube.plugin.services import Services
+from testkit.servers import free_port
 
 SAMPLE = Path(__file__).with_name("data") / "cluster.yaml"
 
@@ -129,7 +129,7 @@ async def test_two_stanzas_may_not_give_one_name_to_two_sources(tmp_path: Path) 
     server = Server(CorefileSource(path=None, text=text))
     with pytest.raises(Exception, match="serve the cluster name 'same' from different sources"):
         await server.start()
-    assert cluster_registry(server.services).names() == []
+    assert cluster_registry(server.services.shared, server.services.metrics).names() == []
 
 
 async def test_reloads_share_an_unchanged_cluster_and_replace_a_changed_one(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ async def test_reloads_share_an_unchanged_cluster_and_replace_a_changed_one(tmp_
     server = Server(CorefileSource(path=str(corefile)), services=Services())
     await server.start()
     try:
-        registry = cluster_registry(server.services)
+        registry = cluster_registry(server.services.shared, server.services.metrics)
         assert server.instance is not None
         replaced = list(server.instance.built.handlers)
         first = registry.get("local")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from interkube.testing.fakekube import FakeKube, as_list, endpoint_slice, service, serving_in_thread, write_kubeconfig
-from interkube.testing.servers import free_port, interkube_process, process_output
+from testkit.fakekube import FakeKube, as_list, endpoint_slice, service, serving_in_thread, write_kubeconfig
+from testkit.servers import free_port, interkube_process, process_output
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (Debian package dnsutils)")
 

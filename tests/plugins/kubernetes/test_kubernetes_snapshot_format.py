@@ -13,7 +13,7 @@ import yaml
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.snapshot import SnapshotSource
-from interkube.testing.fakekube import FakeKube, serving_in_thread, write_kubeconfig
+from testkit.fakekube import FakeKube, serving_in_thread, write_kubeconfig
 
 
 def kubectl_get(kube: FakeKube, kubeconfig: Path, output: str) -> str:

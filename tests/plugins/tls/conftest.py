@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tls_helpers import ADDRESS, NAME, Pki, issued
 
-from interkube.testing.fakeupstream import FakeUpstream
+from testkit.fakeupstream import FakeUpstream
 from interkube.tlsutil import watch
 
 

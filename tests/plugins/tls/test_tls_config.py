@@ -10,10 +10,10 @@ from tls_helpers import LOOPBACK, Pki, peer_serial
 
 from interkube.errors import ConfigError
 from interkube.plugins.tls.parse import parse
-from interkube.server.corefile.parser import parse_text
+from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
-from interkube.server.services import Services
-from interkube.testing.servers import free_port, in_process
+from interkube.plugin.services import Services
+from testkit.servers import free_port, in_process
 from interkube.tlsutil.contexts import ServerTls
 
 
@@ -81,16 +81,15 @@ def test_a_tls_block_needs_the_tls_directive() -> None:
 def test_tls_concerns_only_the_tls_keys_of_a_block(pki: Pki) -> None:
     built = _build(f"dns://.:8053 tls://.:8853 {{\n bind 127.0.0.1\n tls {pki.crt('server')} {pki.key('server')}\n}}\n")
     assert [lkey for lkey in built.tls] == [("tls", "127.0.0.1", 8853)]  # type: ignore[attr-defined]
-    assert sorted(built.routes) == [("dns", "127.0.0.1", 8053), ("tls", "127.0.0.1", 8853)]  # type: ignore[attr-defined]
+    assert sorted(built.chains) == [("dns", "127.0.0.1", 8053), ("tls", "127.0.0.1", 8853)]  # type: ignore[attr-defined]
 
 
-def test_the_tls_handler_is_not_on_the_query_path(pki: Pki) -> None:
+def test_tls_is_not_on_the_query_path(pki: Pki) -> None:
     built = _build(f"tls://.:8853 {{\n bind 127.0.0.1\n tls {pki.crt('server')} {pki.key('server')}\n"
                    f" errors\n}}\n")
-    tls_handler, errors_handler = built.handlers  # type: ignore[attr-defined]
-    assert tls_handler.plugin == "tls"
-    # The chain's head answers with the next handler's own methods: no hop through tls.
-    assert tls_handler.fast == errors_handler.fast and tls_handler.serve == errors_handler.serve
+    # A config-only plugin: errors heads the chain, tls only keeps the certificate current.
+    assert [h.plugin for h in built.handlers] == ["errors"]  # type: ignore[attr-defined]
+    assert [hooks.plugin for hooks in built.hooks] == ["tls", "errors"]  # type: ignore[attr-defined]
 
 
 async def test_keylog_writes_session_secrets(pki: Pki, tmp_path: Path) -> None:

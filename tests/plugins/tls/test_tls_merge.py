@@ -14,8 +14,8 @@ import dns.rdatatype
 import pytest
 from tls_helpers import ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_server, messages, wait_until
 
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process
 
 pytestmark = pytest.mark.usefixtures("fast_polling")
 

@@ -23,7 +23,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from interkube.testing.servers import LOOPBACK, dnsmasq, free_port, interkube_process, process_output, stop_process
+from testkit.servers import LOOPBACK, dnsmasq, free_port, interkube_process, process_output, stop_process
 
 REMOTE = "remote.svc.cluster.local"
 PODS = {"10-1-17-231": "10.1.17.231", "10-1-46-20": "10.1.46.20", "10-1-68-212": "10.1.68.212"}

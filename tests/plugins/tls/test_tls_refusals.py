@@ -16,8 +16,8 @@ import pytest
 from tls_helpers import LOOPBACK, NAME, SERVER_NAME, Pki, dot_server, forwarder_corefile, messages, wait_until
 
 from interkube.errors import TlsVerificationFailed, UpstreamError
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process
 from interkube.upstream.transport import Backoff, ConnectionClosed, StreamExchanger
 
 

@@ -17,8 +17,8 @@ import pytest
 from tls_helpers import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
                          forwarder_corefile, messages, peer_serial, wait_until)
 
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process
 from interkube.tlsutil import certs
 from interkube.tlsutil.contexts import ServerTls
 

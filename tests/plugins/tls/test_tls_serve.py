@@ -16,8 +16,8 @@ from tls_helpers import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_co
                          forwarder_corefile, messages)
 
 from interkube.server.listeners import ListenerOptions
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import aquery, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process
 
 
 def tls_listener(server):  # type: ignore[no-untyped-def]

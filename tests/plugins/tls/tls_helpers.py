@@ -16,8 +16,8 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from interkube.testing.fakeupstream import FakeUpstream
-from interkube.testing.servers import LOOPBACK, free_port, in_process
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import LOOPBACK, free_port, in_process
 from interkube.tlsutil import certs
 
 SERVER_NAME = "dns.remote"

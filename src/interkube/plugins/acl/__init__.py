@@ -2,6 +2,6 @@
 
 from interkube.plugins.acl.parse import parse
 from interkube.plugins.acl.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="acl", parse=parse, setup=setup, multiple=True)

@@ -10,9 +10,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import EDE_BLOCKED, EDE_FILTERED, RCODE_NOERROR, RCODE_REFUSED, ede_option, error_response
 from interkube.plugins.acl.parse import AclConfig
-from interkube.server.metrics import NAMESPACE, Metrics
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.pkg.metrics import NAMESPACE
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
+from interkube.pkg.shared import Kind
 
 ALLOW, BLOCK, FILTER, DROP = 0, 1, 2, 3
 _CODES = {"allow": ALLOW, "block": BLOCK, "filter": FILTER, "drop": DROP}
@@ -29,6 +31,9 @@ class AclStats:
     def __init__(self) -> None:
         self.blocked = self.filtered = self.dropped = self.allowed = 0
 
+
+
+ACL_STATS = Kind('acl statistics', AclStats)
 
 class AclHandler(Handler):
     plugin = "acl"

@@ -2,6 +2,6 @@
 
 from interkube.plugins.bind.parse import parse
 from interkube.plugins.bind.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="bind", parse=parse, setup=setup, multiple=True)

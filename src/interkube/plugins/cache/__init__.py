@@ -2,6 +2,6 @@
 
 from interkube.plugins.cache.parse import parse
 from interkube.plugins.cache.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="cache", parse=parse, setup=setup)

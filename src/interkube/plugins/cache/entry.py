@@ -33,8 +33,6 @@ DENIAL: Final = 1
 KIND_NAMES: Final = ("success", "denial")
 
 TYPE_SOA = 6
-#: Zone transfers are never cached (CoreDNS's "meta" responses).
-UNCACHED_QTYPES = frozenset({251, 252})  # IXFR, AXFR
 
 #: RFC 8767 section 4 recommends 30 seconds for records served stale.
 STALE_TTL = 30

@@ -23,24 +23,24 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from interkube.dns.names import ZoneSet
-from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, Query, Template
+from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, ZONE_TRANSFERS, Query, Template
 from interkube.plugins.cache.entry import (
     DROP,
     KIND_NAMES,
     NO_RECORDS_TTL,
-    UNCACHED_QTYPES,
     Analysis,
     Entry,
     analyse,
     patch_ttls,
 )
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.server.metrics import NAMESPACE
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.pkg.metrics import NAMESPACE
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
+from interkube.pkg.shared import Kind
 
 if TYPE_CHECKING:
-    from interkube.server.metrics import Metrics
+    from interkube.plugin.metrics import Metrics
 
 log = logging.getLogger("interkube.plugin.cache")
 
@@ -72,6 +72,9 @@ class CacheStats:
         self.drops = 0              # responses whose question did not match the query
         self.owner: object = None   # the handler whose collect() publishes these
 
+
+
+CACHE_STATS = Kind('cache statistics', CacheStats)
 
 class CacheHandler(Handler):
     plugin = "cache"
@@ -226,7 +229,8 @@ class CacheHandler(Handler):
     # -- storing ---------------------------------------------------------------------------
 
     def _covers(self, q: Query) -> bool:
-        return q.qtype not in UNCACHED_QTYPES and self.zones.match(q.lname) is not None
+        # Zone transfers are never cached (CoreDNS's "meta" responses).
+        return q.qtype not in ZONE_TRANSFERS and self.zones.match(q.lname) is not None
 
     def _lifetime(self, a: Analysis) -> float:
         if a.servfail:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from interkube.plugins.cache.handler import CacheHandler, CacheStats
+from interkube.plugins.cache.handler import CACHE_STATS, CacheHandler, CacheStats
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: CacheConfig, ctx: SetupContext) -> CacheHandler:
     zones = cfg.zones or ctx.zones
     server = ctx.server_label
     # Counters live as long as the process (a reload keeps them), one set per server and zones.
-    stats = ctx.services.share(("cache", server, ",".join(zones)), CacheStats)
-    return CacheHandler(cfg, zones, server=server, metrics=ctx.services.metrics, stats=stats)
+    stats = ctx.services.shared.get_or_create(CACHE_STATS, (server, zones), CacheStats)
+    handler = CacheHandler(cfg, zones, server=server, metrics=ctx.services.metrics, stats=stats)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

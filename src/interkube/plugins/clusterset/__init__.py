@@ -2,7 +2,7 @@
 
 from interkube.plugins.clusterset.parse import parse
 from interkube.plugins.clusterset.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 # Several zones may each merge their own set: `clusterset cluster.all {...}` beside
 # `clusterset clusterset.local { mcs }` in one server block.

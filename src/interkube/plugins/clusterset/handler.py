@@ -31,12 +31,13 @@ from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.registry import ClusterRegistry
 from interkube.plugins.clusterset.lookup import Merge, Options, Source
 from interkube.plugins.clusterset.parse import ClustersetConfig
-from interkube.plugins.kubernetes.handler import REFUSED, TRANSFERS
-from interkube.plugins.kubernetes.records import respond
-from interkube.plugins.kubernetes.templates import SERVFAIL, DependentGeneration
-from interkube.server.answers import PASS, MemoryHandler
-from interkube.server.metrics import NAMESPACE, Metrics
-from interkube.server.request import Request
+from interkube.kube.dnsrecords import respond
+from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
+from interkube.dns.wire import ZONE_TRANSFERS
+from interkube.pkg.metrics import NAMESPACE
+from interkube.plugin.metrics import Metrics
+from interkube.pkg.shared import Kind
+from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.plugin.clusterset")
 
@@ -58,12 +59,15 @@ class ClustersetStats:
         self.left_out: dict[tuple[str, str, str], int] = {}
 
 
-class ClustersetHandler(MemoryHandler[Signature]):
+CLUSTERSET_STATS = Kind("clusterset statistics", ClustersetStats)
+
+
+class ClustersetHandler(TemplateHandler):
     plugin = "clusterset"
 
     def __init__(self, cfg: ClustersetConfig, zones: tuple[str, ...], clusters: tuple[str, ...],
                  registry: ClusterRegistry, stats: ClustersetStats, metrics: Metrics | None = None) -> None:
-        super().__init__(ZoneSet(zones), ())
+        self.zones = ZoneSet(zones)
         self.cfg = cfg
         #: The configured clusters, in the configured order (for names and metrics) ...
         self.clusters = clusters
@@ -76,7 +80,7 @@ class ClustersetHandler(MemoryHandler[Signature]):
         for zone in self.zones.zones:
             stats.requests.setdefault(dns.name.from_text(zone).to_text().lower(), 0)
         self.metrics = metrics
-        self.generation = DependentGeneration(())
+        self.generation: DependentGeneration[Signature] = DependentGeneration(())
         #: The cluster object each name's listener is subscribed to (a reload may publish another).
         self._watched: list[Cluster | None] = [None] * len(self.order)
         self._listeners = [self._listener(name) for name in self.order]
@@ -131,18 +135,17 @@ class ClustersetHandler(MemoryHandler[Signature]):
                 return
             gen = self.generation
             if index in gen.data:  # else no current answer was built from it
-                gen.templates.invalidate([(name, *key) for key in keys])  # type: ignore[attr-defined]
+                gen.templates.invalidate([(name, *key) for key in keys])
         return changed
 
     # --- answering -------------------------------------------------------------------------
 
-    def _template(self, req: Request) -> object | None:
+    def template(self, req: Request) -> Entry:
         q = req.query
-        assert q is not None
         zone = self.zones.match(q.lname)
         if zone is None:
             return PASS
-        if q.qtype in TRANSFERS:
+        if q.qtype in ZONE_TRANSFERS:
             return REFUSED  # a merged view is no zone to copy
         gen = self.generation
         sig = gen.data
@@ -157,11 +160,11 @@ class ClustersetHandler(MemoryHandler[Signature]):
         if len(self._left) == len(self.order):
             if self.cfg.fallthrough.applies(q.lname):
                 return PASS
-            tpl: object = SERVFAIL
+            tpl: Entry = SERVFAIL
         else:
             tpl = gen.templates.get(q.key)
             if tpl is None:
-                tpl = gen.build(q, lambda deps: self._build(req, sig, deps, zone))  # type: ignore[attr-defined]
+                tpl = gen.build(q, lambda deps: self._build(req, sig, deps, zone))
                 self.built += 1
             if tpl is PASS:
                 return PASS
@@ -179,7 +182,6 @@ class ClustersetHandler(MemoryHandler[Signature]):
     def _build(self, req: Request, sig: Signature, deps: set[DepKey], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
         q = req.query
-        assert q is not None
         if q.qclass != dns.rdataclass.IN:
             return None
         views: list[tuple[str, set[DepKey]]] = []

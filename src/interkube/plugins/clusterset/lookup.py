@@ -34,7 +34,7 @@ import dns.rrset
 
 from interkube.kube.index import IndexView
 from interkube.kube.objects import Endpoint, EndpointSlice, Port, Service
-from interkube.plugins.kubernetes.records import (
+from interkube.kube.dnsrecords import (
     SCHEMA_TTL,
     Outcome,
     endpoint_hostname,

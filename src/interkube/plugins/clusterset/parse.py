@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.plugins import args
-from interkube.plugins import fallthrough as fall
+from interkube.pkg import args
+from interkube.pkg import fallthrough as fall
 from interkube.plugins.kubernetes.parse import CLUSTER_NAME, DEFAULT_TTL, MAX_TTL
-from interkube.server.corefile.parser import Directive
+from interkube.corefile.parser import Directive
 
 POLICIES = ("local-first", "all")
 #: How a cluster other than the local one is reached: its ready endpoints (pod IPs, routed

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from interkube.kube.registry import cluster_registry
-from interkube.plugins.clusterset.handler import ClustersetHandler, ClustersetStats
+from interkube.plugins.clusterset.handler import CLUSTERSET_STATS, ClustersetHandler, ClustersetStats
 from interkube.plugins.clusterset.parse import ClustersetConfig
-from interkube.plugins.kubernetes.handler import KubernetesHandler
-from interkube.plugins.kubernetes.setup import GROUP_KEY
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: ClustersetConfig, ctx: SetupContext) -> ClustersetHandler:
     zones = cfg.zones or ctx.zones
     # The kubernetes stanzas of this server block were set up first (they run earlier in the
     # chain), so the clusters they serve are known here by name.
-    stanzas: list[KubernetesHandler] = ctx.block.extra.get(GROUP_KEY, [])
-    served = [h.cluster.name for h in stanzas]
+    served = ctx.block.clusters
     if not served:
         raise ctx.error("needs the clusters' `kubernetes` stanzas in the same server block")
     clusters = cfg.clusters or tuple(dict.fromkeys(served))
@@ -28,5 +25,10 @@ def setup(cfg: ClustersetConfig, ctx: SetupContext) -> ClustersetHandler:
     lowered = [name.lower() for name in clusters]
     if len(set(lowered)) != len(lowered):
         raise ctx.error("two clusters' names differ only in case; DNS names cannot tell them apart")
-    stats = ctx.services.share(("clusterset", zones), ClustersetStats)
-    return ClustersetHandler(cfg, zones, clusters, cluster_registry(ctx.services), stats, ctx.services.metrics)
+    stats = ctx.services.shared.get_or_create(CLUSTERSET_STATS, zones, ClustersetStats)
+    registry = cluster_registry(ctx.services.shared, ctx.services.metrics)
+    handler = ClustersetHandler(cfg, zones, clusters, registry, stats, ctx.services.metrics)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    ctx.readiness(handler.readiness)
+    return handler

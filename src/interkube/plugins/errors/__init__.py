@@ -2,6 +2,6 @@
 
 from interkube.plugins.errors.parse import parse
 from interkube.plugins.errors.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="errors", parse=parse, setup=setup)

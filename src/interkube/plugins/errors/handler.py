@@ -10,8 +10,8 @@ import dns.rdatatype
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
 from interkube.errors import DnsError
 from interkube.plugins.errors.parse import ErrorsConfig
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.plugin.errors")
 _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}

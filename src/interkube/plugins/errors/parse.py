@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from interkube.plugins import args
-from interkube.server.corefile.parser import Directive
+from interkube.pkg import args
+from interkube.corefile.parser import Directive
 
 LEVELS = ("warning", "error", "info", "debug")
 

@@ -2,7 +2,7 @@
 
 from interkube.plugins.file.parse import parse
 from interkube.plugins.file.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 # Several stanzas may share a block, one per zone file (`file db.a a.org` / `file db.b b.org`).
 PLUGIN = Plugin(name="file", parse=parse, setup=setup, multiple=True)

@@ -17,11 +17,11 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response
 from interkube.plugins.file.lookup import Outcome, lookup
 from interkube.plugins.file.parse import FileConfig
-from interkube.plugins.filewatch import Ticker, WatchedFile
+from interkube.pkg.filewatch import Ticker, WatchedFile
 from interkube.plugins.file.zone import ZoneData, ZoneFileInvalid, load_zone
-from interkube.server.answers import MemoryHandler
-from interkube.server.plugin import Handler, Terminal
-from interkube.server.request import Request
+from interkube.plugin.answers import MemoryHandler
+from interkube.plugin.handler import Handler, Terminal
+from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.plugin.file")
 

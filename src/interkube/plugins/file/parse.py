@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.plugins import args
-from interkube.plugins import fallthrough as fall
-from interkube.plugins import filewatch as watch
-from interkube.server.corefile.parser import Directive
+from interkube.pkg import args
+from interkube.pkg import fallthrough as fall
+from interkube.pkg import filewatch as watch
+from interkube.corefile.parser import Directive
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import os
 
 from interkube.plugins.file.handler import FileHandler, log, zone_parser
 from interkube.plugins.file.parse import FileConfig
-from interkube.plugins.filewatch import WatchedFile
+from interkube.pkg.filewatch import WatchedFile
 from interkube.plugins.file.zone import ZoneFileInvalid
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: FileConfig, ctx: SetupContext) -> FileHandler:
@@ -21,4 +21,7 @@ def setup(cfg: FileConfig, ctx: SetupContext) -> FileHandler:
         raise ctx.error(f"cannot read zone file {path}: {exc.strerror or exc}") from exc
     except ZoneFileInvalid as exc:
         raise ctx.error(str(exc)) from exc
-    return FileHandler(cfg, watched, data)
+    handler = FileHandler(cfg, watched, data)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

@@ -2,6 +2,6 @@
 
 from interkube.plugins.forward.parse import parse
 from interkube.plugins.forward.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="forward", parse=parse, setup=setup)

@@ -14,10 +14,12 @@ from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
 from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
 from interkube.plugins.forward.parse import ForwardConfig
 from interkube.dns.message import rcode_name
-from interkube.server.metrics import DURATION_BUCKETS, NAMESPACE, Metrics
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
-from interkube.upstream.upstream import Upstream, UpstreamGroup
+from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.request import Request
+from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
+from interkube.pkg.shared import Kind
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
 QUERY_DEADLINE = 5.0
@@ -35,6 +37,10 @@ class ForwardStats:
         self.max_concurrent_rejects = 0
         self.no_healthy = 0
 
+
+
+FORWARD_STATS = Kind('forward statistics', ForwardStats)
+UPSTREAM_STATS = Kind('upstream statistics', UpstreamStats)
 
 class ForwardHandler(Handler):
     plugin = "forward"
@@ -56,7 +62,7 @@ class ForwardHandler(Handler):
 
     def fast(self, req: Request) -> bytes | None:
         if self.matches(req.query.lname):  # type: ignore[union-attr]
-            return None  # needs the network: slow path
+            return SLOW  # needs the network
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:

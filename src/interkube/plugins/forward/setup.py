@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ssl
 
-from interkube.plugins.forward.handler import ForwardHandler, ForwardStats
+from interkube.plugins.forward.handler import FORWARD_STATS, UPSTREAM_STATS, ForwardHandler, ForwardStats
 from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig, TlsClientFiles
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
 from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
@@ -48,11 +48,14 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
     for addr in addrs:
         if addr.transport == TRANSPORT_TLS and addr.server_name is None and cfg.tls_servername:
             addr = UpstreamAddr(addr.transport, addr.host, addr.port, cfg.tls_servername)
-        stats = ctx.services.share(("forward:upstream", str(addr)), UpstreamStats)
+        stats = ctx.services.shared.get_or_create(UPSTREAM_STATS, str(addr), UpstreamStats)
         up = Upstream(addr, expire=cfg.expire, max_fails=cfg.max_fails, health=cfg.health,
                       ssl_context=tls_ctx, stats=stats)
         up.stream.log = log  # TLS refusals are reported as forward's
         upstreams.append(up)
     watch = follow_rotation(tls, upstreams) if tls is not None else None
-    fstats = ctx.services.share(("forward:stanza", ctx.server_label, cfg.from_zones), ForwardStats)
-    return ForwardHandler(cfg, UpstreamGroup(upstreams, watch), stats=fstats, metrics=ctx.services.metrics)
+    fstats = ctx.services.shared.get_or_create(FORWARD_STATS, (ctx.server_label, cfg.from_zones), ForwardStats)
+    handler = ForwardHandler(cfg, UpstreamGroup(upstreams, watch), stats=fstats, metrics=ctx.services.metrics)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

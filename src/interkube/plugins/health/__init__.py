@@ -2,6 +2,6 @@
 
 from interkube.plugins.health.parse import parse
 from interkube.plugins.health.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="health", parse=parse, setup=setup)

@@ -2,6 +2,6 @@
 
 from interkube.plugins.hosts.parse import parse
 from interkube.plugins.hosts.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="hosts", parse=parse, setup=setup)

@@ -15,12 +15,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
-from interkube.plugins.filewatch import Ticker, WatchedFile
+from interkube.pkg.filewatch import Ticker, WatchedFile
 from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
 from interkube.plugins.hosts.parse import HostsConfig
-from interkube.server.answers import MemoryHandler
-from interkube.server.metrics import NAMESPACE, Metrics
-from interkube.server.request import Request
+from interkube.plugin.answers import MemoryHandler
+from interkube.pkg.metrics import NAMESPACE
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.plugin.hosts")
 

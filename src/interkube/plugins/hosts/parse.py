@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.plugins import args
-from interkube.plugins import fallthrough as fall
-from interkube.plugins import filewatch as watch
+from interkube.pkg import args
+from interkube.pkg import fallthrough as fall
+from interkube.pkg import filewatch as watch
 from interkube.plugins.hosts.hostsfile import parse_address, parse_name
-from interkube.server.corefile.parser import Directive
+from interkube.corefile.parser import Directive
 
 DEFAULT_PATH = "/etc/hosts"
 

@@ -7,11 +7,11 @@ import os
 from collections.abc import Callable, Sequence
 
 from interkube.dns.names import ZoneSet
-from interkube.plugins.filewatch import WatchedFile
+from interkube.pkg.filewatch import WatchedFile
 from interkube.plugins.hosts.handler import HostsHandler
 from interkube.plugins.hosts.hostsfile import HostsData, parse_hosts
 from interkube.plugins.hosts.parse import HostsConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.plugin.hosts")
 
@@ -41,4 +41,7 @@ def setup(cfg: HostsConfig, ctx: SetupContext) -> HostsHandler:
         file_data = HostsData()
     except OSError as exc:
         raise ctx.error(f"cannot read hosts file {path}: {exc.strerror or exc}") from exc
-    return HostsHandler(cfg, origins, watched, inline, file_data, ctx.services.metrics)
+    handler = HostsHandler(cfg, origins, watched, inline, file_data, ctx.services.metrics)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

@@ -2,7 +2,7 @@
 
 from interkube.plugins.kubernetes.parse import parse
 from interkube.plugins.kubernetes.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 # One stanza per cluster: several may share a server block (`kubernetes cluster.east {...}`,
 # `kubernetes cluster.west {...}`), each answering for its own zones.

@@ -15,19 +15,17 @@ from __future__ import annotations
 import logging
 
 import dns.rdataclass
-import dns.rdatatype
 
 from interkube.dns.names import ZoneSet
-from interkube.dns.wire import RCODE_REFUSED, Query, error_response
+from interkube.dns.wire import ZONE_TRANSFERS
 from interkube.kube.cluster import Cluster
+from interkube.kube.dnsrecords import respond
 from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.registry import ClusterRegistry
+from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
+from interkube.plugin.request import Request
 from interkube.plugins.kubernetes.lookup import Lookup, Options
 from interkube.plugins.kubernetes.parse import KubernetesConfig
-from interkube.plugins.kubernetes.records import respond
-from interkube.plugins.kubernetes.templates import SERVFAIL, DependentGeneration
-from interkube.server.answers import PASS, MemoryHandler
-from interkube.server.request import Request
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
@@ -35,29 +33,21 @@ log = logging.getLogger("interkube.plugin.kubernetes")
 #: Stands in for a template while the cluster has no data.
 UNSYNCED = SERVFAIL
 
-#: AXFR and IXFR: zone transfers of cluster data are not offered.
-TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
+
+class StanzaGroup:
+    """The kubernetes handlers of one server block, whose clusters start together."""
+
+    def __init__(self, handlers: list[KubernetesHandler] | None = None) -> None:
+        self.handlers: list[KubernetesHandler] = handlers if handlers is not None else []
 
 
-class _Refused:
-    """A zone transfer question: REFUSED, built per query (as CoreDNS's kubernetes plugin answers
-    them without the transfer plugin)."""
-
-    @staticmethod
-    def render(query: Query) -> bytes:
-        return error_response(query.wire, RCODE_REFUSED, query)
-
-
-REFUSED = _Refused()
-
-
-class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
+class KubernetesHandler(TemplateHandler):
     plugin = "kubernetes"
 
     def __init__(self, cfg: KubernetesConfig, zones: tuple[str, ...], options: Options, cluster: Cluster,
                  registry: ClusterRegistry, configuration: object,
-                 group: list[KubernetesHandler] | None = None) -> None:
-        super().__init__(ZoneSet(zones), cluster.index)
+                 group: StanzaGroup | None = None) -> None:
+        self.zones = ZoneSet(zones)
         self.cfg = cfg
         self.options = options
         self.cluster = cluster
@@ -65,21 +55,20 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         #: Identifies the configuration this handler belongs to (see ClusterRegistry.attach).
         self.configuration = configuration
         #: The kubernetes handlers of the same server block, whose clusters start together.
-        self.group = group if group is not None else [self]
-        self.generation = DependentGeneration(cluster.index)
+        self.group = group if group is not None else StanzaGroup([self])
+        self.generation: DependentGeneration[ClusterIndex | None] = DependentGeneration(cluster.index)
         self.attached = False
         #: Answers built since start (the rest of the queries were served from templates).
         self.built = 0
 
     # --- answering -------------------------------------------------------------------------
 
-    def _template(self, req: Request) -> object | None:
+    def template(self, req: Request) -> Entry:
         q = req.query
-        assert q is not None
         zone = self.zones.match(q.lname)
         if zone is None:
             return PASS
-        if q.qtype in TRANSFERS:
+        if q.qtype in ZONE_TRANSFERS:
             return REFUSED
         index = self.cluster.index
         if index is None:
@@ -89,14 +78,13 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
             gen = self.generation = DependentGeneration(index)
         tpl = gen.templates.get(q.key)
         if tpl is None:
-            tpl = gen.build(q, lambda deps: self._build(req, index, deps, zone))  # type: ignore[attr-defined]
+            tpl = gen.build(q, lambda deps: self._build(req, index, deps, zone))
             self.built += 1
         return tpl
 
     def _build(self, req: Request, index: ClusterIndex, deps: set[DepKey], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
         q = req.query
-        assert q is not None
         if q.qclass != dns.rdataclass.IN:
             return None
         lookup = Lookup(index.view(deps), zone, self.options)
@@ -104,12 +92,6 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         if outcome.name_error and self.cfg.fallthrough.applies(q.lname):
             return None
         return respond(req.message, outcome, lookup.soa(lookup.zone_name))
-
-    def build(self, req: Request, data: ClusterIndex | None, zone: str) -> bytes | None:
-        """MemoryHandler's hook, for callers that build without recording dependencies."""
-        if data is None:
-            return None
-        return self._build(req, data, set(), zone)
 
     def _changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
         """The cluster's data changed: drop the answers that looked at what changed."""
@@ -119,7 +101,7 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         if keys is None:
             self.generation = DependentGeneration(index)
         else:
-            gen.templates.invalidate(keys)  # type: ignore[attr-defined]
+            gen.templates.invalidate(keys)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -145,7 +127,7 @@ class KubernetesHandler(MemoryHandler[ClusterIndex | None]):
         # instead of each waiting out the last one's startup_timeout.
         started = []
         try:
-            for handler in self.group:
+            for handler in self.group.handlers:
                 if not handler.attached:
                     await handler.attach()
                     started.append(handler)

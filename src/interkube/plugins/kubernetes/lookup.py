@@ -30,16 +30,16 @@ import dns.rrset
 
 from interkube.kube.index import IndexView
 from interkube.kube.objects import Port
-from interkube.plugins.kubernetes.records import (
+from interkube.kube.dnsrecords import (
     SCHEMA_TTL,
     Outcome,
     endpoint_hostname,
     soa_rrset,
     srv_weight,
 )
-from interkube.plugins.kubernetes.records import host_type as _host_type
-from interkube.plugins.kubernetes.records import is_ready as _ready
-from interkube.plugins.kubernetes.records import rrset as _rrset
+from interkube.kube.dnsrecords import host_type as _host_type
+from interkube.kube.dnsrecords import is_ready as _ready
+from interkube.kube.dnsrecords import rrset as _rrset
 
 DNS_SCHEMA_VERSION = "1.1.0"
 #: A, AAAA: how many CNAMEs an answer may hold before a chain is cut (as CoreDNS).

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 
 from interkube.kube.labels import EVERYTHING, Selector, SelectorError, parse_selector
-from interkube.plugins import args
-from interkube.plugins import fallthrough as fall
-from interkube.server.corefile.parser import Directive
+from interkube.pkg import args
+from interkube.pkg import fallthrough as fall
+from interkube.corefile.parser import Directive
 
 POD_MODES = ("disabled", "insecure", "verified")
 #: CoreDNS's defaults (plugin/kubernetes): a 5 s TTL (0 to 3600) and 5 s to wait for a first sync.

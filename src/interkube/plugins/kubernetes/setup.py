@@ -21,15 +21,17 @@ from interkube.kube.live import live_source
 from interkube.kube.registry import cluster_registry
 from interkube.kube.shared import shared_source
 from interkube.kube.snapshot import SnapshotSource
-from interkube.plugins.bind.setup import interface_addresses
-from interkube.plugins.kubernetes.handler import KubernetesHandler
+from interkube.pkg.netif import interface_addresses
+from interkube.pkg.shared import Kind
+from interkube.plugins.kubernetes.handler import KubernetesHandler, StanzaGroup
 from interkube.plugins.kubernetes.lookup import Options
 from interkube.plugins.kubernetes.parse import KubernetesConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
-GROUP_KEY = "kubernetes.handlers"
+#: The kubernetes stanzas of one server block (their clusters start together).
+BLOCK_STANZAS = Kind("the kubernetes stanzas of a server block", StanzaGroup)
 
 
 def is_reverse(zone: str) -> bool:
@@ -79,7 +81,7 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
     if primary is None:
         raise ctx.error("needs a zone that is not a reverse zone (PTR answers are named in it)")
     name = cluster_name(cfg, zones)
-    registry = cluster_registry(ctx.services)
+    registry = cluster_registry(ctx.services.shared, ctx.services.metrics)
     filters = Filters(namespaces=cfg.namespaces, selector=cfg.labels, pods=cfg.pods == "verified",
                       endpoints=not cfg.noendpoints)
     if cfg.snapshot:
@@ -105,7 +107,11 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
     options = Options(ttl=cfg.ttl, pods=cfg.pods, endpoint_pod_names=cfg.endpoint_pod_names,
                       ignore_empty_service=cfg.ignore_empty_service, primary_zone=primary,
                       local_ips=local_addresses(ctx.block.bind))
-    group: list[KubernetesHandler] = ctx.block.extra.setdefault(GROUP_KEY, [])
+    group = ctx.block.shared.get_or_create(BLOCK_STANZAS, None, StanzaGroup)
     handler = KubernetesHandler(cfg, zones, options, cluster, registry, ctx.configuration, group)
-    group.append(handler)
+    group.handlers.append(handler)
+    ctx.block.clusters.append(name)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    ctx.readiness(handler.readiness)
     return handler

@@ -2,6 +2,6 @@
 
 from interkube.plugins.loadbalance.parse import parse
 from interkube.plugins.loadbalance.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="loadbalance", parse=parse, setup=setup)

@@ -15,8 +15,8 @@ import dns.message
 import dns.rdatatype
 
 from interkube.dns.wire import answer_records
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 
 _A, _AAAA, _MX = 1, 28, 15
 

@@ -2,7 +2,7 @@
 
 from interkube.plugins.loadbalance.handler import LoadbalanceHandler
 from interkube.plugins.loadbalance.parse import LoadbalanceConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: LoadbalanceConfig, ctx: SetupContext) -> LoadbalanceHandler:

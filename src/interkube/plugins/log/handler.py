@@ -16,8 +16,8 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import HEADER_LEN, RCODE_NXDOMAIN, RCODE_NOERROR, RCODE_SERVFAIL, error_response, name_to_text
 from interkube.errors import DnsError
 from interkube.plugins.log.parse import LogConfig
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.query")
 

@@ -2,7 +2,7 @@
 
 from interkube.plugins.log.handler import LogHandler
 from interkube.plugins.log.parse import LogConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: LogConfig, ctx: SetupContext) -> LogHandler:

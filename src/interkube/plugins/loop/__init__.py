@@ -2,6 +2,6 @@
 
 from interkube.plugins.loop.parse import parse
 from interkube.plugins.loop.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="loop", parse=parse, setup=setup)

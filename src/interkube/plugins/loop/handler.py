@@ -18,9 +18,9 @@ import dns.exception
 import dns.message
 import dns.name
 
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
-from interkube.server.services import Services
+from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.request import Request
+from interkube.plugin.services import Services
 
 log = logging.getLogger("interkube.plugin.loop")
 
@@ -48,7 +48,7 @@ class LoopHandler(Handler):
 
     def fast(self, req: Request) -> bytes | None:
         if not self.done and req.query.lname == self.lname:  # type: ignore[union-attr]
-            return None  # counted on the slow path only, so it is counted once
+            return SLOW  # counted on the slow path only, so it is counted once
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.plugins import args
-from interkube.server.corefile.parser import Directive
+from interkube.pkg import args
+from interkube.corefile.parser import Directive
 
 
 @dataclass(frozen=True)

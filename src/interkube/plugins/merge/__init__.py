@@ -2,6 +2,6 @@
 
 from interkube.plugins.merge.parse import parse
 from interkube.plugins.merge.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="merge", parse=parse, setup=setup, multiple=True)

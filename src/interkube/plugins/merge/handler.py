@@ -20,11 +20,13 @@ from interkube.dns.wire import FLAG_TC
 from interkube.errors import UpstreamError, UpstreamTimeout
 from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
 from interkube.plugins.merge.parse import ClusterDns, MergeConfig
-from interkube.server.metrics import NAMESPACE, Metrics
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.pkg.metrics import NAMESPACE
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.request import Request
 from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream, UpstreamGroup
+from interkube.pkg.shared import Kind
 
 log = logging.getLogger("interkube.plugin.merge")
 
@@ -37,6 +39,9 @@ class MergeStats:
         #: (cluster, reason) -> answers left out of a merge
         self.left_out: dict[tuple[str, str], int] = {}
 
+
+
+MERGE_STATS = Kind('merge statistics', MergeStats)
 
 class _Cluster:
     """One cluster as the hot path needs it: its zone as sent and lower-cased, and its upstream."""
@@ -130,7 +135,7 @@ class MergeHandler(Handler):
 
     def fast(self, req: Request) -> bytes | None:
         if self.zones.match(req.query.lname) is not None:  # type: ignore[union-attr]
-            return None  # needs the network
+            return SLOW  # needs the network
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:

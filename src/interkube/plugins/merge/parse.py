@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.plugins import args
+from interkube.pkg import args
 from interkube.plugins.forward.parse import TlsClientFiles
-from interkube.server.corefile.parser import Directive
+from interkube.corefile.parser import Directive
 from interkube.upstream.address import UpstreamAddr, parse_upstream
 
 POLICIES = ("local-first", "all")

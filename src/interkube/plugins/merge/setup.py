@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from interkube.plugins.forward.parse import TlsClientFiles
-from interkube.plugins.merge.handler import MergeHandler, MergeStats
+from interkube.plugins.merge.handler import MERGE_STATS, MergeHandler, MergeStats
 from interkube.plugins.merge.parse import MergeConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugin.setup import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
 from interkube.upstream.upstream import Upstream, UpstreamGroup
@@ -30,6 +30,9 @@ def setup(cfg: MergeConfig, ctx: SetupContext) -> MergeHandler:
         up = Upstream(addr, max_fails=0, ssl_context=tls_ctx)
         up.stream.log = log  # TLS refusals are reported as merge's
         upstreams.append(up)
-    stats = ctx.services.share(("merge", cfg.zone), MergeStats)
+    stats = ctx.services.shared.get_or_create(MERGE_STATS, cfg.zone, MergeStats)
     watch = follow_rotation(tls, upstreams) if tls is not None else None
-    return MergeHandler(cfg, UpstreamGroup(upstreams, watch), stats, ctx.services.metrics)
+    handler = MergeHandler(cfg, UpstreamGroup(upstreams, watch), stats, ctx.services.metrics)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

@@ -2,6 +2,6 @@
 
 from interkube.plugins.prometheus.parse import parse
 from interkube.plugins.prometheus.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="prometheus", parse=parse, setup=setup)

@@ -8,10 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
 from interkube.errors import DnsError
 from interkube.plugins.prometheus.store import DnsMetrics
-from interkube.server.http import HttpEndpoint
-from interkube.server.metrics import Metrics
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
+from interkube.plugin.http import HttpEndpoint
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 
 
 class PrometheusHandler(Handler):

@@ -2,9 +2,9 @@
 
 from interkube.plugins.prometheus.handler import PrometheusHandler
 from interkube.plugins.prometheus.parse import PrometheusConfig
-from interkube.plugins.prometheus.store import DnsMetrics
-from interkube.server.http import endpoint
-from interkube.server.plugin import SetupContext
+from interkube.plugins.prometheus.store import DNS_METRICS, DnsMetrics
+from interkube.plugin.http import endpoint
+from interkube.plugin.setup import SetupContext
 
 
 def _store(ctx: SetupContext) -> DnsMetrics:
@@ -12,9 +12,12 @@ def _store(ctx: SetupContext) -> DnsMetrics:
         store = DnsMetrics()
         ctx.services.metrics.add_source(store, store.collect)
         return store
-    return ctx.services.share("prometheus:dns", make)
+    return ctx.services.shared.get_or_create(DNS_METRICS, None, make)
 
 
 def setup(cfg: PrometheusConfig, ctx: SetupContext) -> PrometheusHandler:
-    return PrometheusHandler(_store(ctx), endpoint(ctx.services, cfg.address, 9153, ctx), ctx.services.metrics,
-                             ctx.services.worker)
+    handler = PrometheusHandler(_store(ctx), endpoint(ctx.services, cfg.address, 9153, ctx),
+                                ctx.services.metrics, ctx.services.worker)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    return handler

@@ -20,8 +20,9 @@ import dns.rcode
 import dns.rdatatype
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from interkube.server.metrics import DURATION_BUCKETS, NAMESPACE, SIZE_BUCKET_OF, SIZE_BUCKETS
-from interkube.server.request import Request
+from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE, SIZE_BUCKETS, SIZE_BUCKET_OF
+from interkube.plugin.request import Request
+from interkube.pkg.shared import Kind
 
 #: The query types CoreDNS's metrics name; every other type is counted as "other".
 MONITORED_TYPES = ("A", "AAAA", "NS", "PTR", "SRV", "SOA", "CNAME", "MX", "TXT", "DS", "DNSKEY",
@@ -182,3 +183,6 @@ class DnsMetrics:
             for labels, h in table.items():
                 hist.add_metric(list(labels), _cumulative(h[:ns], SIZE_BUCKETS), h[ns])  # type: ignore[arg-type]
             yield hist
+
+
+DNS_METRICS = Kind("the DNS metrics of every server block", DnsMetrics)

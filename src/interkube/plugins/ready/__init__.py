@@ -2,6 +2,6 @@
 
 from interkube.plugins.ready.parse import parse
 from interkube.plugins.ready.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="ready", parse=parse, setup=setup)

@@ -2,6 +2,6 @@
 
 from interkube.plugins.reload.parse import parse
 from interkube.plugins.reload.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="reload", parse=parse, setup=setup)

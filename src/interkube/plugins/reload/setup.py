@@ -1,9 +1,11 @@
-"""Wire `reload`."""
+"""Wire `reload`: a config-only plugin whose timer runs while its configuration does."""
 
-from interkube.plugins.reload.handler import ReloadHandler
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.reload.parse import ReloadConfig
-from interkube.server.plugin import SetupContext
+from interkube.plugins.reload.timer import ReloadTimer
 
 
-def setup(cfg: ReloadConfig, ctx: SetupContext) -> ReloadHandler:
-    return ReloadHandler(cfg, ctx.services)
+def setup(cfg: ReloadConfig, ctx: SetupContext) -> None:
+    timer = ReloadTimer(cfg, ctx.services)
+    ctx.on_startup(timer.start)
+    ctx.on_shutdown(timer.stop)

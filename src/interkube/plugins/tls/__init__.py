@@ -2,6 +2,6 @@
 
 from interkube.plugins.tls.parse import parse
 from interkube.plugins.tls.setup import setup
-from interkube.server.plugin import Plugin
+from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="tls", parse=parse, setup=setup)

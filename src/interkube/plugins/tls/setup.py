@@ -1,16 +1,19 @@
 """Wire `tls`: load the certificate (a mistake is a config error at file:line) for the block's
-tls:// keys, and hand back the handler that keeps re-reading the files."""
+tls:// keys, and keep re-reading the files while the configuration runs (see ServerTls.check).
+
+A config-only plugin: it puts the TLS context into the block's settings and never sees a query.
+"""
 
 from __future__ import annotations
 
-from interkube.plugins.tls.handler import TlsHandler
+from interkube.corefile.keys import TRANSPORT_TLS
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.tls.parse import TlsConfig
-from interkube.server.corefile.keys import TRANSPORT_TLS
-from interkube.server.plugin import SetupContext
 from interkube.tlsutil.contexts import ServerFiles, ServerTls, TlsSetupError
+from interkube.tlsutil.watch import Poller
 
 
-def setup(cfg: TlsConfig, ctx: SetupContext) -> TlsHandler | None:
+def setup(cfg: TlsConfig, ctx: SetupContext) -> None:
     if ctx.transport != TRANSPORT_TLS:
         return None  # the same block's dns:// keys: tls concerns its tls:// keys only
     zone = ctx.zones[0] if ctx.zones else "."
@@ -21,4 +24,11 @@ def setup(cfg: TlsConfig, ctx: SetupContext) -> TlsHandler | None:
     except TlsSetupError as exc:
         raise ctx.error(str(exc)) from None
     ctx.block.tls = server
-    return TlsHandler(server)
+    poller = Poller(server.check, name=server.label)
+
+    async def start() -> None:
+        poller.start()
+
+    ctx.on_startup(start)
+    ctx.on_shutdown(poller.stop)
+    return None

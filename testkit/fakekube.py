@@ -285,7 +285,7 @@ class FakeKube:
 
     def _ensure_pki(self) -> Any:
         if self._pki is None:
-            from interkube.testing.kubeapi import Pki
+            from testkit.kubeapi import Pki
 
             self._tls_dir = tempfile.TemporaryDirectory(prefix="fakekube-tls-")
             self._pki = Pki.create(Path(self._tls_dir.name))

@@ -27,7 +27,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from interkube.testing.peers import PeerProcess, free_udp_tcp_port
+from testkit.peers import PeerProcess, free_udp_tcp_port
 
 _BIND = re.compile(r"^\s*bind\s+(.+)$", re.M)
 _LOOPBACK = {"127.0.0.1", "::1", "lo", "localhost"}

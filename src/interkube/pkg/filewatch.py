@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from interkube.errors import InterkubeError
-from interkube.plugins import args
-from interkube.server.corefile.lexer import Token
+from interkube.pkg import args
+from interkube.corefile.lexer import Token
 
 #: (inode, size, mtime in ns): changes when the file is rewritten in place or replaced by a
 #: rename, which is how ConfigMap volumes and most editors update files.

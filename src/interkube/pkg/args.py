@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterable, Iterator
 
 from interkube.errors import ConfigError
-from interkube.server.corefile.keys import normalize_zone, reverse_zones
-from interkube.server.corefile.lexer import Token
-from interkube.server.corefile.parser import Directive
+from interkube.corefile.keys import normalize_zone, reverse_zones
+from interkube.corefile.lexer import Token
+from interkube.corefile.parser import Directive
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

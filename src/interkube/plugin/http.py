@@ -11,11 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from interkube.errors import ListenerError
+from interkube.pkg.shared import Kind
+from interkube.plugin.services import Services
+
+if TYPE_CHECKING:
+    from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.server")
 
@@ -106,7 +111,10 @@ class HttpEndpoint:
                     self._runner = self._site = None
 
 
-def endpoint(services: Any, address: str, default_port: int, where: Any) -> HttpEndpoint:
+HTTP_ENDPOINT = Kind("HTTP endpoint", HttpEndpoint)
+
+
+def endpoint(services: Services, address: str, default_port: int, where: SetupContext) -> HttpEndpoint:
     """The shared endpoint for ``address`` (``where`` is a SetupContext for errors)."""
     try:
         host, port = parse_http_address(address, default_port)
@@ -116,7 +124,7 @@ def endpoint(services: Any, address: str, default_port: int, where: Any) -> Http
         # Port 0 (tests): an ephemeral port of its own; the plugin reports which it got.
         ep = HttpEndpoint(host, port)
     else:
-        ep = services.share(("http", host, port), lambda: HttpEndpoint(host, port))
-    worker = getattr(services, "worker", None)
+        ep = services.shared.get_or_create(HTTP_ENDPOINT, (host, port), lambda: HttpEndpoint(host, port))
+    worker = services.worker
     ep.disabled = worker is not None and not worker.serves_http
     return ep

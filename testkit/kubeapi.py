@@ -42,7 +42,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
-from interkube.testing.peers import PeerFailed, PeerProcess, free_port
+from testkit.peers import PeerFailed, PeerProcess, free_port
 
 #: Service ClusterIP ranges given to the API server: dual-stack, private ranges (RFC 1918 and
 #: an RFC 4193 ULA). They are only values written into Service objects; nothing ever sends a

@@ -18,10 +18,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from interkube import __version__
-
-NAMESPACE = "interkube"
-
-Source = Callable[[], Iterable[Metric]]
+from interkube.pkg.metrics import NAMESPACE, Source
 
 # `*_created` series double every counter for no use to DNS dashboards (CoreDNS has none).
 disable_created_metrics()
@@ -66,23 +63,3 @@ class Metrics:
 
     def remove_source(self, owner: Any) -> None:
         self.sources.pop(owner, None)
-
-
-#: Bucket bounds as CoreDNS uses them (plugin/pkg/... ExponentialBuckets and size buckets).
-DURATION_BUCKETS: tuple[float, ...] = tuple(0.00025 * 2 ** i for i in range(16))
-SIZE_BUCKETS: tuple[float, ...] = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000,
-                                   48000, 64000)
-
-
-def _size_table() -> bytes:
-    """size -> bucket index for every size a DNS message can have: one byte lookup per query."""
-    table = bytearray(65536)
-    b = 0
-    for n in range(65536):
-        while b < len(SIZE_BUCKETS) and n > SIZE_BUCKETS[b]:
-            b += 1
-        table[n] = b
-    return bytes(table)
-
-
-SIZE_BUCKET_OF = _size_table()

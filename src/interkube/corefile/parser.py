@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from interkube.errors import ConfigError
-from interkube.server.corefile.lexer import Token, tokenize
+from interkube.corefile.lexer import Token, tokenize
 
 #: How deep imports may nest before we call it a cycle (Caddy uses the same bound).
 MAX_IMPORT_DEPTH = 10

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from interkube.plugins.ready.parse import ReadyConfig
-from interkube.server.http import HttpEndpoint
-from interkube.server.plugin import Handler
-from interkube.server.request import Request
-from interkube.server.services import Services
+from interkube.plugin.http import HttpEndpoint
+from interkube.plugin.services import Services
 
 
-class ReadyHandler(Handler):
-    plugin = "ready"
+class Ready:
+    """One `ready` directive's route on the shared endpoint."""
 
-    def __init__(self, cfg: ReadyConfig, endpoint: HttpEndpoint, services: Services) -> None:
-        self.cfg = cfg
+    def __init__(self, endpoint: HttpEndpoint, services: Services) -> None:
         self.endpoint = endpoint
         self.services = services
-
-    def fast(self, req: Request) -> bytes | None:
-        return self.next.fast(req)
-
-    async def serve(self, req: Request) -> bytes:
-        return await self.next.serve(req)
 
     async def _ready(self, request: web.Request) -> web.Response:
         missing = self.services.not_ready()

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import dns.message
 import dns.name
 
 from interkube.dns.wire import Query
 
-if TYPE_CHECKING:
-    from interkube.server.dispatch import Route
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    """The server block zone a query was routed to, as logs and metrics name it.
+
+    Compared and hashed by identity (eq=False): metrics key their counts on the route, and a
+    dataclass's generated __hash__ would hash every field in Python on each query.
+    """
+
+    zone: str
+    server: str      # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
+
+
+#: The route of a request the dispatcher has not matched to a zone yet.
+UNROUTED = Route(".", "")
 
 
 class Request:
     """A query as a chain sees it.
 
-    ``query`` is always set by the time a handler runs (the dispatcher normalises odd but valid
-    queries so that the fast parser accepts them). ``message`` parses with dnspython on first
-    use, so the fast path never pays for it.
+    Only admitted queries become requests: ``query`` is what the fast parser read (the
+    dispatcher normalises odd but valid queries so that it can). ``message`` parses with
+    dnspython on first use, so the fast path never pays for it.
     """
 
     __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
                  "meta", "answered_by")
 
-    def __init__(self, wire: bytes, query: Query | None, client: tuple[Any, ...], proto: str,
+    def __init__(self, wire: bytes, query: Query, client: tuple[Any, ...], proto: str,
                  local: tuple[Any, ...] | None = None) -> None:
         self.wire = wire
         self.query = query
         self.client = client
         self.proto = proto          # "udp", "tcp" or "tls"
         self.local = local
-        self.route: Route | None = None
+        self.route = UNROUTED
         self.started = time.monotonic()
         self._message: dns.message.Message | None = None
         self.meta: dict[str, Any] | None = None
@@ -58,17 +72,16 @@ class Request:
 
     @property
     def qtype(self) -> int:
-        assert self.query is not None
         return self.query.qtype
 
     @property
     def zone(self) -> str:
         """The server block zone that matched (for logs and metrics)."""
-        return self.route.zone if self.route is not None else "."
+        return self.route.zone
 
     @property
     def server(self) -> str:
-        return self.route.server if self.route is not None else ""
+        return self.route.server
 
     @property
     def family(self) -> int:

@@ -14,7 +14,7 @@ import dns.name
 import dns.reversename
 
 from interkube.errors import ConfigError
-from interkube.server.corefile.lexer import Token
+from interkube.corefile.lexer import Token
 
 TRANSPORT_DNS = "dns"
 TRANSPORT_TLS = "tls"

@@ -8,10 +8,13 @@ reported for the whole server.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from interkube.server.metrics import Metrics
+from interkube.pkg.shared import SharedObjects
+from interkube.plugin.metrics import Metrics
 
+if TYPE_CHECKING:
+    from interkube.plugin.setup import ReadinessCheck
 
 def _raise_fatal(message: str) -> None:
     raise SystemExit(message)
@@ -19,14 +22,13 @@ def _raise_fatal(message: str) -> None:
 
 class Services:
     def __init__(self) -> None:
-        #: Prometheus registry and the plugins' metric sources (see interkube.server.metrics).
+        #: Prometheus registry and the plugins' metric sources (see interkube.plugin.metrics).
         self.metrics = Metrics()
-        #: Objects that plugins share across server blocks, keyed by what they are
-        #: (e.g. ("http", "127.0.0.1:8080")).
-        self.shared: dict[Any, Any] = {}
-        #: The handlers of the configuration being served now (set by the Server at start and at
-        #: every reload); `ready` asks them.
-        self.current_handlers: Callable[[], list[Any]] = lambda: []
+        #: Objects that plugins share across server blocks and reloads.
+        self.shared = SharedObjects()
+        #: The readiness checks of the configuration being served now (set by the Server at
+        #: start and at every reload); `ready` asks them.
+        self.current_readiness: Callable[[], list[ReadinessCheck]] = lambda: []
         #: True while shutting down in lameduck (health's option): `ready` says not ready.
         self.lameduck = False
         #: Called by a plugin that finds the server must not run (loop detection); the Server
@@ -37,22 +39,36 @@ class Services:
         #: SHA512 of the configuration being served (reload compares the file's against it).
         self.current_digest: Callable[[], str] = lambda: ""
         #: Set in a multi-worker server (see interkube.server.workers): which worker this is.
-        self.worker: Any = None
+        self.worker: WorkerInfo | None = None
         #: SHA512 of the configuration as it is on disk now (see Server.digest_on_disk).
         self.digest_on_disk: Callable[[], str] = lambda: ""
-
-    def share(self, key: Any, factory: Callable[[], Any]) -> Any:
-        """The shared object for ``key``, created by ``factory`` on first use."""
-        obj = self.shared.get(key)
-        if obj is None:
-            obj = self.shared[key] = factory()
-        return obj
 
     def not_ready(self) -> list[str]:
         """Names of the parts of the running configuration that are not ready, sorted."""
         missing: set[str] = set()
-        for handler in self.current_handlers():
-            for name, ok in handler.readiness().items():
+        for check in self.current_readiness():
+            for name, ok in check().items():
                 if not ok:
                     missing.add(name)
         return sorted(missing)
+
+
+class WorkerInfo(Protocol):
+    """What a worker of a multi-worker server knows of itself and its siblings (implemented by
+    interkube.server.workers.WorkerContext)."""
+
+    index: int
+    count: int
+    socket_dir: str
+    #: Worker 0 alone watches the clusters' APIs and feeds the others (kube.shared).
+    shared_watch: bool
+
+    @property
+    def serves_http(self) -> bool:
+        """Only worker 0 serves health, ready and metrics."""
+
+    async def gather_metrics(self, own: bytes) -> bytes:
+        """``own`` exposition merged with every sibling's."""
+
+
+__all__ = ["Services", "WorkerInfo"]

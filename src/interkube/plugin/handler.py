@@ -1,0 +1,69 @@
+"""The query chain: a handler knows the next one (``self.next``) and answers on two paths.
+
+* ``fast(req) -> bytes | None`` runs synchronously inside the socket callback. A handler that
+  can answer from memory returns the response; one that has nothing to say passes the query on,
+  which is what the base class does. A handler that has to wait for anything (an upstream, a
+  lock) returns :data:`SLOW`, and the whole chain then runs again on the slow path. The fast
+  path therefore has no side effects until a handler commits to an answer, and log/metrics
+  handlers record only answers that came back.
+* ``async serve(req) -> bytes`` is the general path; it may await upstreams and may raise a
+  :class:`~interkube.errors.DnsError` (an ``errors`` handler earlier in the chain logs it; the
+  server turns it into SERVFAIL).
+
+Responses are wire bytes throughout: upstream answers pass through untouched, and answers built
+from memory are pre-encoded templates (see :mod:`interkube.dns.wire`). Empty bytes mean "send
+nothing" (acl's drop).
+
+A handler does only this. Work that lives beside the queries (timers, watches, endpoints) is
+started and stopped by hooks its setup registers (see :mod:`interkube.plugin.setup`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+from interkube.dns.wire import RCODE_SERVFAIL, error_response
+from interkube.plugin.request import Request
+
+#: What ``fast()`` returns to ask for the slow path ("I must wait; call my serve()").
+SLOW: Final = None
+
+
+class Handler:
+    """Base class of every handler in a chain: passes every query to the next one."""
+
+    #: The plugin name; used in logs, metrics ("plugin" label) and readiness.
+    plugin: ClassVar[str] = ""
+    next: Handler
+
+    def fast(self, req: Request) -> bytes | None:
+        """Answer synchronously from memory, return SLOW for the slow path, or pass on."""
+        return self.next.fast(req)
+
+    async def serve(self, req: Request) -> bytes:
+        """Answer the request (the general path)."""
+        return await self.next.serve(req)
+
+
+class Terminal(Handler):
+    """The end of every chain: a query that no handler answered gets SERVFAIL, as in CoreDNS."""
+
+    plugin = "chain"
+
+    def fast(self, req: Request) -> bytes:
+        return error_response(req.wire, RCODE_SERVFAIL, req.query)
+
+    async def serve(self, req: Request) -> bytes:
+        return self.fast(req)
+
+
+def link(handlers: list[Handler]) -> Handler:
+    """Chain handlers in order and return the head; the last one's next is a Terminal."""
+    nxt: Handler = Terminal()
+    for h in reversed(handlers):
+        h.next = nxt
+        nxt = h
+    return nxt
+
+
+__all__ = ["SLOW", "Handler", "Terminal", "link"]

@@ -1,0 +1,136 @@
+"""A plugin's registration and what its setup may see and touch.
+
+A plugin is three functions' worth of work, as in CoreDNS: ``parse`` (a directive's tokens to a
+frozen config, no I/O), ``setup`` (config to a handler, or to nothing for a config-only plugin
+such as bind or health) and the handler itself. Setup wires; it also registers the lifecycle
+hooks of whatever runs beside the queries (CoreDNS's ``OnStartup``/``OnShutdown``):
+
+* ``on_startup``: awaited before the configuration serves. The hooks of every directive run at
+  once (a cluster's first sync should overlap another's), one directive's in order.
+* ``on_shutdown``: awaited once when the configuration stops (a reload replaced it, or the
+  process ends), for every directive whose startup hooks all completed.
+* ``on_serving``: awaited once the configuration answers queries (its sockets are bound).
+* ``on_final_shutdown``: awaited, all at once, when the process is asked to end, while the
+  server still answers (health's lameduck); not on reload.
+* ``readiness``: a check that names the parts that must be ready before the server is
+  (what ``ready`` reports).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from interkube.corefile.parser import Directive
+from interkube.errors import ConfigError
+from interkube.plugin.handler import Handler
+from interkube.pkg.shared import SharedObjects
+from interkube.plugin.services import Services
+from interkube.tlsutil.contexts import ServerTls
+
+ConfigT = TypeVar("ConfigT")
+
+Hook = Callable[[], Awaitable[None]]
+#: Named parts and whether each is ready (e.g. {"kubernetes:east": False}).
+ReadinessCheck = Callable[[], dict[str, bool]]
+
+
+@dataclass
+class BlockSettings:
+    """Server-block properties that config-only plugins (bind, tls, ...) set during setup."""
+
+    bind: tuple[str, ...] = ()          # addresses to listen on; empty = all interfaces
+    bind_except: tuple[str, ...] = ()
+    tls: ServerTls | None = None        # the TLS server side of tls:// keys
+    #: The clusters this block's kubernetes stanzas serve, by name, in Corefile order.
+    clusters: list[str] = field(default_factory=list)
+    #: Objects the directives of one block share (see SharedObjects).
+    shared: SharedObjects = field(default_factory=SharedObjects)
+
+
+@dataclass
+class Hooks:
+    """The lifecycle hooks one directive's setup registered (see the module docstring)."""
+
+    plugin: str
+    startup: list[Hook] = field(default_factory=list)
+    shutdown: list[Hook] = field(default_factory=list)
+    serving: list[Hook] = field(default_factory=list)
+    final_shutdown: list[Hook] = field(default_factory=list)
+    readiness: list[ReadinessCheck] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for hook in self.startup:
+            await hook()
+
+    async def stop(self) -> None:
+        for hook in reversed(self.shutdown):
+            await hook()
+
+
+@dataclass
+class SetupContext:
+    """What setup may see and touch: the block's zones and settings, the process services."""
+
+    zones: tuple[str, ...]              # the server block's zones, fully qualified, lower case
+    port: int
+    transport: str
+    corefile: str
+    block: BlockSettings
+    services: Services
+    directive: Directive | None = None
+    #: The configuration being built (the same object for every block and directive of one
+    #: Corefile load), for plugins that must tell their siblings from a previous configuration.
+    configuration: object = None
+    hooks: Hooks = field(default_factory=lambda: Hooks(""))
+
+    @property
+    def server_label(self) -> str:
+        """The `server` label of this block's metrics, as CoreDNS writes it: dns://:53."""
+        host = self.block.bind[0] if self.block.bind else ""
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.transport}://{host}:{self.port}"
+
+    def error(self, message: str) -> ConfigError:
+        """A ConfigError at the directive being set up."""
+        if self.directive is None:
+            return ConfigError(message)
+        return self.directive.error(message)
+
+    def logger(self, plugin: str) -> logging.Logger:
+        return logging.getLogger(f"interkube.plugin.{plugin}")
+
+    # --- lifecycle hooks -------------------------------------------------------------------
+
+    def on_startup(self, hook: Hook) -> None:
+        self.hooks.startup.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        self.hooks.shutdown.append(hook)
+
+    def on_serving(self, hook: Hook) -> None:
+        self.hooks.serving.append(hook)
+
+    def on_final_shutdown(self, hook: Hook) -> None:
+        self.hooks.final_shutdown.append(hook)
+
+    def readiness(self, check: ReadinessCheck) -> None:
+        self.hooks.readiness.append(check)
+
+
+@dataclass(frozen=True)
+class Plugin(Generic[ConfigT]):
+    """A plugin's registration: its name, its pure parser and its setup."""
+
+    name: str
+    parse: Callable[[Directive], ConfigT]
+    setup: Callable[[ConfigT, SetupContext], Handler | None]
+    #: May appear more than once in a server block (e.g. one `kubernetes` stanza per cluster).
+    multiple: bool = False
+    doc: str = ""
+
+
+__all__ = ["BlockSettings", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]
