@@ -24,6 +24,9 @@ from interkube.kube.objects import Service
 
 A, AAAA, SOA = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA
 IN = dns.rdataclass.IN
+#: CoreDNS's answer TTL for cluster data (plugin/kubernetes): 5 s by default, 0 to 3600.
+DEFAULT_TTL = 5
+MAX_TTL = 3600
 #: CoreDNS answers dns-version.<zone> with this TTL, whatever the `ttl` option says.
 SCHEMA_TTL = 28800
 #: The SOA TTL is the `ttl` option, but at most this (CoreDNS's backend).

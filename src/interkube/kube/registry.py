@@ -46,6 +46,7 @@ different sources.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -170,6 +171,10 @@ class ClusterRegistry:
             relists.add_metric([name], stats.relists)
         yield from (age, synced, restarts, skipped, relists)
 
+
+#: What a cluster may be called: what a metric label, a readiness line and an MCS cluster ID can
+#: all carry (letters, digits, '-', '_' and '.').
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 CLUSTER_REGISTRY = Kind("cluster registry", ClusterRegistry)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from interkube.errors import ConfigError
 from interkube.corefile.keys import normalize_zone, reverse_zones
@@ -131,3 +132,24 @@ def optional_address(d: Directive, default: str) -> str:
     a = nargs(d, 0, 1)
     no_block(d)
     return a[0].text if a else default
+
+
+@dataclass(frozen=True)
+class TlsClientFiles:
+    """A client's `tls [CERT KEY] [CA]` option: its certificate and key, and the CA it trusts
+    (None: the system's)."""
+
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+
+
+def tls_client_files(opt: Directive) -> TlsClientFiles:
+    """Parse ``tls``, ``tls CA``, ``tls CERT KEY`` or ``tls CERT KEY CA`` (forward's form)."""
+    t = [tok.text for tok in nargs(opt, 0, 3)]
+    no_block(opt)
+    if len(t) == 1:
+        return TlsClientFiles(ca=t[0])
+    if len(t) >= 2:
+        return TlsClientFiles(cert=t[0], key=t[1], ca=t[2] if len(t) == 3 else None)
+    return TlsClientFiles()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.plugins.kubernetes.parse import CLUSTER_NAME, DEFAULT_TTL, MAX_TTL
+from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
+from interkube.kube.registry import CLUSTER_NAME
 from interkube.corefile.parser import Directive
 
 POLICIES = ("local-first", "all")

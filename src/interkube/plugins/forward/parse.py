@@ -25,13 +25,6 @@ class UpstreamSpec:
 
 
 @dataclass(frozen=True)
-class TlsClientFiles:
-    cert: str | None = None
-    key: str | None = None
-    ca: str | None = None
-
-
-@dataclass(frozen=True)
 class ForwardConfig:
     from_zones: tuple[str, ...]
     to: tuple[UpstreamSpec, ...]
@@ -45,7 +38,7 @@ class ForwardConfig:
     max_concurrent: int = 0
     failfast_all_unhealthy: bool = False
     next_rcodes: frozenset[int] = frozenset()
-    tls: TlsClientFiles | None = None
+    tls: args.TlsClientFiles | None = None
     tls_servername: str | None = None
 
 
@@ -111,15 +104,7 @@ def parse(d: Directive) -> ForwardConfig:
                     raise tok.error(f"next: unknown rcode {tok.text!r}") from None
             opts["next_rcodes"] = frozenset(codes)
         elif name == "tls":
-            t = args.nargs(opt, 0, 3)
-            if len(t) == 0:
-                opts["tls"] = TlsClientFiles()
-            elif len(t) == 1:
-                opts["tls"] = TlsClientFiles(ca=t[0].text)
-            elif len(t) == 2:
-                opts["tls"] = TlsClientFiles(cert=t[0].text, key=t[1].text)
-            else:
-                opts["tls"] = TlsClientFiles(cert=t[0].text, key=t[1].text, ca=t[2].text)
+            opts["tls"] = args.tls_client_files(opt)
         elif name == "tls_servername":
             opts["tls_servername"] = args.nargs(opt, 1, 1)[0].text
         else:

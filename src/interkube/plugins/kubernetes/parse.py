@@ -5,19 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
+from interkube.kube.registry import CLUSTER_NAME
 from interkube.kube.labels import EVERYTHING, Selector, SelectorError, parse_selector
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
 from interkube.corefile.parser import Directive
 
 POD_MODES = ("disabled", "insecure", "verified")
-#: CoreDNS's defaults (plugin/kubernetes): a 5 s TTL (0 to 3600) and 5 s to wait for a first sync.
-DEFAULT_TTL = 5
-MAX_TTL = 3600
+#: CoreDNS's default (plugin/kubernetes): 5 s to wait for a first sync.
 DEFAULT_STARTUP_TIMEOUT = 5.0
-#: A name given with `cluster`: what a metric label, a readiness line and an MCS cluster ID can
-#: all carry (letters, digits, '-', '_' and '.').
-CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 #: CoreDNS options this build does not implement, and what to say about each.
 NOT_SUPPORTED = {

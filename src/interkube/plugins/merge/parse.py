@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interkube.pkg import args
-from interkube.plugins.forward.parse import TlsClientFiles
 from interkube.corefile.parser import Directive
 from interkube.upstream.address import UpstreamAddr, parse_upstream
 
@@ -29,7 +28,7 @@ class MergeConfig:
     timeout: float = DEFAULT_TIMEOUT
     local: str | None = None
     policy: str = "all"
-    tls: TlsClientFiles | None = None
+    tls: args.TlsClientFiles | None = None
     tls_servername: str | None = None
 
 
@@ -61,9 +60,7 @@ def parse(d: Directive) -> MergeConfig:
                 raise tok.error(f"policy: unknown policy {tok.text!r} (expected {', '.join(POLICIES)})")
             opts["policy"] = tok.text
         elif opt.name == "tls":
-            t = [x.text for x in args.nargs(opt, 0, 3)]
-            opts["tls"] = (TlsClientFiles() if not t else TlsClientFiles(ca=t[0]) if len(t) == 1
-                           else TlsClientFiles(cert=t[0], key=t[1], ca=t[2] if len(t) == 3 else None))
+            opts["tls"] = args.tls_client_files(opt)
         elif opt.name == "tls_servername":
             opts["tls_servername"] = args.nargs(opt, 1, 1)[0].text
         else:

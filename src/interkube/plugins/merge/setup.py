@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interkube.plugins.forward.parse import TlsClientFiles
+from interkube.pkg.args import TlsClientFiles
 from interkube.plugins.merge.handler import MERGE_STATS, MergeHandler, MergeStats
 from interkube.plugins.merge.parse import MergeConfig
 from interkube.plugin.setup import SetupContext
