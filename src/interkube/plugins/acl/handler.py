@@ -84,8 +84,8 @@ class AclHandler(Handler):
 
     def fast(self, req: Request) -> bytes | None:
         q = req.query
-        if self.zones.match(q.lname) is not None:  # type: ignore[union-attr]
-            action = self.decide(req.client[0], q.qtype)  # type: ignore[union-attr]
+        if self.zones.match(q.lname) is not None:
+            action = self.decide(req.client[0], q.qtype)
             if action != ALLOW:
                 return self._refusal(req, action)
             resp = self.next.fast(req)
@@ -96,8 +96,8 @@ class AclHandler(Handler):
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
-        if self.zones.match(q.lname) is not None:  # type: ignore[union-attr]
-            action = self.decide(req.client[0], q.qtype)  # type: ignore[union-attr]
+        if self.zones.match(q.lname) is not None:
+            action = self.decide(req.client[0], q.qtype)
             if action != ALLOW:
                 return self._refusal(req, action)
             self.stats.allowed += 1

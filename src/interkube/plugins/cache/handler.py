@@ -110,7 +110,7 @@ class CacheHandler(Handler):
                 self.hits[e.kind] += 1
                 if self.prefetch_amount:
                     self._count_for_prefetch(e, req, now)
-                return e.tpl.render(q)  # type: ignore[arg-type]
+                return e.tpl.render(q)
             return self._fast_aged(e, req, now)
         return self._fast_miss(req, None)
 
@@ -140,7 +140,7 @@ class CacheHandler(Handler):
         if resp is None:
             return None  # nothing counted or stored: the slow path runs the chain again
         q = req.query
-        if not self._covers(q):  # type: ignore[arg-type]
+        if not self._covers(q):
             return resp
         self.stats.misses += 1
         out = self._store(req, resp, self.clock())
@@ -152,7 +152,6 @@ class CacheHandler(Handler):
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
-        assert q is not None
         if not self._covers(q):
             return await self.next.serve(req)
         now = self.clock()
@@ -183,7 +182,7 @@ class CacheHandler(Handler):
             self.stats.misses += 1
             fresh = self.entries.get(e.key)
             if fresh is not None and fresh is not e:
-                return self._current(fresh, self.clock()).render(req.query)  # type: ignore[arg-type]
+                return self._current(fresh, self.clock()).render(req.query)
             return resp
         return self._serve_stale(e, req, self.clock(), refresh=False)
 
@@ -194,7 +193,7 @@ class CacheHandler(Handler):
         self.hits[e.kind] += 1
         if self.prefetch_amount:
             self._count_for_prefetch(e, req, now)
-        return self._current(e, now).render(req.query)  # type: ignore[arg-type]
+        return self._current(e, now).render(req.query)
 
     @staticmethod
     def _current(e: Entry, now: float) -> Template:
@@ -213,7 +212,7 @@ class CacheHandler(Handler):
         self.stats.served_stale += 1
         if refresh and now >= e.failed_until:
             self._refresh(req, prefetch=False)
-        return e.stale.render(req.query)  # type: ignore[arg-type]
+        return e.stale.render(req.query)
 
     def _count_for_prefetch(self, e: Entry, req: Request, now: float) -> None:
         """CoreDNS's popularity rule: AMOUNT hits with no gap of DURATION, TTL under PERCENTAGE."""
@@ -240,7 +239,6 @@ class CacheHandler(Handler):
     def _store(self, req: Request, resp: bytes, now: float) -> bytes:
         """Keep ``resp`` if it may be cached; return what to send (TTLs set to the lifetime)."""
         q = req.query
-        assert q is not None
         a = analyse(resp, q)
         if a is None:
             return resp
@@ -288,7 +286,7 @@ class CacheHandler(Handler):
 
     def _refresh(self, req: Request, *, prefetch: bool) -> "asyncio.Task[bytes | None]":
         """The refresh of ``req``'s key: the one in flight, or a new one on a copy of ``req``."""
-        key = req.query.key  # type: ignore[union-attr]
+        key = req.query.key
         task = self.refreshing.get(key)
         if task is not None:
             return task
@@ -306,7 +304,7 @@ class CacheHandler(Handler):
             del self.refreshing[key]
 
     async def _run_refresh(self, req: Request) -> bytes | None:
-        key = req.query.key  # type: ignore[union-attr]
+        key = req.query.key
         old = self.entries.get(key)
         try:
             resp = await self.next.serve(req)

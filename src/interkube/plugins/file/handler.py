@@ -77,7 +77,6 @@ class FileHandler(MemoryHandler[Zones]):
 
     def build(self, req: Request, data: Zones, zone: str) -> bytes | None:
         q = req.query
-        assert q is not None
         if q.qclass != dns.rdataclass.IN:
             return None
         if q.qtype in _TRANSFERS:

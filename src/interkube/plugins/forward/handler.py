@@ -61,13 +61,12 @@ class ForwardHandler(Handler):
         return self.from_zones.match(lname) is not None and self.except_zones.match(lname) is None
 
     def fast(self, req: Request) -> bytes | None:
-        if self.matches(req.query.lname):  # type: ignore[union-attr]
+        if self.matches(req.query.lname):
             return SLOW  # needs the network
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
-        assert q is not None
         if not self.matches(q.lname):
             return await self.next.serve(req)
         cfg = self.cfg
@@ -100,7 +99,7 @@ class ForwardHandler(Handler):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUERY_DEADLINE
         # The lower-cased question section, which answers are matched against.
-        question = req.wire[12:req.query.question_end].lower()  # type: ignore[union-attr]
+        question = req.wire[12:req.query.question_end].lower()
         candidates = [u for u in self.order() if not u.down]
         if not candidates:
             self.stats.no_healthy += 1

@@ -51,7 +51,6 @@ class HostsHandler(MemoryHandler[HostsData]):
 
     def build(self, req: Request, data: HostsData, zone: str) -> bytes | None:
         q = req.query
-        assert q is not None
         if q.qclass != dns.rdataclass.IN:
             return None
         qname = req.qname

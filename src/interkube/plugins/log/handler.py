@@ -49,9 +49,9 @@ def _duration(req: Request, resp: bytes, d: float) -> str:
 
 
 FIELDS: dict[str, Field] = {
-    "type": lambda r, s, d: _text(dns.rdatatype.to_text, r.query.qtype),  # type: ignore[union-attr]
-    "class": lambda r, s, d: _text(dns.rdataclass.to_text, r.query.qclass),  # type: ignore[union-attr]
-    "name": lambda r, s, d: name_to_text(r.wire[HEADER_LEN:r.query.qname_end]),  # type: ignore[union-attr]
+    "type": lambda r, s, d: _text(dns.rdatatype.to_text, r.query.qtype),
+    "class": lambda r, s, d: _text(dns.rdataclass.to_text, r.query.qclass),
+    "name": lambda r, s, d: name_to_text(r.wire[HEADER_LEN:r.query.qname_end]),
     "proto": lambda r, s, d: "tcp" if r.proto == "tls" else r.proto,
     "remote": _remote,
     "port": lambda r, s, d: str(r.client[1]),
@@ -61,8 +61,8 @@ FIELDS: dict[str, Field] = {
     "duration": _duration,
     ">id": lambda r, s, d: str((r.wire[0] << 8) | r.wire[1]),
     ">opcode": lambda r, s, d: _text(dns.opcode.to_text, (r.wire[2] >> 3) & 0x0F),
-    ">do": lambda r, s, d: "true" if r.query.do else "false",  # type: ignore[union-attr]
-    ">bufsize": lambda r, s, d: str(r.query.payload if r.query.edns else 512),  # type: ignore[union-attr]
+    ">do": lambda r, s, d: "true" if r.query.do else "false",
+    ">bufsize": lambda r, s, d: str(r.query.payload if r.query.edns else 512),
     ">rflags": _rflags,
     "zone": lambda r, s, d: r.zone,
     "server": lambda r, s, d: r.server,
@@ -106,7 +106,7 @@ class LogHandler(Handler):
         self.every_class = "all" in cfg.classes
 
     def _emit(self, req: Request, resp: bytes) -> None:
-        if self.names.match(req.query.lname) is None:  # type: ignore[union-attr]
+        if self.names.match(req.query.lname) is None:
             return
         if not self.every_class and classify(resp) not in self.cfg.classes:
             return

@@ -47,12 +47,12 @@ class LoopHandler(Handler):
         self.done = False
 
     def fast(self, req: Request) -> bytes | None:
-        if not self.done and req.query.lname == self.lname:  # type: ignore[union-attr]
+        if not self.done and req.query.lname == self.lname:
             return SLOW  # counted on the slow path only, so it is counted once
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:
-        if not self.done and req.query.lname == self.lname:  # type: ignore[union-attr]
+        if not self.done and req.query.lname == self.lname:
             self.seen += 1
             if self.seen >= LOOP_THRESHOLD:
                 self.done = True

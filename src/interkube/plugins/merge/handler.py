@@ -134,13 +134,12 @@ class MergeHandler(Handler):
         self.group = upstreams
 
     def fast(self, req: Request) -> bytes | None:
-        if self.zones.match(req.query.lname) is not None:  # type: ignore[union-attr]
+        if self.zones.match(req.query.lname) is not None:
             return SLOW  # needs the network
         return self.next.fast(req)
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
-        assert q is not None
         if self.zones.match(q.lname) is None:
             return await self.next.serve(req)
         self.stats.requests += 1

@@ -118,7 +118,7 @@ class DnsMetrics:
             plugin = self._plugin_index(req.answered_by)
         lw = len(req.wire)
         lr = len(resp)
-        key = ((TYPE_SLOT[req.query.qtype] << 40) | ((resp[3] & 0x0F) << 32) | (plugin << 24)  # type: ignore[union-attr]
+        key = ((TYPE_SLOT[req.query.qtype] << 40) | ((resp[3] & 0x0F) << 32) | (plugin << 24)
                | (_PROTOS[req.proto] << 22) | ((len(req.client) == 4) << 21)
                | (SIZE_BUCKET_OF[lw] << 16) | (SIZE_BUCKET_OF[lr] << 8)
                | (0 if d <= _FIRST_BOUND else bisect_left(DURATION_BUCKETS, d)))
