@@ -37,7 +37,8 @@ from interkube.kube.objects import (
     identity_from_dict,
     identity_from_json,
 )
-from interkube.pkg.filewatch import Stamp, Ticker, stamp
+from interkube.pkg.filewatch import Stamp, stamp
+from interkube.pkg.ticker import Ticker
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 

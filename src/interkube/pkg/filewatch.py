@@ -1,33 +1,24 @@
-"""Files read again when they change: a cheap stamp, the read, and a task that checks.
+"""Files read again when they change: a cheap stamp and the read.
 
 Shared by *file* and *hosts* (both poll their file, as CoreDNS does, rather than rely on inotify,
-which misses Kubernetes ConfigMap updates made by swapping a symlink).
+which misses Kubernetes ConfigMap updates made by swapping a symlink); the polling itself is
+:class:`interkube.pkg.ticker.Ticker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from interkube.errors import InterkubeError
-from interkube.pkg import args
-from interkube.corefile.lexer import Token
 
 #: (inode, size, mtime in ns): changes when the file is rewritten in place or replaced by a
 #: rename, which is how ConfigMap volumes and most editors update files.
 Stamp = tuple[int, int, int]
 T = TypeVar("T")
-
-
-def interval(tok: Token) -> float:
-    """A `reload` option's value in seconds: a Go duration, 0 to disable.
-
-    """
-    return args.duration(tok)
 
 
 def stamp(path: str) -> Stamp:
@@ -81,37 +72,3 @@ class WatchedFile(Generic[T]):
         except InterkubeError as exc:
             self.log.error("not reloading %s: %s", self.path, exc)
         return None
-
-
-class Ticker:
-    """Awaits ``tick()`` every ``interval`` seconds until stopped; 0 means never."""
-
-    def __init__(self, interval: float, tick: Callable[[], Awaitable[None]],
-                 log: logging.Logger) -> None:
-        self.interval = interval
-        self.tick = tick
-        self.log = log
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None
-
-    def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception:  # a bug in one check must not end reloading for good
-                self.log.exception("reload check failed")

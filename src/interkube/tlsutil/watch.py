@@ -8,43 +8,28 @@ the watched path), and costs a few small reads per interval.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
+from interkube.pkg.ticker import Ticker
+
 log = logging.getLogger("interkube.tlsutil")
 
-#: Seconds between two looks at the files. Read at start(), so tests may lower it.
+#: Seconds between two looks at the files. Read when a follower starts, so tests may lower it.
 POLL_INTERVAL = 2.0
 
 
-class Poller:
-    """Calls ``check()`` every ``interval`` seconds from a task, between start() and stop()."""
+def _poll_interval() -> float:
+    return POLL_INTERVAL
 
-    def __init__(self, check: Callable[[], object], interval: float | None = None, name: str = "") -> None:
-        self.check = check
-        self.interval = interval
-        self.name = name
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            interval = self.interval if self.interval is not None else POLL_INTERVAL
-            self._task = asyncio.get_running_loop().create_task(self._run(interval))
+def follower(check: Callable[[], object], name: str = "") -> Ticker:
+    """A ticker (for its owner to start and stop) that calls ``check()`` every POLL_INTERVAL.
 
-    async def _run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.check()
-            except Exception:  # a bug in a check must not end the watching for good
-                log.exception("checking %s for changes failed", self.name or "certificate files")
+    ``check`` reads a few small files and rebuilds a context only when they changed: cheap
+    enough to run on the event loop rather than in a thread.
+    """
+    async def tick() -> None:
+        check()
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+    return Ticker(_poll_interval, tick, log, what=f"checking {name or 'certificate files'} for changes")

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from interkube.tlsutil.contexts import describe_certificate, digest_files
-from interkube.tlsutil.watch import Poller
+from interkube.pkg.ticker import Ticker
+from interkube.tlsutil.watch import follower
 
 if TYPE_CHECKING:
     from interkube.upstream.upstream import Upstream
@@ -82,8 +83,8 @@ class ClientTls:
         return True
 
 
-def follow_rotation(tls: ClientTls, upstreams: Sequence[Upstream]) -> Poller | None:
-    """A poller (for the plugin to start and stop) that re-reads ``tls``'s files and points
+def follow_rotation(tls: ClientTls, upstreams: Sequence[Upstream]) -> Ticker | None:
+    """A ticker (for the plugin to start and stop) that re-reads ``tls``'s files and points
     the TLS upstreams among ``upstreams`` at each rebuilt context; None when there is nothing
     to re-read. Shared by forward and the merge fan-out."""
     streams = [up.stream for up in upstreams if up.is_tls]
@@ -95,4 +96,4 @@ def follow_rotation(tls: ClientTls, upstreams: Sequence[Upstream]) -> Poller | N
             stream.use_ssl_context(new)
 
     tls.on_change.append(use)
-    return Poller(tls.check, name=tls.label)
+    return follower(tls.check, name=tls.label)

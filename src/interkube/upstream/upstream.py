@@ -23,7 +23,7 @@ from interkube.pkg.metrics import DURATION_BUCKETS
 from interkube.errors import UpstreamError
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.transport import DatagramExchanger, StreamExchanger
-from interkube.tlsutil.watch import Poller
+from interkube.pkg.ticker import Ticker
 
 log = logging.getLogger("interkube.plugin.forward")
 
@@ -155,11 +155,11 @@ class Upstream:
 
 
 class UpstreamGroup:
-    """A plugin's upstreams and the poller that keeps their TLS client settings current
+    """A plugin's upstreams and the ticker that keeps their TLS client settings current
     (:func:`interkube.upstream.tls.follow_rotation`), started and stopped with the plugin
     (forward, merge)."""
 
-    def __init__(self, members: list[Upstream], watch: Poller | None = None) -> None:
+    def __init__(self, members: list[Upstream], watch: Ticker | None = None) -> None:
         self.members = members
         self.watch = watch
 

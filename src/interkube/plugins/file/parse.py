@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.pkg import filewatch as watch
 from interkube.corefile.parser import Directive
 
 
@@ -25,7 +24,7 @@ def parse(d: Directive) -> FileConfig:
     for opt in d.block:
         args.no_block(opt)
         if opt.name == "reload":
-            reload = watch.interval(args.nargs(opt, 1, 1)[0])
+            reload = args.duration(args.nargs(opt, 1, 1)[0])
         elif opt.name == "fallthrough":
             fallthrough = fall.parse(opt)
         else:

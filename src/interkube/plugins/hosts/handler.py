@@ -15,7 +15,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
-from interkube.pkg.filewatch import Ticker, WatchedFile
+from interkube.pkg.filewatch import WatchedFile
+from interkube.pkg.ticker import Ticker
 from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
 from interkube.plugins.hosts.parse import HostsConfig
 from interkube.plugin.answers import MemoryHandler

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.pkg import filewatch as watch
 from interkube.plugins.hosts.hostsfile import parse_address, parse_name
 from interkube.corefile.parser import Directive
 
@@ -62,7 +61,7 @@ def parse(d: Directive) -> HostsConfig:
             args.nargs(opt, 0, 0)
             reverse = False
         elif opt.name == "reload":
-            reload = watch.interval(args.nargs(opt, 1, 1)[0])
+            reload = args.duration(args.nargs(opt, 1, 1)[0])
         elif opt.name == "fallthrough":
             fallthrough = fall.parse(opt)
         elif opt.name == "fallthrough_unsupported":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from interkube.pkg.shared import Kind
+from interkube.pkg.ticker import Ticker
 from interkube.plugin.services import Services
 from interkube.plugins.reload.parse import ReloadConfig
 
@@ -21,37 +21,38 @@ class ReloadTimer:
     def __init__(self, cfg: ReloadConfig, services: Services) -> None:
         self.cfg = cfg
         self.services = services
-        self._task: asyncio.Task[None] | None = None
+        self.ticker = Ticker(cfg.interval, self._check, log, what="checking the Corefile for changes",
+                             jitter=cfg.jitter)
+        #: The digest of the configuration this timer last saw (set when its ticker starts).
+        self._seen = ""
 
     async def start(self) -> None:
         started = self.services.shared.get_or_create(RELOAD_TIMERS, None, ReloadTimers)
         started.timers.append(self)
-        if not any(t._task is not None for t in started.timers):
+        if not any(t.ticker.running for t in started.timers):
             self._run()
 
     async def stop(self) -> None:
         started = self.services.shared.get_or_create(RELOAD_TIMERS, None, ReloadTimers)
         if self in started.timers:
             started.timers.remove(self)
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self.ticker.running:
+            # The successor starts before this one's stop is awaited: no start() in between
+            # can find no timer running and start a second one.
             if started.timers:
                 started.timers[0]._run()
+            await self.ticker.stop()
 
     def _run(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._seen = self.services.current_digest()
+        self.ticker.start()
 
-    async def _watch(self) -> None:
-        seen = self.services.current_digest()
-        while True:
-            delay = self.cfg.interval + random.uniform(-self.cfg.jitter, self.cfg.jitter)
-            await asyncio.sleep(max(0.1, delay))
-            now = await asyncio.get_running_loop().run_in_executor(None, self.services.digest_on_disk)
-            if now != seen:
-                seen = now
-                log.info("Corefile changed, reloading")
-                self.services.request_reload()
+    async def _check(self) -> None:
+        now = await asyncio.get_running_loop().run_in_executor(None, self.services.digest_on_disk)
+        if now != self._seen:
+            self._seen = now
+            log.info("Corefile changed, reloading")
+            self.services.request_reload()
 
 
 class ReloadTimers:

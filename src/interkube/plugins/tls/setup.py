@@ -10,7 +10,7 @@ from interkube.corefile.keys import TRANSPORT_TLS
 from interkube.plugin.setup import SetupContext
 from interkube.plugins.tls.parse import TlsConfig
 from interkube.tlsutil.contexts import ServerFiles, ServerTls, TlsSetupError
-from interkube.tlsutil.watch import Poller
+from interkube.tlsutil.watch import follower
 
 
 def setup(cfg: TlsConfig, ctx: SetupContext) -> None:
@@ -24,7 +24,7 @@ def setup(cfg: TlsConfig, ctx: SetupContext) -> None:
     except TlsSetupError as exc:
         raise ctx.error(str(exc)) from None
     ctx.block.tls = server
-    poller = Poller(server.check, name=server.label)
+    poller = follower(server.check, name=server.label)
 
     async def start() -> None:
         poller.start()
