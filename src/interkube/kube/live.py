@@ -45,6 +45,7 @@ from interkube.kube.objects import (
     MalformedObject,
     identity_from_json,
 )
+from interkube.pkg.backoff import retry_delay
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
@@ -189,9 +190,9 @@ class LiveSource:
             await client.aclose()
 
     def _backoff(self, failures: int) -> float:
-        """Exponential, capped, with full jitter (so that many clusters do not retry in step)."""
-        ceiling = min(self.options.backoff_max, self.options.backoff_initial * 2 ** max(failures - 1, 0))
-        return random.uniform(ceiling / 2, ceiling)
+        """The wait after ``failures`` failures in a row, jittered so that many clusters do not
+        retry in step."""
+        return retry_delay(failures, first=self.options.backoff_initial, cap=self.options.backoff_max)
 
     # --- the supervisor --------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import ssl
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
+from interkube.pkg.backoff import retry_delay
 from interkube.tlsutil import reasons
 
 try:  # batched sendmmsg/recvmmsg (see interkube/_udpfast.c); optional
@@ -384,7 +384,8 @@ class _StreamConn(asyncio.Protocol):
 
 @dataclass
 class Backoff:
-    """When to try connecting again after failures: exponential, capped, with jitter."""
+    """When to try connecting again after failures (see :func:`interkube.pkg.backoff.retry_delay`),
+    and the last failure, repeated to the queries that arrive while waiting."""
 
     base: float = 0.1
     cap: float = 5.0
@@ -395,10 +396,7 @@ class Backoff:
     def failed(self, err: UpstreamError, now: float) -> float:
         """Record a failure; returns the delay before the next attempt."""
         self.failures += 1
-        delay = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
-        # Jitter (half to all of the delay): forwarders that lost an upstream together must not
-        # all come back to it in the same instant.
-        delay *= random.uniform(0.5, 1.0)
+        delay = retry_delay(self.failures, first=self.base, cap=self.cap)
         self.retry_at = now + delay
         self.last = err
         return delay
@@ -408,11 +406,15 @@ class Backoff:
         self.retry_at = 0.0
         self.last = None
 
+    def waiting(self, now: float) -> bool:
+        """Whether a failure is being waited out: no connection attempt before retry_at."""
+        return self.last is not None and now < self.retry_at
+
     def blocked(self, now: float) -> UpstreamError | None:
-        """The last failure again (saying when the next attempt is) while backing off, else None."""
-        if self.last is None or now >= self.retry_at:
-            return None
+        """The last failure again (saying when the next attempt is) while waiting, else None."""
         err = self.last
+        if err is None or not self.waiting(now):
+            return None
         return type(err)(err.upstream, f"{err.reason} (next connection attempt in {self.retry_at - now:.1f}s)")
 
 
