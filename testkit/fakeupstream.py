@@ -8,7 +8,9 @@ answers with a chosen rcode. It runs in the test's event loop and counts what it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -16,6 +18,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+
+from interkube.pkg.framing import FrameReader, frame
 
 
 @dataclass
@@ -102,19 +106,14 @@ class FakeUpstream:
         class Tcp(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport = transport
-                self.buf = bytearray()
+                self.frames = FrameReader()
                 fake.tcp_connections += 1
 
             def data_received(self, data: bytes) -> None:
-                self.buf += data
-                while len(self.buf) >= 2:
-                    n = int.from_bytes(self.buf[:2], "big")
-                    if len(self.buf) < 2 + n:
-                        return
-                    msg = bytes(self.buf[2:2 + n])
-                    del self.buf[:2 + n]
+                self.frames.feed(data)
+                for msg in self.frames.take():
                     t = self.transport
-                    fake._spawn(fake._respond(msg, "tcp", lambda b, t=t: t.is_closing() or t.write(len(b).to_bytes(2, "big") + b)))  # type: ignore[attr-defined]
+                    fake._spawn(fake._respond(msg, "tcp", lambda b, t=t: t.is_closing() or t.write(frame(b))))  # type: ignore[attr-defined]
 
         self._tcp = await loop.create_server(Tcp, self.host, self.port)
         self.port = self._tcp.sockets[0].getsockname()[1]
@@ -134,4 +133,24 @@ class FakeUpstream:
 
     def count(self, proto: str | None = None) -> int:
         return sum(1 for p, _ in self.queries if proto is None or p == proto)
+
+
+@contextlib.contextmanager
+def in_thread(behaviour: Behaviour | None = None) -> Iterator[FakeUpstream]:
+    """A FakeUpstream with its own event loop in a thread, for tests whose servers are processes
+    started by synchronous fixtures (the test's own loop does not run while those start)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-upstream", daemon=True)
+    thread.start()
+    fake = FakeUpstream()
+    if behaviour is not None:
+        fake.behaviour = behaviour
+    try:
+        asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 

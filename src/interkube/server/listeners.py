@@ -21,6 +21,7 @@ from typing import Any
 
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
+from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.server.dispatch import Dispatcher
 from interkube.plugin.request import Request
 from interkube.tlsutil.stream import TlsServerProtocol
@@ -164,7 +165,7 @@ class TcpProtocol(asyncio.Protocol):
     def __init__(self, listener: "Listener") -> None:
         self.listener = listener
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.frames = FrameReader()
         self.inflight: set[asyncio.Task[None]] = set()
         self.peer: Any = None
         self.idle_handle: asyncio.TimerHandle | None = None
@@ -211,16 +212,17 @@ class TcpProtocol(asyncio.Protocol):
     # -- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
+        frames = self.frames
+        frames.feed(data)
         self._arm_idle()
-        while len(buf) >= 2 and not self.reading_paused and len(self.inflight) < MAX_TCP_PIPELINE:
-            length = (buf[0] << 8) | buf[1]
-            if len(buf) < 2 + length:
-                break  # a length prefix that lies only waits for the idle timeout
-            msg = bytes(buf[2:2 + length])
-            del buf[:2 + length]
-            self._handle(msg)
+        # Each message taken may start a slow-path task: take no more than the pipeline has room
+        # for (a length prefix that lies only waits for the idle timeout).
+        while not self.reading_paused:
+            messages = frames.take(MAX_TCP_PIPELINE - len(self.inflight))
+            if not messages:
+                break
+            for msg in messages:
+                self._handle(msg)
         self._update_reading()
 
     def _handle(self, msg: bytes) -> None:
@@ -251,7 +253,7 @@ class TcpProtocol(asyncio.Protocol):
         self.inflight.discard(task)
         if self.reading_paused:
             self._update_reading()
-            if not self.reading_paused and self.buf:
+            if not self.reading_paused and self.frames:
                 self.data_received(b"")
 
     def _send(self, resp: bytes) -> None:
@@ -261,7 +263,7 @@ class TcpProtocol(asyncio.Protocol):
         if self.outbuf is None:
             self.outbuf = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self.outbuf.append(len(resp).to_bytes(2, "big"))
+        self.outbuf.append(length_prefix(resp))
         self.outbuf.append(resp)
 
     def _flush(self) -> None:
@@ -280,7 +282,7 @@ class TcpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self._update_reading()
-        if not self.reading_paused and self.buf:
+        if not self.reading_paused and self.frames:
             self.data_received(b"")
 
     def _update_reading(self) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from interkube.dns.wire import HEADER_LEN, read_name_end
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
 from interkube.pkg.backoff import retry_delay
+from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.tlsutil import reasons
 
 try:  # batched sendmmsg/recvmmsg (see interkube/_udpfast.c); optional
@@ -318,7 +319,7 @@ class _StreamConn(asyncio.Protocol):
         self.name = name
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
-        self.buf = bytearray()
+        self.frames = FrameReader()
         self.last_used = asyncio.get_running_loop().time()
         self.closed = False
         self.answered = 0                  # answers delivered on this connection
@@ -332,14 +333,8 @@ class _StreamConn(asyncio.Protocol):
             self.tls_version = sslobj.version()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        while len(buf) >= 2:
-            length = (buf[0] << 8) | buf[1]
-            if len(buf) < 2 + length:
-                return
-            msg = bytes(buf[2:2 + length])
-            del buf[:2 + length]
+        self.frames.feed(data)
+        for msg in self.frames.take():
             if len(msg) < HEADER_LEN:
                 continue
             qid = (msg[0] << 8) | msg[1]
@@ -558,7 +553,7 @@ class StreamExchanger:
         try:
             if conn.transport is None:
                 raise ConnectionClosed(self.name, "connection closed before the query was sent")
-            conn.transport.write(len(wire).to_bytes(2, "big") + qid.to_bytes(2, "big") + wire[2:])
+            conn.transport.write(length_prefix(wire) + qid.to_bytes(2, "big") + wire[2:])
             return await fut
         finally:
             timer.cancel()
