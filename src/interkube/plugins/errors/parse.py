@@ -1,4 +1,4 @@
-"""Parse `errors [{ stacktrace; consolidate DURATION REGEXP [LEVEL] }]`."""
+"""Parse `errors [stdout] [{ stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first] }]`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,25 @@ from interkube.pkg import args
 from interkube.corefile.parser import Directive
 
 LEVELS = ("warning", "error", "info", "debug")
+#: As CoreDNS: a longer pattern is refused (compiling one costs memory a Corefile should not
+#: be able to demand).
+MAX_REGEXP_LEN = 10000
 
 
 @dataclass(frozen=True)
 class Consolidate:
-    period: float
+    """Errors whose message matches ``pattern`` are counted, and one line per ``period_ns``
+    (from the first of them) says how many there were."""
+
+    period_ns: int
     pattern: re.Pattern[str]
     level: str = "error"
+    #: Log the first error of a period as it happens, and the count only if more followed.
+    show_first: bool = False
+
+    @property
+    def period(self) -> float:
+        return self.period_ns / 1e9
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,9 @@ class ErrorsConfig:
 
 
 def parse(d: Directive) -> ErrorsConfig:
-    args.nargs(d, 0, 0)
+    a = args.nargs(d, 0, 1)
+    if a and a[0].text != "stdout":  # CoreDNS's only log destination, accepted for its Corefiles
+        raise a[0].error(f"errors: invalid log file {a[0].text!r} (only stdout)")
     stacktrace = False
     rules: list[Consolidate] = []
     for opt in d.block:
@@ -33,18 +47,35 @@ def parse(d: Directive) -> ErrorsConfig:
             args.nargs(opt, 0, 0)
             stacktrace = True
         elif opt.name == "consolidate":
-            a = args.nargs(opt, 2, 3)
-            period = args.duration(a[0], minimum=0.001)
-            try:
-                pattern = re.compile(a[1].text)
-            except re.error as exc:
-                raise a[1].error(f"consolidate: invalid regular expression: {exc}") from None
-            level = "error"
-            if len(a) == 3:
-                level = a[2].text.lower()
-                if level not in LEVELS:
-                    raise a[2].error(f"consolidate: level must be one of {', '.join(LEVELS)}")
-            rules.append(Consolidate(period, pattern, level))
+            rules.append(_consolidate(opt))
         else:
             raise args.unknown_option(opt, "errors")
     return ErrorsConfig(stacktrace, tuple(rules))
+
+
+def _consolidate(opt: Directive) -> Consolidate:
+    a = args.nargs(opt, 2, 4)
+    period_ns = round(args.duration(a[0], minimum=0.001) * 1e9)
+    if len(a[1].text) > MAX_REGEXP_LEN:
+        raise a[1].error(f"consolidate: regular expression too long: {len(a[1].text)} > {MAX_REGEXP_LEN}")
+    try:
+        pattern = re.compile(a[1].text)
+    except re.error as exc:
+        raise a[1].error(f"consolidate: invalid regular expression: {exc}") from None
+    level: str | None = None
+    show_first = False
+    # CoreDNS's order: the level (optional) before show_first (optional).
+    for tok in a[2:]:
+        word = tok.text.lower()
+        if word in LEVELS:
+            if level is not None:
+                raise tok.error("consolidate: more than one log level")
+            if show_first:
+                raise tok.error("consolidate: the log level must come before show_first")
+            level = word
+        elif tok.text == "show_first" and not show_first:
+            show_first = True
+        else:
+            raise tok.error(f"consolidate: unknown option {tok.text!r} (a level: {', '.join(LEVELS)}; "
+                            f"or show_first)")
+    return Consolidate(period_ns, pattern, level or "error", show_first)

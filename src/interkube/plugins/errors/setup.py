@@ -7,6 +7,7 @@ from interkube.plugin.setup import SetupContext
 
 def setup(cfg: ErrorsConfig, ctx: SetupContext) -> ErrorsHandler:
     handler = ErrorsHandler(cfg)
-    ctx.on_startup(handler.start)
+    # On shutdown (a reload, or the end) the periods under way report their counts, as
+    # CoreDNS's OnShutdown does.
     ctx.on_shutdown(handler.stop)
     return handler
