@@ -32,16 +32,14 @@ from typing import Any
 
 import httpx2
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
+from interkube.tlsutil import certs
 from testkit.peers import PeerFailed, PeerProcess, free_port
 
 #: Service ClusterIP ranges given to the API server: dual-stack, private ranges (RFC 1918 and
@@ -69,32 +67,30 @@ UNCACHED_RESOURCES: tuple[str, ...] = ("configmaps",)
 
 # --- certificates ----------------------------------------------------------------------------
 
-
-def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    # P-256: accepted by Go's TLS stack and the service-account signer, and fast to generate.
-    return ec.generate_private_key(ec.SECP256R1())
+#: Validity of the test cluster's certificates: longer than any test run, short enough that a
+#: leaked one is worthless.
+CERT_DAYS = 2
 
 
 @dataclass(frozen=True)
 class Pki:
-    """The certificates and keys of one test cluster, as files in ``dir``."""
+    """The certificates and keys of one test cluster, as files in ``dir`` (made with
+    :mod:`interkube.tlsutil.certs`, as ``interkube certs`` makes a deployment's)."""
 
     dir: Path
-    ca_key_pem: bytes
-    ca_cert_pem: bytes
+    ca: certs.Issued
+
+    @property
+    def layout(self) -> certs.Layout:
+        return certs.Layout(self.dir)
 
     @property
     def ca_cert(self) -> Path:
-        return self.dir / "ca.crt"
+        return self.layout.ca_cert
+
+    @property
+    def ca_cert_pem(self) -> bytes:
+        return self.ca.cert_pem()
 
     @property
     def serving_cert(self) -> Path:
@@ -117,38 +113,17 @@ class Pki:
         """A CA, the API server's serving certificate (127.0.0.1, ::1, localhost and the
         in-cluster names) and the service-account signing key pair."""
         directory.mkdir(parents=True, exist_ok=True)
-        now = dt.datetime.now(dt.timezone.utc)
-        ca_key = _new_key()
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interkube-test-ca")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name).issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        pki = cls(directory, _pem_key(ca_key), _pem_cert(ca_cert))
-        pki.ca_cert.write_bytes(pki.ca_cert_pem)
-        (directory / "ca.key").write_bytes(pki.ca_key_pem)
+        pki = cls(directory, certs.create_ca("interkube-test-ca", days=CERT_DAYS))
+        pki.ca.save(pki.layout.ca_cert, pki.layout.ca_key)
 
         names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local"]
         ips = ["127.0.0.1", "::1", *service_ips]
-        cert_pem, key_pem = pki.issue("kube-apiserver", server_names=names, server_ips=ips)
-        pki.serving_cert.write_bytes(cert_pem)
-        pki.serving_key.write_bytes(key_pem)
+        certs.issue(pki.ca, "kube-apiserver", dns_names=names, ip_addresses=ips,
+                    days=CERT_DAYS).save(pki.serving_cert, pki.serving_key)
 
-        sa = _new_key()
-        pki.sa_key.write_bytes(_pem_key(sa))
+        sa = certs.new_key()
+        certs.write_atomic(pki.sa_key, certs.key_pem(sa), 0o600)
         pki.sa_pub.write_bytes(sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         return pki
@@ -158,37 +133,10 @@ class Pki:
         """A certificate signed by the CA: a client certificate for user ``common_name`` in
         ``groups`` (the API server reads CN as the user and O as the groups), or a serving
         certificate when names or IPs are given. Returns (cert PEM, key PEM)."""
-        ca_key = serialization.load_pem_private_key(self.ca_key_pem, password=None)
-        ca_cert = x509.load_pem_x509_certificate(self.ca_cert_pem)
-        key = _new_key()
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         serving = bool(server_names or server_ips)
-        now = dt.datetime.now(dt.timezone.utc)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if serving
-                                                  else ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-                           critical=False)
-        )
-        if serving:
-            sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
-            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-        return _pem_cert(cert), _pem_key(key)
+        leaf = certs.issue(self.ca, common_name, organizations=groups, dns_names=server_names,
+                           ip_addresses=server_ips, server=serving, client=not serving, days=CERT_DAYS)
+        return leaf.cert_pem(), leaf.key_pem()
 
 
 def write_kubeconfig(path: Path, server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
