@@ -8,7 +8,7 @@ import sys
 
 from setuptools import Extension, setup
 
-ext_modules = []
+ext_modules: list[Extension] = []
 if sys.platform.startswith("linux"):
     ext_modules.append(Extension("interkube._udpfast", ["src/interkube/_udpfast.c"], optional=True,
                                  extra_compile_args=["-O2"]))
