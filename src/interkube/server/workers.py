@@ -37,13 +37,14 @@ import signal
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from aiohttp import ClientSession, UnixConnector, web
 from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("interkube.server")
 
@@ -108,34 +109,42 @@ class WorkerContext:
 
 
 def merge_expositions(texts: list[str]) -> str:
-    """Sum identical series across Prometheus text expositions (build_info-style gauges: max)."""
-    families: dict[str, tuple[str, str]] = {}
-    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = defaultdict(dict)
+    """Sum identical series across Prometheus text expositions (build_info-style gauges: max).
+
+    The families are parsed and built again with prometheus_client, which writes the text.
+    """
+    families: dict[str, Metric] = {}
+    #: Per family, (sample name, sorted labels) -> value, in the order first seen.
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
         for fam in text_string_to_metric_families(text):
-            families.setdefault(fam.name, (fam.type, fam.documentation))
+            if fam.name not in families:
+                families[fam.name] = Metric(fam.name, fam.documentation, fam.type)
+                values[fam.name] = {}
+            series = values[fam.name]
+            # An *_info gauge says what every worker runs (version, build): the same 1 each, not a sum.
+            same_everywhere = fam.type == "gauge" and fam.name.endswith("_info")
             for sample in fam.samples:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
-                seen = values[fam.name].get(key)
+                seen = series.get(key)
                 if seen is None:
-                    values[fam.name][key] = sample.value
-                elif fam.type == "gauge" and fam.name.endswith("_info"):
-                    values[fam.name][key] = max(seen, sample.value)
+                    series[key] = sample.value
                 else:
-                    values[fam.name][key] = seen + sample.value
-    lines = []
-    for name, (kind, doc) in families.items():
-        exposed = name + "_total" if kind == "counter" and not name.endswith("_total") else name
-        lines.append(f"# HELP {exposed} {doc}")
-        lines.append(f"# TYPE {exposed} {kind}")
+                    series[key] = max(seen, sample.value) if same_everywhere else seen + sample.value
+    for name, family in families.items():
         for (sample_name, labels), value in values[name].items():
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            lines.append(f"{sample_name}{{{label_text}}} {value!r}" if labels else f"{sample_name} {value!r}")
-    return "\n".join(lines) + "\n"
+            family.add_sample(sample_name, dict(labels), value)
+    return generate_latest(_Families(list(families.values()))).decode()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Families(Collector):
+    """Metric families already built, as a collector for prometheus_client's text writer."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 def run_workers(count: int, run_one: Callable[[WorkerContext], int]) -> int:
