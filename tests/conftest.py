@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from testkit.dot import Pki, issued
 
 
 @pytest.fixture
@@ -24,4 +27,15 @@ def interkube_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCap
         yield caplog
     finally:
         logger.propagate = saved
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """The certificates of testkit.dot as files, fresh per test (rotation tests overwrite them);
+    the keys are generated once per session."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    for name, item in issued().items():
+        item.save(d / f"{name}.crt", d / f"{name}.key")
+    return Pki(d, issued())
 

@@ -14,6 +14,7 @@ import dns.message
 import pytest
 
 from interkube.plugin.handler import Handler
+from testkit.fakeupstream import FakeUpstream
 from testkit.peers import find_peer, skip_message
 from testkit.servers import LOOPBACK, aquery, free_port, in_process
 
@@ -50,6 +51,17 @@ async def serve() -> AsyncIterator[Callable[[str], Awaitable[Running]]]:
             return Running(server, port)
 
         yield start
+
+
+@pytest.fixture
+async def example_upstream() -> AsyncIterator[FakeUpstream]:
+    """An upstream for `forward . ADDRESS` in `example.` blocks: four addresses for a.example.
+    (so that an order shows), three MX records for mx.example., NXDOMAIN for other names."""
+    up = await FakeUpstream().start()
+    up.behaviour.records = {("a.example.", "A"): ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"],
+                            ("mx.example.", "MX"): ["10 a.example.", "20 b.example.", "30 c.example."]}
+    yield up
+    await up.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,37 +1,20 @@
-"""Fixtures for the TLS tests (helpers live in tls_helpers.py)."""
+"""Fixtures for the TLS tests (the certificates and DoT helpers are in testkit/dot.py, the
+``pki`` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-from tls_helpers import ADDRESS, NAME, Pki, issued
 
-from testkit.fakeupstream import FakeUpstream
 from interkube.tlsutil import watch
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    """Fresh files per test (rotation tests overwrite them); the keys are generated once."""
-    d = tmp_path / "pki"
-    d.mkdir()
-    for name, item in issued().items():
-        item.save(d / f"{name}.crt", d / f"{name}.key")
-    return Pki(d, issued())
+from testkit.dot import ADDRESS, NAME
+from testkit.fakeupstream import FakeUpstream
 
 
 @pytest.fixture(autouse=True)
-def _interkube_logs_reach_caplog() -> Iterator[None]:
-    # `interkube serve` (tested elsewhere in the same process) stops propagation to the root
-    # logger, where caplog listens.
-    logger = logging.getLogger("interkube")
-    saved = logger.propagate
-    logger.propagate = True
-    yield
-    logger.propagate = saved
+def _interkube_logs_reach_caplog(interkube_caplog: pytest.LogCaptureFixture) -> None:
+    """Every TLS test reads what the plugins logged (see tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from tls_helpers import LOOPBACK, Pki, peer_serial
+from testkit.dot import LOOPBACK, Pki, peer_serial
 
 from interkube.errors import ConfigError
 from interkube.plugins.tls.parse import parse

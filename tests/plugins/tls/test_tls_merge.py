@@ -12,10 +12,11 @@ from pathlib import Path
 import dns.rcode
 import dns.rdatatype
 import pytest
-from tls_helpers import ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_server, messages, wait_until
+from testkit.dot import ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_server, messages
 
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process
+from testkit.waiting import until
 
 pytestmark = pytest.mark.usefixtures("fast_polling")
 
@@ -88,6 +89,6 @@ async def test_merge_picks_up_a_renewed_client_certificate(pki: Pki, upstream: F
             async def both_answer() -> bool:
                 return addresses(await aquery(MERGED_NAME, "A", port)) == {ADDRESS, WEST_ADDRESS}
 
-            await wait_until(both_answer, "both clusters to answer with the renewed certificate")
+            await until(both_answer, "both clusters to answer with the renewed certificate")
     assert any("reloaded client TLS settings" in m and "dns-client.local" in m
                for m in messages(caplog, "interkube.plugin.merge"))

@@ -14,11 +14,12 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 import pytest
-from tls_helpers import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
-                         forwarder_corefile, messages, peer_serial, wait_until)
+from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
+                         forwarder_corefile, messages, peer_serial)
 
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process
+from testkit.waiting import until
 from interkube.tlsutil import certs
 from interkube.tlsutil.contexts import ServerTls
 
@@ -77,14 +78,14 @@ async def test_rotation_under_an_open_connection(pki: Pki, upstream: FakeUpstrea
         assert await peer_serial(port, ctx) == pki.serial("server")
         held = HeldConnection(*await asyncio.open_connection(LOOPBACK, port, ssl=ctx, server_hostname=SERVER_NAME))
         pump = asyncio.create_task(held.pump())
-        await wait_until(lambda: held.answered >= 8, "answers on the held connection")
+        await until(lambda: held.answered >= 8, "answers on the held connection")
 
         # Replace the files as a rename over the old ones (what cert-manager's volume or a
         # careful script does), while queries keep flowing on the held connection.
         pki.issued["server2"].save(pki.crt("server"), pki.key("server"))
-        await wait_until(lambda: _serial_is(port, ctx, pki.serial("server2")), "new connections to see the new certificate")
+        await until(lambda: _serial_is(port, ctx, pki.serial("server2")), "new connections to see the new certificate")
         before = held.answered
-        await wait_until(lambda: held.answered >= before + 8, "more answers on the held connection after rotation")
+        await until(lambda: held.answered >= before + 8, "more answers on the held connection after rotation")
         held.stop.set()
         await pump
         assert held.sent == held.answered  # no query lost
@@ -112,7 +113,7 @@ async def test_rotation_through_a_symlink_swap(pki: Pki, upstream: FakeUpstream,
         assert await peer_serial(port, ctx) == pki.serial("server")
         (vol / "..data_tmp").symlink_to("..v2")
         os.replace(vol / "..data_tmp", vol / "..data")  # the kubelet's atomic swap
-        await wait_until(lambda: _serial_is(port, ctx, pki.serial("server2")), "the swapped certificate")
+        await until(lambda: _serial_is(port, ctx, pki.serial("server2")), "the swapped certificate")
 
 
 async def test_a_broken_rotation_keeps_the_old_certificate_and_logs_once(pki: Pki, upstream: FakeUpstream,
@@ -121,7 +122,7 @@ async def test_a_broken_rotation_keeps_the_old_certificate_and_logs_once(pki: Pk
         ctx = pki.client_context()
         # Half a rotation: the new certificate is in place, its key is not yet.
         certs.write_atomic(pki.crt("server"), pki.issued["server2"].cert_pem(), 0o644)
-        await wait_until(lambda: any("keeping the previous certificate" in m
+        await until(lambda: any("keeping the previous certificate" in m
                                      for m in messages(caplog, "interkube.plugin.tls")), "the warning")
         for _ in range(5):
             server_tls(server).check()  # the same broken files, looked at again
@@ -132,14 +133,14 @@ async def test_a_broken_rotation_keeps_the_old_certificate_and_logs_once(pki: Pk
         assert (await dot_query(port, ctx)).answer
 
         certs.write_atomic(pki.key("server"), pki.issued["server2"].key_pem(), 0o600)  # rotation completes
-        await wait_until(lambda: _serial_is(port, ctx, pki.serial("server2")), "the completed rotation")
+        await until(lambda: _serial_is(port, ctx, pki.serial("server2")), "the completed rotation")
 
 
 async def test_an_unreadable_file_keeps_the_old_certificate(pki: Pki, upstream: FakeUpstream,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     async with dot_server(pki, upstream) as (server, port):
         pki.key("server").unlink()
-        await wait_until(lambda: any("cannot read" in m for m in messages(caplog, "interkube.plugin.tls")),
+        await until(lambda: any("cannot read" in m for m in messages(caplog, "interkube.plugin.tls")),
                          "the warning")
         assert await peer_serial(port, pki.client_context()) == pki.serial("server")
 
@@ -158,7 +159,7 @@ async def test_a_ca_removed_from_the_ca_file_stops_being_trusted(pki: Pki, upstr
                 return True
             return False
 
-        await wait_until(other_refused, "the removed CA to stop being trusted")
+        await until(other_refused, "the removed CA to stop being trusted")
         assert (await dot_query(port, pki.client_context("client"))).answer
 
 
@@ -195,6 +196,6 @@ async def test_forward_picks_up_a_renewed_client_certificate(pki: Pki, upstream:
             async def answered() -> bool:
                 return (await aquery(NAME, "A", port)).rcode() == dns.rcode.NOERROR
 
-            await wait_until(answered, "queries to go through with the renewed certificate")
+            await until(answered, "queries to go through with the renewed certificate")
     assert any("reloaded client TLS settings" in m and "dns-client.local" in m
                for m in messages(caplog, "interkube.plugin.forward"))

@@ -12,7 +12,7 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 import pytest
-from tls_helpers import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
+from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
                          forwarder_corefile, messages)
 
 from interkube.server.listeners import ListenerOptions

@@ -1,5 +1,9 @@
-"""Helpers for the TLS tests: a CA, an untrusted CA, and every certificate the refusal cases
-need, written with interkube's own certificate helper; DoT servers on loopback."""
+"""DNS over TLS for tests: a CA, an untrusted CA, and every certificate the refusal cases need,
+written with interkube's own certificate helper; DoT servers and clients on loopback.
+
+Used by the tls plugin's tests (tests/plugins/tls) and the upstream transport's
+(tests/upstream); the ``pki`` fixture (tests/conftest.py) writes these certificates to files.
+"""
 
 from __future__ import annotations
 
@@ -124,22 +128,6 @@ async def peer_serial(port: int, ctx: ssl.SSLContext) -> int:
         return x509.load_der_x509_certificate(der).serial_number
     finally:
         writer.close()
-
-
-async def wait_until(predicate: Any, what: str, timeout: float = 15.0) -> None:
-    """Poll an async or plain predicate until true; fail (not a timing assertion: a deadline for
-    something that must happen) after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
