@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from testkit.dot import Pki, issued
+from testkit.fakeupstream import FakeUpstream
 
 
 @pytest.fixture
@@ -38,4 +39,16 @@ def pki(tmp_path: Path) -> Pki:
     for name, item in issued().items():
         item.save(d / f"{name}.crt", d / f"{name}.key")
     return Pki(d, issued())
+
+
+@pytest.fixture
+async def two_upstreams() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
+    """Two upstreams that answer a.example. A differently (192.0.2.1 and 192.0.2.2), so that an
+    answer shows which one a configuration forwards to."""
+    a, b = await FakeUpstream().start(), await FakeUpstream().start()
+    a.behaviour.records = {("a.example.", "A"): ["192.0.2.1"]}
+    b.behaviour.records = {("a.example.", "A"): ["192.0.2.2"]}
+    yield a, b
+    await a.stop()
+    await b.stop()
 

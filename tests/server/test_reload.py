@@ -1,6 +1,7 @@
 """Hot reload: every query answered while the Corefile changes (valid, invalid, valid), answers
 follow each valid change, an invalid one is reported with file:line and counted, and sockets that
-keep their address keep their connections."""
+keep their address keep their connections. The reload plugin (polling the Corefile) is tested in
+tests/plugins/reload/."""
 
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ from pathlib import Path
 import dns.asyncquery
 import dns.message
 import dns.rcode
-import pytest
 
-from testkit.fakeupstream import FakeUpstream
 from testkit.servers import free_port, in_process, interkube_process, process_output
 
 
@@ -30,16 +29,6 @@ async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached before the deadline")
-
-
-@pytest.fixture
-async def two_upstreams():  # type: ignore[no-untyped-def]
-    a, b = await FakeUpstream().start(), await FakeUpstream().start()
-    a.behaviour.records = {("a.example.", "A"): ["192.0.2.1"]}
-    b.behaviour.records = {("a.example.", "A"): ["192.0.2.2"]}
-    yield a, b
-    await a.stop()
-    await b.stop()
 
 
 async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
@@ -96,33 +85,6 @@ async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstrea
     assert len(answers) > 100
     assert f"{core}:4: unknown plugin 'forwrd'" in out
     assert out.count("Reloading complete") == 2
-
-
-async def test_reload_plugin_notices_the_change_and_counts_failures(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
-    a, b = two_upstreams
-    port = free_port()
-    body = "    reload 2s 1s\n"
-    async with in_process(corefile(port, a.address, extra=body), name="Corefile") as server:
-        core = Path(server.source.path)  # type: ignore[attr-defined]
-        metrics = server.services.metrics  # type: ignore[attr-defined]
-
-        async def answer() -> str:
-            r = await dns.asyncquery.udp(dns.message.make_query("a.example.", "A"), "127.0.0.1", port=port, timeout=2)
-            return r.answer[0][0].address if r.answer else dns.rcode.to_text(r.rcode())
-
-        assert await answer() == "192.0.2.1"
-        core.write_text(corefile(port, a.address, extra=body + "    nosuch\n"))
-        await wait_until(lambda: asyncio.sleep(0, metrics.reload_failed._value.get() == 1), timeout=10)
-        assert await answer() == "192.0.2.1"
-        core.write_text(corefile(port, b.address, extra=body))
-        await wait_until(lambda: answer_is(answer, "192.0.2.2"), timeout=10)
-        # The broken version was tried once, not at every interval.
-        assert metrics.reload_failed._value.get() == 1
-        assert metrics.reloads._value.get() == 1
-
-
-async def answer_is(fn, expected: str) -> bool:  # type: ignore[no-untyped-def]
-    return await fn() == expected
 
 
 async def test_tcp_connection_survives_a_reload(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
