@@ -222,3 +222,16 @@ async def test_a_dropped_query_is_logged_and_stays_dropped(serve: Serve, tmp_pat
     assert await nothing_comes_back_from("127.0.0.3", running.port, wire, tcp=False)
     assert await nothing_comes_back_from("127.0.0.3", running.port, wire, tcp=True)
     assert query_lines(interkube_caplog) == ["127.0.0.3 - - 0", "127.0.0.3 - - 0"]
+
+
+
+def test_type_class_and_rcode_names_are_those_coredns_prints() -> None:
+    """miekg/dns's names (interkube.dns.mnemonics), where dnspython's differ: ATMA, not TYPE34;
+    TYPE11, not WKS; CS for class 2."""
+    from interkube.dns.mnemonics import class_text, rcode_text, type_text
+
+    assert [type_text(t) for t in (1, 0, 11, 22, 34, 38, 65, 262, 65280, 65535)] == [
+        "A", "None", "TYPE11", "TYPE22", "ATMA", "TYPE38", "HTTPS", "TYPE262", "TYPE65280", "Reserved"]
+    assert [class_text(c) for c in (1, 2, 3, 4, 254, 255, 1000)] == ["IN", "CS", "CH", "HS", "NONE", "ANY", "CLASS1000"]
+    assert [rcode_text(r) for r in (0, 2, 3, 5, 11, 12, 15)] == ["NOERROR", "SERVFAIL", "NXDOMAIN", "REFUSED",
+                                                                 "DSOTYPENI", "12", "15"]
