@@ -23,7 +23,6 @@ import datetime as dt
 import ipaddress
 import json
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from lightkube.types import PatchType
 
 from interkube.tlsutil import certs
 from testkit.peers import PeerFailed, PeerProcess, free_port
+from testkit.waiting import NeverHappened, wait_until
 
 #: Service ClusterIP ranges given to the API server: dual-stack, private ranges (RFC 1918 and
 #: an RFC 4193 ULA). They are only values written into Service objects; nothing ever sends a
@@ -510,16 +510,11 @@ class KubeAPI:
             return 200, None
 
     def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if check():
-                    return
-            except (httpx2.HTTPError, ApiError, KeyError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise PeerFailed(f"timed out waiting for {what}; log {self.apiserver.log_path}")
-            time.sleep(0.1)
+        # An API answer not yet what is wanted (an error, a body still missing a field) is "not yet".
+        try:
+            wait_until(check, what, timeout, every=0.1, ignoring=(httpx2.HTTPError, ApiError, KeyError, ValueError))
+        except NeverHappened:
+            raise PeerFailed(f"timed out waiting for {what}; log {self.apiserver.log_path}") from None
 
 
 def _expect(resp: httpx2.Response, *codes: int) -> httpx2.Response:

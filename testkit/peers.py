@@ -14,10 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from testkit.waiting import NeverHappened, wait_until
 
 #: Environment variable that overrides the cache root.
 PEERS_DIR_ENV = "INTERKUBE_PEERS_DIR"
@@ -202,18 +203,10 @@ class PeerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll ``ready()`` until true; fail early with the log if the process exits."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.running():
-                raise PeerFailed(f"{self.name} exited before {what}; log {self.log_path}:\n"
-                                 f"{self.log_tail()}")
-            try:
-                if ready():
-                    return
-            except Exception:  # noqa: BLE001 - any failure of a probe means "not yet"
-                pass
-            if time.monotonic() > deadline:
-                raise PeerFailed(f"{self.name} not {what} after {timeout:.0f}s; log {self.log_path}:\n"
-                                 f"{self.log_tail()}")
-            time.sleep(0.1)
+        """Poll ``ready()`` until true (a probe that raises means "not yet"); fail early, with
+        the log, if the process exits."""
+        try:
+            wait_until(ready, what, timeout, every=0.1, ignoring=(Exception,), alive=self.running)
+        except NeverHappened:
+            state = f"exited before {what}" if not self.running() else f"not {what} after {timeout:.0f}s"
+            raise PeerFailed(f"{self.name} {state}; log {self.log_path}:\n{self.log_tail()}") from None

@@ -14,12 +14,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import dns.message
 import dns.query
+
+from testkit.waiting import NeverHappened, wait_until
 
 LOOPBACK = "127.0.0.1"
 
@@ -50,19 +51,16 @@ def query(name: str, rdtype: str | int = "A", port: int = 53, host: str = LOOPBA
 
 def wait_for_dns(port: int, host: str = LOOPBACK, timeout: float = 15.0,
                  proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Block until something answers DNS on host:port (any rcode), or raise."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+    """Block until something answers DNS on host:port (any rcode); RuntimeError if ``proc``
+    exits first, TimeoutError if nothing answers within ``timeout``."""
+    try:
+        wait_until(lambda: query("probe.invalid.", "A", port, host, timeout=0.3),
+                   f"an answer on {host}:{port}", timeout, ignoring=(Exception,),
+                   alive=None if proc is None else lambda: proc.poll() is None)
+    except NeverHappened as exc:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before answering on {host}:{port}")
-        try:
-            query("probe.invalid.", "A", port, host, timeout=0.3)
-            return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-            last = exc
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing answered DNS on {host}:{port} within {timeout}s ({last})")
+            raise RuntimeError(f"process exited with {proc.returncode} before answering on {host}:{port}") from None
+        raise TimeoutError(str(exc)) from None
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
