@@ -25,7 +25,6 @@ import json
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,41 +71,18 @@ UNCACHED_RESOURCES: tuple[str, ...] = ("configmaps",)
 CERT_DAYS = 2
 
 
-@dataclass(frozen=True)
 class Pki:
     """The certificates and keys of one test cluster, as files in ``dir`` (made with
     :mod:`interkube.tlsutil.certs`, as ``interkube certs`` makes a deployment's)."""
 
-    dir: Path
-    ca: certs.Issued
-
-    @property
-    def layout(self) -> certs.Layout:
-        return certs.Layout(self.dir)
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.layout.ca_cert
-
-    @property
-    def ca_cert_pem(self) -> bytes:
-        return self.ca.cert_pem()
-
-    @property
-    def serving_cert(self) -> Path:
-        return self.dir / "apiserver.crt"
-
-    @property
-    def serving_key(self) -> Path:
-        return self.dir / "apiserver.key"
-
-    @property
-    def sa_key(self) -> Path:
-        return self.dir / "sa.key"
-
-    @property
-    def sa_pub(self) -> Path:
-        return self.dir / "sa.pub"
+    def __init__(self, directory: Path, ca: certs.Issued) -> None:
+        self.dir = directory
+        self.ca = ca
+        self.ca_cert_pem = ca.cert_pem()
+        self.layout = certs.Layout(directory)
+        self.ca_cert = self.layout.ca_cert
+        self.serving_cert, self.serving_key = directory / "apiserver.crt", directory / "apiserver.key"
+        self.sa_key, self.sa_pub = directory / "sa.key", directory / "sa.pub"
 
     @classmethod
     def create(cls, directory: Path, service_ips: Sequence[str] = ()) -> Pki:
