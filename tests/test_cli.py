@@ -99,7 +99,7 @@ def test_corefile_in_working_directory_is_used(tmp_path: Path) -> None:
         stop_process(proc)  # type: ignore[arg-type]
 
 
-def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
+def test_builtin_default_serves_the_two_scenarios_demo(tmp_path: Path) -> None:
     if not all(port_is_free(p) for p in (5353, 5354, 5355)):
         pytest.skip("ports 5353-5355 on 127.0.0.1 are in use; the built-in default needs them")
     proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve"], cwd=tmp_path,
@@ -113,7 +113,8 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
         assert [rr.address for rr in local.answer[0]] == ["172.20.0.10"]
         # Anything else stays on the machine: the local "cluster DNS" does not serve it.
         assert query("example.com", "A", 5353).rcode() == dns.rcode.REFUSED
-        # Seed 002: two clusters' Services on the same port, each under its own domain.
+        # Discovery across clusters: two clusters' Services on the same port, each under its own
+        # domain.
         east = query("_postgres._tcp.db.shop.svc.cluster.east", "SRV", 5353)
         assert sorted(rr.target.to_text() for rr in east.answer[0]) == [
             "db-0.db.shop.svc.cluster.east.", "db-1.db.shop.svc.cluster.east."]
@@ -131,6 +132,9 @@ def test_builtin_default_serves_the_seed_000_demo(tmp_path: Path) -> None:
     finally:
         stop_process(proc)  # type: ignore[arg-type]
     out = proc.stdout.read().decode()  # type: ignore[union-attr]
+    # The banner names the scenarios it plays, as docs/scenarios.md titles them.
+    assert "\nForwarded DNS between clusters:\n" in out
+    assert "\nDiscovery across clusters, VIP proxying and the merged domain (its DNS side):\n" in out
     assert "dig @127.0.0.1 -p 5353 SRV _couchbase._tcp.cb-example-srv.remote.svc.cluster.local" in out
     assert "dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local" in out
     assert "dig @127.0.0.1 -p 5353 SRV _postgres._tcp.db.shop.svc.cluster.east" in out

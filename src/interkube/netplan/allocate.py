@@ -2,13 +2,15 @@
 
 Each cluster gets one aligned block of the supernet holding its pod, node and Service ranges
 (largest first, so each stays aligned to its own size). Every range is unique, Service ranges
-included, so that VIP proxying between any two clusters (seed 002, R6) stays possible later.
+included, so that VIP proxying between any two clusters (R6; scenario: Discovery across
+clusters, VIP proxying and the merged domain, docs/scenarios.md) stays possible later.
 
 IPv6 comes from a base prefix: a ULA /48 derived from a seed (RFC 4193 wants the 40-bit Global
 ID random; a hash of the seed is random enough and reproducible), or a prefix the user owns.
-With ``ipv6_from_ipv4`` each IPv6 range is computed from its IPv4 range (seed 004's idea: track
-one family, derive the other): the offset of the IPv4 range inside the supernet is placed right
-after the base prefix. That mapping is one-to-one, so derived prefixes cannot collide.
+With ``ipv6_from_ipv4`` each IPv6 range is computed from its IPv4 range (an idea from the
+scenario IPv6 between clusters: track one family, derive the other): the offset of the IPv4
+range inside the supernet is placed right after the base prefix. That mapping is one-to-one, so
+derived prefixes cannot collide.
 """
 
 from __future__ import annotations

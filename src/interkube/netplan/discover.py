@@ -1,6 +1,7 @@
 """Live clusters to a :class:`~interkube.netplan.model.Plan`, read through their Kubernetes APIs.
 
-For each kubeconfig context this reads what seed 000 has the user dig out with kubectl:
+For each kubeconfig context this reads what the scenario Forwarded DNS between clusters
+(docs/scenarios.md) has the user dig out with kubectl:
 
 * nodes' InternalIPs (as host addresses) and ``spec.podCIDRs``; where nodes have no pod CIDRs
   (the CNI hands out addresses from elsewhere, like the AWS VPC CNI) the pods' own IPs instead,

@@ -21,7 +21,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Networking(enum.Enum):
-    """How a cluster's pods are reached from outside the cluster (seed 001)."""
+    """How a cluster's pods are reached from outside the cluster (scenario: Addressing rules
+    and VIP black holes, docs/scenarios.md)."""
 
     ROUTED = "routed"    # pod addresses are routable on the network between clusters
     OVERLAY = "overlay"  # pods live inside an encapsulated network; only nodes are addressable
@@ -95,7 +96,8 @@ class Address:
 
 @dataclass(frozen=True)
 class ClusterDns:
-    """The cluster DNS Service's VIP and the pod addresses behind it (seed 000)."""
+    """The cluster DNS Service's VIP and the pod addresses behind it (what the scenario
+    Forwarded DNS between clusters forwards to)."""
 
     service: Address | None = None
     endpoints: tuple[Address, ...] = ()
@@ -177,7 +179,8 @@ class Link:
     nat: bool = False
     # The link is meant to carry pod-to-pod traffic.
     pod_traffic: bool = False
-    # Each side proxies the other's Service VIPs (seed 002).
+    # Each side proxies the other's Service VIPs (scenario: Discovery across clusters, VIP
+    # proxying and the merged domain).
     service_proxy: bool = False
 
     def label(self) -> str:

@@ -40,7 +40,8 @@ E = TypeVar("E", bound=enum.Enum)
 _Loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 # DNS-1123 label: what Kubernetes accepts as a namespace name; cluster names follow the same
-# shape so that they can become DNS labels later (the all-clusters domain of seed 002).
+# shape so that they can become DNS labels later (cluster.<name>, and the merged domain of the
+# scenario Discovery across clusters, VIP proxying and the merged domain).
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _INFERABLE = ("networking", "nodes", "pods", "services", "dns")
 

@@ -1,8 +1,10 @@
 """The rules R1..R10 that an address plan of connected clusters must follow, and the checker.
 
-Seeds 000, 001, 002 and 004 explain why connected clusters fail: ranges that collide, Service
-VIP ranges that alias a real address and swallow replies (a black hole), overlay pods that
-cannot be reached from outside, forwarded DNS that needs flat routing, IPv6 prefix sizes. Each
+The scenarios of docs/scenarios.md (Forwarded DNS between clusters; Addressing rules and VIP
+black holes; Discovery across clusters, VIP proxying and the merged domain; IPv6 between
+clusters) explain why connected clusters fail: ranges that collide, Service VIP ranges that
+alias a real address and swallow replies (a black hole), overlay pods that cannot be reached
+from outside, forwarded DNS that needs flat routing, IPv6 prefix sizes. Each
 rule has an ID, a severity, a one-line explanation and a fix hint; a :class:`Finding` names the
 clusters and ranges involved and where they are written in the plan.
 
@@ -56,43 +58,50 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("R1", Severity.ERROR, "routed ranges are unique",
          "A routed cluster's pod and node addresses are reachable from everywhere, so no other "
-         "cluster or external network may use them (seed 001).",
+         "cluster or external network may use them (scenario: Addressing rules and VIP black holes).",
          "Give each routed cluster node and pod ranges that no other cluster or network uses."),
     Rule("R2", Severity.ERROR, "overlay clusters: unique nodes, unreachable pods",
          "An overlay cluster's nodes must be unique; its pods may repeat other ranges but then "
-         "cannot be reached from other clusters without a gateway (seeds 000, 001).",
+         "cannot be reached from other clusters without a gateway (scenarios: Forwarded DNS "
+         "between clusters; Addressing rules and VIP black holes).",
          "Give overlay nodes unique ranges; for pod-to-pod traffic use routed networking or a gateway."),
     Rule("R3", Severity.ERROR, "Service VIP ranges hold no real address",
          "A Service VIP range that contains a node, pod, client or external network swallows the "
-         "replies meant for it: a black hole (seed 001). VIP ranges may repeat between clusters.",
+         "replies meant for it: a black hole (scenario: Addressing rules and VIP black holes). "
+         "VIP ranges may repeat between clusters.",
          "Move the Service range to addresses that nothing on the network uses."),
     Rule("R4", Severity.ERROR, "forwarded DNS needs flat routing",
          "Forwarding a remote zone hands out the remote pods' own addresses, so clients must reach "
-         "them without DNAT: routed pods and a path without NAT (seed 000).",
+         "them without DNAT: routed pods and a path without NAT (scenario: Forwarded DNS between "
+         "clusters).",
          "Route the remote pod range to the client cluster without address translation."),
     Rule("R5", Severity.WARNING, "forwarded namespaces shadow local ones",
          "Forwarding <ns>.svc.cluster.local to another cluster hides a local namespace of the same "
-         "name, and forwarding a namespace the remote does not have answers nothing (seed 000).",
+         "name, and forwarding a namespace the remote does not have answers nothing (scenario: "
+         "Forwarded DNS between clusters).",
          "Use globally unique namespace names for what is shared between clusters."),
     Rule("R6", Severity.ERROR, "proxied Service ranges are unique",
          "Proxying remote Service VIPs routes each VIP to one cluster, so clusters whose VIPs are "
-         "proxied together need Service ranges that do not overlap (seed 002).",
+         "proxied together need Service ranges that do not overlap (scenario: Discovery across "
+         "clusters, VIP proxying and the merged domain).",
          "Give each cluster joined by service_proxy links a Service range of its own."),
     Rule("R7", Severity.ERROR, "IPv6 prefixes and families",
          "IPv6 pod networks want a /64 or larger per node and at least a /80 for Docker-style "
-         "allocation; connected clusters should share address families and ULA/global scope (seed 004).",
+         "allocation; connected clusters should share address families and ULA/global scope "
+         "(scenario: IPv6 between clusters).",
          "Give each node a /64 of pods and keep connected clusters in the same families and scope."),
     Rule("R8", Severity.ERROR, "cluster DNS is where it should be",
          "A cluster's DNS endpoints must lie inside its own routed node or pod ranges and its DNS "
-         "VIP inside its Service range; clusters that forward to it must reach the endpoints (seed 000).",
+         "VIP inside its Service range; clusters that forward to it must reach the endpoints "
+         "(scenario: Forwarded DNS between clusters).",
          "Fix the DNS addresses, or link the clusters so the DNS endpoints are reachable."),
     Rule("R9", Severity.ERROR, "no reserved ranges",
          "This-network, loopback, link-local, multicast and reserved ranges (and their IPv6 "
          "counterparts) cannot be used for nodes, pods, Services or networks.",
          "Use private ranges (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) or your own global ones."),
     Rule("R10", Severity.WARNING, "topology",
-         "A full mesh of N clusters needs N(N-1)/2 links, hub-and-spoke N-1 (seed 004); clusters "
-         "without a path between them cannot talk at all.",
+         "A full mesh of N clusters needs N(N-1)/2 links, hub-and-spoke N-1 (scenario: IPv6 "
+         "between clusters); clusters without a path between them cannot talk at all.",
          "Add links (or a hub) so that every cluster that must talk has a path."),
 )
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}

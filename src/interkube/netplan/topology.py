@@ -12,7 +12,8 @@ class Connectivity:
 
     A path through an external network counts (two clusters on one on-prem network reach each
     other through it). With ``flat_only`` the links that translate addresses are left out, which
-    answers "is there a path without NAT" (seed 000's requirement for forwarded DNS).
+    answers "is there a path without NAT" (what the scenario Forwarded DNS between clusters
+    requires).
     """
 
     def __init__(self, plan: Plan, flat_only: bool = False) -> None:

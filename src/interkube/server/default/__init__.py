@@ -1,12 +1,16 @@
-"""The built-in default configuration: a loopback-only demo of seeds 000 and 002."""
+"""The built-in default configuration: a loopback-only demo of two scenarios of docs/scenarios.md,
+"Forwarded DNS between clusters" and the DNS side of "Discovery across clusters, VIP proxying and
+the merged domain"."""
 
 BANNER = """\
-Serving the built-in demo, loopback only:
-  127.0.0.1:5353  remote.svc.cluster.local -> the remote cluster's DNS (127.0.0.1:5354)   (seed 000)
-                  cluster.east, cluster.west -> two clusters' Services, one kubernetes
-                                              stanza each, from snapshot files        (seed 002)
-                  cluster.all              -> both clusters merged, east first        (seed 002)
-                  everything else          -> the local cluster's DNS  (127.0.0.1:5355)
+Serving the built-in demo, loopback only, on 127.0.0.1:5353.
+Forwarded DNS between clusters:
+  remote.svc.cluster.local   -> the remote cluster's DNS (127.0.0.1:5354)
+  everything else            -> the local cluster's DNS  (127.0.0.1:5355)
+Discovery across clusters, VIP proxying and the merged domain (its DNS side):
+  cluster.east, cluster.west -> two clusters' Services, one kubernetes stanza each,
+                                from snapshot files
+  cluster.all                -> both clusters merged, east first
 Try:
   dig @127.0.0.1 -p 5353 SRV _couchbase._tcp.cb-example-srv.remote.svc.cluster.local
   dig @127.0.0.1 -p 5353 kube-dns.kube-system.svc.cluster.local
