@@ -4,11 +4,14 @@ Both ends run in one event loop here, each with its own Cluster, as two workers 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from interkube.kube.access import ApiAccess
 from interkube.kube.cluster import Cluster
@@ -134,6 +137,45 @@ async def test_a_follower_keeps_its_data_while_worker_0_is_gone(until: Until, ku
     again = await pair("leader")  # the parent started worker 0 again
     await until(lambda: follower.down is None and contents(follower) == contents(again), "the resync")
     assert follower.index.service("app", "meanwhile") is not None
+
+
+async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(
+        until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+    """A restarted worker 0 takes the follower's link before it has listed: nothing fails at
+    its end yet, but the follower's data still misses what changed meanwhile, so the follower
+    must neither say it is up nor call its data current until the whole index has come."""
+    leader = await pair("leader")
+    follower = await pair("follower")
+    await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
+    await leader.stop()  # worker 0 died
+    await until(lambda: follower.down is not None, "the follower to say so")
+    last_contact = follower.last_contact
+    # The restarted worker 0's lists wait here, so its link is up while it has no data.
+    listing = asyncio.Event()
+    held: list[str] = []
+    plain_list = kube.handlers["list"]
+
+    async def held_list(request: web.Request, *args: Any) -> web.StreamResponse:
+        held.append(request.path)
+        await listing.wait()
+        return await plain_list(request, *args)
+
+    kube.handlers["list"] = held_list
+    kube.add(service("app", "meanwhile", cluster_ips=["10.96.0.66"]))
+    again = await pair("leader")
+    try:
+        await until(lambda: bool(held) and "is back" in (follower.down or ""), "the follower to reach worker 0")
+        assert again.index is None and again.down is None  # worker 0 is fine, it has only not listed
+        assert follower.last_contact == last_contact  # its data is not called current
+        assert follower.index is not None and follower.index.service("app", "web") is not None  # kept, served
+        assert follower.index.service("app", "meanwhile") is None
+    finally:
+        listing.set()  # a held request would hold the fake's shutdown
+    await until(lambda: follower.down is None and again.index is not None and contents(follower) == contents(again),
+                "the resync")
+    assert follower.index.service("app", "meanwhile") is not None
+    age = follower.sync_age()
+    assert age is not None and follower.last_contact != last_contact
 
 
 async def test_a_follower_mirrors_the_apis_outage(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:

@@ -195,9 +195,19 @@ class Cluster:
         """The API (or the snapshot files) answered: the data is current as of now, and
         ``part`` (the list, a resource's watch, the files) works again if it had failed."""
         self.last_contact = time.monotonic()
-        if part is not None and self._failing.pop(part, None) is not None and not self._failing:
+        if part is not None:
+            self.restored(part)
+
+    def restored(self, part: str) -> None:
+        """``part`` works again, without saying that the data is current: a follower of a
+        shared watch hears that worker 0 reaches its API before it has worker 0's data."""
+        if self._failing.pop(part, None) is not None and not self._failing:
             log.info("cluster %s: %s is reachable again", self.name, self.source.description)
             self._state_changed()
+
+    def failing(self, part: str) -> bool:
+        """Whether ``part`` of the source is failing now (one of the reasons of :attr:`down`)."""
+        return part in self._failing
 
     def lost(self, reason: str, part: str = LIST) -> None:
         """``part`` of the source failed; logged once per outage (until every part works

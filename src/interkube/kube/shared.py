@@ -13,7 +13,10 @@ workers' private directory:
 * :class:`FollowerSource` (the other workers) builds its own index from what it is sent and
   applies the changes to it, so each worker still answers from its own memory. When worker 0
   goes away (it died and the parent starts it again), a follower keeps serving its last data,
-  reports the cluster down, and connects again, starting over from the whole index.
+  reports the cluster down, and connects again, starting over from the whole index. It stays
+  down until that whole index has come: a restarted worker 0 sends it only once it has listed
+  the API, and until then the follower's data misses whatever changed meanwhile (worker 0's
+  state frames say nothing fails, as it has not tried yet, but its data is not there).
 
 A frame is a 4-byte length and a pickle: both ends are processes of one server, forked from one
 parent, and the socket is in a directory only its user can open.
@@ -153,6 +156,7 @@ class LeaderSource:
             page = following
 
     def _state_frame(self) -> bytes:
+        """(STATE, sync age, down): the age is None until worker 0 has listed the API."""
         assert self._cluster is not None
         return _frame((STATE, self._cluster.sync_age(), self._cluster.down))
 
@@ -239,8 +243,15 @@ class FollowerSource:
 
     @staticmethod
     async def _follow(cluster: Cluster, reader: asyncio.StreamReader) -> None:
-        """Apply frames until worker 0 closes the link."""
+        """Apply frames until worker 0 closes the link.
+
+        The data is current only once this link has brought the whole index: until then the
+        follower neither clears a lost link (FEED) nor moves its sync age, whatever the state
+        frames say, so that it never calls data current that missed the changes made while
+        worker 0 was gone. A worker 0 that has not listed yet still says whether its API fails.
+        """
         building: ClusterIndex | None = None  # a whole index coming in pages
+        current = False  # whether this link has brought the whole index yet
         while True:
             try:
                 head = await reader.readexactly(4)
@@ -252,6 +263,10 @@ class FollowerSource:
             kind, args = message[0], message[1:]
             del message
             if kind == APPLY:
+                if not current:
+                    # Worker 0 sends changes only to an index it has sent: one without it would
+                    # change the data of before the link.
+                    raise pickle.UnpicklingError("a change before the whole index")
                 cluster.apply(*args)
                 cluster.contact(FEED)
             elif kind in (FULL, MORE):
@@ -266,14 +281,20 @@ class FollowerSource:
                     del records, args  # before replace() gives the freed memory back
                     index, building = building, None
                     cluster.replace(index)  # not counted as a relist: worker 0 counts its own
+                    current = True
                     cluster.contact(FEED)
             elif kind == STATE:
                 age, down = args
-                cluster.contact(FEED)
                 if down is None:
-                    cluster.contact(API)
+                    cluster.restored(API)
                 else:
                     cluster.lost(down, API)
+                if not current:
+                    if age is None and cluster.failing(FEED):
+                        # Worker 0 is back (no log line: the cluster is down already).
+                        cluster.lost("worker 0, which watches its API, is back and has not listed it yet", FEED)
+                    continue
+                cluster.contact(FEED)
                 if age is not None:
                     cluster.last_contact = time.monotonic() - age
             else:

@@ -32,6 +32,7 @@ exposition per scrape.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -51,6 +52,9 @@ log = logging.getLogger("interkube.server")
 #: A worker that dies within this many seconds of its start is not restarted (a crash loop
 #: would only hide the error); the whole server stops instead.
 MIN_UPTIME = 5.0
+#: Seconds in place of MIN_UPTIME, from the environment of `interkube serve --workers N`: a host
+#: whose workers start slowly may need more; tests that kill workers at once set 0.
+MIN_UPTIME_ENV = "INTERKUBE_WORKER_MIN_UPTIME"
 
 #: Set to 1 in the environment of `interkube serve --workers N` for the shared watch: worker 0
 #: alone lists and watches each cluster and passes the changes on (see interkube.kube.shared).
@@ -59,6 +63,21 @@ SHARED_WATCH_ENV = "INTERKUBE_SHARED_WATCH"
 
 def shared_watch_requested() -> bool:
     return os.environ.get(SHARED_WATCH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def min_uptime() -> float:
+    """The crash-loop guard's seconds: MIN_UPTIME_ENV if it is a number of seconds, else MIN_UPTIME."""
+    raw = os.environ.get(MIN_UPTIME_ENV, "").strip()
+    if not raw:
+        return MIN_UPTIME
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        log.warning("%s=%r is not a number of seconds; using %gs", MIN_UPTIME_ENV, raw, MIN_UPTIME)
+        return MIN_UPTIME
+    return seconds
 
 
 class WorkerContext:
@@ -151,6 +170,7 @@ def run_workers(count: int, run_one: Callable[[WorkerContext], int]) -> int:
     """Fork ``count`` workers running ``run_one`` and supervise them until they all stop."""
     socket_dir = tempfile.mkdtemp(prefix="interkube-workers-")
     shared_watch = shared_watch_requested()
+    guard = min_uptime()
     if shared_watch:
         log.info("%s: worker 0 alone watches each cluster's API and passes the changes on", SHARED_WATCH_ENV)
     children: dict[int, tuple[int, float]] = {}
@@ -204,9 +224,14 @@ def run_workers(count: int, run_one: Callable[[WorkerContext], int]) -> int:
             if stopping or index < 0:
                 exit_code = exit_code or (code if code > 0 else 0)
                 continue
-            if code == 0 or time.monotonic() - started < MIN_UPTIME:
+            if code == 0 or time.monotonic() - started < guard:
                 # A clean exit, a configuration error or a crash loop: stop everything.
-                exit_code = code if code > 0 else exit_code
+                if code != 0:
+                    log.error("worker %d exited with status %d within %gs of its start (%s); stopping the "
+                              "server", index, code, guard, MIN_UPTIME_ENV)
+                # A worker killed by signal N (code -N) fails the server as a shell would say it,
+                # 128 + N: a crash loop must not end in a success status.
+                exit_code = code if code > 0 else (128 - code if code < 0 else exit_code)
                 stopping = True
                 forward(signal.SIGTERM, None)
                 continue
