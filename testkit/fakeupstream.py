@@ -30,6 +30,7 @@ class Behaviour:
     ttl: int = 30
     rcode: int | None = None            # force this rcode (e.g. dns.rcode.NXDOMAIN)
     delay: float = 0.0                  # seconds before answering
+    gate: asyncio.Event | None = None   # answers wait until it is set (in flight until the test says)
     silent: bool = False                # never answer
     truncate_udp: bool = False          # answer UDP with TC=1 and no records
     custom: Callable[[dns.message.Message], dns.message.Message | None] | None = None
@@ -83,6 +84,8 @@ class FakeUpstream:
         self.queries.append((proto, query))
         if self.behaviour.delay:
             await asyncio.sleep(self.behaviour.delay)
+        if self.behaviour.gate is not None:
+            await self.behaviour.gate.wait()
         resp = self.answer(query, proto)
         if resp is not None:
             send(resp.to_wire())

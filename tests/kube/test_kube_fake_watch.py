@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from testkit.fakekube import FakeKube, service
+from testkit.waiting import until
 
 
 @pytest.fixture
@@ -36,8 +37,7 @@ async def read_events(kube: FakeKube, params: dict[str, str], count: int) -> lis
 async def test_changes_after_a_version_with_bookmarks(kube: FakeKube) -> None:
     since = str(kube.resource_version)
     reader = asyncio.create_task(read_events(kube, {"resourceVersion": since, "allowWatchBookmarks": "true"}, 4))
-    while kube.watchers == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: kube.watchers > 0, "the watch to open")
     kube.add(service("app", "b"))
     kube.add(service("app", "b", cluster_ips=["10.96.0.99"]))
     kube.delete(service("app", "b"))
@@ -52,8 +52,7 @@ async def test_changes_after_a_version_with_bookmarks(kube: FakeKube) -> None:
 
 async def test_no_version_starts_with_the_current_state_and_selectors_add_and_delete(kube: FakeKube) -> None:
     reader = asyncio.create_task(read_events(kube, {"labelSelector": "tier=front"}, 3))
-    while kube.watchers == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: kube.watchers > 0, "the watch to open")
     kube.add(service("app", "a", labels={"tier": "back"}))    # leaves the selector: DELETED
     kube.add(service("app", "c", labels={"tier": "back"}))    # never in it: nothing
     kube.add(service("app", "c", labels={"tier": "front"}))   # enters it: ADDED
@@ -92,8 +91,7 @@ async def test_counters_say_what_was_served(kube: FakeKube) -> None:
         await client.get("/api/v1/namespaces/app/services/a")
     since = str(kube.resource_version)
     reader = asyncio.create_task(read_events(kube, {"resourceVersion": since, "allowWatchBookmarks": "true"}, 2))
-    while kube.watchers == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: kube.watchers > 0, "the watch to open")
     kube.add(service("app", "c"))
     kube.bookmark()
     await reader

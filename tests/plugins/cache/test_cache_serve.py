@@ -159,10 +159,16 @@ async def test_prefetch_is_single_flight_against_a_slow_upstream(running: Any, u
     upstream.behaviour.ttl = 100
     await srv.query()
     assert upstream.count() == 1
-    upstream.behaviour.delay = 0.3  # the refresh is still in flight while the hits arrive
+    # The refresh stays in flight while the hits arrive: the upstream holds its answer until
+    # every hit has been answered (a delay would only make that likely).
+    upstream.behaviour.gate = asyncio.Event()
     srv.clock.advance(60)  # 40 seconds left of 100: under 50%
-    answers = await asyncio.gather(*(srv.query() for _ in range(10)))
-    assert all(a.answer[0].ttl == 40 for a in answers)
+    try:
+        answers = await asyncio.gather(*(srv.query() for _ in range(10)))
+        assert all(a.answer[0].ttl == 40 for a in answers)
+        assert len(srv.cache.refreshing) == 1  # still in flight: every hit came while it was
+    finally:
+        upstream.behaviour.gate.set()
     await srv.refreshed()
     assert upstream.count() == 2  # ten triggers, one upstream query
     assert srv.cache.stats.prefetches == 1
