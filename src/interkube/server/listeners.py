@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Coroutine
@@ -21,6 +20,7 @@ from typing import Any
 
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
+from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.server.dispatch import Dispatcher
 from interkube.plugin.request import Request
@@ -55,12 +55,8 @@ class ListenerStats:
         self.tcp_idle_closed = 0
 
 
-try:  # batched recvmmsg/sendmmsg (see _udpfast.c); optional
-    from interkube import _udpfast
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _udpfast = None  # type: ignore[assignment]
-if os.environ.get("INTERKUBE_NO_UDPFAST"):  # force the pure-Python loop (tests, debugging)
-    _udpfast = None  # type: ignore[assignment]
+#: Batched recvmmsg/sendmmsg (see _udpfast.c), or None for the pure-Python loop.
+_udpfast = datagrams.udpfast
 
 #: Batches of datagrams read per wake-up before yielding to the event loop (fairness with TCP).
 UDP_ROUNDS = 8
@@ -80,9 +76,9 @@ class UdpEndpoint:
         self.sock = sock
         self.fd = sock.fileno()
         self.inflight: set[asyncio.Task[None]] = set()
-        self.outq: list[tuple[bytes, Any]] = []
         self.closed = False
         self._loop = asyncio.get_running_loop()
+        self.outbox = datagrams.Outbox(sock, self._loop, _dropped)
         self._loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
@@ -135,28 +131,19 @@ class UdpEndpoint:
         resp = await answer
         if resp and not self.closed:
             # Answers finished in one event-loop pass leave together (one sendmmsg).
-            if not self.outq:
-                self._loop.call_soon(self._flush)
-            self.outq.append((resp, addr))
-
-    def _flush(self) -> None:
-        out, self.outq = self.outq, []
-        if self.closed or not out:
-            return
-        try:
-            if _udpfast is not None:
-                _udpfast.send_batch(self.fd, out)
-                return
-            for resp, addr in out:
-                self.sock.sendto(resp, addr)
-        except OSError:
-            pass  # a full buffer or a refused address: UDP drops, as the network would
+            self.outbox.put((resp, addr))
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._loop.remove_reader(self.fd)
             self.sock.close()
+
+
+def _dropped(exc: OSError) -> None:
+    """A batch of UDP answers not sent (a full buffer, a refused address): dropped, as the
+    network would drop them; the clients ask again."""
+    log.debug("udp answers not sent: %s", exc)
 
 
 class TcpProtocol(asyncio.Protocol):

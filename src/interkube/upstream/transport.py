@@ -29,16 +29,13 @@ from dataclasses import dataclass
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
+from interkube.pkg import datagrams
 from interkube.pkg.backoff import retry_delay
 from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.tlsutil import reasons
 
-try:  # batched sendmmsg/recvmmsg (see interkube/_udpfast.c); optional
-    from interkube import _udpfast
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _udpfast = None  # type: ignore[assignment]
-if os.environ.get("INTERKUBE_NO_UDPFAST"):
-    _udpfast = None  # type: ignore[assignment]
+#: Batched sendmmsg/recvmmsg (see interkube/_udpfast.c), or None for the pure-Python loop.
+_udpfast = datagrams.udpfast
 
 
 class ConnectionClosed(UpstreamError):
@@ -113,7 +110,7 @@ class _UdpSocket:
         self.born = self.loop.time()
         self.retired = False
         self.closed = False
-        self.outq: list[bytes] = []
+        self.outbox = datagrams.Outbox(sock, self.loop, self._send_failed)
         self._sweeping: asyncio.TimerHandle | None = None
         self.loop.add_reader(self.fd, self._readable)
 
@@ -126,27 +123,15 @@ class _UdpSocket:
     def send(self, qid: int, question: bytes, wire: bytes, timeout: float) -> asyncio.Future[bytes]:
         fut: asyncio.Future[bytes] = self.loop.create_future()
         self.pending[qid] = (fut, question, self.loop.time() + timeout)
-        if not self.outq:
-            self.loop.call_soon(self._flush)
-        self.outq.append(wire)
+        self.outbox.put(wire)
         if self._sweeping is None:
             self._sweeping = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return fut
 
-    def _flush(self) -> None:
-        out, self.outq = self.outq, []
-        if self.closed or not out:
-            return
-        try:
-            if _udpfast is not None:
-                _udpfast.send_batch(self.fd, out)
-            else:
-                for wire in out:
-                    self.sock.send(wire)
-        except (BlockingIOError, InterruptedError):
-            pass  # a full send buffer: those queries time out, as UDP would have them
-        except OSError as exc:
-            self._fail_all(_refused(self.name, exc))
+    def _send_failed(self, exc: OSError) -> None:
+        if isinstance(exc, (BlockingIOError, InterruptedError)):
+            return  # a full send buffer: those queries time out, as UDP would have them
+        self._fail_all(_refused(self.name, exc))
 
     # -- receiving ---------------------------------------------------------------------------
 

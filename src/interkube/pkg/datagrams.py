@@ -1,0 +1,76 @@
+"""UDP in batches: interkube's C helpers (``interkube/_udpfast.c``: recvmmsg, sendmmsg), or plain
+socket calls where they are not built.
+
+Shared by the listeners (queries in, answers out) and the upstream datagram exchanger (queries
+out, answers in): both collect the datagrams of one event-loop pass and send them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:  # optional: a source install without a compiler runs the pure-Python loops
+    from interkube import _udpfast as _built
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _built = None
+
+#: The C helpers, or None where they are not built or INTERKUBE_NO_UDPFAST is set (tests run
+#: both paths; debugging).
+udpfast: Any = None if os.environ.get("INTERKUBE_NO_UDPFAST") else _built
+
+
+#: A datagram for a connected socket, or (datagram, address) for an unconnected one.
+Datagram = bytes | tuple[bytes, Any]
+
+
+def send_batch(sock: socket.socket, out: Sequence[Datagram]) -> None:
+    """Send ``out``: datagrams on a connected socket, or (datagram, address) pairs.
+
+    One sendmmsg with the C helper, else a system call each. Raises OSError as the first send
+    that failed did (BlockingIOError for a full send buffer); what came after it is not sent,
+    as UDP may drop it anyway.
+    """
+    if udpfast is not None:
+        udpfast.send_batch(sock.fileno(), out)
+        return
+    for item in out:
+        if isinstance(item, tuple):
+            sock.sendto(*item)
+        else:
+            sock.send(item)
+
+
+class Outbox:
+    """The datagrams of one event-loop pass, sent together when the pass ends: one sendmmsg for
+    all the answers (or queries) produced in it instead of a system call each.
+
+    ``failed`` gets the OSError of a send that failed (the rest of that batch is not sent).
+    Nothing is sent once the socket is closed.
+    """
+
+    __slots__ = ("failed", "items", "loop", "sock")
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
+                 failed: Callable[[OSError], object]) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.failed = failed
+        self.items: list[Datagram] = []
+
+    def put(self, item: Datagram) -> None:
+        if not self.items:
+            self.loop.call_soon(self._send)
+        self.items.append(item)
+
+    def _send(self) -> None:
+        out, self.items = self.items, []
+        if not out or self.sock.fileno() < 0:  # a closed socket's fileno() is -1
+            return
+        try:
+            send_batch(self.sock, out)
+        except OSError as exc:
+            self.failed(exc)

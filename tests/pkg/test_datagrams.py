@@ -1,0 +1,73 @@
+"""UDP in batches (the listeners' answers, the upstream exchanger's queries), on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from interkube.pkg import datagrams
+from testkit.waiting import until
+
+
+@pytest.fixture(params=["c-helper", "python"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both ways of sending: through the C helper (where it is built) and plain socket calls."""
+    if request.param == "python":
+        monkeypatch.setattr(datagrams, "udpfast", None)
+    elif datagrams.udpfast is None:
+        pytest.skip("interkube._udpfast is not built")
+    yield request.param
+
+
+@pytest.fixture
+def receiver() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+def received(sock: socket.socket, count: int) -> list[bytes]:
+    return [sock.recv(100) for _ in range(count)]
+
+
+def test_connected_and_addressed_datagrams_are_sent(path: str, receiver: socket.socket) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        datagrams.send_batch(sender, [(b"one", receiver.getsockname()), (b"two", receiver.getsockname())])
+        sender.connect(receiver.getsockname())
+        datagrams.send_batch(sender, [b"three"])
+    assert received(receiver, 3) == [b"one", b"two", b"three"]
+
+
+async def test_an_outbox_sends_what_one_pass_put_in_together(path: str, receiver: socket.socket,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    failures: list[OSError] = []
+    batches: list[int] = []
+    real = datagrams.send_batch
+
+    def counting(sock: socket.socket, out: list[datagrams.Datagram]) -> None:
+        batches.append(len(out))
+        real(sock, out)
+
+    monkeypatch.setattr(datagrams, "send_batch", counting)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.connect(receiver.getsockname())
+        outbox = datagrams.Outbox(sender, asyncio.get_running_loop(), failures.append)
+        for i in range(5):
+            outbox.put(b"%d" % i)
+        await until(lambda: batches == [5], "one batch of five")
+    assert received(receiver, 5) == [b"0", b"1", b"2", b"3", b"4"] and failures == []
+
+
+async def test_nothing_is_sent_once_the_socket_is_closed(receiver: socket.socket) -> None:
+    failures: list[OSError] = []
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    outbox = datagrams.Outbox(sender, asyncio.get_running_loop(), failures.append)
+    outbox.put((b"late", receiver.getsockname()))
+    sender.close()
+    await asyncio.sleep(0)  # the pass ends: the outbox's send runs and finds the socket closed
+    assert outbox.items == [] and failures == []
