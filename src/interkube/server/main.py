@@ -257,7 +257,7 @@ def configure_logging(quiet: bool = False) -> None:
             msg = record.getMessage()
             if record.exc_info and record.levelno >= logging.ERROR:
                 msg += "\n" + self.formatException(record.exc_info)
-            return f"[{record.levelname.replace('WARNING', 'WARN')}] {prefix}{msg}"
+            return f"[{record.levelname}] {prefix}{msg}"
 
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(CoreStyle())

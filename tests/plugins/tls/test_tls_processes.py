@@ -196,5 +196,5 @@ def test_a_forwarder_without_client_certificate_says_why(seed000: Seed000, tmp_p
         assert resp.rcode() == dns.rcode.SERVFAIL
         out = process_output(proc)
     reason = "the server requires a client certificate and we sent none (TLS alert certificate_required)"
-    assert f"[WARN] plugin/forward: tls://{LOOPBACK}:{seed000.dot_port} refused the TLS connection: {reason}" in out
+    assert f"[WARNING] plugin/forward: tls://{LOOPBACK}:{seed000.dot_port} refused the TLS connection: {reason}" in out
     assert f"[ERROR] plugin/errors: 2 {SRV_NAME}. SRV: tls://{LOOPBACK}:{seed000.dot_port}: {reason}" in out
