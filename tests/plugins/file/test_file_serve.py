@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
-import shutil
-import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,9 @@ import dns.rrset
 import pytest
 
 from interkube.server.main import default_dir
+from testkit.dig import dig, needs_dig
 from testkit.servers import free_port, interkube_process
+from testkit.waiting import until
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (conftest.py)
 
@@ -266,14 +264,6 @@ async def test_repeated_questions_are_served_from_the_template(srv: Any) -> None
     assert len(dns.message.from_wire(resp2).additional) == 2
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.05)
-
-
 def bump(path: Path) -> None:
     """Move the mtime on, so the change shows whatever the file system clock's grain."""
     st = path.stat()
@@ -291,7 +281,7 @@ async def test_reload_swaps_the_zone_when_the_serial_changes(serve: Serve, zone:
         async def reloaded() -> bool:
             return (await srv.query("fresh.example.org", "A")).rcode() == NOERROR
 
-        await wait_for(reloaded)
+        await until(reloaded, "fresh.example.org answered from the reloaded zone", 10)
     assert any("serial 2024010102" in r.getMessage() for r in caplog.records)
     assert texts((await srv.query("example.org", "SOA")).answer) == [SOA.format(serial=2024010102)]
 
@@ -335,27 +325,23 @@ def test_demo_zones_load() -> None:
         assert data.ns is not None and data.soa.ttl == 5
 
 
-def dig(port: int, *args: str) -> str:
-    return subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+norec", *args],
-                          capture_output=True, text=True, timeout=10, check=True).stdout
-
-
 def section(out: str, name: str) -> list[list[str]]:
     """The records dig printed in one section, split into fields."""
     m = re.search(rf";; {name} SECTION:\n(.*?)(?:\n\n|\Z)", out, re.S)
     return [line.split() for line in m.group(1).splitlines()] if m else []
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (Debian package dnsutils)")
+@needs_dig
 def test_dig_against_a_subprocess(tmp_path: Path, zone: Path) -> None:
-    """Seed 000's SRV question against the demo's remote-cluster zone, and case echo, with dig."""
+    """Forwarded DNS between clusters: the SRV question against the demo's remote-cluster zone, and
+    case echo, with dig."""
     port = free_port()
     corefile = tmp_path / "Corefile"
     corefile.write_text(f"cluster.local:{port} {{\n  file {default_dir() / 'remote-cluster.db'}\n}}\n"
                         f"example.org:{port} {{\n  file {zone}\n}}\n")
     with interkube_process(corefile, port):
-        srv_out = dig(port, "_couchbase._tcp.cb-example-srv.remote.svc.cluster.local.", "SRV")
-        www_out = dig(port, "WwW.ExAmple.ORG", "A")
+        srv_out = dig(port, "+norec", "_couchbase._tcp.cb-example-srv.remote.svc.cluster.local.", "SRV")
+        www_out = dig(port, "+norec", "WwW.ExAmple.ORG", "A")
     assert "status: NOERROR" in srv_out and " aa" in srv_out
     pods = {"10-1-17-231": "10.1.17.231", "10-1-46-20": "10.1.46.20", "10-1-68-212": "10.1.68.212"}
     answer = section(srv_out, "ANSWER")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import shutil
-import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,9 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
+from testkit.dig import dig, needs_dig
 from testkit.servers import free_port, interkube_process
+from testkit.waiting import until
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (conftest.py)
 
@@ -313,15 +311,6 @@ async def test_repeated_questions_are_served_from_the_template(serve: Serve, hos
     assert dns.message.from_wire(resp2).answer[0].name.labels[0] == b"WWW"
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.05)
-
-
 def bump(path: Path, text: str) -> None:
     """Rewrite ``path`` and move its mtime on, so the change shows whatever the clock's grain."""
     st = path.stat()
@@ -338,7 +327,7 @@ async def test_reload_swaps_the_entries(serve: Serve, hosts_file: Path) -> None:
     async def reloaded() -> bool:
         return addresses(await srv.query("www.example.org", "A")) == ["192.0.2.200"]
 
-    await wait_for(reloaded)
+    await until(reloaded, "www.example.org answered from the rewritten hosts file", 10)
     assert addresses(await srv.query("new.example.org", "A")) == ["192.0.2.201"]
     assert (await srv.query("v4only.example.org", "A")).rcode() == dns.rcode.SERVFAIL
 
@@ -384,15 +373,13 @@ async def test_missing_file_serves_inline_entries_until_it_appears(
     assert addresses(await srv.query("inline.example.org", "A")) == ["192.0.2.50"]
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (Debian package dnsutils)")
+@needs_dig
 def test_dig_against_a_subprocess(tmp_path: Path, hosts_file: Path) -> None:
     port = free_port()
     corefile = tmp_path / "Corefile"
     corefile.write_text(f"example.org:{port} {{\n  hosts {hosts_file}\n}}\n")
     with interkube_process(corefile, port):
-        out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+norec", "+noall", "+answer",
-                              "+comments", "WwW.ExAmple.ORG", "A"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = dig(port, "+norec", "+noall", "+answer", "+comments", "WwW.ExAmple.ORG", "A")
     assert "status: NOERROR" in out
     answer = [line.split() for line in out.splitlines() if line and not line.startswith(";")]
     assert answer == [["WwW.ExAmple.ORG.", "3600", "IN", "A", "192.0.2.10"]]
