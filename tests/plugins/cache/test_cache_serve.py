@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from cachetest import Clock
 from interkube.plugins.cache.entry import STALE_TTL
 from interkube.plugins.cache.handler import CacheHandler
 from testkit.fakeupstream import FakeUpstream
+from testkit.dig import dig, needs_dig
 from testkit.servers import LOOPBACK, aquery, dnsmasq, free_port, in_process, interkube_process, stop_process
 
 
@@ -178,24 +177,18 @@ async def test_prefetch_is_single_flight_against_a_slow_upstream(running: Any, u
 # --- a real interkube process in front of dnsmasq ------------------------------------------------
 
 
-def dig(port: int, *args: str) -> str:
-    return subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=5", *args],
-                          capture_output=True, text=True, timeout=30).stdout
-
-
+@needs_dig
 def test_process_answers_from_cache_after_dnsmasq_stops(tmp_path: Path) -> None:
-    if shutil.which("dig") is None:
-        pytest.skip("dig is not installed (Debian package dnsutils)")
     up_port, port = free_port(), free_port()
     core = tmp_path / "Corefile"
     core.write_text(f".:{port} {{\n bind 127.0.0.1\n errors\n cache\n forward . 127.0.0.1:{up_port}\n}}\n")
     with dnsmasq(up_port, {"www.example.org": ["192.0.2.10"]}, extra=("--local-ttl=300",)) as upstream, \
             interkube_process(core, port):
-        first = dig(port, "www.example.org", "A")
+        first = dig(port, "www.example.org", "A", wait=5, check=False)
         assert "status: NOERROR" in first and re.search(r"\s300\s+IN\s+A\s+192\.0\.2\.10", first), first
         stop_process(upstream)
         # dnsmasq is gone: only the cache can answer now, with the client's case and fewer TTL seconds.
-        again = dig(port, "WwW.ExAmple.ORG", "A")
+        again = dig(port, "WwW.ExAmple.ORG", "A", wait=5, check=False)
         assert "status: NOERROR" in again, again
         m = re.search(r"^WwW\.ExAmple\.ORG\.\s+(\d+)\s+IN\s+A\s+192\.0\.2\.10$", again, re.M)
         assert m is not None and 0 < int(m.group(1)) <= 300, again
@@ -207,4 +200,4 @@ def test_process_answers_from_cache_after_dnsmasq_stops(tmp_path: Path) -> None:
         msg = dns.query.tcp(dns.message.make_query("www.example.org", "A", use_edns=0), LOOPBACK, port=port, timeout=5)
         assert addresses(msg) == ["192.0.2.10"]
         # A name the cache has never seen goes upstream, which is down: SERVFAIL.
-        assert "status: SERVFAIL" in dig(port, "other.example.org", "A")
+        assert "status: SERVFAIL" in dig(port, "other.example.org", "A", wait=5, check=False)
