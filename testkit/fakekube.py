@@ -713,6 +713,12 @@ def as_list(objects: Iterable[Obj]) -> Obj:
     return {"apiVersion": "v1", "items": list(objects), "kind": "List", "metadata": {"resourceVersion": ""}}
 
 
+def write_snapshot(path: Path, objects: Iterable[Obj]) -> Path:
+    """A snapshot file for the kubernetes plugin's ``snapshot``: the objects as one List."""
+    path.write_text(yaml.safe_dump(as_list(objects), sort_keys=True), encoding="utf-8")
+    return path
+
+
 def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], current: str | None = None) -> Path:
     """A kubeconfig with one context (and cluster and user) per fake, named by the mapping's keys."""
     names = list(fakes)

@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from testkit.fakekube import as_list, endpoint_slice, service
+from testkit.fakekube import endpoint_slice, service
 
 Obj = dict[str, Any]
 CLUSTERS = ("east", "west", "central.eu")
@@ -169,11 +167,6 @@ def mcs(cluster: str) -> list[Obj]:
 
 def cluster_objects(cluster: str) -> list[Obj]:
     return shop(cluster) + mcs(cluster)
-
-
-def write_snapshot(path: Path, objects: list[Obj]) -> Path:
-    path.write_text(yaml.safe_dump(as_list(objects), sort_keys=True), encoding="utf-8")
-    return path
 
 
 def kubernetes_stanzas(files: dict[str, Path], live: dict[str, str] | None = None) -> str:

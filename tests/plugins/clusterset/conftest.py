@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clusterset_data import CLUSTERS, SHORT, cluster_objects, write_snapshot
+from clusterset_data import CLUSTERS, SHORT, cluster_objects
+
+from testkit.fakekube import write_snapshot
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@ servers come from the `serve` fixture of tests/plugins/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from testkit.fakekube import as_list, endpoint_slice, pod, service
-from testkit.waiting import until as until_
+from testkit.fakekube import endpoint_slice, pod, service, write_snapshot
 
 DATA = Path(__file__).with_name("data")
 #: Written by kubectl from a fake API holding sample_objects() (see test_kubernetes_snapshot_format.py).
@@ -80,17 +78,6 @@ def bad_objects() -> list[dict[str, Any]]:
     no_name = service("app", "x", cluster_ips=["10.96.0.41"])
     del no_name["metadata"]["name"]
     return [bad_port, bad_ip, no_name]
-
-
-def write_snapshot(path: Path, objects: list[dict[str, Any]]) -> Path:
-    path.write_text(yaml.safe_dump(as_list(objects), sort_keys=True), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def until() -> Callable[..., Awaitable[None]]:
-    """``await until(condition, "what")``: converge, or fail naming what never happened."""
-    return until_
 
 
 @pytest.fixture

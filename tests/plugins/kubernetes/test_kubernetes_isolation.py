@@ -12,10 +12,10 @@ import dns.rcode
 import pytest
 
 from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.waiting import until
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]
-Until = Callable[..., Awaitable[None]]
 
 WEST_QUESTIONS = [
     ("web.app.svc.cluster.west.", "A"), ("web.app.svc.cluster.west.", "AAAA"),
@@ -61,7 +61,7 @@ def stanzas(k: Running) -> list[Any]:
     return [h for h in k.server.instance.built.handlers if h.plugin == "kubernetes"]
 
 
-async def test_each_stanza_answers_its_own_zones(until: Until, clusters: tuple[FakeKube, FakeKube], serve: Serve,
+async def test_each_stanza_answers_its_own_zones(clusters: tuple[FakeKube, FakeKube], serve: Serve,
                                                  tmp_path: Path) -> None:
     east, west = clusters
     k = await serve(corefile(write_kubeconfig(tmp_path / "kc", {"east": east, "west": west})))
@@ -75,7 +75,7 @@ async def test_each_stanza_answers_its_own_zones(until: Until, clusters: tuple[F
     assert k.server.services.not_ready() == []
 
 
-async def test_an_unreachable_cluster_leaves_the_others_answers_byte_identical(until: Until, 
+async def test_an_unreachable_cluster_leaves_the_others_answers_byte_identical(
         clusters: tuple[FakeKube, FakeKube], serve: Serve, tmp_path: Path) -> None:
     east, west = clusters
     k = await serve(corefile(write_kubeconfig(tmp_path / "kc", {"east": east, "west": west})))
@@ -93,7 +93,7 @@ async def test_an_unreachable_cluster_leaves_the_others_answers_byte_identical(u
     assert k.server.services.not_ready() == []  # synced once: still ready
 
 
-async def test_a_cluster_that_never_syncs_fails_only_its_own_zones(until: Until, clusters: tuple[FakeKube, FakeKube],
+async def test_a_cluster_that_never_syncs_fails_only_its_own_zones(clusters: tuple[FakeKube, FakeKube],
                                                                    serve: Serve, tmp_path: Path) -> None:
     east, west = clusters
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": east, "west": west})

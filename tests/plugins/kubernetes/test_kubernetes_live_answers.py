@@ -12,12 +12,10 @@ import pytest
 
 from interkube.kube.registry import cluster_registry
 from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.waiting import until
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]
-
-
-Until = Callable[..., Awaitable[None]]  # the until fixture (conftest.py)
 
 
 def stanza(kubeconfig: Path, zone: str = "cluster.local", context: str = "east", startup: str = "3s") -> str:
@@ -43,7 +41,7 @@ async def addresses(k: Running, name: str, rdtype: str = "A") -> tuple[int, list
     return msg.rcode(), sorted(rd.to_text() for rrset in msg.answer for rd in rrset)
 
 
-async def test_answers_follow_creates_updates_and_deletes(until: Until, kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
+async def test_answers_follow_creates_updates_and_deletes(kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": kube})
     k = await serve(".:PORT {\n    bind 127.0.0.1\n" + stanza(kubeconfig) + "}\n")
     assert await addresses(k, "web.app.svc.cluster.local") == (dns.rcode.NOERROR, ["10.96.0.10"])
@@ -73,7 +71,7 @@ async def _rcode(k: Running, name: str, rcode: int) -> bool:
     return (await k.query(name, "A")).rcode() == rcode
 
 
-async def test_an_event_drops_only_the_answers_it_affects(until: Until, kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
+async def test_an_event_drops_only_the_answers_it_affects(kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": kube})
     k = await serve(".:PORT {\n    bind 127.0.0.1\n" + stanza(kubeconfig, "cluster.local in-addr.arpa") + "}\n")
     handler = k.handler("kubernetes")
@@ -101,7 +99,7 @@ async def test_an_event_drops_only_the_answers_it_affects(until: Until, kube: Fa
     assert handler.generation.templates is table  # an event is no new generation
 
 
-async def test_a_relist_starts_a_new_generation(until: Until, kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
+async def test_a_relist_starts_a_new_generation(kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": kube})
     k = await serve(".:PORT {\n    bind 127.0.0.1\n" + stanza(kubeconfig) + "}\n")
     handler = k.handler("kubernetes")
@@ -114,7 +112,7 @@ async def test_a_relist_starts_a_new_generation(until: Until, kube: FakeKube, se
     assert handler.generation is not first and handler.generation.data is handler.cluster.index
 
 
-async def test_servfail_until_the_first_sync_then_answers(until: Until, serve: Serve, tmp_path: Path) -> None:
+async def test_servfail_until_the_first_sync_then_answers(serve: Serve, tmp_path: Path) -> None:
     kube = FakeKube(watch=True)
     await kube.start()
     try:
@@ -137,7 +135,7 @@ async def test_servfail_until_the_first_sync_then_answers(until: Until, serve: S
         await kube.close()
 
 
-async def test_metrics_of_the_clusters(until: Until, kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
+async def test_metrics_of_the_clusters(kube: FakeKube, serve: Serve, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kc", {"east": kube})
     k = await serve(".:PORT {\n    bind 127.0.0.1\n" + stanza(kubeconfig) + "}\n")
     await until(lambda: (kube.watchers == 3), "watches of Services, EndpointSlices and Namespaces")
