@@ -2,8 +2,9 @@
 
 ``scripts/build-peers`` builds pinned versions into a cache directory outside the repository;
 the tests find them here and skip with one line saying how to enable them when they are absent.
-This module is stdlib-only on purpose: ``scripts/build-peers`` loads it by file path (without
-importing the package) so that the pins exist in exactly one place.
+This module is stdlib-only on purpose (and imports only stdlib-only testkit.waiting):
+``scripts/build-peers`` loads it by file path (without importing the package) so that the pins
+exist in exactly one place.
 """
 
 from __future__ import annotations
