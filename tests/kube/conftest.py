@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,25 +18,6 @@ from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 #: Short waits so that faults are noticed within a test; the logic is the same as in production.
 FAST = LiveOptions(page_size=2, request_timeout=5.0, watch_timeout=(30, 30), silence=0.5,
                    backoff_initial=0.02, backoff_max=0.1)
-
-
-Until = Callable[..., Awaitable[None]]
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for ``condition`` (polling); fail naming ``what`` if it never holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-def until() -> Until:
-    """``await until(lambda: ..., "what")``: converge or fail naming what never happened."""
-    return _until
 
 
 @pytest.fixture

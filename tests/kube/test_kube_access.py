@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.live import LiveOptions, LiveSource
 from testkit.fakekube import FakeKube, service, write_kubeconfig
+from testkit.waiting import until
 
 
 def kubeconfig(path: Path, server: str, user: dict[str, Any], ca: Path | None = None,
@@ -34,10 +34,9 @@ def kubeconfig(path: Path, server: str, user: dict[str, Any], ca: Path | None = 
     return path
 
 
-Until = Callable[..., Awaitable[None]]  # the until fixture (conftest.py)
 
 
-async def synced_through(until: Until, options: LiveOptions, access: ApiAccess, **resolve_kwargs: Any) -> Cluster:
+async def synced_through(options: LiveOptions, access: ApiAccess, **resolve_kwargs: Any) -> Cluster:
     """Resolve ``access``, sync a cluster through it, check it saw the fake's Service."""
     config = resolve(access, "prod", **resolve_kwargs)
     cluster = Cluster("prod", LiveSource(access, config, Filters(), options))
@@ -90,26 +89,26 @@ def test_in_cluster_needs_the_pod_environment(monkeypatch: pytest.MonkeyPatch) -
         resolve(ApiAccess())
 
 
-async def test_client_certificates_with_endpoint_and_tls(until: Until, fast: LiveOptions, tmp_path: Path) -> None:
+async def test_client_certificates_with_endpoint_and_tls(fast: LiveOptions, tmp_path: Path) -> None:
     async with FakeKube(watch=True, tls=True, token="not-sent") as kube:
         kube.add(service("app", "web"))
         cert, key = kube.client_cert("interkube", tmp_path)
         # No token anywhere: the certificate is what lets the requests in.
-        await synced_through(until, fast, ApiAccess(endpoint=kube.url, tls=(str(cert), str(key), str(kube.ca_cert))))
+        await synced_through(fast, ApiAccess(endpoint=kube.url, tls=(str(cert), str(key), str(kube.ca_cert))))
 
 
-async def test_token_and_token_file_in_a_kubeconfig(until: Until, fast: LiveOptions, tmp_path: Path) -> None:
+async def test_token_and_token_file_in_a_kubeconfig(fast: LiveOptions, tmp_path: Path) -> None:
     async with FakeKube(watch=True, tls=True) as kube:
         kube.add(service("app", "web"))
         written = write_kubeconfig(tmp_path / "kc", {"prod": kube})
-        await synced_through(until, fast, ApiAccess(kubeconfig=str(written), context="prod"))
+        await synced_through(fast, ApiAccess(kubeconfig=str(written), context="prod"))
         (tmp_path / "token").write_text(kube.token)
         path = kubeconfig(tmp_path / "kc2", kube.url, {"tokenFile": str(tmp_path / "token")}, kube.ca_cert)
-        await synced_through(until, fast, ApiAccess(kubeconfig=str(path)))
+        await synced_through(fast, ApiAccess(kubeconfig=str(path)))
 
 
 @pytest.mark.parametrize("api_version", ["client.authentication.k8s.io/v1beta1", "client.authentication.k8s.io/v1"])
-async def test_exec_credential_plugins(until: Until, fast: LiveOptions, api_version: str, tmp_path: Path) -> None:
+async def test_exec_credential_plugins(fast: LiveOptions, api_version: str, tmp_path: Path) -> None:
     async with FakeKube(watch=True, tls=True, token="from-the-plugin") as kube:
         kube.add(service("app", "web"))
         plugin = tmp_path / "credential.py"
@@ -118,10 +117,10 @@ async def test_exec_credential_plugins(until: Until, fast: LiveOptions, api_vers
         path = kubeconfig(tmp_path / "kc", kube.url, {"exec": {"apiVersion": api_version, "command": sys.executable,
                                                               "args": [str(plugin)], "interactiveMode": "Never"}},
                           kube.ca_cert)
-        await synced_through(until, fast, ApiAccess(kubeconfig=str(path)))
+        await synced_through(fast, ApiAccess(kubeconfig=str(path)))
 
 
-async def test_in_cluster_service_account(until: Until, fast: LiveOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_in_cluster_service_account(fast: LiveOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeKube(watch=True, tls=True, token="sa-token") as kube:
         kube.add(service("app", "web"))
         account = tmp_path / "serviceaccount"
@@ -132,11 +131,11 @@ async def test_in_cluster_service_account(until: Until, fast: LiveOptions, tmp_p
         # The pod's environment, pointing at the fake on loopback.
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(kube.port))
-        cluster = await synced_through(until, fast, ApiAccess(), service_account=str(account))
+        cluster = await synced_through(fast, ApiAccess(), service_account=str(account))
         assert "(in-cluster)" in cluster.source.description
 
 
-async def test_rejected_credentials_are_reported(until: Until, fast: LiveOptions, tmp_path: Path) -> None:
+async def test_rejected_credentials_are_reported(fast: LiveOptions, tmp_path: Path) -> None:
     async with FakeKube(watch=True, token="right") as kube:
         path = write_kubeconfig(tmp_path / "kc", {"prod": kube})
         kube.token = "rotated"

@@ -23,10 +23,10 @@ from testkit.fakekube import (
     pod,
     service,
 )
+from testkit.waiting import until
 
 
 StartCluster = Callable[..., Awaitable[Any]]  # the start_cluster fixture (conftest.py)
-Until = Callable[..., Awaitable[None]]         # the until fixture (conftest.py)
 
 
 def ips(cluster: Any, ns: str, name: str) -> tuple[str, ...] | None:
@@ -38,7 +38,7 @@ def watch_requests(kube: FakeKube, resource: str = "services") -> list[str]:
     return [r for r in kube.requests if "watch=1" in r and f"/{resource}?" in r]
 
 
-async def test_lists_in_pages_then_follows_creates_updates_deletes(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_lists_in_pages_then_follows_creates_updates_deletes(kube: FakeKube, start_cluster: StartCluster) -> None:
     cluster = await start_cluster(kube)
     await until(lambda: cluster.synced, "first sync")
     assert ips(cluster, "app", "web") == ("10.96.0.10",)
@@ -61,7 +61,7 @@ async def test_lists_in_pages_then_follows_creates_updates_deletes(until: Until,
     assert cluster.stats.relists == 0
 
 
-async def test_bookmarks_move_the_resource_version(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_bookmarks_move_the_resource_version(kube: FakeKube, start_cluster: StartCluster) -> None:
     cluster = await start_cluster(kube)
     await until(lambda: len(watch_requests(kube)) == 1, "a watch")
     source = cluster.source
@@ -74,7 +74,7 @@ async def test_bookmarks_move_the_resource_version(until: Until, kube: FakeKube,
 
 
 @pytest.mark.parametrize("expire_as_status", [False, True], ids=["error-event", "http-status"])
-async def test_410_gone_relists_and_swaps_the_index(until: Until, expire_as_status: bool, start_cluster: StartCluster) -> None:
+async def test_410_gone_relists_and_swaps_the_index(expire_as_status: bool, start_cluster: StartCluster) -> None:
     async with FakeKube(watch=True, expire_as_status=expire_as_status) as kube:
         kube.add_all([service("app", "web", cluster_ips=["10.96.0.10"]), service("app", "old", cluster_ips=["10.96.0.5"])])
         cluster = await start_cluster(kube)
@@ -92,7 +92,7 @@ async def test_410_gone_relists_and_swaps_the_index(until: Until, expire_as_stat
         await until(lambda: ips(cluster, "app", "after") == ("10.96.0.7",), "events after the relist")
 
 
-async def test_running_watches_told_410_relist(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_running_watches_told_410_relist(kube: FakeKube, start_cluster: StartCluster) -> None:
     cluster = await start_cluster(kube)
     await until(lambda: len(watch_requests(kube)) == 1, "a watch")
     old_index = cluster.index
@@ -101,7 +101,7 @@ async def test_running_watches_told_410_relist(until: Until, kube: FakeKube, sta
     assert cluster.stats.relists == 1
 
 
-async def test_dropped_connections_resume_from_the_last_version(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_dropped_connections_resume_from_the_last_version(kube: FakeKube, start_cluster: StartCluster) -> None:
     cluster = await start_cluster(kube)
     await until(lambda: len(watch_requests(kube)) == 1, "a watch")
     kube.add(service("app", "before", cluster_ips=["10.96.0.20"]))
@@ -113,7 +113,7 @@ async def test_dropped_connections_resume_from_the_last_version(until: Until, ku
     assert cluster.stats.relists == 0  # resumed, not relisted
 
 
-async def test_a_silent_watch_is_started_again(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_a_silent_watch_is_started_again(kube: FakeKube, start_cluster: StartCluster) -> None:
     cluster = await start_cluster(kube)
     await until(lambda: len(watch_requests(kube)) == 1, "a watch")
     kube.stall_watches()
@@ -123,7 +123,7 @@ async def test_a_silent_watch_is_started_again(until: Until, kube: FakeKube, sta
     assert cluster.stats.restarts["services"] >= 1
 
 
-async def test_forbidden_list_names_the_resource_and_the_verb(until: Until, start_cluster: StartCluster,
+async def test_forbidden_list_names_the_resource_and_the_verb(start_cluster: StartCluster,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "interkube.plugin.kubernetes")
     async with FakeKube(watch=True, forbidden=[ENDPOINT_SLICE]) as kube:
@@ -138,7 +138,7 @@ async def test_forbidden_list_names_the_resource_and_the_verb(until: Until, star
         assert len(refusals) == 1  # once per outage, not per retry
 
 
-async def test_forbidden_watch_keeps_the_listed_data(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_forbidden_watch_keeps_the_listed_data(kube: FakeKube, start_cluster: StartCluster) -> None:
     kube.forbid(SERVICE, "watch")
     cluster = await start_cluster(kube)
     await until(lambda: cluster.down is not None, "the refused watch")
@@ -150,7 +150,7 @@ async def test_forbidden_watch_keeps_the_listed_data(until: Until, kube: FakeKub
     assert cluster.down is None
 
 
-async def test_the_api_going_away_keeps_the_data_and_is_logged_once(until: Until, kube: FakeKube, start_cluster: StartCluster,
+async def test_the_api_going_away_keeps_the_data_and_is_logged_once(kube: FakeKube, start_cluster: StartCluster,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "interkube.plugin.kubernetes")
     cluster = await start_cluster(kube)
@@ -173,7 +173,7 @@ async def test_the_api_going_away_keeps_the_data_and_is_logged_once(until: Until
     assert len(lost) == 1 and len(back) == 1
 
 
-async def test_malformed_objects_are_skipped_counted_and_logged_once(until: Until, kube: FakeKube, start_cluster: StartCluster,
+async def test_malformed_objects_are_skipped_counted_and_logged_once(kube: FakeKube, start_cluster: StartCluster,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "interkube.plugin.kubernetes")
     cluster = await start_cluster(kube)
@@ -190,7 +190,7 @@ async def test_malformed_objects_are_skipped_counted_and_logged_once(until: Unti
     assert len(warnings) == 1
 
 
-async def test_label_selector_is_sent_and_applied(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_label_selector_is_sent_and_applied(kube: FakeKube, start_cluster: StartCluster) -> None:
     kube.add(service("team", "front", cluster_ips=["10.96.0.70"], labels={"tier": "front"}))
     cluster = await start_cluster(kube, Filters(selector=parse_selector("tier=front")))
     await until(lambda: cluster.synced, "first sync")
@@ -201,7 +201,7 @@ async def test_label_selector_is_sent_and_applied(until: Until, kube: FakeKube, 
     await until(lambda: cluster.index.service("team", "front") is None, "the Service that left the selector")
 
 
-async def test_pods_are_read_only_for_pods_verified(until: Until, kube: FakeKube, start_cluster: StartCluster) -> None:
+async def test_pods_are_read_only_for_pods_verified(kube: FakeKube, start_cluster: StartCluster) -> None:
     kube.add(pod("app", "web-1", "10.244.1.5"))
     plain = await start_cluster(kube, name="plain")
     await until(lambda: plain.synced, "first sync")
@@ -214,7 +214,7 @@ async def test_pods_are_read_only_for_pods_verified(until: Until, kube: FakeKube
     await until(lambda: verified.index.pod_namespaces_at("10.244.1.5") == (), "the terminating pod gone")
 
 
-async def test_mcs_objects_are_read_when_served(until: Until, start_cluster: StartCluster) -> None:
+async def test_mcs_objects_are_read_when_served(start_cluster: StartCluster) -> None:
     from testkit.fakekube import DEFAULT_TYPES
 
     async with FakeKube(watch=True, types=DEFAULT_TYPES + (SERVICE_EXPORT, SERVICE_IMPORT)) as kube:
@@ -239,7 +239,7 @@ async def test_mcs_objects_are_read_when_served(until: Until, start_cluster: Sta
         assert cluster.down is None and cluster.index.service_export("app", "web") is None
 
 
-async def test_expired_continue_token_lists_again(until: Until, kube: FakeKube, start_cluster: StartCluster,
+async def test_expired_continue_token_lists_again(kube: FakeKube, start_cluster: StartCluster,
                                                   fast: LiveOptions) -> None:
     served = 0
     original = kube.handlers["list"]

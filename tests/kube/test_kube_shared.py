@@ -30,8 +30,8 @@ from interkube.kube.objects import (
 )
 from interkube.kube.shared import PAGE, FollowerSource, LeaderSource, socket_path
 from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
+from testkit.waiting import until
 
-Until = Callable[..., Awaitable[None]]  # the until fixture (conftest.py)
 HTTP = (Port("http", "TCP", 80),)
 
 
@@ -89,7 +89,7 @@ async def pair(tmp_path: Path, kube: FakeKube, fast: LiveOptions) -> AsyncIterat
         yield start
 
 
-async def test_a_follower_gets_the_whole_index_then_every_change(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_gets_the_whole_index_then_every_change(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     follower = await pair("follower")  # before worker 0 is there: it waits for it
     leader = await pair("leader")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -113,7 +113,7 @@ async def test_a_follower_gets_the_whole_index_then_every_change(until: Until, k
     assert follower.index.slices("app", "web")[0].endpoints[0].ip == "10.244.1.6"
 
 
-async def test_a_relist_sends_the_whole_index_again(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_relist_sends_the_whole_index_again(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -125,7 +125,7 @@ async def test_a_relist_sends_the_whole_index_again(until: Until, kube: FakeKube
     assert leader.stats.relists >= 1 and follower.stats.relists == 0  # counted once, by worker 0
 
 
-async def test_a_follower_keeps_its_data_while_worker_0_is_gone(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_keeps_its_data_while_worker_0_is_gone(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -140,7 +140,7 @@ async def test_a_follower_keeps_its_data_while_worker_0_is_gone(until: Until, ku
 
 
 async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(
-        until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+        kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     """A restarted worker 0 takes the follower's link before it has listed: nothing fails at
     its end yet, but the follower's data still misses what changed meanwhile, so the follower
     must neither say it is up nor call its data current until the whole index has come."""
@@ -178,7 +178,7 @@ async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(
     assert age is not None and follower.last_contact != last_contact
 
 
-async def test_a_follower_mirrors_the_apis_outage(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_mirrors_the_apis_outage(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -190,7 +190,7 @@ async def test_a_follower_mirrors_the_apis_outage(until: Until, kube: FakeKube, 
     await until(lambda: leader.down is None and follower.down is None, "the recovery, mirrored")
 
 
-async def test_a_large_index_comes_in_pages(until: Until, kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_large_index_comes_in_pages(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
     kube.add_all(service("bulk", f"s{i}", cluster_ips=[f"10.97.{i >> 8}.{i & 255}"]) for i in range(2 * PAGE + 7))
     leader = await pair("leader")
     follower = await pair("follower")

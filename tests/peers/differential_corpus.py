@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from lightkube.resources.core_v1 import Pod
 from testkit.coredns import CoreDNS
 from testkit.kubeapi import KubeAPI, KubeObjects
 from testkit.servers import free_port, interkube_process, process_output
+from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DIVERGENCES_DOC = REPO / "docs" / "divergences.md"
@@ -685,24 +685,24 @@ def compare(pair: Pair, world: World, cases: tuple[Case, ...] = CASES) -> list[R
 def wait_until_synced(pair: Pair, world: World, timeout: float = 60.0) -> None:
     """Until both servers answer the sentinel questions (the last objects created): an
     event-driven wait whose deadline only bounds a failure."""
-    deadline = time.monotonic() + timeout
     sentinels = SENTINELS + (MCS_SENTINELS if world.mcs else ())
     pending = {(port, case) for port in (pair.coredns.port, pair.interkube_port)
                for case in sentinels}
-    while pending:
+
+    def all_answered() -> bool:
         for item in list(pending):
             port, case = item
             reply = ask(port, case, world, timeout=1.0)
             if reply is not None and reply.answer:
                 pending.discard(item)
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            which = sorted((p, world.fill(c.name)) for p, c in pending)
-            raise TimeoutError(f"servers never answered {which} (coredns on "
-                               f"{pair.coredns.port}); interkube log:\n"
-                               f"{pair.interkube_log()[-3000:]}")
-        time.sleep(0.2)
+        return not pending
+
+    def unanswered() -> str:
+        which = sorted((p, world.fill(c.name)) for p, c in pending)
+        return (f"servers answered {which} (coredns on {pair.coredns.port}); interkube log:\n"
+                f"{pair.interkube_log()[-3000:]}")
+
+    wait_until(all_answered, unanswered, timeout, every=0.2)
 
 
 # --- the documented divergences --------------------------------------------------------------

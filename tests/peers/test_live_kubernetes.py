@@ -13,10 +13,9 @@ import contextlib
 import logging
 import re
 import secrets
-import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from testkit.servers import (
     process_output,
     query,
 )
+from testkit.waiting import until, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -69,15 +69,14 @@ class Live:
     async def until(self, name: str, rdtype: str, expected: tuple[str, list[str]], what: str,
                     timeout: float = WAIT) -> None:
         """Poll until the answer is ``expected``; fail naming ``what`` and the last answer."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        got: tuple[str, list[str]] | None = None
+
+        async def answered() -> bool:
+            nonlocal got
             got = await self.ask(name, rdtype)
-            if got == expected:
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"never happened: {what}: {name} {rdtype} is {got}, not {expected}")
-            await asyncio.sleep(0.05)
+            return got == expected
+
+        await until(answered, lambda: f"{what}: {name} {rdtype} is {got}, not {expected}", timeout)
 
 
 def corefile(kubeconfig: Path, port: int, extra: str = "") -> str:
@@ -97,15 +96,6 @@ async def live(kubeconfig: Path) -> AsyncIterator[Live]:
     port = free_port()
     async with in_process(corefile(kubeconfig, port)) as server:
         yield Live(server, port)
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 def svc(ns: str, name: str) -> str:
@@ -223,7 +213,7 @@ async def test_apiserver_restart_and_etcd_compaction_are_survived_with_a_relist(
         # started them (PR_SET_PDEATHSIG), and a worker thread ends with the test's loop.
         kube_api.start_apiserver()
 
-        await until(lambda: k.cluster.stats.relists > relists, "a relist after the restart")
+        await until(lambda: k.cluster.stats.relists > relists, "a relist after the restart", WAIT)
         await k.until(svc(ns, "gone"), "A", NXDOMAIN, "the Service deleted behind the watch gone")
         assert await k.ask(svc(ns, "keep")) == ("NOERROR", [keep])
         # And the watches run again: a new Service shows up.
@@ -294,14 +284,6 @@ async def test_a_watch_error_event_other_than_410_is_followed_by_a_relist(
 # --- RBAC --------------------------------------------------------------------------------------
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
-
-
 def _ready(port: int) -> tuple[int, str]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -329,7 +311,7 @@ def test_rbac_refusal_names_the_resource_and_the_verb(kube_api: KubeAPI, kube: K
 }}
 """)
     with interkube_process(path, port) as proc:
-        _wait_for(lambda: "RBAC refused" in process_output(proc), "the refusal in the log")
+        wait_until(lambda: "RBAC refused" in process_output(proc), "the refusal in the log", WAIT)
         assert query(svc(kube_ns, "web"), "A", port).rcode() == dns.rcode.SERVFAIL
         status, body = _ready(ready_port)
         assert (status, body.split()) == (503, ["kubernetes:local"])
@@ -358,8 +340,8 @@ def test_without_namespaces_rbac_a_cluster_still_syncs_and_says_what_it_loses(
     path.write_text(f"{ZONE}:{port} {{\n    bind 127.0.0.1\n    kubernetes {ZONE} {{\n"
                     f"        kubeconfig {kubeconfig}\n    }}\n}}\n")
     with interkube_process(path, port) as proc:
-        _wait_for(lambda: [r.to_text() for rs in query(svc(kube_ns, "web"), "A", port).answer for r in rs] == [ip],
-                  "the Service answered")
+        wait_until(lambda: [r.to_text() for rs in query(svc(kube_ns, "web"), "A", port).answer for r in rs] == [ip],
+                   "the Service answered", WAIT)
         out = process_output(proc)
     assert out.count("cannot list namespaces (HTTP 403)") == 1, out
     assert "RBAC refused" not in out

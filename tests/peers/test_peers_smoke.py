@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import time
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from testkit.kubeapi import (
     ServiceImport,
 )
 from testkit.peers import PEERS
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -40,6 +42,16 @@ def _is_gone(status: int, event: dict[str, Any] | None) -> bool:
         return True
     return (event is not None and event.get("type") == "ERROR"
             and event["object"].get("code") == 410)
+
+
+def test_build_peers_loads_its_pins_without_the_package(tmp_path: Path) -> None:
+    """scripts/build-peers reads the pins from testkit/peers.py by file path, from any directory,
+    with neither interkube nor testkit importable (as on a machine that has only Go)."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build-peers"
+    run = subprocess.run([sys.executable, "-I", "-S", str(script), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "--check" in run.stdout
 
 
 # --- kube-apiserver --------------------------------------------------------------------------
@@ -289,15 +301,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _eventually_answers(server: CoreDNS, name: str, rdtype: str,
-                        wait: float = 20.0) -> list[str]:
+def _eventually_answers(server: CoreDNS, name: str, rdtype: str) -> list[str]:
     """The answer's addresses once CoreDNS's informers have caught up (an event-driven wait,
     not a timing assertion: the deadline only bounds a failure)."""
-    deadline = time.monotonic() + wait
-    while True:
-        reply = server.query(name, rdtype)
-        if reply.answer:
-            return sorted(r.to_text() for r in reply.answer[0])
-        if time.monotonic() > deadline:
-            return []
-        time.sleep(0.2)
+    answer = wait_until(lambda: server.query(name, rdtype).answer, f"CoreDNS answered {name} {rdtype}", 20,
+                        every=0.2)
+    return sorted(r.to_text() for r in answer[0])
