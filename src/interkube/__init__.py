@@ -1,6 +1,7 @@
 """interkube: connect Kubernetes clusters (multi-cluster DNS, address plans, deployment)."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("interkube")

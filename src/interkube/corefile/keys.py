@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import dns.name
 import dns.reversename
 
-from interkube.errors import ConfigError
 from interkube.corefile.lexer import Token
+from interkube.errors import ConfigError
 
 TRANSPORT_DNS = "dns"
 TRANSPORT_TLS = "tls"

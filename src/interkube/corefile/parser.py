@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from interkube.errors import ConfigError
 from interkube.corefile.lexer import Token, tokenize
+from interkube.errors import ConfigError
 
 #: How deep imports may nest before we call it a cycle (Caddy uses the same bound).
 MAX_IMPORT_DEPTH = 10
@@ -38,7 +38,7 @@ class Directive:
 
     token: Token
     args: tuple[Token, ...] = ()
-    block: tuple["Directive", ...] = ()
+    block: tuple[Directive, ...] = ()
     has_block: bool = False
 
     @property
@@ -120,12 +120,12 @@ class _Expander:
     def resolve_import(self, arg: Token, depth: int, chain: tuple[str, ...]) -> list[Token]:
         if depth >= MAX_IMPORT_DEPTH:
             raise arg.error(f"import: nested more than {MAX_IMPORT_DEPTH} deep (an import cycle?): "
-                            + " -> ".join(chain + (arg.text,)))
+                            + " -> ".join((*chain, arg.text)))
         name = arg.text
         if name in self.snippets:
             if "snippet:" + name in chain:
-                raise arg.error(f"import: snippet {name!r} imports itself: " + " -> ".join(chain + (name,)))
-            return self.expand(list(self.snippets[name]), depth + 1, chain + ("snippet:" + name,))
+                raise arg.error(f"import: snippet {name!r} imports itself: " + " -> ".join((*chain, name)))
+            return self.expand(list(self.snippets[name]), depth + 1, (*chain, "snippet:" + name))
         base = os.path.dirname(os.path.abspath(arg.file)) if os.path.exists(arg.file) else os.getcwd()
         pattern = name if os.path.isabs(name) else os.path.join(base, name)
         if glob.has_magic(pattern):
@@ -138,8 +138,8 @@ class _Expander:
         for path in paths:
             real = os.path.realpath(path)
             if real in chain:
-                raise arg.error("import: cycle: " + " -> ".join(chain + (real,)))
-            result.extend(self.expand(self.load(path, arg), depth + 1, chain + (real,)))
+                raise arg.error("import: cycle: " + " -> ".join((*chain, real)))
+            result.extend(self.expand(self.load(path, arg), depth + 1, (*chain, real)))
         return result
 
     def load(self, path: str, cause: Token | None) -> list[Token]:

@@ -49,7 +49,7 @@ def _from_kubeconfig(path: str, context: str | None, cluster: str | None) -> Sin
     except OSError as exc:
         raise KubeconfigError(f"cannot read {where}: {exc.strerror or exc}", cluster=cluster,
                               context=context) from exc
-    except Exception as exc:  # noqa: BLE001 - YAML and schema errors come in many types
+    except Exception as exc:  # YAML and schema errors come in many types
         raise KubeconfigError(f"{where} is not a valid kubeconfig: {exc}", cluster=cluster,
                               context=context) from exc
     name = context or config.current_context

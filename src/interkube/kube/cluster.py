@@ -21,6 +21,7 @@ from typing import Protocol
 from interkube.kube.index import ClusterIndex, DepKey, Key
 from interkube.kube.objects import Record
 
+
 def _malloc_trim() -> Callable[[], object] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -82,7 +82,7 @@ def _endpoint_map(slice_: EndpointSlice | None) -> dict[str, tuple[Endpoint, ...
     out: dict[str, tuple[Endpoint, ...]] = {}
     if slice_ is not None:
         for ep in slice_.endpoints:
-            out[ep.ip] = out.get(ep.ip, ()) + (ep,)
+            out[ep.ip] = (*out.get(ep.ip, ()), ep)
     return out
 
 

@@ -14,8 +14,8 @@ own watch hides what a DNS cache needs to stay correct:
 One supervisor task per cluster lists every resource (paged), swaps the new index in, then runs
 one watch per resource. A watch that ends (the server's timeout), breaks or goes silent is
 started again from the last resourceVersion; a 410 at any point, or any other ERROR event in a
-watch stream, sends the supervisor back to a full list. Failures back off exponentially with jitter; the cluster keeps serving its last data
-meanwhile and logs once per outage.
+watch stream, sends the supervisor back to a full list. Failures back off exponentially with
+jitter; the cluster keeps serving its last data meanwhile and logs once per outage.
 """
 
 from __future__ import annotations

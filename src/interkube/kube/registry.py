@@ -57,7 +57,6 @@ from interkube.pkg.metrics import NAMESPACE, MetricSources
 from interkube.pkg.shared import Kind, SharedObjects
 
 
-
 class ClusterRegistry:
     """Clusters by name, shared by every server block and kept across reloads."""
 

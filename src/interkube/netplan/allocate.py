@@ -157,22 +157,26 @@ def allocate(sizing: Sizing) -> Plan:
         v4 = {role: ipaddress.IPv4Network((starts[role], v4_prefixes[role])) for role in v4_prefixes}
         v6 = ipv6.ranges(index, v4) if ipv6 else {}
         path = f"clusters[{index}]"
-
-        def ranges(role: str) -> tuple[AddressRange, ...]:
-            nets: list[IPNetwork] = [v4[role]] + ([v6[role]] if role in v6 else [])
-            return tuple(AddressRange(n, Origin(f"{path}.{role}[{i}]")) for i, n in enumerate(nets))
-
         dns_ip = v4["services"].network_address + DNS_SERVICE_OFFSET
         clusters.append(Cluster(
             name=f"{sizing.name_prefix}{index + 1}",
             origin=Origin(path),
-            nodes=ranges("nodes"),
-            pods=ranges("pods"),
-            services=ranges("services"),
+            nodes=_ranges(path, "nodes", v4, v6),
+            pods=_ranges(path, "pods", v4, v6),
+            services=_ranges(path, "services", v4, v6),
             per_node_prefix=PerNodePrefix(ipv4=layout.per_node, ipv6=ipv6.per_node if ipv6 else None),
             dns=ClusterDns(service=Address(dns_ip, Origin(f"{path}.dns.service"))),
         ))
     return Plan(clusters=tuple(clusters), links=_links([c.name for c in clusters], sizing.topology))
+
+
+def _ranges(path: str, role: str, v4: dict[str, ipaddress.IPv4Network],
+            v6: dict[str, IPNetwork]) -> tuple[AddressRange, ...]:
+    """One cluster's ranges for ``role``: its IPv4 range, then its IPv6 range if it has one."""
+    nets: list[IPNetwork] = [v4[role]]
+    if role in v6:
+        nets.append(v6[role])
+    return tuple(AddressRange(n, Origin(f"{path}.{role}[{i}]")) for i, n in enumerate(nets))
 
 
 def _links(names: list[str], topology: str) -> tuple[Link, ...]:

@@ -11,9 +11,9 @@ came from, so that a finding can send the reader to the place to fix.
 
 from __future__ import annotations
 
-import os
 import enum
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -13,7 +13,8 @@ from interkube.netplan.rules import RULES_BY_ID, Report, Severity
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in (header, *rows)]
 
 
 def _ranges(ranges: Sequence[AddressRange], inferred: bool = False) -> str:
@@ -58,7 +59,7 @@ def render_text(report: Report, width: int = 100) -> str:
     lines.append("")
     indent = " " * 15
     for finding in report.findings:
-        head = f"{str(finding.severity):<8} {finding.rule:<4}  "
+        head = f"{finding.severity!s:<8} {finding.rule:<4}  "
         lines += textwrap.wrap(finding.message, width, initial_indent=head, subsequent_indent=indent)
         lines += textwrap.wrap(f"fix: {finding.fix}", width, initial_indent=indent, subsequent_indent=indent + "     ")
         for involved in finding.involved:

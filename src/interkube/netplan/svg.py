@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import math
 import textwrap
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class _Axis:
             # Unused stretches between ranges get a short fixed gap, whatever their size.
             return math.log2(b - a) + 1 if in_use else GAP_WEIGHT
 
-        weights = [weight(a, b) for a, b in zip(points, points[1:])]
+        weights = [weight(a, b) for a, b in itertools.pairwise(points)]
         total = sum(weights) or 1.0
         self.points = points
         self.x: list[float] = [0.0]
@@ -166,7 +167,7 @@ def _panel(version: int, bars: list[_Bar], conflicts: list[_Conflict], owners: l
     out = [_text(MARGIN, top + 14, f"IPv{version}", size=14, weight="bold")]
     # Tick labels at range starts, rotated, skipping those that would overprint the last one.
     last_x = -1e9
-    for point, x in zip(axis.points, axis.x):
+    for point, x in zip(axis.points, axis.x, strict=True):
         px = LABEL_WIDTH + x
         out.append(f'<line x1="{px:.1f}" y1="{rows_top - 4}" x2="{px:.1f}" y2="{rows_top + len(owners) * ROW_HEIGHT}" '
                    'stroke="#e0e0e0" stroke-width="0.5"/>')

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from interkube.errors import ConfigError
 from interkube.corefile.keys import normalize_zone, reverse_zones
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import Directive
+from interkube.errors import ConfigError
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from interkube.corefile.parser import Directive
 from interkube.dns.names import ZoneSet
 from interkube.pkg import args
-from interkube.corefile.parser import Directive
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Generic, TypeVar
 
 from interkube.corefile.parser import Directive
 from interkube.errors import ConfigError
-from interkube.plugin.handler import Handler
 from interkube.pkg.shared import SharedObjects
+from interkube.plugin.handler import Handler
 from interkube.plugin.services import Services
 from interkube.tlsutil.contexts import ServerTls
 

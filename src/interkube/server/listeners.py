@@ -22,8 +22,8 @@ from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
-from interkube.server.dispatch import Dispatcher
 from interkube.plugin.request import Request
+from interkube.server.dispatch import Dispatcher
 from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
@@ -71,7 +71,7 @@ class UdpEndpoint:
     rest to tasks.
     """
 
-    def __init__(self, listener: "Listener", sock: socket.socket) -> None:
+    def __init__(self, listener: Listener, sock: socket.socket) -> None:
         self.listener = listener
         self.sock = sock
         self.fd = sock.fileno()
@@ -149,7 +149,7 @@ def _dropped(exc: OSError) -> None:
 class TcpProtocol(asyncio.Protocol):
     """One TCP (or TLS) connection: framing, pipelining, idle timeout, back-pressure."""
 
-    def __init__(self, listener: "Listener") -> None:
+    def __init__(self, listener: Listener) -> None:
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.frames = FrameReader()

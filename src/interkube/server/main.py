@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from interkube import __version__
-from interkube.errors import InterkubeError
 from interkube.corefile.parser import ServerBlock, parse_file, parse_text
+from interkube.errors import InterkubeError
+from interkube.plugin.services import Services
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
-from interkube.plugin.services import Services
 from interkube.server.workers import WorkerContext, run_workers
 
 log = logging.getLogger("interkube.server")

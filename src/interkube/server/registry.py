@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from interkube.errors import UnknownPlugin
 from interkube.corefile.lexer import Token
+from interkube.errors import UnknownPlugin
 from interkube.plugin.setup import Plugin
 
 #: Execution order. Each name is a package `interkube.plugins.<name>` exposing `PLUGIN`.

@@ -14,15 +14,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from interkube.errors import ConfigError, InterkubeError
-from interkube.server import registry
 from interkube.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import ServerBlock
+from interkube.errors import ConfigError, InterkubeError
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Route
 from interkube.plugin.services import Services
 from interkube.plugin.setup import BlockSettings, Hooks, ReadinessCheck, SetupContext
+from interkube.server import registry
 from interkube.server.dispatch import Chain, Dispatcher
 from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
 

@@ -122,7 +122,7 @@ class WorkerContext:
                 async with ClientSession(connector=UnixConnector(path=self.metrics_socket(i))) as s, \
                         s.get("http://worker/metrics", timeout=2) as resp:
                     texts.append(await resp.text())
-            except Exception as exc:  # noqa: BLE001 - a worker restarting is left out of one scrape
+            except Exception as exc:  # a worker restarting is left out of one scrape
                 log.debug("worker %d metrics unavailable: %s", i, exc)
         return merge_expositions(texts).encode()
 
@@ -189,7 +189,7 @@ def run_workers(count: int, run_one: Callable[[WorkerContext], int]) -> int:
                 code = run_one(WorkerContext(index, count, socket_dir, shared_watch))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:  # noqa: BLE001 - report and leave with a failure status
+            except BaseException:  # report and leave with a failure status
                 logging.getLogger("interkube.server").exception("worker %d failed", index)
             finally:
                 sys.stdout.flush()

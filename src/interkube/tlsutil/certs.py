@@ -49,7 +49,7 @@ class CertificateError(InterkubeError):
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def new_key(key_type: KeyType = "ec") -> PrivateKey:
@@ -318,7 +318,7 @@ class ClusterFiles:
     client_key: Path
 
     @classmethod
-    def under(cls, directory: Path) -> "ClusterFiles":
+    def under(cls, directory: Path) -> ClusterFiles:
         return cls(*(directory / f"{role}.{ext}" for role in ("server", "client") for ext in ("crt", "key")))
 
 

@@ -43,7 +43,7 @@ def _peer_text(peer: Any) -> str:
 class _AppTransport(asyncio.Transport):
     """What the DNS protocol writes to: plaintext in, TLS records out."""
 
-    def __init__(self, tls: "TlsServerProtocol") -> None:
+    def __init__(self, tls: TlsServerProtocol) -> None:
         super().__init__()
         self._tls = tls
 

@@ -7,8 +7,8 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from interkube.tlsutil.contexts import describe_certificate, digest_files
 from interkube.pkg.ticker import Ticker
+from interkube.tlsutil.contexts import describe_certificate, digest_files
 from interkube.tlsutil.watch import follower
 
 if TYPE_CHECKING:

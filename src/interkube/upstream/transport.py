@@ -456,7 +456,7 @@ class StreamExchanger:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _StreamConn(self.name), self.host, self.port, **kwargs),
                 self.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
         except ssl.SSLError as exc:  # SSLCertVerificationError included
             raise TlsVerificationFailed(self.name, reasons.client_side(

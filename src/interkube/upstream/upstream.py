@@ -19,11 +19,11 @@ import dns.message
 import dns.rdatatype
 
 from interkube.dns.wire import FLAG_TC, header_flags, rcode_of
-from interkube.pkg.metrics import DURATION_BUCKETS
 from interkube.errors import UpstreamError
+from interkube.pkg.metrics import DURATION_BUCKETS
+from interkube.pkg.ticker import Ticker
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.transport import DatagramExchanger, StreamExchanger
-from interkube.pkg.ticker import Ticker
 
 log = logging.getLogger("interkube.plugin.forward")
 

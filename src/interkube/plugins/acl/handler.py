@@ -9,12 +9,12 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import EDE_BLOCKED, EDE_FILTERED, RCODE_NOERROR, RCODE_REFUSED, ede_option, error_response
-from interkube.plugins.acl.parse import AclConfig
 from interkube.pkg.metrics import NAMESPACE
-from interkube.plugin.metrics import Metrics
-from interkube.plugin.handler import Handler
-from interkube.plugin.request import Request
 from interkube.pkg.shared import Kind
+from interkube.plugin.handler import Handler
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.request import Request
+from interkube.plugins.acl.parse import AclConfig
 
 ALLOW, BLOCK, FILTER, DROP = 0, 1, 2, 3
 _CODES = {"allow": ALLOW, "block": BLOCK, "filter": FILTER, "drop": DROP}

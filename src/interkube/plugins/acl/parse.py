@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import dns.rdatatype
 
-from interkube.pkg import args
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 
 ACTIONS = ("allow", "block", "filter", "drop")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

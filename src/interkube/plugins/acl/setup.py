@@ -1,8 +1,8 @@
 """Wire `acl`."""
 
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.acl.handler import ACL_STATS, AclHandler, AclStats
 from interkube.plugins.acl.parse import AclConfig
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: AclConfig, ctx: SetupContext) -> AclHandler:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 from interkube.pkg.netif import interface_addresses
-from interkube.plugins.bind.parse import BindConfig, is_address
 from interkube.plugin.setup import SetupContext
+from interkube.plugins.bind.parse import BindConfig, is_address
 
 
 def _expand(names: tuple[str, ...], ctx: SetupContext) -> list[str]:

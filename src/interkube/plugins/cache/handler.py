@@ -24,6 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, ZONE_TRANSFERS, Query, Template
+from interkube.pkg.metrics import NAMESPACE
+from interkube.pkg.shared import Kind
+from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 from interkube.plugins.cache.entry import (
     DROP,
     KIND_NAMES,
@@ -34,10 +38,6 @@ from interkube.plugins.cache.entry import (
     patch_ttls,
 )
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.pkg.metrics import NAMESPACE
-from interkube.plugin.handler import Handler
-from interkube.plugin.request import Request
-from interkube.pkg.shared import Kind
 
 if TYPE_CHECKING:
     from interkube.plugin.metrics import Metrics
@@ -80,7 +80,7 @@ class CacheHandler(Handler):
     plugin = "cache"
 
     def __init__(self, cfg: CacheConfig, zones: Iterable[str], *, server: str = "",
-                 metrics: "Metrics | None" = None, stats: CacheStats | None = None,
+                 metrics: Metrics | None = None, stats: CacheStats | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.zones = ZoneSet(zones)
@@ -284,7 +284,7 @@ class CacheHandler(Handler):
 
     # -- background refresh ----------------------------------------------------------------
 
-    def _refresh(self, req: Request, *, prefetch: bool) -> "asyncio.Task[bytes | None]":
+    def _refresh(self, req: Request, *, prefetch: bool) -> asyncio.Task[bytes | None]:
         """The refresh of ``req``'s key: the one in flight, or a new one on a copy of ``req``."""
         key = req.query.key
         task = self.refreshing.get(key)
@@ -299,7 +299,7 @@ class CacheHandler(Handler):
             self.stats.prefetches += 1
         return task
 
-    def _refresh_done(self, key: bytes, task: "asyncio.Task[bytes | None]") -> None:
+    def _refresh_done(self, key: bytes, task: asyncio.Task[bytes | None]) -> None:
         if self.refreshing.get(key) is task:
             del self.refreshing[key]
 
@@ -308,7 +308,7 @@ class CacheHandler(Handler):
         old = self.entries.get(key)
         try:
             resp = await self.next.serve(req)
-        except Exception as exc:  # noqa: BLE001 - a failed refresh leaves the entry as it is
+        except Exception as exc:  # a failed refresh leaves the entry as it is
             log.debug("cache refresh of %s failed: %s", req.qname_text, exc)
             if old is not None and self.entries.get(key) is old:
                 old.failed_until = self.clock() + STALE_RECHECK

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from interkube.pkg import args
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 
 #: CoreDNS's default: 256 shards of 39 items. We do not shard, so the number is exact.
 DEFAULT_CAPACITY = 9984

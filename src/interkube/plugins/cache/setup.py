@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.cache.handler import CACHE_STATS, CacheHandler, CacheStats
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: CacheConfig, ctx: SetupContext) -> CacheHandler:

@@ -1,8 +1,8 @@
 """clusterset: one zone merging several clusters' Services (`cluster.all`, MCS `clusterset.local`)."""
 
+from interkube.plugin.setup import Plugin
 from interkube.plugins.clusterset.parse import parse
 from interkube.plugins.clusterset.setup import setup
-from interkube.plugin.setup import Plugin
 
 # Several zones may each merge their own set: `clusterset cluster.all {...}` beside
 # `clusterset clusterset.local { mcs }` in one server block.

@@ -26,18 +26,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
+from interkube.dns.wire import ZONE_TRANSFERS
 from interkube.kube.cluster import Cluster, Listener
+from interkube.kube.dnsrecords import respond
 from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.registry import ClusterRegistry
+from interkube.pkg.metrics import NAMESPACE
+from interkube.pkg.shared import Kind
+from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.request import Request
 from interkube.plugins.clusterset.lookup import Merge, Options, Source
 from interkube.plugins.clusterset.parse import ClustersetConfig
-from interkube.kube.dnsrecords import respond
-from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
-from interkube.dns.wire import ZONE_TRANSFERS
-from interkube.pkg.metrics import NAMESPACE
-from interkube.plugin.metrics import Metrics
-from interkube.pkg.shared import Kind
-from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.plugin.clusterset")
 
@@ -154,7 +154,7 @@ class ClustersetHandler(TemplateHandler):
             sig = self.signature()
         if gen.data != sig:
             gen = self.generation = DependentGeneration(sig)
-            self._left = [(name, state) for name, state in zip(self.order, sig) if isinstance(state, str)]
+            self._left = [(name, state) for name, state in zip(self.order, sig, strict=True) if isinstance(state, str)]
             for name, reason in self._left:
                 log.debug("%s: cluster %s is left out (%s)", zone, name, reason)
         if len(self._left) == len(self.order):
@@ -186,7 +186,7 @@ class ClustersetHandler(TemplateHandler):
             return None
         views: list[tuple[str, set[DepKey]]] = []
         sources = []
-        for name, state in zip(self.order, sig):
+        for name, state in zip(self.order, sig, strict=True):
             if isinstance(state, ClusterIndex):
                 seen: set[DepKey] = set()
                 views.append((name, seen))
@@ -234,7 +234,7 @@ class ClustersetHandler(TemplateHandler):
             left.add_metric(list(key), n)
         answering = GaugeMetricFamily(p + "cluster_answering", "1 while the cluster's data answers for the "
                                       "clusterset, 0 while it is left out.", labels=["zone", "cluster"])
-        states = dict(zip(self.order, self.signature()))
+        states = dict(zip(self.order, self.signature(), strict=True))
         for zone in self.zones.zones:
             for name in self.clusters:
                 answering.add_metric([zone, name], 1.0 if isinstance(states[name], ClusterIndex) else 0.0)

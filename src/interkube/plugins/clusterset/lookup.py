@@ -32,8 +32,6 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from interkube.kube.index import IndexView
-from interkube.kube.objects import Endpoint, EndpointSlice, Port, Service
 from interkube.kube.dnsrecords import (
     SCHEMA_TTL,
     Outcome,
@@ -44,6 +42,8 @@ from interkube.kube.dnsrecords import (
     soa_rrset,
     srv_weight,
 )
+from interkube.kube.index import IndexView
+from interkube.kube.objects import Endpoint, EndpointSlice, Port, Service
 
 A, AAAA, CNAME, SOA, SRV, TXT = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME, dns.rdatatype.SOA,
                                  dns.rdatatype.SRV, dns.rdatatype.TXT)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.pkg import args
-from interkube.pkg import fallthrough as fall
+from interkube.corefile.parser import Directive
 from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
 from interkube.kube.registry import CLUSTER_NAME
-from interkube.corefile.parser import Directive
+from interkube.pkg import args
+from interkube.pkg import fallthrough as fall
 
 POLICIES = ("local-first", "all")
 #: How a cluster other than the local one is reached: its ready endpoints (pod IPs, routed

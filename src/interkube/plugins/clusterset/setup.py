@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from interkube.kube.registry import cluster_registry
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.clusterset.handler import CLUSTERSET_STATS, ClustersetHandler, ClustersetStats
 from interkube.plugins.clusterset.parse import ClustersetConfig
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: ClustersetConfig, ctx: SetupContext) -> ClustersetHandler:

@@ -8,9 +8,9 @@ import logging
 from interkube.dns.mnemonics import type_text
 from interkube.dns.wire import RCODE_SERVFAIL, error_response, name_to_text
 from interkube.errors import DnsError
-from interkube.plugins.errors.parse import Consolidate, ErrorsConfig
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
+from interkube.plugins.errors.parse import Consolidate, ErrorsConfig
 
 log = logging.getLogger("interkube.plugin.errors")
 LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
@@ -95,7 +95,7 @@ class ErrorsHandler(Handler):
             rcode = getattr(exc, "rcode", RCODE_SERVFAIL)
             self.report(req, rcode, exc)
             return error_response(req.wire, rcode, req.query)
-        except Exception as exc:  # noqa: BLE001 - a bug below us: log it with its trace, answer SERVFAIL
+        except Exception as exc:  # a bug below us: log it with its trace, answer SERVFAIL
             self.report(req, RCODE_SERVFAIL, exc, bug=True)
             return error_response(req.wire, RCODE_SERVFAIL, req.query)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from interkube.pkg import args
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 
 LEVELS = ("warning", "error", "info", "debug")
 #: As CoreDNS: a longer pattern is refused (compiling one costs memory a Corefile should not

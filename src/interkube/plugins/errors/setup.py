@@ -1,8 +1,8 @@
 """Wire `errors`."""
 
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.errors.handler import ErrorsHandler
 from interkube.plugins.errors.parse import ErrorsConfig
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: ErrorsConfig, ctx: SetupContext) -> ErrorsHandler:

@@ -15,14 +15,14 @@ import dns.rdatatype
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response
-from interkube.plugins.file.lookup import Outcome, lookup
-from interkube.plugins.file.parse import FileConfig
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.ticker import Ticker
-from interkube.plugins.file.zone import ZoneData, ZoneFileInvalid, load_zone
 from interkube.plugin.answers import MemoryHandler
 from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.request import Request
+from interkube.plugins.file.lookup import Outcome, lookup
+from interkube.plugins.file.parse import FileConfig
+from interkube.plugins.file.zone import ZoneData, ZoneFileInvalid, load_zone
 
 log = logging.getLogger("interkube.plugin.file")
 

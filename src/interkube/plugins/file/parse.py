@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from interkube.corefile.parser import Directive
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.corefile.parser import Directive
 
 
 @dataclass(frozen=True)

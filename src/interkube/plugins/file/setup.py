@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
+from interkube.pkg.filewatch import WatchedFile
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.file.handler import FileHandler, log, zone_parser
 from interkube.plugins.file.parse import FileConfig
-from interkube.pkg.filewatch import WatchedFile
 from interkube.plugins.file.zone import ZoneFileInvalid
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: FileConfig, ctx: SetupContext) -> FileHandler:

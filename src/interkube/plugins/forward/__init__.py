@@ -1,7 +1,7 @@
 """forward: send queries to upstream DNS servers."""
 
+from interkube.plugin.setup import Plugin
 from interkube.plugins.forward.parse import parse
 from interkube.plugins.forward.setup import setup
-from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="forward", parse=parse, setup=setup)

@@ -9,17 +9,17 @@ from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from interkube.dns.message import rcode_name
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
 from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
-from interkube.plugins.forward.parse import ForwardConfig
-from interkube.dns.message import rcode_name
 from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE
-from interkube.plugin.metrics import Metrics
-from interkube.plugin.handler import SLOW, Handler
-from interkube.plugin.request import Request
-from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
 from interkube.pkg.shared import Kind
+from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.request import Request
+from interkube.plugins.forward.parse import ForwardConfig
+from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
 QUERY_DEADLINE = 5.0
@@ -134,7 +134,8 @@ class ForwardHandler(Handler):
     def collect(self) -> Iterable[Metric]:
         """CoreDNS's forward metrics, under the interkube_ namespace."""
         ns = NAMESPACE
-        requests = CounterMetricFamily(f"{ns}_forward_requests", "Counter of requests made per upstream.", labels=["to"])
+        requests = CounterMetricFamily(f"{ns}_forward_requests", "Counter of requests made per upstream.",
+                                       labels=["to"])
         responses = CounterMetricFamily(f"{ns}_forward_responses", "Counter of responses received per upstream.",
                                         labels=["to", "rcode"])
         durations = HistogramMetricFamily(f"{ns}_forward_request_duration_seconds",
@@ -150,7 +151,7 @@ class ForwardHandler(Handler):
                 responses.add_metric([up.name, label], e[0])
                 running = 0.0
                 buckets = []
-                for bound, n in zip(DURATION_BUCKETS, e[2:]):
+                for bound, n in zip(DURATION_BUCKETS, e[2:], strict=False):  # e[-1] counts the slower ones
                     running += n
                     buckets.append((repr(float(bound)), running))
                 buckets.append(("+Inf", e[0]))
@@ -161,6 +162,7 @@ class ForwardHandler(Handler):
         broken.add_metric([], self.stats.no_healthy)
         yield broken
         rejects = CounterMetricFamily(f"{ns}_forward_max_concurrent_rejects",
-                                      "Counter of the number of queries rejected because the concurrent queries were at maximum.")
+                                      "Counter of the number of queries rejected because the concurrent queries "
+                                      "were at maximum.")
         rejects.add_metric([], self.stats.max_concurrent_rejects)
         yield rejects

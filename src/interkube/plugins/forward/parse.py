@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import dns.rcode
 
-from interkube.pkg import args
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 from interkube.upstream.address import UpstreamAddr, looks_like_address, parse_upstream
 from interkube.upstream.upstream import HealthCheck
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ssl
 
-from interkube.plugins.forward.handler import FORWARD_STATS, UPSTREAM_STATS, ForwardHandler, ForwardStats
 from interkube.pkg.args import TlsClientFiles
-from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig
 from interkube.plugin.setup import SetupContext
+from interkube.plugins.forward.handler import FORWARD_STATS, UPSTREAM_STATS, ForwardHandler, ForwardStats
+from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
 from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats

@@ -1,7 +1,7 @@
 """health: an HTTP endpoint that says the process is alive."""
 
+from interkube.plugin.setup import Plugin
 from interkube.plugins.health.parse import parse
 from interkube.plugins.health.setup import setup
-from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="health", parse=parse, setup=setup)

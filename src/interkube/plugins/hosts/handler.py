@@ -10,19 +10,18 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
 from interkube.pkg.filewatch import WatchedFile
-from interkube.pkg.ticker import Ticker
-from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
-from interkube.plugins.hosts.parse import HostsConfig
-from interkube.plugin.answers import MemoryHandler
 from interkube.pkg.metrics import NAMESPACE
+from interkube.pkg.ticker import Ticker
+from interkube.plugin.answers import MemoryHandler
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
+from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
+from interkube.plugins.hosts.parse import HostsConfig
 
 log = logging.getLogger("interkube.plugin.hosts")
 
@@ -103,7 +102,8 @@ class HostsHandler(MemoryHandler[HostsData]):
 
     def collect(self) -> Iterable[Metric]:
         """CoreDNS's hosts metrics, under the interkube_ namespace."""
-        entries = GaugeMetricFamily(f"{NAMESPACE}_hosts_entries", "The combined number of entries in hosts and Corefile.")
+        entries = GaugeMetricFamily(f"{NAMESPACE}_hosts_entries",
+                                    "The combined number of entries in hosts and Corefile.")
         entries.add_metric([], len(self.data))
         yield entries
         stamp = GaugeMetricFamily(f"{NAMESPACE}_hosts_reload_timestamp_seconds",

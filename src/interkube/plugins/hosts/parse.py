@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from interkube.corefile.parser import Directive
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
 from interkube.plugins.hosts.hostsfile import parse_address, parse_name
-from interkube.corefile.parser import Directive
 
 DEFAULT_PATH = "/etc/hosts"
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 
 from interkube.dns.names import ZoneSet
 from interkube.pkg.filewatch import WatchedFile
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.hosts.handler import HostsHandler
 from interkube.plugins.hosts.hostsfile import HostsData, parse_hosts
 from interkube.plugins.hosts.parse import HostsConfig
-from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.plugin.hosts")
 

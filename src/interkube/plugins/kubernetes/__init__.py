@@ -1,8 +1,8 @@
 """kubernetes: Services, endpoints and pods of one or many clusters, as CoreDNS's kubernetes plugin."""
 
+from interkube.plugin.setup import Plugin
 from interkube.plugins.kubernetes.parse import parse
 from interkube.plugins.kubernetes.setup import setup
-from interkube.plugin.setup import Plugin
 
 # One stanza per cluster: several may share a server block (`kubernetes cluster.east {...}`,
 # `kubernetes cluster.west {...}`), each answering for its own zones.

@@ -28,8 +28,6 @@ import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
-from interkube.kube.index import IndexView
-from interkube.kube.objects import Port
 from interkube.kube.dnsrecords import (
     SCHEMA_TTL,
     Outcome,
@@ -40,6 +38,8 @@ from interkube.kube.dnsrecords import (
 from interkube.kube.dnsrecords import host_type as _host_type
 from interkube.kube.dnsrecords import is_ready as _ready
 from interkube.kube.dnsrecords import rrset as _rrset
+from interkube.kube.index import IndexView
+from interkube.kube.objects import Port
 
 DNS_SCHEMA_VERSION = "1.1.0"
 #: A, AAAA: how many CNAMEs an answer may hold before a chain is cut (as CoreDNS).
@@ -305,7 +305,7 @@ class Lookup:
                 cname = _rrset(owner, entry.ttl, CNAME, target)
                 if self._in_zone(target):
                     target_name = dns.name.from_text(target)
-                    chained, error = self.address(target_name, qtype, target_name, previous + [link])
+                    chained, error = self.address(target_name, qtype, target_name, [*previous, link])
                     if not error and chained:
                         out.append(cname)
                         out.extend(chained)

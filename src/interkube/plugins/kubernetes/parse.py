@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from interkube.corefile.parser import Directive
 from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
-from interkube.kube.registry import CLUSTER_NAME
 from interkube.kube.labels import EVERYTHING, Selector, SelectorError, parse_selector
+from interkube.kube.registry import CLUSTER_NAME
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.corefile.parser import Directive
 
 POD_MODES = ("disabled", "insecure", "verified")
 #: CoreDNS's default (plugin/kubernetes): 5 s to wait for a first sync.

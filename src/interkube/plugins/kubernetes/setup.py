@@ -23,10 +23,10 @@ from interkube.kube.shared import shared_source
 from interkube.kube.snapshot import SnapshotSource
 from interkube.pkg.netif import interface_addresses
 from interkube.pkg.shared import Kind
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.kubernetes.handler import KubernetesHandler, StanzaGroup
 from interkube.plugins.kubernetes.lookup import Options
 from interkube.plugins.kubernetes.parse import KubernetesConfig
-from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 

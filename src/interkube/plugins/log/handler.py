@@ -26,9 +26,9 @@ from interkube.dns.wire import (
     name_to_text,
 )
 from interkube.errors import DnsError
-from interkube.plugins.log.parse import LogConfig, Rule
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
+from interkube.plugins.log.parse import LogConfig, Rule
 
 log = logging.getLogger("interkube.query")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.pkg import args
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 
-COMMON = '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}'
+COMMON = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
+          '{rcode} {>rflags} {rsize} {duration}')
 COMBINED = COMMON + ' "{>opcode}"'
 CLASSES = ("success", "denial", "error", "all")
 

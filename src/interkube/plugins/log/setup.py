@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from interkube.pkg.shared import Kind
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.log.handler import LogHandler
 from interkube.plugins.log.parse import LogConfig
-from interkube.plugin.setup import SetupContext
 
 #: The block's log handler: CoreDNS gathers the rules of all of a block's `log` directives into
 #: one plugin, where the first rule whose name matches decides; separate handlers would log a

@@ -39,8 +39,8 @@ class LoopHandler(Handler):
         self.host = host
         self.port = port
         self.services = services
-        self.probe = dns.name.Name((str(secrets.randbits(63)).encode(), str(secrets.randbits(63)).encode())
-                                   + dns.name.from_text(zone).labels)
+        self.probe = dns.name.Name((str(secrets.randbits(63)).encode(), str(secrets.randbits(63)).encode(),
+                                    *dns.name.from_text(zone).labels))
         self.lname = self.probe.canonicalize().to_wire()
         self.seen = 0
         self._task: asyncio.Task[None] | None = None

@@ -1,8 +1,8 @@
 """Wire `loop`: probe the block's first zone at the block's own address."""
 
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.loop.handler import LoopHandler
 from interkube.plugins.loop.parse import LoopConfig
-from interkube.plugin.setup import SetupContext
 
 
 def setup(cfg: LoopConfig, ctx: SetupContext) -> LoopHandler:

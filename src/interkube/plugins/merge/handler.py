@@ -18,15 +18,15 @@ from interkube.dns.message import rcode_name
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import FLAG_TC
 from interkube.errors import UpstreamError, UpstreamTimeout
+from interkube.pkg.metrics import NAMESPACE
+from interkube.pkg.shared import Kind
+from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.metrics import Metrics
+from interkube.plugin.request import Request
 from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
 from interkube.plugins.merge.parse import ClusterDns, MergeConfig
-from interkube.pkg.metrics import NAMESPACE
-from interkube.plugin.metrics import Metrics
-from interkube.plugin.handler import SLOW, Handler
-from interkube.plugin.request import Request
 from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream, UpstreamGroup
-from interkube.pkg.shared import Kind
 
 log = logging.getLogger("interkube.plugin.merge")
 
@@ -126,7 +126,7 @@ class MergeHandler(Handler):
         #: The merged zone in wire form as configured: what names are moved back into.
         self.zone = dns.name.from_text(cfg.zone).to_wire()
         self.zones = ZoneSet((cfg.zone,))
-        self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members)]
+        self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members, strict=True)]
         self.czones = [(c.zone, c.lzone) for c in self.clusters]
         self.local_first = cfg.policy == "local-first"
         self.stats = stats
@@ -147,8 +147,9 @@ class MergeHandler(Handler):
         timeout = self.cfg.timeout
         # Every query leaves before the first answer is awaited; the answers are then awaited
         # in order (one that came already costs nothing to await).
+        queries = cluster_queries(q, len(self.zone), self.czones)
         flights = [_Flight(c, wire, question, tcp, timeout)
-                   for c, (wire, question) in zip(self.clusters, cluster_queries(q, len(self.zone), self.czones))]
+                   for c, (wire, question) in zip(self.clusters, queries, strict=True)]
         replies = []
         try:
             for flight in flights:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from interkube.pkg.args import TlsClientFiles
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.merge.handler import MERGE_STATS, MergeHandler, MergeStats
 from interkube.plugins.merge.parse import MergeConfig
-from interkube.plugin.setup import SetupContext
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotation
 from interkube.upstream.upstream import Upstream, UpstreamGroup

@@ -7,11 +7,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
 from interkube.errors import DnsError
-from interkube.plugins.prometheus.store import DnsMetrics
+from interkube.plugin.handler import Handler
 from interkube.plugin.http import HttpEndpoint
 from interkube.plugin.metrics import Metrics
-from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
+from interkube.plugins.prometheus.store import DnsMetrics
 
 
 class PrometheusHandler(Handler):

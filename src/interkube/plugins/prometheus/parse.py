@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interkube.pkg import args
 from interkube.corefile.parser import Directive
+from interkube.pkg import args
 
 DEFAULT_ADDRESS = "localhost:9153"
 

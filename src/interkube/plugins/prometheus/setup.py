@@ -1,10 +1,10 @@
 """Wire `prometheus`: one process-wide store, kept across reloads so counters never go back."""
 
+from interkube.plugin.http import endpoint
+from interkube.plugin.setup import SetupContext
 from interkube.plugins.prometheus.handler import PrometheusHandler
 from interkube.plugins.prometheus.parse import PrometheusConfig
 from interkube.plugins.prometheus.store import DNS_METRICS, DnsMetrics
-from interkube.plugin.http import endpoint
-from interkube.plugin.setup import SetupContext
 
 
 def _store(ctx: SetupContext) -> DnsMetrics:

@@ -20,9 +20,9 @@ import dns.rcode
 import dns.rdatatype
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE, SIZE_BUCKETS, SIZE_BUCKET_OF
-from interkube.plugin.request import Request
+from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE, SIZE_BUCKET_OF, SIZE_BUCKETS
 from interkube.pkg.shared import Kind
+from interkube.plugin.request import Request
 
 #: The query types CoreDNS's metrics name; every other type is counted as "other".
 MONITORED_TYPES = ("A", "AAAA", "NS", "PTR", "SRV", "SOA", "CNAME", "MX", "TXT", "DS", "DNSKEY",
@@ -52,7 +52,7 @@ def _rcode_text(rcode: int) -> str:
 def _cumulative(buckets: list[int], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
     out = []
     total = 0
-    for bound, n in zip(bounds, buckets):
+    for bound, n in zip(bounds, buckets, strict=False):  # buckets[-1] counts what is above them
         total += n
         out.append((repr(float(bound)), total))
     total += buckets[len(bounds)]
@@ -160,7 +160,8 @@ class DnsMetrics:
                 h = table.setdefault((server, zone, "", proto), [0.0] * (ns + 1))
                 h[bucket] += count
                 h[ns] += total
-        fam = CounterMetricFamily(f"{NAMESPACE}_dns_requests", "Counter of DNS requests made per zone, protocol and family.",
+        fam = CounterMetricFamily(f"{NAMESPACE}_dns_requests",
+                                  "Counter of DNS requests made per zone, protocol and family.",
                                   labels=["server", "zone", "view", "proto", "family", "type"])
         for labels, v in requests.items():
             fam.add_metric(list(labels), v)
@@ -177,9 +178,11 @@ class DnsMetrics:
             hist.add_metric(list(labels), _cumulative(h[:nd], DURATION_BUCKETS), h[nd])  # type: ignore[arg-type]
         yield hist
         for name, help_text, table in (
-                ("request_size_bytes", "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.", req_sizes),
+                ("request_size_bytes",
+                 "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.", req_sizes),
                 ("response_size_bytes", "Size of the returned response in bytes.", resp_sizes)):
-            hist = HistogramMetricFamily(f"{NAMESPACE}_dns_{name}", help_text, labels=["server", "zone", "view", "proto"])
+            hist = HistogramMetricFamily(f"{NAMESPACE}_dns_{name}", help_text,
+                                         labels=["server", "zone", "view", "proto"])
             for labels, h in table.items():
                 hist.add_metric(list(labels), _cumulative(h[:ns], SIZE_BUCKETS), h[ns])  # type: ignore[arg-type]
             yield hist

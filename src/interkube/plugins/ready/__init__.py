@@ -1,7 +1,7 @@
 """ready: an HTTP endpoint that says whether every plugin is ready to answer."""
 
+from interkube.plugin.setup import Plugin
 from interkube.plugins.ready.parse import parse
 from interkube.plugins.ready.setup import setup
-from interkube.plugin.setup import Plugin
 
 PLUGIN = Plugin(name="ready", parse=parse, setup=setup)
