@@ -64,7 +64,7 @@ def test_a_cached_name_gives_the_same_result() -> None:
     (b"\x41abc", "label type"),          # 0x40: extended label type
     (b"\x81abc", "label type"),          # 0x80: reserved
     (b"\x05ab", "bounds"),               # runs off the end
-    (b"\xc0", "bounds"),                 # half a pointer
+    (b"\xc0", "past the end"),           # half a pointer
 ])
 def test_bad_names_are_malformed(owner: bytes, why: str) -> None:
     wire = message(owner, an=1)
@@ -154,6 +154,14 @@ def test_every_name_bearing_type_is_decompressed(rdtype: str) -> None:
         rr.read_message(short)
     with pytest.raises(dns.exception.FormError):
         dns.message.from_wire(short)
+
+
+def test_srv_outside_class_in_is_opaque_as_dnspython_reads_it() -> None:
+    # SRV is a class IN type: in class 257 its 4 bytes are rdata, not a priority and a name.
+    srv = b"\xc0\x0c" + struct.pack("!HHIH", 33, 257, 0, 4) + b"\x0a\x00\x00\x01"
+    wire = message(srv)
+    assert rr.read_message(wire).answer == [(QNAME, 33, 257, 0, b"\x0a\x00\x00\x01")]
+    assert dns.message.from_wire(wire).answer[0][0].to_wire() == b"\x0a\x00\x00\x01"
 
 
 def test_rdata_names_keys_and_moves() -> None:

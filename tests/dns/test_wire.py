@@ -10,6 +10,7 @@ import dns.rrset
 
 from interkube.dns import wire
 from interkube.dns.message import make_response, render
+from interkube.dns.reader import Malformed
 
 
 def q(name: str = "www.Example.org.", rdtype: str = "A", **kw) -> dns.message.Message:  # type: ignore[no-untyped-def]
@@ -158,3 +159,52 @@ def test_truncation_keeps_the_responses_own_opt_record() -> None:
     assert [o.code for o in out.options] == [dns.edns.EDECode.STALE_ANSWER]
     # 29 bytes of header and question, 214 per record, 17 for the OPT with its EDE: two fit.
     assert len(out.answer[0]) == 2
+
+
+def test_an_unwalkable_response_is_truncated_to_header_question_and_opt() -> None:
+    m = q("big.example.", "A", use_edns=0, payload=512)
+    parsed = wire.parse_query(m.to_wire())
+    assert parsed is not None
+    resp = make_response(m)
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "A",
+                                                [f"192.0.2.{i}" for i in range(1, 101)]))
+    full = bytearray(render(resp))
+    # The second answer's owner (a pointer to the question) turned into a pointer to itself.
+    second = parsed.question_end + 16
+    assert full[second:second + 2] == b"\xc0\x0c"
+    full[second:second + 2] = (0xC000 | second).to_bytes(2, "big")
+    out = dns.message.from_wire(wire.truncated(bytes(full), parsed))
+    assert out.flags & dns.flags.TC and out.question == m.question and not out.answer and out.edns == 0
+
+
+def test_answer_records_refuse_with_malformed() -> None:
+    m = q("web.example.", "A", use_edns=False)
+    resp = make_response(m)
+    resp.answer.append(dns.rrset.from_text_list(m.question[0].name, 30, "IN", "A", ["192.0.2.1", "192.0.2.2"]))
+    full = render(resp)
+    qe = len(m.to_wire())
+    assert [(o, t, n) for o, t, _, n in wire.answer_records(full)] == [(qe, 1, 4), (qe + 16, 1, 4)]
+    for bad in (full[:-1], full[:qe] + b"\x80" + full[qe + 1:], full[:qe] + b"\xc0\xff" + full[qe + 2:]):
+        try:
+            wire.answer_records(bad)
+        except Malformed:
+            continue
+        raise AssertionError(f"accepted {bad.hex()}")
+
+
+def test_formerr_is_written_as_coredns_writes_it() -> None:
+    m = q("Web.Example.", "A", use_edns=0)
+    m.flags |= dns.flags.CD
+    out = dns.message.from_wire(wire.formerr(m.to_wire()))
+    assert out.id == m.id and out.rcode() == dns.rcode.FORMERR and out.flags & dns.flags.QR
+    assert out.flags & dns.flags.RD and out.flags & dns.flags.CD and not out.flags & dns.flags.AA
+    assert out.question == m.question and str(out.question[0].name) == "Web.Example."  # case kept
+    assert out.edns < 0 and not out.answer and not out.additional
+    # A compressed question name (a pointer to offset 4, whose byte 0 makes the root) is written
+    # out whole; an unreadable one leaves the header only.
+    head = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    compressed = head + b"\xc0\x04\x00\x01\x00\x01"
+    assert dns.message.from_wire(compressed).question[0].name.to_text() == "."
+    assert wire.formerr(compressed) == b"\x12\x34\x81\x01" + head[4:] + b"\x00\x00\x01\x00\x01"
+    garbage = head + b"\x3f\x00"
+    assert wire.formerr(garbage) == b"\x12\x34\x81\x01" + b"\x00" * 8

@@ -26,12 +26,25 @@ from testkit.servers import free_port, interkube_process, process_output, query
 HEADER = st.builds(
     lambda qid, flags, counts: struct.pack("!HH", qid, flags) + struct.pack("!4H", *counts),
     st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.tuples(*[st.integers(0, 3)] * 4))
-# Mostly garbage, sometimes a plausible header followed by garbage, sometimes a real query mangled.
+
+
+def with_options(name: str, options: bytes) -> bytes:
+    """An EDNS query whose OPT record carries ``options`` as given (well-formed or not)."""
+    wire = dns.message.make_query(name, "A", use_edns=0).to_wire()
+    return wire[:-2] + struct.pack("!H", len(options)) + options
+
+
+# Mostly garbage, sometimes a plausible header followed by garbage, sometimes a real query
+# mangled, sometimes a fine query with EDNS options that may not be (a Client Subnet option,
+# code 8, half the time).
 PACKETS = st.one_of(
     st.binary(max_size=600),
     st.builds(lambda h, body: h + body, HEADER, st.binary(max_size=300)),
     st.builds(lambda name, cut, junk: dns.message.make_query(name, "A").to_wire()[:cut] + junk,
               st.sampled_from(["a.example.org.", "x.other.", "."]), st.integers(0, 60), st.binary(max_size=20)),
+    st.builds(with_options, st.sampled_from(["a.example.org.", "x.other."]),
+              st.one_of(st.binary(max_size=40),
+                        st.builds(lambda body: struct.pack("!HH", 8, len(body)) + body, st.binary(max_size=20)))),
 )
 
 

@@ -10,20 +10,21 @@ pointer resolved, so each record stands alone and can be copied into another mes
 Only the types whose rdata may be compressed (RFC 3597 section 4: CNAME, NS, PTR, DNAME, MX,
 SRV, SOA) have names inside their rdata decompressed; other types' rdata is taken as it came.
 
-What counts as malformed follows dnspython's reader, so that anything dnspython refused is
-refused here too: compression pointers must point backwards, each hop before the previous
-one, and the name they point to must end before the pointer's own name segment starts (which
-also makes loops impossible); at most 16 hops; labels of type 0x40/0x80 are refused; names are
-at most 255 bytes; rdata of the name-bearing types (and of A and AAAA) must have exactly its
-length; an OPT record may only stand in the additional section, once, owned by the root; no
-bytes may follow the last record.
+A message is walked by the one reader, :mod:`interkube.dns.reader`, which defines what is
+malformed (as dnspython does); this module adds reading the names inside rdata, and refuses
+what a merge cannot use: bytes after the last record.
 """
 
 from __future__ import annotations
 
 import struct
 
-from interkube.dns.wire import HEADER_LEN, TYPE_OPT
+# Malformed, read_name and MAX_NAME_LEN are the reader's, re-exported: merge reads and bounds
+# names with them.
+from interkube.dns.reader import CLASS_IN, FIXED_RDLEN, TYPE_OPT, TYPE_TSIG, NameCache, Walk
+from interkube.dns.reader import MAX_NAME_LEN as MAX_NAME_LEN
+from interkube.dns.reader import Malformed as Malformed
+from interkube.dns.reader import read_name as read_name
 
 TYPE_A = 1
 TYPE_NS = 2
@@ -34,10 +35,10 @@ TYPE_MX = 15
 TYPE_AAAA = 28
 TYPE_SRV = 33
 TYPE_DNAME = 39
-TYPE_TSIG = 250
 
 #: Types whose rdata holds domain names that may be compressed: type -> (bytes before the first
-#: name, number of names, bytes after the last name).
+#: name, number of names, bytes after the last name). SRV is a class IN type: in another class
+#: its rdata is opaque (as dnspython reads it), the others are the same in every class.
 NAME_RDATA: dict[int, tuple[int, int, int]] = {
     TYPE_CNAME: (0, 1, 0),
     TYPE_NS: (0, 1, 0),
@@ -49,21 +50,11 @@ NAME_RDATA: dict[int, tuple[int, int, int]] = {
 }
 #: Types that hold one record per RRset (dnspython's "singletons"): a second one replaces the first.
 SINGLETON_TYPES = frozenset((TYPE_CNAME, TYPE_SOA, TYPE_DNAME, 30, 47))  # 30 NXT, 47 NSEC
-#: Fixed rdata lengths checked on reading (the types a merged answer mostly carries).
-_FIXED_RDLEN = {TYPE_A: 4, TYPE_AAAA: 16}
-
-MAX_NAME_LEN = 255
-MAX_POINTER_HOPS = 16
-
 Record = tuple[bytes, int, int, int, bytes]
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 _U32 = struct.Struct("!I")
-
-
-class Malformed(ValueError):
-    """The message cannot be read (the text says where)."""
 
 
 class Message:
@@ -88,84 +79,12 @@ class Message:
         self.opt = opt
 
 
-def read_name(wire: bytes, offset: int, end: int | None = None,
-              cache: dict[int, tuple[bytes, int, int]] | None = None) -> tuple[bytes, int]:
-    """The name at ``offset`` decompressed, and the offset just past it in ``wire``.
-
-    ``end`` bounds the name's first segment (the rdata end for names inside rdata). ``cache``
-    (one per message) remembers names already read by where they start, so the usual owner
-    that points at the question costs a dict lookup; it maps a start to the name and the end
-    of its first segment (which decides whether the entry fits a later pointer's bounds) and
-    its pointer hops.
-    Raises :class:`Malformed`.
-    """
-    if end is None:
-        end = len(wire)
-    parts: list[bytes] = []
-    total = 1  # the root byte
-    start = offset     # where the current segment starts: pointers must point below it
-    origin = offset    # where the name starts: its cache key
-    after = -1         # the offset just past the name in the message (first pointer + 2)
-    hops = 0
-    while True:
-        if offset >= end:
-            raise Malformed("name runs past its bounds")
-        length = wire[offset]
-        if length == 0:
-            break
-        if length < 64:
-            total += length + 1
-            if total > MAX_NAME_LEN:
-                raise Malformed("name longer than 255 bytes")
-            offset += length + 1
-            continue
-        if length < 192:
-            raise Malformed(f"label type {length >> 6:#x}")
-        if offset + 1 >= end:
-            raise Malformed("compression pointer runs past its bounds")
-        target = ((length & 0x3F) << 8) | wire[offset + 1]
-        if target >= start:
-            raise Malformed("compression pointer does not point backwards")
-        if start < offset:
-            parts.append(wire[start:offset])
-        if after < 0:
-            after = offset + 2
-        hops += 1
-        if hops > MAX_POINTER_HOPS:
-            raise Malformed("compression pointer chain too long")
-        if cache is not None:
-            hit = cache.get(target)
-            # The cached name was read from the same bytes; it fits if its first segment ends
-            # before this segment begins (dnspython's bound for a pointer target).
-            if hit is not None and hit[1] <= start:
-                name = b"".join(parts) + hit[0] if parts else hit[0]
-                if len(name) > MAX_NAME_LEN:
-                    raise Malformed("name longer than 255 bytes")
-                if hops + hit[2] > MAX_POINTER_HOPS:
-                    raise Malformed("compression pointer chain too long")
-                cache[origin] = (name, after, hops + hit[2])
-                return name, after
-        end = start
-        start = offset = target
-    if start < offset:
-        parts.append(wire[start:offset])
-    name = b"".join(parts) + b"\x00" if parts else b"\x00"
-    if after < 0:
-        after = offset + 1
-    if len(name) > MAX_NAME_LEN:
-        raise Malformed("name longer than 255 bytes")
-    if cache is not None:
-        cache[origin] = (name, after, hops)
-    return name, after
-
-
-def read_rdata(wire: bytes, rtype: int, offset: int, rdlen: int,
-               cache: dict[int, tuple[bytes, int, int]] | None = None) -> bytes:
+def read_rdata(wire: bytes, rtype: int, offset: int, rdlen: int, cache: NameCache | None = None) -> bytes:
     """The rdata at ``offset`` with the names of :data:`NAME_RDATA` types decompressed."""
     end = offset + rdlen
     layout = NAME_RDATA.get(rtype)
     if layout is None:
-        fixed = _FIXED_RDLEN.get(rtype)
+        fixed = FIXED_RDLEN.get(rtype)
         if fixed is not None and rdlen != fixed:
             raise Malformed(f"type {rtype} rdata of {rdlen} bytes")
         return wire[offset:end]
@@ -184,58 +103,25 @@ def read_rdata(wire: bytes, rtype: int, offset: int, rdlen: int,
 
 def read_message(wire: bytes) -> Message:
     """Read a whole message (see the module docstring). Raises :class:`Malformed`."""
-    n = len(wire)
-    if n < HEADER_LEN:
-        raise Malformed("shorter than a header")
-    qid, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
-    cache: dict[int, tuple[bytes, int, int]] = {}
-    offset = HEADER_LEN
-    question = []
-    for _ in range(qd):
-        name, offset = read_name(wire, offset, n, cache)
-        if offset + 4 > n:
-            raise Malformed("question runs past the end")
-        qtype, qclass = struct.unpack_from("!HH", wire, offset)
-        offset += 4
-        question.append((name, qtype, qclass))
+    walked = Walk(wire)
+    names = walked.names
     sections: list[list[Record]] = [[], [], []]
     opt = None
-    unpack = _RR_FIXED.unpack_from
-    for section, count in ((0, an), (1, ns), (2, ar)):
-        records = sections[section]
-        for _ in range(count):
-            # Most owners are one pointer to a name read before (the question's): a dict hit.
-            head = wire[offset] if offset < n else 0
-            hit = cache.get(((head & 0x3F) << 8) | wire[offset + 1]) if head >= 0xC0 and offset + 1 < n else None
-            if hit is not None and hit[1] <= offset and hit[2] < MAX_POINTER_HOPS:
-                owner = hit[0]
-                offset += 2
-            else:
-                owner, offset = read_name(wire, offset, n, cache)
-            if offset + 10 > n:
-                raise Malformed("record header runs past the end")
-            rtype, rclass, ttl, rdlen = unpack(wire, offset)
-            offset += 10
-            if offset + rdlen > n:
-                raise Malformed("rdata runs past the end")
-            end = offset + rdlen
-            if rtype in NAME_RDATA:
-                records.append((owner, rtype, rclass, ttl, read_rdata(wire, rtype, offset, rdlen, cache)))
-            elif rtype == TYPE_OPT:
-                if section != 2 or opt is not None or owner != b"\x00":
-                    raise Malformed("misplaced OPT record")
-                opt = (rclass, ttl, wire[offset:end])
-            elif rtype != TYPE_TSIG:  # (a TSIG signs the transport, it is not data)
-                if rdlen != _FIXED_RDLEN.get(rtype, rdlen):
-                    raise Malformed(f"type {rtype} rdata of {rdlen} bytes")
-                records.append((owner, rtype, rclass, ttl, wire[offset:end]))
-            offset = end
-    if offset != n:
+    # Each record's rdata names are read before the next owner: additional records' owners
+    # point into the answers' rdata (SRV targets), which the name cache then holds.
+    for owner, _start, section, rtype, rclass, ttl, offset, rdlen in walked.records():
+        if rtype in NAME_RDATA and (rclass == CLASS_IN or rtype != TYPE_SRV):
+            sections[section].append((owner, rtype, rclass, ttl, read_rdata(wire, rtype, offset, rdlen, names)))
+        elif rtype == TYPE_OPT:
+            opt = (rclass, ttl, wire[offset:offset + rdlen])  # the walk checked it is the one, the root's
+        elif rtype != TYPE_TSIG:  # (a TSIG signs the transport, it is not data)
+            sections[section].append((owner, rtype, rclass, ttl, wire[offset:offset + rdlen]))
+    if walked.end != len(wire):
         raise Malformed("bytes after the last record")
-    rcode = flags & 0x0F
+    rcode = walked.flags & 0x0F
     if opt is not None:
         rcode |= (opt[1] >> 20) & 0xFF0  # the extended rcode's upper 8 bits (RFC 6891)
-    return Message(qid, flags, rcode, question, sections[0], sections[1], sections[2], opt)
+    return Message(walked.id, walked.flags, rcode, walked.question, sections[0], sections[1], sections[2], opt)
 
 
 def name_end(name: bytes, offset: int = 0) -> int:

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import struct
 
-HEADER_LEN = 12
+# HEADER_LEN and TYPE_OPT are the reader's, and this module's for its callers (re-exported).
+from interkube.dns.reader import HEADER_LEN as HEADER_LEN
+from interkube.dns.reader import TYPE_OPT as TYPE_OPT
+from interkube.dns.reader import Malformed, Walk, check_options, check_query, read_name
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -34,7 +37,6 @@ RCODE_NXDOMAIN = 3
 RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
 
-TYPE_OPT = 41
 #: AXFR and IXFR: zone transfers, which answers from memory never offer and caches never keep.
 ZONE_TRANSFERS = frozenset({251, 252})
 EDNS_DO = 0x8000
@@ -122,6 +124,10 @@ def read_name_end(wire: bytes, offset: int) -> int:
 #: table starts over when full, so random names cost a parse each, never memory.
 _MEMO: dict[bytes, Info | None] = {}
 _MEMO_LIMIT = 65536
+#: Why the reader refused a query, by the bytes after the ID: filled by the fast parser (which
+#: then answers None, the slow path) and by query_problem, read by query_problem, so that the
+#: dispatcher's admission decides a repeated malformed query with a dict lookup.
+_REFUSED: dict[bytes, Malformed] = {}
 
 
 def parse_query(wire: bytes) -> Query | None:
@@ -129,29 +135,64 @@ def parse_query(wire: bytes) -> Query | None:
 
     The fast path takes: QR=0, opcode QUERY, exactly one question with an uncompressed name,
     no answer or authority records, at most one additional record which must be an EDNS0 OPT
-    at version 0, and nothing after it. Everything else (malformed input included) goes to
-    the slow path, which answers FORMERR, NOTIMP, BADVERS or parses it fully.
+    at version 0 with well-formed options, and nothing after it. Everything else (malformed
+    input included) goes to the slow path, which answers FORMERR, NOTIMP, BADVERS or parses it
+    fully; :func:`query_problem` tells it why a query was refused here.
     """
     tail = wire[2:]
-    info = _MEMO.get(tail, _MEMO)
-    if info is _MEMO:
-        info = _parse_info(wire)
-        if len(_MEMO) >= _MEMO_LIMIT:
-            _MEMO.clear()
-        _MEMO[tail] = info
+    try:
+        info = _MEMO[tail]  # (a try costs nothing in 3.11 and a subscript less than .get())
+    except KeyError:
+        info = _memoize(wire, tail)
     if info is None:
         return None
     q = _new_query(Query)
     q.wire = wire
     (q.flags, q.qname_end, q.question_end, q.qtype, q.qclass, q.lname, q.key, q.edns, q.payload,
-     q.do) = info  # type: ignore[misc]
+     q.do) = info
     return q
 
 
 _new_query = object.__new__
 
 
-def _parse_info(wire: bytes) -> Info | None:
+def _memoize(wire: bytes, tail: bytes) -> Info | None:
+    parsed = _parse_info(wire)
+    if len(_MEMO) >= _MEMO_LIMIT:
+        _MEMO.clear()
+    if isinstance(parsed, Malformed):
+        _refused(tail, parsed)
+        parsed = None
+    _MEMO[tail] = parsed
+    return parsed
+
+
+def _refused(tail: bytes, problem: Malformed) -> None:
+    if len(_REFUSED) >= _MEMO_LIMIT:
+        _REFUSED.clear()
+    _REFUSED[tail] = problem
+
+
+def query_problem(wire: bytes) -> Malformed | None:
+    """Why the one reader refuses this query (to be answered FORMERR), or None.
+
+    For a query the fast parser refused: its verdict when it had one (a malformed EDNS option),
+    else a walk of the whole query (:func:`interkube.dns.reader.check_query`), remembered too.
+    The exception is returned, not raised: the same instance answers every repeat.
+    """
+    tail = wire[2:]
+    known = _REFUSED.get(tail)
+    if known is not None:
+        return known
+    try:
+        check_query(wire)
+    except Malformed as exc:
+        _refused(tail, exc)
+        return exc
+    return None
+
+
+def _parse_info(wire: bytes) -> Info | Malformed | None:
     if len(wire) < HEADER_LEN + 5:
         return None
     _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
@@ -176,6 +217,13 @@ def _parse_info(wire: bytes) -> Info | None:
         return None
     if (ttl >> 16) & 0xFF:  # EDNS version other than 0: BADVERS, slow path
         return None
+    if rdlen:
+        # Options are read here, once per distinct query (the memo), so that a malformed one
+        # is refused at admission rather than when a handler first parses the query.
+        try:
+            check_options(wire, question_end + 11, len(wire))
+        except Malformed as exc:
+            return exc
     return _info(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
 
 
@@ -252,6 +300,25 @@ def error_response(wire: bytes, rcode: int, query: Query | None = None, ede: byt
     return wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + question
 
 
+def formerr(wire: bytes) -> bytes:
+    """The FORMERR answer to a query the reader refused, as CoreDNS (miekg/dns) writes it.
+
+    The header (ID, opcode, RD and CD echoed) and the question when it can be read (written
+    uncompressed, in the client's letter case); no OPT record, since the query's could not be
+    trusted. ``wire`` has at least 12 bytes.
+    """
+    qflags = _U16.unpack_from(wire, 2)[0]
+    flags = FLAG_QR | (qflags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | RCODE_FORMERR
+    if wire[4:6] == b"\x00\x01":
+        try:
+            name, end = read_name(wire, HEADER_LEN)
+        except Malformed:
+            end = -1
+        if 0 < end and end + 4 <= len(wire):
+            return wire[:2] + _HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + name + wire[end:end + 4]
+    return wire[:2] + _U16.pack(flags) + b"\x00" * 8
+
+
 def truncated(response: bytes, query: Query) -> bytes:
     """The response cut to fit the client's UDP limit, with TC=1 (RFC 1035 4.2.1, RFC 6891).
 
@@ -262,22 +329,27 @@ def truncated(response: bytes, query: Query) -> bytes:
     are sent.
     """
     limit = query.udp_limit
+    records: list[tuple[int, int, int, int]] | None
     try:
-        records = _records(response, query.question_end)
-    except (IndexError, struct.error):
+        walked = Walk(response)
+        # The records are cut from the response and put behind the query's question: only
+        # when the two questions are as long do the response's pointers still point right.
+        records = [(start, rdata + rdlen, section, rtype)
+                   for _, start, section, rtype, _, _, rdata, rdlen in walked.records()] \
+            if walked.question_end == query.question_end else None
+    except Malformed:
         records = None
     opt = b""
-    if records is not None:
-        for start, end, section, rtype in records:
-            if rtype == TYPE_OPT:
-                opt = response[start:end]  # keeps the extended rcode and options (EDE, cookie)
-                break
+    for start, end, _section, rtype in records or ():
+        if rtype == TYPE_OPT:
+            opt = response[start:end]  # keeps the extended rcode and options (EDE, cookie)
+            break
     if not opt and query.edns:
         opt = opt_record(query.do)
     budget = limit - len(opt)
     counts = [0, 0, 0]
     cut = query.question_end
-    for start, end, section, rtype in records or ():
+    for _start, end, section, rtype in records or ():
         if rtype == TYPE_OPT or end > budget:
             break  # records after a mid-message OPT would not stay a prefix: stop there
         counts[section] += 1
@@ -285,22 +357,6 @@ def truncated(response: bytes, query: Query) -> bytes:
     flags = _U16.unpack_from(response, 2)[0] | FLAG_TC
     return (response[:2] + _HEADER.pack(0, flags, 1, counts[0], counts[1], counts[2] + bool(opt))[2:]
             + query.wire[HEADER_LEN:query.question_end] + response[query.question_end:cut] + opt)
-
-
-def _records(wire: bytes, offset: int) -> list[tuple[int, int, int, int]]:
-    """(start, end, section 0/1/2, type) of every record after the question."""
-    _, _, _, an, ns, ar = _HEADER.unpack_from(wire)
-    out = []
-    for section, count in ((0, an), (1, ns), (2, ar)):
-        for _ in range(count):
-            start = offset
-            offset = skip_name(wire, offset)
-            rtype, _, _, rdlen = struct.unpack_from("!HHIH", wire, offset)
-            offset += 10 + rdlen
-            if offset > len(wire):
-                raise IndexError("record runs past the end")
-            out.append((start, offset, section, rtype))
-    return out
 
 
 def name_to_text(name_wire: bytes) -> str:
@@ -326,32 +382,9 @@ def label_offsets(name_wire: bytes) -> list[int]:
         off += length + 1
 
 
-def skip_name(wire: bytes, offset: int) -> int:
-    """Offset just past a possibly compressed name; raises IndexError on malformed input."""
-    while True:
-        length = wire[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:
-            return offset + 2
-        offset += length + 1
-
-
 def answer_records(wire: bytes) -> list[tuple[int, int, int, int]]:
     """(owner offset, type, rdata offset, rdata length) of each answer-section record.
 
-    Raises IndexError or struct.error on a malformed message.
+    Raises :class:`~interkube.dns.reader.Malformed` on a message the reader refuses.
     """
-    _, _, qd, an, _, _ = _HEADER.unpack_from(wire)
-    off = HEADER_LEN
-    for _ in range(qd):
-        off = skip_name(wire, off) + 4
-    out = []
-    for _ in range(an):
-        owner = off
-        off = skip_name(wire, off)
-        rtype, _, _, rdlen = struct.unpack_from("!HHIH", wire, off)
-        off += 10
-        out.append((owner, rtype, off, rdlen))
-        off += rdlen
-    return out
+    return [(start, rtype, rdata, rdlen) for _, start, _, rtype, _, _, rdata, rdlen in Walk(wire).records(1)]

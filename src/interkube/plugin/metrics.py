@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from interkube import __version__
@@ -41,6 +41,36 @@ class _SourcesCollector(Collector):
         return families.values()
 
 
+class MalformedQueries:
+    """Queries answered FORMERR at admission because they are malformed, by server and reason.
+
+    The dispatcher counts in a plain dict (no prometheus_client call per query: a flood of bad
+    packets must stay cheap) and every scrape exports the counts as
+    ``interkube_dns_malformed_queries_total{server, reason}``. One per process, as CoreDNS's
+    package-level metrics: a reload builds new dispatchers, the counts go on.
+    """
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, server: str, reason: str) -> None:
+        key = (server, reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(f"{NAMESPACE}_dns_malformed_queries",
+                                     "Counter of queries answered FORMERR because they are malformed, "
+                                     "by reason (message, opt, option, ecs).", labels=["server", "reason"])
+        for (server, reason), n in list(self.counts.items()):
+            family.add_metric([server, reason], n)
+        yield family
+
+
+MALFORMED_QUERIES = MalformedQueries()
+
+
 class Metrics:
     """One per process; kept across reloads so counters do not reset."""
 
@@ -56,6 +86,7 @@ class Metrics:
                                      "Counter of the number of failed reload attempts.", registry=self.registry)
         self.reloads = Counter(f"{NAMESPACE}_reload_total", "Counter of successful reloads.",
                                registry=self.registry)
+        self.add_source(MALFORMED_QUERIES, MALFORMED_QUERIES.collect)
 
     def add_source(self, owner: Any, source: Source) -> None:
         """Publish ``source()``'s families at every scrape until ``remove_source(owner)``."""

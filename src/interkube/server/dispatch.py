@@ -3,11 +3,22 @@
 The dispatcher is what a listener calls. It never raises: malformed input becomes FORMERR (when a
 header can be read) or is dropped, an unsupported opcode NOTIMP, an unknown EDNS version
 BADVERS, a zone nobody serves REFUSED, and an exception inside a chain SERVFAIL.
+
+Malformed is decided once, at admission, by the one wire reader (interkube.dns.reader): the
+fast parser refuses a query whose EDNS options are malformed (and remembers why, per query
+shape), every other query it does not take is walked whole here, and dnspython's parse comes
+after. So no handler ever meets a query its dnspython parse would refuse. Each FORMERR for a
+malformed query is counted (interkube_dns_malformed_queries_total, by reason) and logged at
+most once a minute: anyone can send such packets, and a line (or a traceback) each would let
+them flood the log.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import dns.exception
@@ -17,19 +28,22 @@ import dns.rcode
 
 from interkube.dns import message as dnsmsg
 from interkube.dns.names import ZoneSet
+from interkube.dns.reader import REASON_MESSAGE
 from interkube.dns.wire import (
     FLAG_QR,
     HEADER_LEN,
-    RCODE_FORMERR,
     RCODE_NOTIMP,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     error_response,
+    formerr,
     parse_query,
+    query_problem,
     truncated,
 )
 from interkube.errors import DnsError
 from interkube.plugin.handler import Handler
+from interkube.plugin.metrics import MALFORMED_QUERIES
 from interkube.plugin.request import Request, Route
 
 log = logging.getLogger("interkube.server")
@@ -38,6 +52,36 @@ log = logging.getLogger("interkube.server")
 #: of its chain.
 Chain = tuple[Route, Handler]
 
+#: Seconds between two log lines about malformed queries.
+MALFORMED_LOG_INTERVAL = 60.0
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds; the next line says how many were left out."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.quiet_until = -math.inf
+        self.left_out = 0
+
+    def info(self, message: str, *args: object) -> None:
+        now = self.clock()
+        if now < self.quiet_until:
+            self.left_out += 1
+            return
+        self.quiet_until = now + self.interval
+        if self.left_out:
+            message += " (and %d more since the last such line)"
+            args = (*args, self.left_out)
+            self.left_out = 0
+        log.info(message, *args)
+
+
+#: One for the process (not per dispatcher: a reload or a second listener must not multiply
+#: the lines).
+malformed_log = RateLimitedLog(MALFORMED_LOG_INTERVAL)
+
 
 class Dispatcher:
     """The zones one listener serves, and how a query finds its chain."""
@@ -45,6 +89,8 @@ class Dispatcher:
     def __init__(self, chains: dict[str, Chain]) -> None:
         self.chains = chains
         self.zones = ZoneSet(chains)
+        # The `server` label of this listener's counts: every block on one listener shares it.
+        self.server = next(iter(chains.values()))[0].server if chains else ""
 
     # -- fast path: synchronous, inside the socket callback ---------------------------------
 
@@ -113,16 +159,18 @@ class Dispatcher:
         """
         if len(wire) < HEADER_LEN or wire[2] & (FLAG_QR >> 8):
             return b""  # too short to answer, or a response: never answer a response
+        problem = query_problem(wire)
+        if problem is not None:
+            return self._malformed(wire, client, problem.reason, str(problem))
         try:
             msg = dns.message.from_wire(wire, ignore_trailing=True)
-        except dns.message.BadEDNS:
-            return error_response(wire, RCODE_FORMERR)
-        except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
-            return error_response(wire, RCODE_FORMERR)
+        except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
+            # What dnspython checks beyond the reader (the rdata of every record type).
+            return self._malformed(wire, client, REASON_MESSAGE, str(exc) or type(exc).__name__)
         if msg.opcode() != dns.opcode.QUERY:
             return error_response(wire, RCODE_NOTIMP)
         if len(msg.question) != 1:
-            return error_response(wire, RCODE_FORMERR)
+            return self._malformed(wire, client, REASON_MESSAGE, f"{len(msg.question)} questions")
         if msg.edns > 0:
             resp = dnsmsg.make_response(msg, authoritative=False)
             resp.use_edns(0, 0, 1232)
@@ -130,9 +178,16 @@ class Dispatcher:
             return resp.to_wire()
         try:
             normal = dnsmsg.normalized_query_wire(msg)
-        except dns.exception.DNSException:
-            return error_response(wire, RCODE_FORMERR)
+        except dns.exception.DNSException as exc:
+            return self._malformed(wire, client, REASON_MESSAGE, str(exc))
         q = parse_query(normal)
         if q is None:
-            return error_response(wire, RCODE_FORMERR)
+            return self._malformed(wire, client, REASON_MESSAGE, "not a plain query once normalized")
         return Request(normal, q, client, proto)
+
+    def _malformed(self, wire: bytes, client: tuple[Any, ...], reason: str, why: str) -> bytes:
+        """FORMERR for a malformed query, counted, and logged at most once a minute."""
+        MALFORMED_QUERIES.count(self.server, reason)
+        malformed_log.info("%s: answered FORMERR to a malformed query from %s: %s",
+                           self.server, client[0] if client else "?", why)
+        return formerr(wire)

@@ -1,8 +1,10 @@
 """Cached responses as wire bytes: what may be cached and for how long, and aged TTLs on hits.
 
-A response is read once, when it is stored, by a small walk over its records (no dnspython):
-that walk classifies it the way CoreDNS's response.Typify does, finds the TTL it may live for,
-and records the byte offset of every TTL field (except the OPT record's, which holds EDNS flags).
+A response is read once, when it is stored, by the one wire reader's walk over its records
+(:mod:`interkube.dns.reader`, no dnspython): that walk classifies it the way CoreDNS's
+response.Typify does, finds the TTL it may live for, and records the byte offset of every TTL
+field (except the OPT record's, which holds EDNS flags). A response the reader refuses is passed
+on but never cached.
 A hit is then a :class:`~interkube.dns.wire.Template` render; once per elapsed second the entry
 writes the remaining TTL into those offsets and keeps the result until the next second.
 """
@@ -13,6 +15,7 @@ import math
 import struct
 from typing import Final, NamedTuple
 
+from interkube.dns.reader import Malformed, Walk, header
 from interkube.dns.wire import (
     FLAG_AA,
     FLAG_AD,
@@ -39,13 +42,7 @@ STALE_TTL = 30
 #: CoreDNS's fail-safe TTL for a response with no records at all (dnsutil.MinimalDefaultTTL).
 NO_RECORDS_TTL = 5
 
-_HEADER = struct.Struct("!HHHHHH")
-_RR_FIXED = struct.Struct("!HHIH")   # type, class, ttl, rdlength
 _U32 = struct.Struct("!I")
-
-
-class Malformed(Exception):
-    """The response cannot be walked; it is passed on but not cached."""
 
 
 class Analysis(NamedTuple):
@@ -62,72 +59,46 @@ class Analysis(NamedTuple):
 DROP: Final = "drop"
 
 
-def _skip_name(wire: bytes, off: int, end: int) -> int:
-    """Offset just past a (possibly compressed) name."""
-    while True:
-        if off >= end:
-            raise Malformed("name runs past the end")
-        length = wire[off]
-        if length == 0:
-            return off + 1
-        if length & 0xC0 == 0xC0:
-            if off + 2 > end:
-                raise Malformed("truncated compression pointer")
-            return off + 2
-        if length & 0xC0:
-            raise Malformed("reserved label type")
-        off += length + 1
-
-
 def analyse(resp: bytes, q: Query) -> Analysis | None | str:
     """Classify ``resp`` (the answer to ``q``): an Analysis, None (not cacheable), or DROP."""
     end = len(resp)
     if end < q.question_end:
         return None
-    _, flags, qd, an, ns, ar = _HEADER.unpack_from(resp)
+    _, flags, qd, an, _, _ = header(resp)
     if not flags & FLAG_QR or flags & (FLAG_TC | OPCODE_MASK) or qd != 1:
         return None
     if resp[HEADER_LEN:q.qname_end].lower() != q.lname \
             or resp[q.qname_end:q.question_end] != q.wire[q.qname_end:q.question_end]:
         return DROP
     rcode = flags & 0x0F
+    offsets: list[int] = []
+    keep = resp
+    min_ttl = -1
+    soa_minimum = -1
     try:
-        off = q.question_end
-        offsets: list[int] = []
-        keep = resp
-        min_ttl = -1
-        soa_minimum = -1
-        for section, count in enumerate((an, ns, ar)):
-            for _ in range(count):
-                off = _skip_name(resp, off, end)
-                if off + 10 > end:
-                    raise Malformed("record header runs past the end")
-                rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(resp, off)
-                rdata = off + 10
-                off = rdata + rdlen
-                if off > end:
-                    raise Malformed("rdata runs past the end")
-                if rtype == TYPE_OPT:
-                    if ttl >> 24:  # an extended rcode (BADCOOKIE, ...): never cached
+        walked = Walk(resp)
+        for _owner, _start, section, rtype, _rclass, ttl, rdata, rdlen in walked.records():
+            if rtype == TYPE_OPT:
+                if ttl >> 24:  # an extended rcode (BADCOOKIE, ...): never cached
+                    return None
+                if rdlen:
+                    # Options answer one client (a COOKIE echoes its client cookie): the cached
+                    # copy keeps the OPT record without them. OPT comes last.
+                    if rdata + rdlen != end:
                         return None
-                    if rdlen:
-                        # Options answer one client (a COOKIE echoes its client cookie): the
-                        # cached copy keeps the OPT record without them. OPT comes last.
-                        if off != end:
-                            return None
-                        keep = resp[:rdata - 2] + b"\x00\x00"
-                    continue
-                offsets.append(rdata - 6)
-                if ttl > 0x7FFFFFFF:  # RFC 2181 section 8: read as zero
-                    ttl = 0
-                if min_ttl < 0 or ttl < min_ttl:
-                    min_ttl = ttl
-                if section == 1 and rtype == TYPE_SOA and rdlen >= 22:
-                    soa_minimum = _U32.unpack_from(resp, off - 4)[0]  # the last rdata field
-        if off != end:
-            raise Malformed("bytes after the last record")
-    except (Malformed, struct.error):
-        return None
+                    keep = resp[:rdata - 2] + b"\x00\x00"
+                continue
+            offsets.append(rdata - 6)
+            if ttl > 0x7FFFFFFF:  # RFC 2181 section 8: read as zero
+                ttl = 0
+            if min_ttl < 0 or ttl < min_ttl:
+                min_ttl = ttl
+            if section == 1 and rtype == TYPE_SOA and rdlen >= 22:
+                soa_minimum = _U32.unpack_from(resp, rdata + rdlen - 4)[0]  # the last rdata field
+    except Malformed:
+        return None  # passed on, never cached
+    if walked.end != end:
+        return None  # bytes after the last record
     found = tuple(offsets)
     # The order of CoreDNS's response.Typify.
     if rcode == RCODE_NOERROR and an:

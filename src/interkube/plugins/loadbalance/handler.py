@@ -9,11 +9,11 @@ re-rendered with dnspython (rare in DNS for Kubernetes).
 from __future__ import annotations
 
 import random
-import struct
 
 import dns.message
 import dns.rdatatype
 
+from interkube.dns.reader import Malformed
 from interkube.dns.wire import answer_records
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
@@ -27,7 +27,7 @@ def shuffle_answer(wire: bytes, rng: random.Random = random._inst) -> bytes:  # 
         return wire
     try:
         records = answer_records(wire)
-    except (IndexError, struct.error):
+    except Malformed:
         return wire
     groups: dict[tuple[bytes, int], list[tuple[int, int]]] = {}
     has_mx = False

@@ -32,6 +32,7 @@ echoed) when the query had EDNS.
 from __future__ import annotations
 
 from interkube.dns import records as rr
+from interkube.dns.reader import Malformed
 from interkube.dns.records import Message, Record
 from interkube.dns.wire import (
     FLAG_AA,
@@ -94,7 +95,7 @@ class ClusterReply:
         """Read a cluster's response; an unreadable one becomes a "malformed" failure."""
         try:
             return cls(cluster, zone, rr.read_message(wire))
-        except rr.Malformed as exc:
+        except Malformed as exc:
             return cls(cluster, zone, None, f"malformed: {exc}")
 
     @property
