@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import dns.asyncquery
@@ -16,19 +15,11 @@ import dns.message
 import dns.rcode
 
 from testkit.servers import free_port, in_process, interkube_process, process_output
+from testkit.waiting import until
 
 
 def corefile(port: int, upstream: str, extra: str = "") -> str:
     return f"example.:{port} {{\n    bind 127.0.0.1\n    errors\n{extra}    forward . {upstream}\n}}\n"
-
-
-async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached before the deadline")
 
 
 async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstreams) -> None:  # type: ignore[no-untyped-def]
@@ -63,20 +54,20 @@ async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstrea
 
     with interkube_process(core, port) as proc:
         clients = [asyncio.create_task(client(tcp)) for tcp in (False, True, False, True)]
-        await wait_until(lambda: latest_is("192.0.2.1"))
+        await until(lambda: latest_is("192.0.2.1"), "answers from the first upstream")
 
         core.write_text(corefile(port, b.address))                         # valid change
         os.kill(proc.pid, signal.SIGHUP)
-        await wait_until(lambda: latest_is("192.0.2.2"))
+        await until(lambda: latest_is("192.0.2.2"), "answers from the second upstream after a reload")
 
         core.write_text(corefile(port, b.address, extra="    forwrd . 127.0.0.1\n"))  # invalid
         os.kill(proc.pid, signal.SIGHUP)
-        await wait_until(lambda: asyncio.sleep(0, "reload failed" in process_output(proc)))
+        await until(lambda: "reload failed" in process_output(proc), "the invalid Corefile reported")
         assert await latest_is("192.0.2.2")  # still the previous configuration
 
         core.write_text(corefile(port, a.address))                         # valid again
         os.kill(proc.pid, signal.SIGHUP)
-        await wait_until(lambda: latest_is("192.0.2.1"))
+        await until(lambda: latest_is("192.0.2.1"), "answers from the first upstream after a reload")
 
         stop.set()
         await asyncio.gather(*clients)

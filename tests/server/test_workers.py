@@ -9,10 +9,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from aiohttp import web
 from interkube.server.workers import MIN_UPTIME_ENV, SHARED_WATCH_ENV, merge_expositions
 from testkit.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
 from testkit.servers import free_port, interkube_process, process_output, query, stop_process, wait_for_dns
+from testkit.waiting import wait_until
 
 
 def children_of(pid: int) -> list[int]:
@@ -42,25 +41,22 @@ def test_two_workers_share_the_port_and_merge_metrics(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 10
-        while len(children_of(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(children_of(proc.pid)) >= 2, "two workers started", 10)
         assert len(children_of(proc.pid)) == 2
         # Each query on a new socket (new source port): the kernel spreads them over both.
         for _ in range(200):
             r = query("www.example.org.", "A", port)
             assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.1"
-        deadline = time.monotonic() + 10
-        total = 0.0
-        while time.monotonic() < deadline:
+
+        def requests_total() -> float:
             text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
-            total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                        if line.startswith("interkube_dns_requests_total{"))
-            if total >= 200:
-                break
-            time.sleep(0.1)
-        # wait_for_dns's probes count too (REFUSED ones never reach the chain).
-        assert total >= 200
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("interkube_dns_requests_total{"))
+
+        # At least the 200 queries in both workers' metrics merged (wait_for_dns's probes count
+        # too; REFUSED ones never reach the chain).
+        wait_until(lambda: requests_total() >= 200, "the 200 queries counted in the merged metrics", 10,
+                   every=0.1)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -78,11 +74,12 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
                             env={**os.environ, MIN_UPTIME_ENV: "0"})
     try:
         wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
-        converge(lambda: len(children_of(proc.pid)) == 2)
+        wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers", 20)
         victims = children_of(proc.pid)
         assert len(victims) == 2
         os.kill(victims[0], signal.SIGKILL)
-        converge(lambda: len(now := children_of(proc.pid)) == 2 and victims[0] not in now)
+        wait_until(lambda: len(now := children_of(proc.pid)) == 2 and victims[0] not in now,
+                   "the killed worker replaced", 20)
         assert query("a.example.org.", "A", port).rcode() == dns.rcode.SERVFAIL
     finally:
         stop_process(proc)  # type: ignore[arg-type]
@@ -123,23 +120,18 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
                 both workers: the kernel picks a worker by the 4-tuple)."""
                 return {r.answer[0][0].address if r.answer else None for r in (query(name, "A", port) for _ in range(64))}
 
-            converge(lambda: len(children_of(proc.pid)) == 2 and answers("web.app.svc.cluster.local.") == {"10.96.0.10"})
+            wait_until(lambda: len(children_of(proc.pid)) == 2
+                       and answers("web.app.svc.cluster.local.") == {"10.96.0.10"},
+                       "both workers answering from the first list", 20)
             # Worker 0 watches services, endpointslices and namespaces; so does worker 1 unless shared.
             assert kube.watchers == (3 if shared else 6)
             assert kube.counters["list"] == (3 if shared else 6)  # one page each
             assert kube._loop is not None  # the fake's store belongs to its thread's loop
             kube._loop.call_soon_threadsafe(kube.add, service("app", "new", cluster_ips=["10.96.0.99"]))
-            converge(lambda: answers("new.app.svc.cluster.local.") == {"10.96.0.99"})
+            wait_until(lambda: answers("new.app.svc.cluster.local.") == {"10.96.0.99"},
+                       "both workers answering the new Service", 20)
         finally:
             stop_process(proc)  # type: ignore[arg-type]
-
-
-def converge(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll until ``condition()`` holds; fail after ``timeout`` (a bound, not a measurement)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never converged"
-        time.sleep(0.05)
 
 
 def test_a_worker_that_dies_at_once_stops_the_server(tmp_path: Path) -> None:
@@ -150,7 +142,7 @@ def test_a_worker_that_dies_at_once_stops_the_server(tmp_path: Path) -> None:
     core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n errors\n}}\n")
     # A guard no test outlasts: the worker surely dies within it.
     with interkube_process(core, port, env={MIN_UPTIME_ENV: "3600"}, args=("--workers", "2")) as proc:
-        converge(lambda: len(children_of(proc.pid)) == 2)
+        wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers", 20)
         victims = children_of(proc.pid)
         os.kill(victims[0], signal.SIGKILL)
         assert proc.wait(15) == 128 + signal.SIGKILL
@@ -296,8 +288,9 @@ def test_a_follower_answers_while_worker_0_is_killed_and_restarted(tmp_path: Pat
         try:
             with interkube_process(core, port, env=env, args=("--workers", "2")) as proc:
                 try:
-                    converge(lambda: len(children_of(proc.pid)) == 2 and udp_sockets_on(port) == 2
-                             and answers("web.app.svc.cluster.local.") == {"10.96.0.10"})
+                    wait_until(lambda: len(children_of(proc.pid)) == 2 and udp_sockets_on(port) == 2
+                               and answers("web.app.svc.cluster.local.") == {"10.96.0.10"},
+                               "both workers listening and answering", 20)
                     for querier in queriers:
                         querier.start()
                     for k in range(kills):
@@ -320,12 +313,13 @@ def test_a_follower_answers_while_worker_0_is_killed_and_restarted(tmp_path: Pat
                             return answers(f"meanwhile-{k}.app.svc.cluster.local.") == {f"10.96.1.{k}"}
 
                         try:
-                            converge(restarted_and_follower_alone)
+                            wait_until(restarted_and_follower_alone,
+                                       "worker 0 started again and the follower answering alone", 20)
                         finally:
                             loop.call_soon_threadsafe(release_lists, release)
                         # Synced (it binds only then), and its data at the follower.
-                        converge(lambda: udp_sockets_on(port) == 2)
-                        converge(changed_everywhere)
+                        wait_until(lambda: udp_sockets_on(port) == 2, "the restarted worker 0 listening", 20)
+                        wait_until(changed_everywhere, f"meanwhile-{k} answered by both workers", 20)
                 finally:
                     seen.update(children_of(proc.pid))
                     for querier in queriers:
