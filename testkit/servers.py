@@ -63,6 +63,23 @@ def wait_for_dns(port: int, host: str = LOOPBACK, timeout: float = 15.0,
         raise TimeoutError(str(exc)) from None
 
 
+def wait_listening(port: int, host: str = LOOPBACK, timeout: float = 15.0,
+                   proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts TCP connections on host:port (a DNS-over-TLS or TCP
+    listener, which :func:`wait_for_dns` does not probe); NeverHappened, with what ``proc`` printed
+    when this module started it, if ``proc`` exits first or nothing listens within ``timeout``."""
+    def connects() -> bool:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+
+    def what() -> str:
+        said = f"; it printed:\n{process_output(proc)}" if proc is not None and hasattr(proc, "log") else ""
+        return f"a listener on {host}:{port}{said}"
+
+    wait_until(connects, what, timeout, ignoring=(OSError,),
+               alive=None if proc is None else lambda: proc.poll() is None)
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     """SIGTERM by PID, then SIGKILL if it does not go."""
     if proc.poll() is not None:

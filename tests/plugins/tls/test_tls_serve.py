@@ -26,7 +26,7 @@ def tls_listener(server):  # type: ignore[no-untyped-def]
 
 
 async def test_forwarding_interkube_to_dot_server(pki: Pki, upstream: FakeUpstream) -> None:
-    """Seed 000 with DoT: a local interkube forwards the remote zone over mutual TLS."""
+    """Forwarded DNS between clusters over DoT: a local interkube forwards the remote zone over mutual TLS."""
     async with dot_server(pki, upstream) as (remote, dot_port):
         port = free_port()
         tls = f"tls {pki.crt('client')} {pki.key('client')} {pki.crt('ca')}"
