@@ -20,5 +20,5 @@ def retry_delay(failures: int, *, first: float, cap: float) -> float:
     in the same instant.
     """
     doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
-    ceiling = min(cap, first * 2 ** doublings)
+    ceiling = min(cap, first * 2.0 ** doublings)
     return ceiling * random.uniform(0.5, 1.0)

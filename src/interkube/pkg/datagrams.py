@@ -8,26 +8,47 @@ out, answers in): both collect the datagrams of one event-loop pass and send the
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
-from collections.abc import Callable, Sequence
-from typing import Any
-
-try:  # optional: a source install without a compiler runs the pure-Python loops
-    from interkube import _udpfast as _built
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _built = None
-
-#: The C helpers, or None where they are not built or INTERKUBE_NO_UDPFAST is set (tests run
-#: both paths; debugging).
-udpfast: Any = None if os.environ.get("INTERKUBE_NO_UDPFAST") else _built
-
+from collections.abc import Callable
+from typing import Any, Protocol
 
 #: A datagram for a connected socket, or (datagram, address) for an unconnected one.
 Datagram = bytes | tuple[bytes, Any]
 
 
-def send_batch(sock: socket.socket, out: Sequence[Datagram]) -> None:
+class UdpFast(Protocol):
+    """The C helpers, as ``interkube/_udpfast.c`` defines them (positional arguments only)."""
+
+    def drain(self, fd: int, callback: Callable[[bytes, Any], object], rounds: int = 4, /) -> int:
+        """Read datagrams in batches and pass each with its source address to ``callback``."""
+
+    def send_batch(self, fd: int, items: list[Datagram], /) -> int:
+        """Send ``items`` with sendmmsg; how many were sent."""
+
+    def tally_setup(self, type_slots: bytes, size_buckets: bytes, duration_bounds: tuple[float, ...], /) -> None:
+        """The tables ``tally`` counts with (see :mod:`interkube.plugins.prometheus.store`)."""
+
+    def tally(self, by_route: dict[Any, Any], plugins: dict[Any, Any], req: object, resp: bytes, /) -> bool:
+        """Count one answer; False when the Python code must count it instead."""
+
+
+def _load() -> UdpFast | None:
+    # Imported by name: the extension has no stub (the wheel ships no .pyi), so UdpFast types it.
+    try:  # optional: a source install without a compiler runs the pure-Python loops
+        return importlib.import_module("interkube._udpfast")
+    except ImportError:  # pragma: no cover - exercised where the extension is not built
+        return None
+
+
+#: The C helpers, or None where they are not built or INTERKUBE_NO_UDPFAST is set (tests run
+#: both paths; debugging).
+_built = _load()
+udpfast: UdpFast | None = None if os.environ.get("INTERKUBE_NO_UDPFAST") else _built
+
+
+def send_batch(sock: socket.socket, out: list[Datagram]) -> None:
     """Send ``out``: datagrams on a connected socket, or (datagram, address) pairs.
 
     One sendmmsg with the C helper, else a system call each. Raises OSError as the first send

@@ -11,13 +11,15 @@ from interkube.plugin.handler import Handler
 from interkube.plugin.http import HttpEndpoint
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
+from interkube.plugin.services import WorkerInfo
 from interkube.plugins.prometheus.store import DnsMetrics
 
 
 class PrometheusHandler(Handler):
     plugin = "prometheus"
 
-    def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics, worker: object = None) -> None:
+    def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics,
+                 worker: WorkerInfo | None = None) -> None:
         self.worker = worker
         self.store = store
         self.endpoint = endpoint

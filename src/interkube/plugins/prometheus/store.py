@@ -9,20 +9,20 @@ keeps the dict bounded whatever a client sends.
 
 from __future__ import annotations
 
-import os
 import time
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import dns.rcode
 import dns.rdatatype
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from interkube.pkg.datagrams import udpfast
 from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE, SIZE_BUCKET_OF, SIZE_BUCKETS
 from interkube.pkg.shared import Kind
-from interkube.plugin.request import Request
+from interkube.plugin.request import Request, Route
 
 #: The query types CoreDNS's metrics name; every other type is counted as "other".
 MONITORED_TYPES = ("A", "AAAA", "NS", "PTR", "SRV", "SOA", "CNAME", "MX", "TXT", "DS", "DNSKEY",
@@ -44,14 +44,14 @@ TYPE_SLOT = _type_slots()
 
 def _rcode_text(rcode: int) -> str:
     try:
-        return dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+        return dns.rcode.Rcode.to_text(rcode)
     except ValueError:
         return str(rcode)
 
 
-def _cumulative(buckets: list[int], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
-    out = []
-    total = 0
+def _cumulative(buckets: Sequence[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    total = 0.0
     for bound, n in zip(bounds, buckets, strict=False):  # buckets[-1] counts what is above them
         total += n
         out.append((repr(float(bound)), total))
@@ -60,11 +60,9 @@ def _cumulative(buckets: list[int], bounds: tuple[float, ...]) -> list[tuple[str
     return out
 
 
-try:  # the per-answer tally in C (see tally() in interkube/_udpfast.c); optional
-    from interkube import _udpfast
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _udpfast = None  # type: ignore[assignment]
-_tally = None if _udpfast is None or os.environ.get("INTERKUBE_NO_UDPFAST") else _udpfast.tally
+#: The per-answer tally in C (see tally() in interkube/_udpfast.c), or None where the extension
+#: is not built or INTERKUBE_NO_UDPFAST is set.
+_tally = None if udpfast is None else udpfast.tally
 
 #: Small integers for the label values that are strings on the hot path.
 _PROTOS = {"udp": 0, "tcp": 1, "tls": 2}
@@ -82,17 +80,20 @@ class DnsMetrics:
     """
 
     def __init__(self) -> None:
-        self.by_route: dict[object, dict[int, array[float]]] = {}
+        self.by_route: dict[Route, dict[int, array[float]]] = {}
         self.by_name: dict[tuple[str, str], dict[int, array[float]]] = {}
         self.plugins: dict[str, int] = {"": 0}
         self.plugin_names: list[str] = [""]
-        if _tally is not None:
-            _udpfast.tally_setup(TYPE_SLOT, SIZE_BUCKET_OF, DURATION_BUCKETS)
-            self.record = self._record_c  # type: ignore[method-assign]
+        #: Counts one answer: in C where the extension is built, else in Python.
+        self.record: Callable[[Request, bytes], None] = self._record_py
+        if udpfast is not None and _tally is not None:
+            udpfast.tally_setup(TYPE_SLOT, SIZE_BUCKET_OF, DURATION_BUCKETS)
+            self._tally = _tally
+            self.record = self._record_c
 
-    def _counts_for(self, route: object) -> dict[int, list[float]]:
+    def _counts_for(self, route: Route) -> dict[int, array[float]]:
         # Reloads make new routes for the same (server, zone): their counts continue.
-        counts = self.by_name.setdefault((route.server, route.zone), {})  # type: ignore[attr-defined]
+        counts = self.by_name.setdefault((route.server, route.zone), {})
         self.by_route[route] = counts
         return counts
 
@@ -102,11 +103,8 @@ class DnsMetrics:
         return idx
 
     def _record_c(self, req: Request, resp: bytes) -> None:
-        if not _tally(self.by_route, self.plugins, req, resp):  # type: ignore[misc]
+        if not self._tally(self.by_route, self.plugins, req, resp):
             self._record_py(req, resp)
-
-    def record(self, req: Request, resp: bytes) -> None:
-        self._record_py(req, resp)
 
     def _record_py(self, req: Request, resp: bytes) -> None:
         d = time.monotonic() - req.started
@@ -131,7 +129,8 @@ class DnsMetrics:
             e[2] += lw
             e[3] += lr
 
-    def _entries(self):  # type: ignore[no-untyped-def]
+    def _entries(self) -> Iterator[tuple[str, str, str, str, str, str, str, int, int, int,
+                                         float, float, float, float]]:
         """(server, zone, proto, family, type, rcode, plugin, req bucket, resp bucket, duration
         bucket, count, seconds, req bytes, resp bytes) for every count kept."""
         for (server, zone), counts in list(self.by_name.items()):
@@ -175,7 +174,7 @@ class DnsMetrics:
                                      "Histogram of the time (in seconds) each request took per zone.",
                                      labels=["server", "zone", "view", "type"])
         for labels, h in durations.items():
-            hist.add_metric(list(labels), _cumulative(h[:nd], DURATION_BUCKETS), h[nd])  # type: ignore[arg-type]
+            hist.add_metric(list(labels), _cumulative(h[:nd], DURATION_BUCKETS), h[nd])
         yield hist
         for name, help_text, table in (
                 ("request_size_bytes",
@@ -184,7 +183,7 @@ class DnsMetrics:
             hist = HistogramMetricFamily(f"{NAMESPACE}_dns_{name}", help_text,
                                          labels=["server", "zone", "view", "proto"])
             for labels, h in table.items():
-                hist.add_metric(list(labels), _cumulative(h[:ns], SIZE_BUCKETS), h[ns])  # type: ignore[arg-type]
+                hist.add_metric(list(labels), _cumulative(h[:ns], SIZE_BUCKETS), h[ns])
             yield hist
 
 
