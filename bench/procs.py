@@ -9,28 +9,21 @@ used by anything else during a run can be reported as noise rather than silently
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from testkit.servers import stop_process
+from testkit import waiting
+from testkit.processes import die_with_parent, log_tail, stop_process
 
 #: CPU the server under test is pinned to, and the one the load generator gets.
 SERVER_CPU = 0
 GENERATOR_CPU = 1
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the harness dies without tearing down."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def cpu_list(cpus: Sequence[int]) -> str:
@@ -77,7 +70,7 @@ class Proc:
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if self.stdout_pipe else log, stderr=log,
-            env=self.env, cwd=self.cwd, preexec_fn=_die_with_parent)
+            env=self.env, cwd=self.cwd, preexec_fn=die_with_parent)
         Proc.live.add(self)
         return self
 
@@ -96,11 +89,7 @@ class Proc:
         return proc.returncode
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def fail(self, what: str) -> StartFailed:
         return StartFailed(f"{self.name} {what}; log {self.log_path}:\n{self.log_tail()}")
@@ -265,17 +254,9 @@ class CpuMeter:
 
 
 def wait_until(ready: Callable[[], bool], timeout: float, proc: Proc, what: str) -> None:
-    """Poll ``ready()`` until true; fail early with the log if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        if not proc.running():
-            raise proc.fail(f"exited before {what}")
-        try:
-            if ready():
-                return
-        except Exception as exc:  # noqa: BLE001 - any failure of a probe means "not yet"
-            last = exc
-        if time.monotonic() > deadline:
-            raise proc.fail(f"not {what} after {timeout:.0f}s ({last})")
-        time.sleep(0.1)
+    """Poll ``ready()`` until true (a probe that raises means "not yet"); StartFailed, with the
+    log, if ``proc`` exits first or ``timeout`` passes."""
+    try:
+        waiting.wait_until(ready, what, timeout, every=0.1, ignoring=(Exception,), alive=proc.running)
+    except waiting.NeverHappened as exc:
+        raise proc.fail(f"exited before {what}" if not proc.running() else f"not {what}: {exc}") from None

@@ -21,7 +21,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -33,15 +32,14 @@ from pathlib import Path
 
 import dns.message
 
-LOOPBACK = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interkube.pkg.framing import FrameReader, frame  # noqa: E402
+from testkit.processes import stop_process  # noqa: E402
+from testkit.servers import LOOPBACK, free_port, wait_listening  # noqa: E402
+
 QNAME = "www.bench.example"
 SERVER_NAME = "dns.bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def cpus() -> tuple[int, int] | None:
@@ -54,35 +52,10 @@ def pinned(cpu: int | None):  # type: ignore[no-untyped-def]
     return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM by PID, then SIGKILL by PID."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"interkube exited with {proc.returncode}")
-        try:
-            socket.create_connection((LOOPBACK, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"interkube did not listen on {port} within {timeout:g}s")
 
 
 # --- the built-in load generator (when dnsperf is missing) --------------------------------------
@@ -90,29 +63,25 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
 
 def client(port: int, tls: bool, ca: str, seconds: float, window: int) -> None:
     """Keep ``window`` queries in flight on one connection for ``seconds``; print the count."""
-    wire = dns.message.make_query(QNAME, "A").to_wire()
-    frame = len(wire).to_bytes(2, "big") + wire
+    framed = frame(dns.message.make_query(QNAME, "A").to_wire())
     sock: socket.socket = socket.create_connection((LOOPBACK, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls:
         ctx = ssl.create_default_context(cafile=ca)
         sock = ctx.wrap_socket(sock, server_hostname=SERVER_NAME)
-    sock.sendall(frame * window)
+    sock.sendall(framed * window)
     answered = 0
-    buf = b""
+    reader = FrameReader()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         data = sock.recv(262144)
         if not data:
             raise SystemExit("the server closed the connection")
-        buf += data
-        n = 0
-        while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
-            buf = buf[2 + int.from_bytes(buf[:2], "big"):]
-            n += 1
+        reader.feed(data)
+        n = len(reader.take())
         if n:
             answered += n
-            sock.sendall(frame * n)
+            sock.sendall(framed * n)
     sock.close()
     print(f"answered {answered} in {seconds:g}s")
 
@@ -142,7 +111,7 @@ def _run(argv: list[str], cpu: int | None, seconds: float) -> str:
     try:
         out, _ = proc.communicate(timeout=seconds + 30)
     finally:
-        stop(proc)  # type: ignore[arg-type]
+        stop_process(proc)  # type: ignore[arg-type]
     if proc.returncode:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{out.decode(errors='replace')}")
     return out.decode(errors="replace")
@@ -194,8 +163,8 @@ def main() -> int:
                                    "-conf", str(pki / "Corefile")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, preexec_fn=pinned(server_cpu))
         try:
-            wait_listening(tls_port, server)
-            wait_listening(tcp_port, server)
+            wait_listening(tls_port, timeout=20, proc=server)
+            wait_listening(tcp_port, timeout=20, proc=server)
             results: dict[str, list[tuple[float, float]]] = {"tcp": [], "tls": []}
             for _ in range(args.rounds):
                 for name, port in (("tcp", tcp_port), ("tls", tls_port)):
@@ -205,7 +174,7 @@ def main() -> int:
                     busy = (cpu_seconds(server.pid) - busy0) / (time.monotonic() - t0)
                     results[name].append((qps, busy))
         finally:
-            stop(server)
+            stop_process(server)
     print(f"interkube {args.loop} loop, server on cpu {server_cpu}, load on cpu {load_cpu}; "
           f"one connection, {args.window} queries in flight; {args.rounds} x {args.seconds:g}s rounds; "
           f"load generator: {generator}")

@@ -2,23 +2,22 @@
 
 ``scripts/build-peers`` builds pinned versions into a cache directory outside the repository;
 the tests find them here and skip with one line saying how to enable them when they are absent.
-This module is stdlib-only on purpose (and imports only stdlib-only testkit.waiting):
+This module is stdlib-only on purpose (as are testkit.processes and testkit.waiting, which it uses):
 ``scripts/build-peers`` loads it by file path (without importing the package) so that the pins
 exist in exactly one place.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.processes import die_with_parent, log_tail, stop_process
 from testkit.waiting import NeverHappened, wait_until
 
 #: Environment variable that overrides the cache root.
@@ -137,19 +136,6 @@ def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
     raise OSError(f"no port free for both UDP and TCP on {host}")
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL if the test process dies without tearing down,
-    so a crashed or killed pytest never leaves an API server or etcd behind.
-
-    The kernel ties this to the *thread* that started the child: start peers from a thread
-    that outlives them (not ``asyncio.to_thread``, whose worker ends with the event loop)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class PeerFailed(RuntimeError):
     """A peer process did not start or did not become ready; the message ends with its log."""
 
@@ -182,26 +168,16 @@ class PeerProcess:
             log.flush()
             self._proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-                                          preexec_fn=_die_with_parent)
+                                          preexec_fn=die_with_parent)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; always reaps. Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``ready()`` until true (a probe that raises means "not yet"); fail early, with

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 
+from testkit.processes import stop_process
 from testkit.waiting import NeverHappened, wait_until
 
 LOOPBACK = "127.0.0.1"
@@ -78,20 +78,6 @@ def wait_listening(port: int, host: str = LOOPBACK, timeout: float = 15.0,
 
     wait_until(connects, what, timeout, ignoring=(OSError,),
                alive=None if proc is None else lambda: proc.poll() is None)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not go."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
 
 
 @contextlib.contextmanager
