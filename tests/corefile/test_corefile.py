@@ -49,7 +49,7 @@ def test_unterminated_quote_names_its_line() -> None:
 # --- server blocks and directives --------------------------------------------------------------
 
 
-def test_seed_000_corefile() -> None:
+def test_forwarded_dns_corefile() -> None:
     blocks = parse_text(
         "remote.svc.cluster.local:5353 {\n    forward . 10.32.3.2\n}\n.:5353 {\n    forward . 10.39.240.10\n}\n"
     )

@@ -24,16 +24,16 @@ def test_every_rule_is_documented() -> None:
         assert rule.title and rule.explanation and rule.fix
 
 
-# --- the seeds ---------------------------------------------------------------------------
+# --- the scenarios (docs/scenarios.md) and their example plans -----------------------------
 
 
-def test_seed_000_aws_example_passes(examples: Path) -> None:
+def test_forwarded_dns_aws_example_passes(examples: Path) -> None:
     report = check(load_plan(examples / "000_forwarded_dns_aws.yaml"))
     assert report.ok
     assert problems(report) == []
 
 
-def test_seed_000_minimal_aws_plan_passes(check_yaml: CheckYaml) -> None:
+def test_forwarded_dns_minimal_aws_plan_passes(check_yaml: CheckYaml) -> None:
     report = check_yaml("""
         clusters:
           - {name: cluster1, networking: routed, nodes: [10.0.0.0/16], pods: [10.0.0.0/16], services: [172.20.0.0/16]}
@@ -44,7 +44,7 @@ def test_seed_000_minimal_aws_plan_passes(check_yaml: CheckYaml) -> None:
     assert report.ok and problems(report) == []
 
 
-def test_seed_001_black_hole_is_r3_error(examples: Path) -> None:
+def test_vip_black_hole_is_r3_error(examples: Path) -> None:
     report = check(load_plan(examples / "001_vip_black_hole.yaml"))
     assert not report.ok
     [finding] = report.by_rule("R3", ERROR)
@@ -59,7 +59,7 @@ def test_seed_001_black_hole_is_r3_error(examples: Path) -> None:
     assert check(parse_plan(text)).ok, suggestion
 
 
-def test_seed_examples_have_their_documented_outcome(examples: Path) -> None:
+def test_scenario_examples_have_their_documented_outcome(examples: Path) -> None:
     outcomes = {path.name: problems(check(load_plan(path))) for path in sorted(examples.glob("*.yaml"))}
     assert outcomes == {
         "000_forwarded_dns_aws.yaml": [],
