@@ -84,7 +84,7 @@ def ula_prefix(seed: str) -> ipaddress.IPv6Network:
 
 def _refuse_reserved(network: IPNetwork, option: str) -> None:
     for reserved, what in RESERVED:
-        if network.overlaps(reserved):  # type: ignore[arg-type]
+        if network.overlaps(reserved):
             raise PlanError(f"{option} {network} overlaps the {what} range {reserved}")
 
 

@@ -75,10 +75,9 @@ def smallest_covering(addresses: Iterable[IPAddress]) -> list[IPNetwork]:
 def collapse(networks: Iterable[IPNetwork]) -> list[IPNetwork]:
     """Adjacent and nested blocks merged, IPv4 first."""
     items = list(networks)
-    out: list[IPNetwork] = []
-    for version in (4, 6):
-        out += ipaddress.collapse_addresses(n for n in items if n.version == version)  # type: ignore[arg-type]
-    return out
+    v4 = [n for n in items if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in items if isinstance(n, ipaddress.IPv6Network)]
+    return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
 
 
 def _ranges(networks: Iterable[IPNetwork], path: str) -> tuple[AddressRange, ...]:
@@ -114,8 +113,8 @@ class _ClusterReader:
             return KubeError(message, cluster=self.name, context=self.context)
         return KubeError(f"{what}: {type(exc).__name__}: {exc}", cluster=self.name, context=self.context)
 
-    async def list(self, resource: Any, what: str, *, optional: bool = False,
-                   **kwargs: Any) -> list[Any] | None:
+    async def list_objects(self, resource: Any, what: str, *, optional: bool = False,
+                           **kwargs: Any) -> list[Any] | None:
         """Every object of ``resource``; with ``optional``, None when the API does not serve it
         (404) or RBAC does not let us list it (403)."""
         import httpx2
@@ -140,7 +139,7 @@ class _ClusterReader:
     async def _read(self) -> Cluster:
         from lightkube.resources.core_v1 import Namespace, Node
 
-        nodes = await self.list(Node, "listing nodes") or []
+        nodes = await self.list_objects(Node, "listing nodes") or []
         node_ips: list[IPNetwork] = []
         pod_cidrs: list[IPNetwork] = []
         for node in nodes:
@@ -158,7 +157,7 @@ class _ClusterReader:
         services, services_inferred = await self.service_ranges()
         if services_inferred:
             inferred.append("services")
-        namespaces = await self.list(Namespace, "listing namespaces") or []
+        namespaces = await self.list_objects(Namespace, "listing namespaces") or []
         per_node = PerNodePrefix(
             ipv4=max((n.prefixlen for n in pod_cidrs if n.version == 4 and "pods" not in inferred), default=None),
             ipv6=max((n.prefixlen for n in pod_cidrs if n.version == 6 and "pods" not in inferred), default=None),
@@ -181,7 +180,7 @@ class _ClusterReader:
         from lightkube.resources.core_v1 import Pod
 
         out: list[IPNetwork] = []
-        for pod in await self.list(Pod, "listing pods", namespace="*") or []:
+        for pod in await self.list_objects(Pod, "listing pods", namespace="*") or []:
             if _field(pod, "spec", "hostNetwork"):
                 continue  # host-network pods carry their node's address
             ips = [p.ip for p in _field(pod, "status", "podIPs") or ()] or \
@@ -196,7 +195,7 @@ class _ClusterReader:
 
         beta = create_global_resource("networking.k8s.io", "v1beta1", "ServiceCIDR", "servicecidrs")
         for resource in (ServiceCIDR, beta):
-            objects = await self.list(resource, "listing ServiceCIDRs", optional=True)
+            objects = await self.list_objects(resource, "listing ServiceCIDRs", optional=True)
             if objects:
                 cidrs = [ipaddress.ip_network(c) for obj in objects for c in _field(obj, "spec", "cidrs") or ()]
                 if cidrs:
@@ -207,7 +206,7 @@ class _ClusterReader:
         from lightkube.resources.core_v1 import Service
 
         ips: list[IPAddress] = []
-        for service in await self.list(Service, "listing services", namespace="*") or []:
+        for service in await self.list_objects(Service, "listing services", namespace="*") or []:
             for ip in _field(service, "spec", "clusterIPs") or [_field(service, "spec", "clusterIP")]:
                 if ip and ip != "None":
                     address = ipaddress.ip_address(ip)
@@ -222,8 +221,8 @@ class _ClusterReader:
         from lightkube.resources.core_v1 import Service
         from lightkube.resources.discovery_v1 import EndpointSlice
 
-        services = {s.metadata.name: s for s in await self.list(Service, "listing DNS services",
-                                                                 namespace=DNS_NAMESPACE) or []}
+        services = {s.metadata.name: s for s in await self.list_objects(Service, "listing DNS services",
+                                                                         namespace=DNS_NAMESPACE) or []}
         name = next((n for n in DNS_SERVICE_NAMES if n in services), None)
         if name is None:
             return None
@@ -231,8 +230,8 @@ class _ClusterReader:
         service = None
         if cluster_ip and cluster_ip != "None":
             service = Address(ipaddress.ip_address(cluster_ip), Origin(f"{self.path}.dns.service"))
-        slices = await self.list(EndpointSlice, "listing DNS endpoints", namespace=DNS_NAMESPACE,
-                                 labels={"kubernetes.io/service-name": name}) or []
+        slices = await self.list_objects(EndpointSlice, "listing DNS endpoints", namespace=DNS_NAMESPACE,
+                                         labels={"kubernetes.io/service-name": name}) or []
         ips: list[IPAddress] = []
         for endpoint_slice in slices:
             if endpoint_slice.addressType not in ("IPv4", "IPv6"):

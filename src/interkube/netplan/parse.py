@@ -299,7 +299,8 @@ class _Reader:
 
     def check_names(self, clusters: tuple[Cluster, ...], external: tuple[ExternalNetwork, ...]) -> None:
         seen: dict[str, str] = {}
-        for item in (*clusters, *external):
+        items: tuple[Cluster | ExternalNetwork, ...] = (*clusters, *external)
+        for item in items:
             if item.name in seen:
                 raise PlanError(f"name {item.name!r} is already used by {seen[item.name]}",
                                 file=self.file, line=item.origin.line, path=f"{item.origin.path}.name")

@@ -215,9 +215,9 @@ def _links(count: int) -> str:
 def _ipv6_scope(network: IPNetwork) -> str | None:
     if network.version != 6:
         return None
-    if network.subnet_of(_ULA):  # type: ignore[arg-type]
+    if network.subnet_of(_ULA):
         return "ULA"
-    if network.subnet_of(_GLOBAL_UNICAST):  # type: ignore[arg-type]
+    if network.subnet_of(_GLOBAL_UNICAST):
         return "global"
     return None
 
@@ -263,7 +263,7 @@ class _Checker:
                 for n in self._all_networks() if n.version == 4)
         # Look in the private block the range is already in first: a Service range in
         # 172.16.0.0/12 had better move within it.
-        pools = sorted(_PRIVATE_POOLS_V4, key=lambda pool: not network.subnet_of(pool))  # type: ignore[arg-type]
+        pools = sorted(_PRIVATE_POOLS_V4, key=lambda pool: not network.subnet_of(pool))
         for pool in pools:
             block = first_free_block(pool, network.prefixlen, self._used_v4)
             if block is not None:

@@ -65,6 +65,15 @@ def _as_network(text: str) -> IPNetwork | None:
         return None
 
 
+def _subnet_of(inner: IPNetwork, outer: IPNetwork) -> bool:
+    """``inner.subnet_of(outer)`` for two networks of either version (False across versions)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 class _Axis:
     """Maps the boundaries of the drawn ranges to x positions, log-compressed."""
 
@@ -152,7 +161,7 @@ def _conflicts(report: Report, row_of: dict[str, int]) -> list[_Conflict]:
             continue
         # CIDR blocks nest, so when they all overlap the smallest is what they share.
         shared = max(networks, key=lambda n: n.prefixlen)
-        if not all(shared.subnet_of(n) for n in networks):  # type: ignore[arg-type]
+        if not all(_subnet_of(shared, n) for n in networks):
             shared = min(networks, key=lambda n: n.prefixlen)  # unrelated ranges: mark the widest
         rows = tuple(sorted({row_of[i.owner] for i in finding.involved if i.owner in row_of}))
         if rows:
