@@ -253,6 +253,26 @@ class CpuMeter:
         return max(0.0, self.machine - self.ours - generator_cpu)
 
 
+def settle(ours: Sequence[Proc | Adopted], limit: float = 30.0, threshold: float = 0.15,
+           note: Callable[[float, bool], None] | None = None) -> None:
+    """Wait up to ``limit`` seconds until programs other than ``ours`` use less than
+    ``threshold`` of a core (the machine may be shared); what is left is measured, and printed
+    as noise, by the caller. ``note(share, done)`` hears the first busy reading (done False)
+    and, when there was one, the last (done True)."""
+    deadline = time.monotonic() + limit
+    waited = False
+    while True:
+        with CpuMeter(ours) as m:
+            time.sleep(0.5)
+        other = m.foreign(0.0) / m.wall
+        done = other < threshold or time.monotonic() > deadline
+        if note is not None and done == waited:
+            note(other, done)
+        if done:
+            return
+        waited = True
+
+
 def wait_until(ready: Callable[[], bool], timeout: float, proc: Proc, what: str) -> None:
     """Poll ``ready()`` until true (a probe that raises means "not yet"); StartFailed, with the
     log, if ``proc`` exits first or ``timeout`` passes."""

@@ -29,7 +29,7 @@ import dns.rdatatype
 from bench import k8s
 from bench.generators import Dnsperf, LoadResult, Loadgen, LoadSpec
 from bench.procs import (GENERATOR_CPU, SERVER_CPU, Adopted, CpuMeter, PeakRss, Proc,
-                         StartFailed, started, wait_until)
+                         StartFailed, settle, started, wait_until)
 from bench.scenarios import Scenario
 from bench.servers import Context, Server, servers_for
 from testkit.servers import free_port
@@ -399,21 +399,15 @@ class Runner:
         """Wait (up to ``settle`` seconds) until other work on the machine stops: another
         program's load would take CPU from the server or the generator and lower the figure.
         What was left is still measured and printed as 'other CPU'."""
-        deadline = time.monotonic() + self.s.settle
-        said = False
-        while True:
-            with CpuMeter(ours) as m:
-                time.sleep(0.5)
-            other = m.foreign(0.0) / m.wall
-            if other < self.s.settle_threshold or time.monotonic() > deadline:
-                if said:
-                    log(f"  ... {'quiet' if other < self.s.settle_threshold else 'still busy'} "
-                        f"(others use {100 * other:.0f}% of a core)")
-                return
-            if not said:
+        def note(other: float, done: bool) -> None:
+            if done:
+                log(f"  ... {'quiet' if other < self.s.settle_threshold else 'still busy'} "
+                    f"(others use {100 * other:.0f}% of a core)")
+            else:
                 log(f"  other programs use {100 * other:.0f}% of a core; waiting up to "
                     f"{self.s.settle:.0f}s for the machine to be quiet ...")
-                said = True
+
+        settle(ours, self.s.settle, self.s.settle_threshold, note)
 
     def _measure(self, sc: Scenario, gen: Loadgen | Dnsperf, proc: Proc, port: int, qfile: Path,
                  conns: int, gen_cpus: tuple[int, ...]) -> GenRuns:
@@ -471,14 +465,8 @@ def pin_workers(proc: Proc, workers: int, cpus: tuple[int, ...],
                 timeout: float = 30.0) -> tuple[int, ...]:
     """Pin each worker process of a multi-process server to a core of its own (round-robin
     over ``cpus``, in PID order); the parent, which only supervises, keeps all of ``cpus``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        children = sorted(_tree(proc.pid)[1:])
-        if len(children) >= workers or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    if len(children) < workers:
-        raise proc.fail(f"has {len(children)} worker processes, expected {workers}")
+    wait_until(lambda: len(_tree(proc.pid)) > workers, timeout, proc, f"{workers} worker processes")
+    children = sorted(_tree(proc.pid)[1:])
     for i, pid in enumerate(children[:workers]):
         os.sched_setaffinity(pid, {cpus[i % len(cpus)]})
     return cpus

@@ -74,7 +74,7 @@ import dns.message  # noqa: E402
 
 from bench import k8s  # noqa: E402
 from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
-from bench.procs import CpuMeter, Proc, process_tree, status_kib, stop_all  # noqa: E402
+from bench.procs import CpuMeter, Proc, process_tree, settle, status_kib, stop_all, wait_until  # noqa: E402
 from testkit.servers import free_port  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
@@ -354,17 +354,6 @@ def cpu_times() -> dict[str, tuple[float, float]]:
     return out
 
 
-def settle(ours: list[Proc], limit: float = 30.0, threshold: float = 0.15) -> None:
-    """Wait up to ``limit`` seconds until other programs use less than ``threshold`` of a core
-    (the machine may be shared); what is left is measured and printed as noise."""
-    deadline = time.monotonic() + limit
-    while True:
-        with CpuMeter(ours) as m:
-            time.sleep(0.5)
-        if m.foreign(0.0) / m.wall < threshold or time.monotonic() > deadline:
-            return
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -447,11 +436,7 @@ def run_config(cfg: Config, opts: argparse.Namespace, wd: Path, gen: Loadgen) ->
     worker_pids: list[int] = []
     prober: Prober | None = None
     try:
-        deadline = time.monotonic() + 120
-        while not (cwd / "fake.json").exists():
-            if not fake.running() or time.monotonic() > deadline:
-                raise fake.fail("did not start")
-            time.sleep(0.1)
+        wait_until(lambda: (cwd / "fake.json").exists(), 120, fake, "started (fake.json written)")
         control = FakeControl(json.loads((cwd / "fake.json").read_text())["control"])
         port = free_port()
         corefile = cwd / "Corefile"
