@@ -40,6 +40,14 @@ class ApiAccess:
         return self.kubeconfig is None and self.endpoint is None
 
 
+def _single(config: KubeConfig, context: str | None = None) -> SingleConfig:
+    """``config.get(context)``, which lightkube types Optional: it returns None only for a default."""
+    single = config.get(context)
+    if single is None:  # no default is passed, so lightkube has raised ConfigError instead
+        raise LightkubeConfigError(f"no context {context!r}")
+    return single
+
+
 def _from_kubeconfig(path: str, context: str | None, cluster: str | None) -> SingleConfig:
     where = f"kubeconfig {path}"
     try:
@@ -61,7 +69,7 @@ def _from_kubeconfig(path: str, context: str | None, cluster: str | None) -> Sin
         raise KubeconfigError(f"{where} has no context {name!r} (it has: {known})", cluster=cluster,
                               context=name)
     try:
-        return config.get(name)  # type: ignore[return-value]
+        return _single(config, name)
     except (KeyError, LightkubeConfigError) as exc:
         raise KubeconfigError(f"{where}: context {name!r} names a cluster or user it does not define: {exc}",
                               cluster=cluster, context=name) from exc
@@ -70,7 +78,7 @@ def _from_kubeconfig(path: str, context: str | None, cluster: str | None) -> Sin
 def _from_endpoint(url: str, tls: tuple[str, str, str] | None) -> SingleConfig:
     user = KubeUser(client_cert=tls[0], client_key=tls[1]) if tls else KubeUser()
     cluster = KubeCluster(server=url.rstrip("/"), certificate_auth=tls[2] if tls else None)
-    return KubeConfig.from_one(cluster=cluster, user=user, context_name="endpoint").get()  # type: ignore[return-value]
+    return _single(KubeConfig.from_one(cluster=cluster, user=user, context_name="endpoint"))
 
 
 def _in_cluster(service_account: str) -> SingleConfig:
@@ -78,7 +86,7 @@ def _in_cluster(service_account: str) -> SingleConfig:
         raise KubeconfigError("neither `kubeconfig` nor `endpoint` is given and this is not a pod "
                               "(KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set)")
     try:
-        return KubeConfig.from_service_account(service_account).get()  # type: ignore[return-value]
+        return _single(KubeConfig.from_service_account(service_account))
     except LightkubeConfigError as exc:
         raise KubeconfigError(f"cannot use the in-cluster service account in {service_account}: {exc}") from exc
 
@@ -147,11 +155,13 @@ def http_client(config: SingleConfig, timeout: float) -> httpx2.AsyncClient:
     """
     params = client_adapter.ConnectionParams(timeout=httpx2.Timeout(timeout),
                                              trust_env=not is_loopback(config.cluster.server))
-    if config.user is None:
-        config = config._replace(user=KubeUser())
+    user = config.user
+    if user is None:
+        user = KubeUser()
+        config = config._replace(user=user)
     client = client_adapter.AsyncClient(config, params)
-    if config.user.exec is not None and config.user.token is None and config.user.token_file is None:
-        client.auth = ExecAuth(config.user.exec)
+    if user.exec is not None and user.token is None and user.token_file is None:
+        client.auth = ExecAuth(user.exec)
     return client
 
 

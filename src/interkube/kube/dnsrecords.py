@@ -44,6 +44,7 @@ class Outcome:
 
 def rrset(owner: dns.name.Name, ttl: int, rdtype: int, *rdatas: str) -> dns.rrset.RRset:
     """An RRset of ``rdtype`` at ``owner`` from rdata texts."""
+    rdtype = dns.rdatatype.RdataType.make(rdtype)
     out = dns.rrset.RRset(owner, IN, rdtype)
     out.update_ttl(ttl)
     for text in rdatas:
@@ -58,8 +59,8 @@ def host_type(host: str) -> tuple[int, str] | None:
         address = ipaddress.ip_address(host)
     except ValueError:
         return None
-    if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-        return A, str(address.ipv4_mapped)  # type: ignore[union-attr]
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return A, str(address.ipv4_mapped)
     return (A if address.version == 4 else AAAA), str(address)
 
 

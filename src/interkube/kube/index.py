@@ -38,6 +38,14 @@ from interkube.kube.objects import (
 DepKey = tuple[str, ...]
 Key = tuple[str, str]
 T = TypeVar("T")
+R = TypeVar("R", Service, EndpointSlice, Pod, Namespace, ServiceExport, ServiceImport)
+
+
+def _of(kind: type[R], record: Record | None) -> R | None:
+    """``record`` as the type its resource holds (None deletes)."""
+    if record is None or isinstance(record, kind):
+        return record
+    raise TypeError(f"a {type(record).__name__} is not a {kind.__name__}")
 
 
 def _add(multi: dict[str, T | list[T]], key: str, value: T) -> None:
@@ -53,7 +61,7 @@ def _add(multi: dict[str, T | list[T]], key: str, value: T) -> None:
         if value not in old:
             old.append(value)
     elif old != value:
-        multi[key] = [old, value]  # type: ignore[list-item]
+        multi[key] = [old, value]
 
 
 def _remove(multi: dict[str, T | list[T]], key: str, value: T) -> None:
@@ -181,17 +189,17 @@ class ClusterIndex:
     def put(self, resource: str, key: Key, record: Record | None) -> set[DepKey]:
         """Set (or with None, delete) one object; returns the dependency keys it changed."""
         if resource == "services":
-            return self.put_service(key, record)  # type: ignore[arg-type]
+            return self.put_service(key, _of(Service, record))
         if resource == "endpointslices":
-            return self.put_slice(key, record)  # type: ignore[arg-type]
+            return self.put_slice(key, _of(EndpointSlice, record))
         if resource == "pods":
-            return self.put_pod(key, record)  # type: ignore[arg-type]
+            return self.put_pod(key, _of(Pod, record))
         if resource == "namespaces":
-            return self.put_namespace(key, record)  # type: ignore[arg-type]
+            return self.put_namespace(key, _of(Namespace, record))
         if resource == "serviceexports":
-            return self._put_mcs(self._exports, key, record)
+            return self._put_mcs(self._exports, key, _of(ServiceExport, record))
         if resource == "serviceimports":
-            return self._put_mcs(self._imports, key, record)
+            return self._put_mcs(self._imports, key, _of(ServiceImport, record))
         raise ValueError(f"unknown resource {resource!r}")
 
     def _count_namespace(self, namespace: str, delta: int, changed: set[DepKey]) -> None:

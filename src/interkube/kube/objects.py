@@ -21,7 +21,7 @@ import ipaddress
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -324,7 +324,14 @@ def _import(w: _ImportWire) -> ServiceImport:
     )
 
 
-W = TypeVar("W", bound=msgspec.Struct)
+class _Object(Protocol):
+    """What every wire struct has: the object's metadata."""
+
+    @property
+    def metadata(self) -> _Meta: ...
+
+
+W = TypeVar("W", bound=_Object)
 
 
 class Read(NamedTuple):
@@ -355,7 +362,7 @@ class Kind(Generic[W]):
         return f"{base}{self.api_version}/{self.resource}"
 
     def _read(self, wire: W) -> Read:
-        meta: _Meta = wire.metadata  # type: ignore[attr-defined]
+        meta = wire.metadata
         return Read(meta.namespace, meta.name, meta.resourceVersion, meta.labels or {}, self.convert(wire))
 
     def from_json(self, raw: bytes | msgspec.Raw) -> Read:

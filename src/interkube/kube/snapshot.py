@@ -127,7 +127,8 @@ class _Events:
             if tag is None or tag == "!":
                 if event.style is not None and event.implicit[1]:
                     return event.value  # quoted: a string, whatever it looks like
-                tag = self._resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                tag = self._resolver.resolve(  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
+                    yaml.ScalarNode, event.value, event.implicit)
             if tag == _STR:
                 return event.value
             # The tag's constructor, called directly: construct_object() would also remember
