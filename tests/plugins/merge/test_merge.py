@@ -28,6 +28,7 @@ from interkube.corefile.parser import parse_text
 from interkube.plugin.request import Request
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, interkube_process, stop_process
+from testkit.waiting import until
 from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 SOA = "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n"
@@ -220,8 +221,7 @@ async def test_a_cancelled_merge_lets_go_of_its_queries() -> None:
         wire = dns.message.make_query("web.cluster.all.", "A").to_wire()
         task = asyncio.get_running_loop().create_task(
             handler.serve(Request(wire, parse_query(wire), ("127.0.0.1", 1), "udp")))
-        while silent.count() < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: silent.count() >= 2, "both clusters asked")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
