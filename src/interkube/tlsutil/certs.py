@@ -294,13 +294,14 @@ def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     if cert.issuer != ca.subject:
         return False
     public = ca.public_key()
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None:  # an Ed25519 or Ed448 signature, which no RSA or EC key made
+        return False
     try:
         if isinstance(public, rsa.RSAPublicKey):
-            public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
-                          cert.signature_hash_algorithm)  # type: ignore[arg-type]
+            public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
         elif isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(cert.signature, cert.tbs_certificate_bytes,
-                          ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
+            public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
         else:
             return False
     except InvalidSignature:

@@ -63,10 +63,12 @@ class TlsSetupError(Exception):
 _VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
 
-@_VerifyCallback
-def _accept(preverify_ok: int, store_ctx: int) -> int:
+def _accept_any(preverify_ok: int, store_ctx: int) -> int:
     # Go's RequestClientCert / RequireAnyClientCert: whatever the certificate, it is accepted.
     return 1
+
+
+_accept = _VerifyCallback(_accept_any)  # a call: as a decorator, mypy cannot type through CFUNCTYPE
 
 
 _libssl: Any = None

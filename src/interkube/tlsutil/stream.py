@@ -124,7 +124,7 @@ class TlsServerProtocol(asyncio.Protocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.raw = transport  # type: ignore[assignment]
+        self.raw = transport  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
         self.peer = transport.get_extra_info("peername")
         self.sslobj = self.context.wrap_bio(self._in, self._out, server_side=True)
         self._timer = asyncio.get_running_loop().call_later(self.handshake_timeout, self._timed_out)

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
@@ -61,7 +61,7 @@ class _Ids:
         self.buf = b""
         self.pos = 0
 
-    def fresh(self, pending: dict[int, object]) -> int:
+    def fresh(self, pending: Container[int]) -> int:
         while True:
             if self.pos >= len(self.buf):
                 self.buf = os.urandom(4096)
@@ -75,7 +75,7 @@ class _Ids:
 _ids = _Ids()
 
 
-def _fresh_id(pending: dict[int, object]) -> int:
+def _fresh_id(pending: Container[int]) -> int:
     return _ids.fresh(pending)
 
 
@@ -279,7 +279,7 @@ class DatagramExchanger:
             sock = self._socket()
         except OSError as exc:
             raise UpstreamError(self.name, f"cannot open a UDP socket: {exc.strerror or exc}") from exc
-        qid = _fresh_id(sock.pending)  # type: ignore[arg-type]
+        qid = _fresh_id(sock.pending)
         fut = sock.send(qid, _question_key(wire) if question is None else question,
                         qid.to_bytes(2, "big") + wire[2:], timeout)
         return PendingAnswer(sock, qid, fut)
@@ -312,7 +312,7 @@ class _StreamConn(asyncio.Protocol):
         self.failure_counted = False       # its failure went into the backoff (once per connection)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.tls_version = sslobj.version()
@@ -448,13 +448,12 @@ class StreamExchanger:
 
     async def _connect(self) -> _StreamConn:
         loop = asyncio.get_running_loop()
-        kwargs: dict[str, object] = {}
-        if self.ssl_context is not None:
-            kwargs["ssl"] = self.ssl_context
-            kwargs["server_hostname"] = self.server_hostname or self.host
+        tls = self.ssl_context
+        server_hostname = (self.server_hostname or self.host) if tls is not None else None
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _StreamConn(self.name), self.host, self.port, **kwargs),
+                loop.create_connection(lambda: _StreamConn(self.name), self.host, self.port, ssl=tls,
+                                       server_hostname=server_hostname),
                 self.connect_timeout)
         except TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
@@ -531,7 +530,7 @@ class StreamExchanger:
     async def _exchange_on(self, conn: _StreamConn, wire: bytes, timeout: float) -> bytes:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes] = loop.create_future()
-        qid = _fresh_id(conn.pending)  # type: ignore[arg-type]
+        qid = _fresh_id(conn.pending)
         conn.pending[qid] = (fut, _question_key(wire))
         conn.last_used = loop.time()
         timer = _arm_timeout(fut, timeout, lambda: UpstreamTimeout(self.name, f"no answer in {timeout:g}s"))
