@@ -81,12 +81,17 @@ def wait_listening(port: int, host: str = LOOPBACK, timeout: float = 15.0,
 
 
 @contextlib.contextmanager
-def interkube_process(corefile: str | Path, port: int, *, env: dict[str, str] | None = None,
-                      args: tuple[str, ...] = (), wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``interkube serve -conf corefile`` as a process; stop it by PID afterwards."""
-    cmd = [sys.executable, "-m", "interkube", "serve", "-conf", str(corefile), *args]
+def interkube_process(corefile: str | Path | None, port: int, *, env: dict[str, str] | None = None,
+                      args: tuple[str, ...] = (), wait: bool = True,
+                      cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``interkube serve -conf corefile ARGS`` as a process (without ``-conf`` when
+    ``corefile`` is None: the Corefile in ``cwd``, or the built-in default), wait until it
+    answers on ``port`` unless not ``wait``, and stop it by PID afterwards.
+    :func:`process_output` reads what it printed, also after it stopped."""
+    conf = ("-conf", str(corefile)) if corefile is not None else ()
+    cmd = [sys.executable, "-m", "interkube", "serve", *conf, *args]
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                             env={**os.environ, **(env or {})})
     proc.log = log  # type: ignore[attr-defined]
     try:

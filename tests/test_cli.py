@@ -12,7 +12,7 @@ import pytest
 
 from interkube import __version__
 from interkube.server import registry
-from testkit.servers import free_port, interkube_process, query, stop_process, wait_for_dns
+from testkit.servers import free_port, interkube_process, process_output, query
 
 
 def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -64,14 +64,9 @@ def test_conf_flag_spellings(tmp_path: Path, flag: str) -> None:
     port = free_port()
     core = tmp_path / "Corefile"
     core.write_text(f".:{port} {{\n    bind 127.0.0.1\n    errors\n}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", flag, str(core)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+    with interkube_process(None, port, args=(flag, str(core))) as proc:
         assert query("x.", "A", port).rcode() == dns.rcode.SERVFAIL
-    finally:
-        stop_process(proc)  # type: ignore[arg-type]
-    assert f".:{port} on 127.0.0.1" in proc.stdout.read().decode()  # type: ignore[union-attr]
+    assert f".:{port} on 127.0.0.1" in process_output(proc)
 
 
 def test_missing_conf_file_is_an_error(tmp_path: Path) -> None:
@@ -90,22 +85,14 @@ def test_dns_port_flag(tmp_path: Path) -> None:
 def test_corefile_in_working_directory_is_used(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "Corefile").write_text(f".:{port} {{\n    bind 127.0.0.1\n    errors\n}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+    with interkube_process(None, port, cwd=tmp_path):
         assert query("x.", "A", port).rcode() == dns.rcode.SERVFAIL
-    finally:
-        stop_process(proc)  # type: ignore[arg-type]
 
 
 def test_builtin_default_serves_the_two_scenarios_demo(tmp_path: Path) -> None:
     if not all(port_is_free(p) for p in (5353, 5354, 5355)):
         pytest.skip("ports 5353-5355 on 127.0.0.1 are in use; the built-in default needs them")
-    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_dns(5353, proc=proc)  # type: ignore[arg-type]
+    with interkube_process(None, 5353, cwd=tmp_path) as proc:
         srv = query("_couchbase._tcp.cb-example-srv.remote.svc.cluster.local", "SRV", 5353)
         assert srv.rcode() == dns.rcode.NOERROR and len(srv.answer[0]) == 3
         assert {rr[0].address for rr in srv.additional} == {"10.1.17.231", "10.1.46.20", "10.1.68.212"}
@@ -129,9 +116,7 @@ def test_builtin_default_serves_the_two_scenarios_demo(tmp_path: Path) -> None:
         assert [rr.address for rr in query("frontend.shop.svc.cluster.all", "A", 5353).answer[0]] == ["10.96.12.40"]
         merged = query("inventory.shop.svc.cluster.all", "A", 5353)
         assert merged.rcode() == dns.rcode.NOERROR and merged.answer
-    finally:
-        stop_process(proc)  # type: ignore[arg-type]
-    out = proc.stdout.read().decode()  # type: ignore[union-attr]
+    out = process_output(proc)
     # The banner names the scenarios it plays, as docs/scenarios.md titles them.
     assert "\nForwarded DNS between clusters:\n" in out
     assert "\nDiscovery across clusters, VIP proxying and the merged domain (its DNS side):\n" in out

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -21,7 +20,7 @@ from aiohttp import web
 
 from interkube.server.workers import MIN_UPTIME_ENV, SHARED_WATCH_ENV, merge_expositions
 from testkit.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
-from testkit.servers import free_port, interkube_process, process_output, query, stop_process, wait_for_dns
+from testkit.servers import free_port, interkube_process, process_output, query
 from testkit.waiting import wait_until
 
 
@@ -37,10 +36,7 @@ def test_two_workers_share_the_port_and_merge_metrics(tmp_path: Path) -> None:
                     "ns IN A 127.0.0.1\nwww IN A 192.0.2.1\n")
     core = tmp_path / "Corefile"
     core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n prometheus 127.0.0.1:{http}\n file {zone}\n}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", "-conf", str(core), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+    with interkube_process(core, port, args=("--workers", "2")) as proc:
         wait_until(lambda: len(children_of(proc.pid)) >= 2, "two workers started", 10)
         assert len(children_of(proc.pid)) == 2
         # Each query on a new socket (new source port): the kernel spreads them over both.
@@ -59,8 +55,6 @@ def test_two_workers_share_the_port_and_merge_metrics(tmp_path: Path) -> None:
                    every=0.1)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
-    finally:
-        stop_process(proc)  # type: ignore[arg-type]
     assert children_of(proc.pid) == []
 
 
@@ -69,11 +63,7 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
     core = tmp_path / "Corefile"
     core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n errors\n}}\n")
     # No crash-loop guard: the worker may be killed at once, as any time after the guard.
-    proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", "-conf", str(core), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, MIN_UPTIME_ENV: "0"})
-    try:
-        wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+    with interkube_process(core, port, env={MIN_UPTIME_ENV: "0"}, args=("--workers", "2")) as proc:
         wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers", 20)
         victims = children_of(proc.pid)
         assert len(victims) == 2
@@ -81,8 +71,6 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
         wait_until(lambda: len(now := children_of(proc.pid)) == 2 and victims[0] not in now,
                    "the killed worker replaced", 20)
         assert query("a.example.org.", "A", port).rcode() == dns.rcode.SERVFAIL
-    finally:
-        stop_process(proc)  # type: ignore[arg-type]
 
 
 def test_merge_sums_counters_and_buckets_and_keeps_info_gauges() -> None:
@@ -109,11 +97,8 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"bench": kube})
         core.write_text(f"cluster.local:{port} {{\n bind 127.0.0.1\n kubernetes cluster.local {{\n"
                         f"  kubeconfig {kubeconfig} bench\n }}\n}}\n")
-        env = {**os.environ, SHARED_WATCH_ENV: "1" if shared else "0"}
-        proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", "-conf", str(core), "--workers", "2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_for_dns(port, proc=proc)  # type: ignore[arg-type]
+        env = {SHARED_WATCH_ENV: "1" if shared else "0"}
+        with interkube_process(core, port, env=env, args=("--workers", "2")) as proc:
 
             def answers(name: str) -> set[str | None]:
                 """The addresses answered to 64 queries, each from a new source port (so from
@@ -130,8 +115,6 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
             kube._loop.call_soon_threadsafe(kube.add, service("app", "new", cluster_ips=["10.96.0.99"]))
             wait_until(lambda: answers("new.app.svc.cluster.local.") == {"10.96.0.99"},
                        "both workers answering the new Service", 20)
-        finally:
-            stop_process(proc)  # type: ignore[arg-type]
 
 
 def test_a_worker_that_dies_at_once_stops_the_server(tmp_path: Path) -> None:
