@@ -6,7 +6,6 @@ import argparse
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from interkube.errors import InterkubeError, PlanError
 
@@ -14,7 +13,7 @@ _CHECK_HELP = "check an address plan, or live clusters, against the rules R1-R10
 _PLAN_HELP = "allocate non-overlapping address ranges for N clusters and write a plan"
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``check`` and ``plan`` subcommands."""
     check = subparsers.add_parser(
         "check", help=_CHECK_HELP, description=_CHECK_HELP + ". Exit status 1 when there are errors.")

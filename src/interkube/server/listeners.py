@@ -164,7 +164,8 @@ class TcpProtocol(asyncio.Protocol):
     # -- lifecycle ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        self.transport = stream
         self.peer = transport.get_extra_info("peername")
         conns = self.listener.connections
         if len(conns) >= self.listener.options.max_tcp_connections:
@@ -172,7 +173,7 @@ class TcpProtocol(asyncio.Protocol):
             transport.close()
             return
         conns.add(self)
-        transport.set_write_buffer_limits(high=TCP_WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        stream.set_write_buffer_limits(high=TCP_WRITE_HIGH_WATER)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:

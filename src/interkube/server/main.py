@@ -8,13 +8,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from interkube import __version__
-from interkube.corefile.parser import ServerBlock, parse_file, parse_text
+from interkube.corefile.parser import Directive, ServerBlock, parse_file, parse_text
 from interkube.errors import InterkubeError
 from interkube.plugin.services import Services
 from interkube.server.listeners import ListenerOptions
@@ -82,7 +83,7 @@ class Server:
     digest: str = ""
     fatal_message: str | None = None
     _stopping: asyncio.Event | None = None
-    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _retiring: set[asyncio.Task[object]] = field(default_factory=set)
     _old: set[Instance] = field(default_factory=set)
     _reload_lock: asyncio.Lock | None = None
     _metrics_runner: Any = None
@@ -227,7 +228,7 @@ def config_digest(blocks: list[ServerBlock]) -> str:
     """SHA512 of the configuration's meaning: tokens and structure, not comments or spacing."""
     h = hashlib.sha512()
 
-    def feed(directives) -> None:  # type: ignore[no-untyped-def]
+    def feed(directives: Iterable[Directive]) -> None:
         for d in directives:
             h.update(b"\x01" + d.name.encode())
             for a in d.args:
@@ -323,7 +324,7 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
             Path(pidfile).unlink(missing_ok=True)
 
 
-def _run_loop(coro, loop: str) -> int:  # type: ignore[no-untyped-def]
+def _run_loop(coro: Coroutine[Any, Any, int], loop: str) -> int:
     if loop in ("auto", "uvloop"):
         try:
             import uvloop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import Any
 
 from interkube.corefile.lexer import Token
 from interkube.errors import UnknownPlugin
@@ -41,7 +42,7 @@ _RANK = {name: i for i, name in enumerate(ORDER)}
 
 
 @cache
-def _load(name: str) -> Plugin | None:
+def _load(name: str) -> Plugin[Any] | None:
     try:
         module = importlib.import_module(f"interkube.plugins.{name}")
     except ModuleNotFoundError as exc:
@@ -56,7 +57,7 @@ def available() -> list[str]:
     return [name for name in ORDER if _load(name) is not None]
 
 
-def lookup(token: Token) -> Plugin:
+def lookup(token: Token) -> Plugin[Any]:
     """The plugin a directive names; UnknownPlugin (with file:line) when there is none."""
     name = token.text
     plugin = _load(name) if name in _RANK else None

@@ -41,11 +41,11 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from aiohttp import ClientSession, UnixConnector, web
+from aiohttp import ClientSession, ClientTimeout, UnixConnector, web
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 log = logging.getLogger("interkube.server")
 
@@ -97,11 +97,11 @@ class WorkerContext:
     def metrics_socket(self, index: int) -> str:
         return os.path.join(self.socket_dir, f"metrics-{index}.sock")
 
-    async def publish_metrics(self, registry: object) -> web.AppRunner:
+    async def publish_metrics(self, registry: CollectorRegistry) -> web.AppRunner:
         """Serve this worker's registry on its unix socket (workers other than 0)."""
 
         async def handle(request: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(registry))  # type: ignore[arg-type]
+            return web.Response(body=generate_latest(registry))
 
         app = web.Application()
         app.router.add_get("/metrics", handle)
@@ -120,7 +120,7 @@ class WorkerContext:
                 continue
             try:
                 async with ClientSession(connector=UnixConnector(path=self.metrics_socket(i))) as s, \
-                        s.get("http://worker/metrics", timeout=2) as resp:
+                        s.get("http://worker/metrics", timeout=ClientTimeout(total=2)) as resp:
                     texts.append(await resp.text())
             except Exception as exc:  # a worker restarting is left out of one scrape
                 log.debug("worker %d metrics unavailable: %s", i, exc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 _HELP = "create a CA and DNS-over-TLS server/client certificates for clusters"
 _DESCRIPTION = """\
@@ -23,7 +22,7 @@ For production, use cert-manager and trust-manager instead (docs/tls.md).
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``certs`` subcommand."""
     p = subparsers.add_parser("certs", help=_HELP, description=_DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
