@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from interkube.dns import reader
 from interkube.dns.reader import Malformed, Walk
-from interkube.dns.wire import parse_query, query_problem
+from interkube.dns.wire import admissible, parse_query
 from interkube.errors import InterkubeError, MalformedMessage
 
 # dnspython refuses with these (FormError and its kin are DNSExceptions; a bad option's
@@ -365,10 +365,16 @@ def test_admission_refuses_the_options_dnspython_refuses(name: str, options: byt
     except DNSPYTHON_REFUSALS:
         theirs = False
     fast = parse_query(wire)
-    problem = query_problem(wire)
-    event(f"options {'read' if theirs else 'refused'}")
-    assert (fast is None) == (problem is not None)  # well-framed otherwise: only options refuse
-    if not theirs:
+    verdict = admissible(wire)
+    problem = verdict if isinstance(verdict, Malformed) else None
+    opt_out = problem is None and verdict != wire
+    event(f"options {'read' if theirs else 'refused'}{', opt-out' if opt_out else ''}")
+    # Well-framed otherwise: only options refuse, and only an opt-out takes the slow path.
+    assert (fast is None) == (problem is not None or opt_out)
+    if opt_out:
+        assert isinstance(verdict, bytes)
+        dns.message.from_wire(verdict, ignore_trailing=True)  # what the chain reads, dnspython can
+    elif not theirs:
         assert problem is not None, options.hex()
         assert problem.reason in (reader.REASON_OPTION, reader.REASON_ECS)
     elif problem is not None:
@@ -379,7 +385,7 @@ def test_admission_refuses_the_options_dnspython_refuses(name: str, options: byt
 
 @pytest.mark.parametrize(("body", "why"), [
     (option(8, ecs_body(3, 24, 0, b"\x0a\x00\x00")), "family 3"),
-    (option(8, ecs_body(0, 0, 0, b"")), "family 0"),
+    (option(8, ecs_body(0, 8, 0, b"\x0a")), "family 0"),
     (option(8, ecs_body(1, 33, 0, b"\x0a\x00\x00\x00\x00")), "longer than family 1"),
     (option(8, ecs_body(2, 129, 0, b"\x20" + bytes(16))), "longer than family 2"),
     (option(8, ecs_body(1, 24, 33, b"\x0a\x00\x00")), "longer than family 1"),
@@ -390,8 +396,21 @@ def test_admission_refuses_the_options_dnspython_refuses(name: str, options: byt
 def test_malformed_client_subnet_options(body: bytes, why: str) -> None:
     wire = query_with_options("web.shop.svc.cluster.local.", body)
     assert parse_query(wire) is None
-    problem = query_problem(wire)
-    assert problem is not None and problem.reason == reader.REASON_ECS and why in str(problem)
+    problem = admissible(wire)
+    assert isinstance(problem, Malformed) and problem.reason == reader.REASON_ECS and why in str(problem)
+
+
+def test_the_ecs_opt_out_dig_sends_is_admitted_without_it() -> None:
+    """`dig +subnet=0` sends ECS family 0 with empty prefixes (CoreDNS answers it): the chain
+    reads the query without that option, keeping every other."""
+    cookie = option(10, b"12345678")
+    wire = query_with_options("web.shop.svc.cluster.local.", cookie + option(8, ecs_body(0, 0, 0, b"")))
+    assert parse_query(wire) is None
+    admitted = admissible(wire)
+    assert isinstance(admitted, bytes)
+    msg = dns.message.from_wire(admitted)
+    assert [o.otype for o in msg.options] == [dns.edns.OptionType.COOKIE]
+    assert admitted[:2] == wire[:2] and parse_query(admitted) is not None
 
 
 def test_well_formed_options_are_admitted_on_the_fast_path() -> None:
@@ -399,4 +418,4 @@ def test_well_formed_options_are_admitted_on_the_fast_path() -> None:
                  [dns.edns.CookieOption(b"12345678", b"")], [dns.edns.GenericOption(65001, b"x")]):
         wire = dns.message.make_query("web.shop.svc.cluster.local.", "A", use_edns=0, options=opts).to_wire()
         q = parse_query(wire)
-        assert q is not None and q.edns and query_problem(wire) is None
+        assert q is not None and q.edns and admissible(wire) == wire

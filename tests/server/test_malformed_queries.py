@@ -24,6 +24,7 @@ from interkube.plugin.metrics import MALFORMED_QUERIES
 from interkube.server import dispatch
 from interkube.server.dispatch import RateLimitedLog
 from interkube.server.main import builtin_default
+from testkit.dig import dig, needs_dig, status
 from testkit.servers import LOOPBACK, aquery, free_port, http_get, in_process
 
 #: A name answered from memory (clusterset over two kubernetes snapshots) and two forwarded ones
@@ -172,3 +173,24 @@ def test_the_log_line_is_rate_limited() -> None:
         logger.setLevel(saved)
     assert seen == ["malformed 100.0", "malformed 160.0 (and 2 more since the last such line)",
                     "malformed 300.0 (and 1 more since the last such line)"]
+
+
+@needs_dig
+async def test_client_subnet_opt_outs_are_answered_as_coredns_answers_them() -> None:
+    """`dig +subnet=0` asks that no client address be used: BIND 9.18's dig sends family 1 with
+    a /0 prefix, older ones (and other clients) family 0 with empty prefixes, which RFC 7871
+    does not define but miekg/dns (CoreDNS) reads. Both get the answer, from memory and
+    forwarded, and neither is counted as malformed."""
+    corefile, port = builtin_default_on_free_ports()
+    async with in_process(corefile):
+        server = f"dns://127.0.0.1:{port}"
+        before = sum(n for (s, _), n in MALFORMED_QUERIES.counts.items() if s == server)
+        for name in NAMES[:2]:
+            out = await asyncio.to_thread(dig, port, "+subnet=0", "A", name)
+            assert status(out) == "NOERROR" and "ANSWER SECTION" in out, out
+            for send in (udp, tcp):
+                query = with_options(name, ecs(0, 0, b""))
+                raw = await send(port, query)
+                resp = dns.message.from_wire(raw)
+                assert raw[:2] == query[:2] and resp.rcode() == dns.rcode.NOERROR and resp.answer, resp
+        assert sum(n for (s, _), n in MALFORMED_QUERIES.counts.items() if s == server) == before

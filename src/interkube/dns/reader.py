@@ -61,6 +61,7 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")   # type, class, ttl, rdlength
 _QUESTION_FIXED = struct.Struct("!HH")
 _OPTION_HEAD = struct.Struct("!HH")  # option code, option length
+_U16 = struct.Struct("!H")
 _ECS_HEAD = struct.Struct("!HBB")    # family, source prefix length, scope prefix length
 
 #: Names read in one message, by where they start: (name, the offset just past its first
@@ -275,17 +276,24 @@ _TEXT_OPTIONS = frozenset((22, 23, 24, 25))
 _ECS_FAMILY_BITS = {1: 32, 2: 128}
 
 
-def check_options(wire: bytes, offset: int, end: int) -> None:
-    """Check the EDNS options in ``wire[offset:end]`` (an OPT record's rdata).
+#: An ECS option of family 0 with empty prefixes and no address: what `dig +subnet=0` sends to
+#: ask that no client address be used. RFC 7871 defines no family 0, but miekg/dns (CoreDNS)
+#: reads it, so it is accepted; dnspython cannot read it, so admission drops the option (see
+#: without_ecs_opt_out), which means what the client asked for.
+ECS_OPT_OUT = b"\x00\x08\x00\x04\x00\x00\x00\x00"
+
+
+def check_options(wire: bytes, offset: int, end: int) -> bool:
+    """Check the EDNS options in ``wire[offset:end]`` (an OPT record's rdata); True when they
+    hold an ECS opt-out (:data:`ECS_OPT_OUT`), which the query must lose before dnspython reads it.
 
     Each option's code and length, and its data, must lie inside the rdata (RFC 6891 6.1.2).
     The options dnspython reads into structure (dns.edns) must have it, since the chain parses
     the query with dnspython:
 
-    * Client Subnet (RFC 7871 section 6; 7.1.2 asks for FORMERR): family 1 or 2 (family 0,
-      which miekg/dns lets dig send with an empty prefix, is neither defined by the RFC nor
-      read by dnspython); source and scope prefix lengths within the family's width; exactly
-      the address bytes the source prefix needs, the bits past it zero.
+    * Client Subnet (RFC 7871 section 6; 7.1.2 asks for FORMERR): family 1 or 2, or the
+      opt-out of family 0 with empty prefixes; source and scope prefix lengths within the
+      family's width; exactly the address bytes the source prefix needs, the bits past it zero.
     * COOKIE (RFC 7873 section 4): an 8-byte client cookie and no server cookie, or one of 8 to
       32 bytes.
     * Extended DNS Error (RFC 8914): a 2-byte code, then UTF-8 text.
@@ -294,6 +302,7 @@ def check_options(wire: bytes, offset: int, end: int) -> None:
 
     Raises :class:`Malformed` with reason ``option`` or ``ecs``.
     """
+    opt_out = False
     while offset < end:
         if offset + 4 > end:
             raise Malformed("an EDNS option header runs past the OPT record", REASON_OPTION)
@@ -303,7 +312,10 @@ def check_options(wire: bytes, offset: int, end: int) -> None:
         if data_end > end:
             raise Malformed(f"EDNS option {code}'s length runs past the OPT record", REASON_OPTION)
         if code == OPTION_ECS:
-            _check_ecs(wire, offset, length)
+            if wire[offset - 4:data_end] == ECS_OPT_OUT:
+                opt_out = True
+            else:
+                _check_ecs(wire, offset, length)
         elif code == OPTION_COOKIE:
             if length != 8 and not 16 <= length <= 40:
                 raise Malformed(f"a COOKIE option of {length} bytes", REASON_OPTION)
@@ -322,6 +334,7 @@ def check_options(wire: bytes, offset: int, end: int) -> None:
         elif code in _TEXT_OPTIONS:
             _check_text(wire[offset:data_end], code)
         offset = data_end
+    return opt_out
 
 
 def _check_ecs(wire: bytes, offset: int, length: int) -> None:
@@ -348,11 +361,30 @@ def _check_text(text: bytes, code: int) -> None:
         raise Malformed(f"EDNS option {code} text is not UTF-8", REASON_OPTION) from None
 
 
-def check_query(wire: bytes) -> None:
+def check_query(wire: bytes) -> tuple[int, int] | None:
     """Check a whole query as the dispatcher admits it: every section walked, every OPT
     record's options checked. Bytes after the last record are left to the caller (the server
-    ignores them, as dnspython's ``ignore_trailing``). Raises :class:`Malformed`."""
+    ignores them, as dnspython's ``ignore_trailing``). Raises :class:`Malformed`.
+
+    Returns the (start, end) of the OPT record's rdata when it holds an ECS opt-out."""
     walked = Walk(wire)
+    opt_out = None
     for _owner, _start, _section, rtype, _rclass, _ttl, rdata, rdlen in walked.records():
-        if rtype == TYPE_OPT:
-            check_options(wire, rdata, rdata + rdlen)
+        if rtype == TYPE_OPT and check_options(wire, rdata, rdata + rdlen):
+            opt_out = (rdata, rdata + rdlen)
+    return opt_out
+
+
+def without_ecs_opt_out(wire: bytes, rdata: int, end: int) -> bytes:
+    """``wire`` with the ECS opt-out options removed from the OPT rdata at ``wire[rdata:end]``
+    (found by :func:`check_query`), its RDLENGTH adjusted."""
+    kept = []
+    offset = rdata
+    while offset < end:
+        length = _OPTION_HEAD.unpack_from(wire, offset)[1]
+        option = wire[offset:offset + 4 + length]
+        if option != ECS_OPT_OUT:
+            kept.append(option)
+        offset += 4 + length
+    options = b"".join(kept)
+    return wire[:rdata - 2] + _U16.pack(len(options)) + options + wire[end:]

@@ -19,7 +19,7 @@ import struct
 # HEADER_LEN and TYPE_OPT are the reader's, and this module's for its callers (re-exported).
 from interkube.dns.reader import HEADER_LEN as HEADER_LEN
 from interkube.dns.reader import TYPE_OPT as TYPE_OPT
-from interkube.dns.reader import Malformed, Walk, check_options, check_query, read_name
+from interkube.dns.reader import Malformed, Walk, check_options, check_query, read_name, without_ecs_opt_out
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -125,7 +125,7 @@ def read_name_end(wire: bytes, offset: int) -> int:
 _MEMO: dict[bytes, Info | None] = {}
 _MEMO_LIMIT = 65536
 #: Why the reader refused a query, by the bytes after the ID: filled by the fast parser (which
-#: then answers None, the slow path) and by query_problem, read by query_problem, so that the
+#: then answers None, the slow path) and by admissible, read by admissible, so that the
 #: dispatcher's admission decides a repeated malformed query with a dict lookup.
 _REFUSED: dict[bytes, Malformed] = {}
 
@@ -137,7 +137,7 @@ def parse_query(wire: bytes) -> Query | None:
     no answer or authority records, at most one additional record which must be an EDNS0 OPT
     at version 0 with well-formed options, and nothing after it. Everything else (malformed
     input included) goes to the slow path, which answers FORMERR, NOTIMP, BADVERS or parses it
-    fully; :func:`query_problem` tells it why a query was refused here.
+    fully; :func:`admissible` tells it why a query was refused here.
     """
     tail = wire[2:]
     try:
@@ -173,8 +173,10 @@ def _refused(tail: bytes, problem: Malformed) -> None:
     _REFUSED[tail] = problem
 
 
-def query_problem(wire: bytes) -> Malformed | None:
-    """Why the one reader refuses this query (to be answered FORMERR), or None.
+def admissible(wire: bytes) -> Malformed | bytes:
+    """Why the one reader refuses this query (to be answered FORMERR), or the query as the
+    chain reads it: ``wire`` itself, or ``wire`` without an ECS opt-out option (see
+    :data:`interkube.dns.reader.ECS_OPT_OUT`).
 
     For a query the fast parser refused: its verdict when it had one (a malformed EDNS option),
     else a walk of the whole query (:func:`interkube.dns.reader.check_query`), remembered too.
@@ -185,11 +187,11 @@ def query_problem(wire: bytes) -> Malformed | None:
     if known is not None:
         return known
     try:
-        check_query(wire)
+        opt_out = check_query(wire)
     except Malformed as exc:
         _refused(tail, exc)
         return exc
-    return None
+    return wire if opt_out is None else without_ecs_opt_out(wire, *opt_out)
 
 
 def _parse_info(wire: bytes) -> Info | Malformed | None:
@@ -221,7 +223,8 @@ def _parse_info(wire: bytes) -> Info | Malformed | None:
         # Options are read here, once per distinct query (the memo), so that a malformed one
         # is refused at admission rather than when a handler first parses the query.
         try:
-            check_options(wire, question_end + 11, len(wire))
+            if check_options(wire, question_end + 11, len(wire)):
+                return None  # an ECS opt-out: the slow path's admission removes it
         except Malformed as exc:
             return exc
     return _info(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))

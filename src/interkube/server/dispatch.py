@@ -28,7 +28,7 @@ import dns.rcode
 
 from interkube.dns import message as dnsmsg
 from interkube.dns.names import ZoneSet
-from interkube.dns.reader import REASON_MESSAGE
+from interkube.dns.reader import REASON_MESSAGE, Malformed
 from interkube.dns.wire import (
     FLAG_QR,
     HEADER_LEN,
@@ -38,7 +38,7 @@ from interkube.dns.wire import (
     error_response,
     formerr,
     parse_query,
-    query_problem,
+    admissible,
     truncated,
 )
 from interkube.errors import DnsError
@@ -159,9 +159,10 @@ class Dispatcher:
         """
         if len(wire) < HEADER_LEN or wire[2] & (FLAG_QR >> 8):
             return b""  # too short to answer, or a response: never answer a response
-        problem = query_problem(wire)
-        if problem is not None:
-            return self._malformed(wire, client, problem.reason, str(problem))
+        verdict = admissible(wire)
+        if isinstance(verdict, Malformed):
+            return self._malformed(wire, client, verdict.reason, str(verdict))
+        wire = verdict
         try:
             msg = dns.message.from_wire(wire, ignore_trailing=True)
         except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
