@@ -40,6 +40,31 @@ class Running:
             await loop.sock_sendall(sock, wire)
             return await asyncio.wait_for(loop.sock_recv(sock, 65535), 3.0)
 
+    async def from_template(self, plugin: str, name: str, again: str, rdtype: str) -> bytes:
+        """Ask ``name``, then ``again`` (the same name in other letters) with the plugin's
+        ``build`` taken away: the second answer must come from the template the first one left
+        (one in the handler's generation), the first's bytes but for the id and the question in
+        the client's letters. Both with EDNS; the second answer is returned."""
+        handler: Any = self.handler(plugin)
+        first = dns.message.make_query(name, rdtype, use_edns=0)
+        first.id = 1111
+        resp1 = await self.raw(first.to_wire())
+        assert len(handler.generation.templates) == 1
+
+        def no_build(*_: object) -> None:
+            raise AssertionError("the second question must not be built again")
+
+        handler.build = no_build
+        second = dns.message.make_query(again, rdtype, use_edns=0)
+        second.id = 2222
+        wire2 = second.to_wire()
+        resp2 = await self.raw(wire2)
+        qend = len(wire2) - 11  # the question ends where the 11-byte OPT record starts
+        assert resp2[:2] == wire2[:2]
+        assert resp2[12:qend] == wire2[12:qend]  # the question, in the client's letter case
+        assert resp2[2:12] == resp1[2:12] and resp2[qend:] == resp1[qend:]
+        return resp2
+
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[str], Awaitable[Running]]]:
