@@ -51,12 +51,13 @@ class Result:
 def rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
     """``rdataset`` owned by ``name`` (how wildcards take the question's name)."""
     out = dns.rrset.RRset(name, rdataset.rdclass, rdataset.rdtype, rdataset.covers)
-    out.update(rdataset)
+    out.update(rdataset)  # type: ignore[no-untyped-call]  # unannotated in dnspython
     return out
 
 
-def lookup(z: ZoneData, qname: dns.name.Name, qtype: int) -> Result:
-    """The answer to ``qname``/``qtype`` (IN) from zone ``z``; ``qname`` must be inside it."""
+def lookup(z: ZoneData, qname: dns.name.Name, rdtype: int) -> Result:
+    """The answer to ``qname``/``rdtype`` (IN) from zone ``z``; ``qname`` must be inside it."""
+    qtype = dns.rdatatype.RdataType.make(rdtype)
     origin = z.origin
     if qname == origin:
         if qtype == SOA:
@@ -109,7 +110,7 @@ def _nodata(z: ZoneData) -> Result:
     return Result(Outcome.NODATA, [], [rrset(z.origin, z.soa)])
 
 
-def _from_node(z: ZoneData, qname: dns.name.Name, node: dns.node.Node, qtype: int) -> Result:
+def _from_node(z: ZoneData, qname: dns.name.Name, node: dns.node.Node, qtype: dns.rdatatype.RdataType) -> Result:
     """The answer at an existing node (or the wildcard node standing in for ``qname``)."""
     if qtype != CNAME:
         cname = node.get_rdataset(IN, CNAME)
@@ -122,7 +123,7 @@ def _from_node(z: ZoneData, qname: dns.name.Name, node: dns.node.Node, qtype: in
 
 
 def _chase(z: ZoneData, answer: list[dns.rrset.RRset], cname: dns.rdataset.Rdataset,
-           qtype: int) -> Result:
+           qtype: dns.rdatatype.RdataType) -> Result:
     """Follow a CNAME chain inside the zone, adding the final name's records of the asked type.
 
     A target outside the zone (or missing from it) ends the answer at its CNAME: this server
@@ -150,14 +151,15 @@ def _chase(z: ZoneData, answer: list[dns.rrset.RRset], cname: dns.rdataset.Rdata
 
 
 def _dname(z: ZoneData, qname: dns.name.Name, owner: dns.name.Name,
-           dname: dns.rdataset.Rdataset, qtype: int) -> Result | None:
+           dname: dns.rdataset.Rdataset, qtype: dns.rdatatype.RdataType) -> Result | None:
     """RFC 6672: the DNAME, a CNAME synthesized from it, and that CNAME followed in the zone."""
     try:
         new = qname.relativize(owner).derelativize(dname[0].target)
     except dns.name.NameTooLong:
         return None  # CoreDNS then carries on with the ordinary lookup
     synth = dns.rdataset.Rdataset(IN, CNAME)
-    synth.add(dns.rdtypes.ANY.CNAME.CNAME(IN, CNAME, new), dname.ttl)
+    cname = dns.rdtypes.ANY.CNAME.CNAME(IN, CNAME, new)  # type: ignore[no-untyped-call]  # unannotated in dnspython
+    synth.add(cname, dname.ttl)
     return _chase(z, [rrset(owner, dname), rrset(qname, synth)], synth, qtype)
 
 

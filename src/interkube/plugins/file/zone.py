@@ -33,9 +33,9 @@ class ZoneData:
 
     @property
     def serial(self) -> int:
-        return self.soa[0].serial  # type: ignore[no-any-return]
+        return int(self.soa[0].serial)
 
-    def rdataset(self, name: dns.name.Name, rdtype: int) -> dns.rdataset.Rdataset | None:
+    def rdataset(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.rdataset.Rdataset | None:
         node = self.nodes.get(name)
         return None if node is None else node.get_rdataset(dns.rdataclass.IN, rdtype)
 
@@ -50,16 +50,17 @@ def load_zone(text: str, origin: str, filename: str) -> ZoneData:
         # dnspython's syntax errors already read "FILE:LINE: what".
         text_ = str(exc)
         raise ZoneFileInvalid(text_ if text_.startswith(filename) else f"{filename}: {text_}") from exc
-    apex = zone.get_node(zone.origin)
+    apex_name = zone.origin  # always set: from_text was given the origin
+    apex = zone.get_node(apex_name) if apex_name is not None else None
     soa = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA) if apex is not None else None
-    if not soa:
+    if apex_name is None or apex is None or not soa:
         raise ZoneFileInvalid(f"{filename}: no SOA record for origin {origin}")
     names: set[dns.name.Name] = set()
     for name in zone.nodes:
         # Walk up to the apex: every ancestor of an owner name exists (maybe as an ENT).
-        while name not in names and name != zone.origin:
+        while name not in names and name != apex_name:
             names.add(name)
             name = name.parent()
-    names.add(zone.origin)
-    ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)  # type: ignore[union-attr]
-    return ZoneData(zone.origin, dict(zone.nodes), frozenset(names), soa, ns or None)
+    names.add(apex_name)
+    ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
+    return ZoneData(apex_name, dict(zone.nodes), frozenset(names), soa, ns or None)
