@@ -75,8 +75,10 @@ class Mirror(Protocol):
 class Source(Protocol):
     """Where a cluster's data comes from."""
 
-    #: What makes two sources the same (two stanzas with equal keys share one cluster).
-    key: Hashable
+    @property
+    def key(self) -> Hashable:
+        """What makes two sources the same (two stanzas with equal keys share one cluster)."""
+
     #: Words for logs: "https://10.0.0.1:6443 (context prod)" or "snapshot a.yaml, b.yaml".
     description: str
 

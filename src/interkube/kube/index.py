@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from interkube.kube.objects import (
     Endpoint,
@@ -39,6 +39,12 @@ DepKey = tuple[str, ...]
 Key = tuple[str, str]
 T = TypeVar("T")
 R = TypeVar("R", Service, EndpointSlice, Pod, Namespace, ServiceExport, ServiceImport)
+
+
+class DepSink(Protocol):
+    """Where a view records the key of each thing it read (a set of keys, or of any hashables)."""
+
+    def add(self, key: DepKey, /) -> None: ...
 
 
 def _of(kind: type[R], record: Record | None) -> R | None:
@@ -180,7 +186,7 @@ class ClusterIndex:
                 "pods": len(self._pod_ips), "serviceexports": len(self._exports),
                 "serviceimports": len(self._imports)}
 
-    def view(self, deps: set[DepKey]) -> IndexView:
+    def view(self, deps: DepSink) -> IndexView:
         """A reader that adds the key of every lookup it makes to ``deps``."""
         return IndexView(self, deps)
 
@@ -312,7 +318,7 @@ class IndexView:
 
     __slots__ = ("index", "deps")
 
-    def __init__(self, index: ClusterIndex, deps: set[DepKey]) -> None:
+    def __init__(self, index: ClusterIndex, deps: DepSink) -> None:
         self.index = index
         self.deps = deps
 

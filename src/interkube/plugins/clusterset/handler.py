@@ -17,7 +17,7 @@ kubernetes handler keeps its own. What an answer depends on has two parts:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 import dns.name
 import dns.rcode
@@ -157,10 +157,11 @@ class ClustersetHandler(TemplateHandler):
             self._left = [(name, state) for name, state in zip(self.order, sig, strict=True) if isinstance(state, str)]
             for name, reason in self._left:
                 log.debug("%s: cluster %s is left out (%s)", zone, name, reason)
+        tpl: Entry | None
         if len(self._left) == len(self.order):
             if self.cfg.fallthrough.applies(q.lname):
                 return PASS
-            tpl: Entry = SERVFAIL
+            tpl = SERVFAIL
         else:
             tpl = gen.templates.get(q.key)
             if tpl is None:
@@ -179,7 +180,7 @@ class ClustersetHandler(TemplateHandler):
                 key = (zone, name, reason)
                 left_out[key] = left_out.get(key, 0) + 1
 
-    def _build(self, req: Request, sig: Signature, deps: set[DepKey], zone: str) -> bytes | None:
+    def _build(self, req: Request, sig: Signature, deps: set[Hashable], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
         q = req.query
         if q.qclass != dns.rdataclass.IN:

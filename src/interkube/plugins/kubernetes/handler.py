@@ -13,6 +13,7 @@ Until its cluster first syncs, the stanza answers SERVFAIL for its zones (names 
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 
 import dns.rdataclass
 
@@ -82,7 +83,7 @@ class KubernetesHandler(TemplateHandler):
             self.built += 1
         return tpl
 
-    def _build(self, req: Request, index: ClusterIndex, deps: set[DepKey], zone: str) -> bytes | None:
+    def _build(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
         q = req.query
         if q.qclass != dns.rdataclass.IN:

@@ -139,7 +139,7 @@ class Lookup:
         return [_text(label) for label in name.relativize(self.zone_name).labels if label]
 
     def _is_apex(self, name: dns.name.Name) -> bool:
-        return name == self.zone_name
+        return bool(name == self.zone_name)  # dnspython leaves Name.__eq__ unannotated
 
     def _in_zone(self, target: str) -> bool:
         try:
@@ -281,6 +281,7 @@ class Lookup:
                 previous: list[tuple[str, str]] | None = None) -> tuple[list[dns.rrset.RRset], bool]:
         """A or AAAA records (following ExternalName CNAMEs inside the zone)."""
         previous = previous or []
+        entries: list[Entry]
         if self._is_apex(name):
             entries, name_error = [], False
         else:
@@ -364,8 +365,8 @@ class Lookup:
             targets.append(f"{svc.name}.{svc.namespace}.svc.{self.opts.primary_zone}")
         else:
             for slice_, ep in self.view.endpoints_at(ip):
-                svc = self.view.service(slice_.namespace, slice_.service)
-                if not _ready(svc, ep.ready):
+                service = self.view.service(slice_.namespace, slice_.service)
+                if not _ready(service, ep.ready):
                     continue
                 hostname = endpoint_hostname(ep.hostname, ep.target, ep.ip, self.opts.endpoint_pod_names)
                 target = f"{hostname}.{slice_.service}.{slice_.namespace}.svc.{self.opts.primary_zone}"
@@ -399,7 +400,7 @@ class Lookup:
 
     def answer(self, qname: dns.name.Name, qtype: int) -> Outcome:
         """The outcome for a question: records, NODATA, or NXDOMAIN (name_error)."""
-        name = qname.canonicalize()  # type: ignore[no-untyped-call]
+        name = qname.canonicalize()
         out = Outcome()
         if qtype in (A, AAAA):
             out.answer, out.name_error = self.address(name, qtype, qname)

@@ -15,7 +15,7 @@ import subprocess
 
 from interkube.errors import KubeError
 from interkube.kube.access import ApiAccess
-from interkube.kube.cluster import Cluster
+from interkube.kube.cluster import Cluster, Source
 from interkube.kube.filters import Filters
 from interkube.kube.live import live_source
 from interkube.kube.registry import cluster_registry
@@ -84,6 +84,7 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
     registry = cluster_registry(ctx.services.shared, ctx.services.metrics)
     filters = Filters(namespaces=cfg.namespaces, selector=cfg.labels, pods=cfg.pods == "verified",
                       endpoints=not cfg.noendpoints)
+    source: Source
     if cfg.snapshot:
         source = SnapshotSource(cfg.snapshot, filters)
     else:
