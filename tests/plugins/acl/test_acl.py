@@ -13,9 +13,9 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.plugins.acl.parse import parse as parse_acl
+from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (tests/plugins/conftest.py)
@@ -64,7 +64,7 @@ async def test_acl_allow_block_filter_drop(serve: Serve, example_upstream: FakeU
     ("allow type", "needs at least one query type"),
 ])
 def test_acl_parse_errors(rule: str, message: str) -> None:
-    d = parse_text(f". {{\n acl {{\n  {rule}\n }}\n}}\n")[0].directives[0]
+    d = directive(f"acl {{\n  {rule}\n }}")
     with pytest.raises(ConfigError, match=message) as info:
         parse_acl(d)
     assert info.value.line == 3

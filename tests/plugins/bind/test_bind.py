@@ -15,12 +15,13 @@ from interkube.plugin.services import Services
 from interkube.plugins.bind.parse import BindConfig, parse
 from interkube.pkg.netif import interface_addresses
 from interkube.server.runtime import build
+from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process
 
 
 def parsed(text: str) -> BindConfig:
-    return parse(parse_text(f". {{\n {text}\n}}\n")[0].directives[0])
+    return parse(directive(text))
 
 
 def test_parse() -> None:

@@ -15,9 +15,9 @@ from interkube.dns.wire import parse_query
 from interkube.errors import UpstreamError
 from interkube.plugins.cache.handler import CacheHandler
 from interkube.plugins.cache.parse import parse
-from interkube.corefile.parser import Directive, parse_text
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Request
+from testkit.corefile import directive
 
 CLIENT = ("127.0.0.1", 53000)
 SOA = "ns.example.org. hostmaster.example.org. 1 7200 3600 86400 {minimum}"
@@ -36,11 +36,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def directive(body: str) -> Directive:
-    """The first directive of `.:53 { BODY }`; BODY starts on line 2 of "Corefile"."""
-    return parse_text(".:53 {\n" + body + "\n}\n", "Corefile")[0].directives[0]
 
 
 def query(name: str = "www.example.org.", rdtype: str = "A", *, qid: int = 1, edns: bool = True,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from cachetest import directive
 
 from interkube.errors import ConfigError
 from interkube.plugins.cache.parse import Bucket, CacheConfig, Prefetch, ServeStale, parse
 from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
 from interkube.plugin.services import Services
+from testkit.corefile import directive
 
 
 def error(body: str) -> str:

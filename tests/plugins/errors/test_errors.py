@@ -14,13 +14,13 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.corefile.parser import parse_text
 from interkube.dns.wire import parse_query
 from interkube.errors import ConfigError, UpstreamTimeout
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
 from interkube.plugins.errors.handler import ErrorsHandler, go_duration
 from interkube.plugins.errors.parse import ErrorsConfig, parse
+from testkit.corefile import directive
 from testkit.waiting import until
 
 LOGGER = "interkube.plugin.errors"
@@ -28,7 +28,7 @@ LOGGER = "interkube.plugin.errors"
 
 def config(block: str = "") -> ErrorsConfig:
     body = f" {{\n{block}\n }}" if block else ""
-    return parse(parse_text(f". {{\n errors{body}\n}}\n")[0].directives[0])
+    return parse(directive(f"errors{body}"))
 
 
 def test_parse_every_option() -> None:
@@ -39,7 +39,7 @@ def test_parse_every_option() -> None:
         (300 * 10**9, ".* timed out$", "warning", False), (30 * 10**9, "^refused", "error", True),
         (1_500_000_000, "x", "info", True)]
     assert config() == ErrorsConfig()
-    assert parse(parse_text(". {\n errors stdout\n}\n")[0].directives[0]) == ErrorsConfig()
+    assert parse(directive("errors stdout")) == ErrorsConfig()
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -55,7 +55,7 @@ def test_parse_every_option() -> None:
 ])
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse(parse_text(f". {{\n {text}\n}}\n")[0].directives[0])
+        parse(directive(text))
 
 
 @pytest.mark.parametrize(("ns", "text"), [

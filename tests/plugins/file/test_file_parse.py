@@ -9,15 +9,10 @@ import pytest
 from interkube.errors import ConfigError
 from interkube.pkg import fallthrough as fall
 from interkube.plugins.file.parse import FileConfig, parse
-from interkube.corefile.parser import Directive, parse_text
 from interkube.server.main import CorefileSource, Server
+from testkit.corefile import directive
 
 SOA = "@ IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 86400 300\n"
-
-
-def directive(body: str) -> Directive:
-    """The first directive of `.:53 { BODY }`; BODY starts on line 2 of "Corefile"."""
-    return parse_text(".:53 {\n" + body + "\n}\n", "Corefile")[0].directives[0]
 
 
 def test_defaults() -> None:

@@ -18,14 +18,11 @@ from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
 from interkube.plugin.services import Services
 from testkit.fakeupstream import FakeUpstream
+from testkit.corefile import directive
 from testkit.dig import dig, needs_dig
 from testkit.forwarded import PODS, REMOTE, SRV_NAME, remote_cluster_dns
 from testkit.servers import aquery, free_port, in_process, interkube_process, query, unbound
 from testkit.waiting import until
-
-
-def directive(text: str):  # type: ignore[no-untyped-def]
-    return parse_text(f". {{\n{text}\n}}\n")[0].directives[0]
 
 
 def forwarders(server) -> list[ForwardHandler]:  # type: ignore[no-untyped-def]

@@ -9,13 +9,8 @@ import pytest
 from interkube.errors import ConfigError
 from interkube.pkg import fallthrough as fall
 from interkube.plugins.hosts.parse import HostsConfig, parse
-from interkube.corefile.parser import Directive, parse_text
 from interkube.server.main import CorefileSource, Server
-
-
-def directive(body: str) -> Directive:
-    """The first directive of `.:53 { BODY }`; BODY starts on line 2 of "Corefile"."""
-    return parse_text(".:53 {\n" + body + "\n}\n", "Corefile")[0].directives[0]
+from testkit.corefile import directive
 
 
 def error(body: str) -> str:

@@ -22,6 +22,7 @@ from interkube.errors import ConfigError
 from interkube.plugin.services import Services
 from interkube.plugins.log.parse import COMBINED, COMMON, LogConfig, Rule, parse
 from interkube.server.runtime import build
+from testkit.corefile import directive
 from testkit.fakeupstream import Behaviour, FakeUpstream
 from testkit.servers import LOOPBACK
 
@@ -30,7 +31,7 @@ ALL = frozenset({"all"})
 
 
 def parsed(line: str) -> LogConfig:
-    return parse(parse_text(f". {{\n {line}\n}}\n")[0].directives[0])
+    return parse(directive(line))
 
 
 @pytest.mark.parametrize(("line", "rules"), [

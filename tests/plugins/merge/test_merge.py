@@ -26,6 +26,7 @@ from interkube.plugins.merge.handler import MergeHandler, MergeStats
 from interkube.plugins.merge.parse import parse
 from interkube.corefile.parser import parse_text
 from interkube.plugin.request import Request
+from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, interkube_process, stop_process
 from testkit.waiting import until
@@ -270,7 +271,7 @@ def test_combine_rules_without_sockets() -> None:
     ("cluster east 127.0.0.1\n wait 1s", "unknown option 'wait'"),
 ])
 def test_parse_errors(body: str, message: str) -> None:
-    d = parse_text(f". {{\n merge cluster.all {{\n {body}\n }}\n}}\n")[0].directives[0]
+    d = directive(f"merge cluster.all {{\n {body}\n }}")
     with pytest.raises(ConfigError, match=message) as info:
         parse(d)
     assert info.value.file == "Corefile" and info.value.line >= 2

@@ -11,16 +11,16 @@ import dns.message
 import dns.rcode
 import pytest
 
-from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.plugins.reload.parse import ReloadConfig, parse
+from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import free_port, in_process
 from testkit.waiting import until
 
 
 def parsed(line: str) -> ReloadConfig:
-    return parse(parse_text(f". {{\n {line}\n}}\n")[0].directives[0])
+    return parse(directive(line))
 
 
 @pytest.mark.parametrize(("line", "interval", "jitter"), [

@@ -10,27 +10,28 @@ from testkit.dot import LOOPBACK, Pki, peer_serial
 
 from interkube.errors import ConfigError
 from interkube.plugins.tls.parse import parse
-from interkube.corefile.parser import parse_text
+from interkube.corefile.parser import Directive, parse_text
 from interkube.server.runtime import build
 from interkube.plugin.services import Services
+from testkit.corefile import directive
 from testkit.servers import free_port, in_process
 from interkube.tlsutil.contexts import ServerTls
 
 
-def directive(text: str):  # type: ignore[no-untyped-def]
-    return parse_text(f"tls://.:853 {{\n{text}\n}}\n")[0].directives[0]
+def tls_directive(text: str) -> Directive:
+    return directive(text, key="tls://.:853")
 
 
 def test_parse_every_option() -> None:
-    cfg = parse(directive("tls cert.pem key.pem ca.pem {\n client_auth verify_if_given\n keylog /tmp/keys\n}"))
+    cfg = parse(tls_directive("tls cert.pem key.pem ca.pem {\n client_auth verify_if_given\n keylog /tmp/keys\n}"))
     assert (cfg.cert, cfg.key, cfg.ca, cfg.client_auth, cfg.keylog) == (
         "cert.pem", "key.pem", "ca.pem", "verify_if_given", "/tmp/keys")
 
 
 def test_default_is_nocert_even_with_a_ca() -> None:
     # CoreDNS: "The default is nocert"; the CA only matters for the verifying modes.
-    assert parse(directive("tls cert.pem key.pem ca.pem")).client_auth == "nocert"
-    assert parse(directive("tls cert.pem key.pem")).ca is None
+    assert parse(tls_directive("tls cert.pem key.pem ca.pem")).client_auth == "nocert"
+    assert parse(tls_directive("tls cert.pem key.pem")).ca is None
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -42,7 +43,7 @@ def test_default_is_nocert_even_with_a_ca() -> None:
 ])
 def test_parse_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
-        parse(directive(text))
+        parse(tls_directive(text))
     assert info.value.file == "Corefile" and info.value.line >= 2
 
 
