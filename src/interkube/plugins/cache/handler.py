@@ -103,7 +103,7 @@ class CacheHandler(Handler):
 
     def fast(self, req: Request) -> bytes | None:
         q = req.query
-        e = self.entries.get(q.key)  # type: ignore[union-attr]
+        e = self.entries.get(q.key)
         if e is not None:
             now = self.clock()
             if now < e.until:

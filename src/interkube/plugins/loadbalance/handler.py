@@ -21,7 +21,7 @@ from interkube.plugin.request import Request
 _A, _AAAA, _MX = 1, 28, 15
 
 
-def shuffle_answer(wire: bytes, rng: random.Random = random._inst) -> bytes:  # type: ignore[attr-defined]
+def shuffle_answer(wire: bytes, rng: random.Random = random._inst) -> bytes:
     """The message with its A/AAAA (and MX) records in a random order."""
     if (wire[6] << 8 | wire[7]) < 2:
         return wire
@@ -45,7 +45,7 @@ def shuffle_answer(wire: bytes, rng: random.Random = random._inst) -> bytes:  # 
             out = bytearray(wire)
         values = [wire[o:o + n] for o, n in spots]
         rng.shuffle(values)
-        for (o, n), v in zip(spots, values):
+        for (o, n), v in zip(spots, values, strict=True):
             out[o:o + n] = v
     result = bytes(out) if out is not None else wire
     if has_mx:
@@ -56,13 +56,13 @@ def shuffle_answer(wire: bytes, rng: random.Random = random._inst) -> bytes:  # 
 def _shuffle_mx(wire: bytes, rng: random.Random) -> bytes:
     try:
         msg = dns.message.from_wire(wire)
-    except Exception:  # noqa: BLE001 - leave a message we cannot parse as it is
+    except Exception:  # leave a message we cannot parse as it is
         return wire
     for rrset in msg.answer:
         if rrset.rdtype == dns.rdatatype.MX and len(rrset) > 1:
             items = list(rrset)
             rng.shuffle(items)
-            rrset.clear()
+            rrset.clear()  # type: ignore[no-untyped-call]  # unannotated in dnspython
             for rd in items:
                 rrset.add(rd)
     return msg.to_wire()

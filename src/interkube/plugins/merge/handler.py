@@ -43,6 +43,13 @@ class MergeStats:
 
 MERGE_STATS = Kind('merge statistics', MergeStats)
 
+def _wire(zone: str) -> bytes:
+    """``zone`` in uncompressed wire form, its case kept."""
+    wire = dns.name.from_text(zone).to_wire()
+    assert wire is not None  # None only when writing into a file
+    return wire
+
+
 class _Cluster:
     """One cluster as the hot path needs it: its zone as sent and lower-cased, and its upstream."""
 
@@ -50,7 +57,7 @@ class _Cluster:
 
     def __init__(self, cfg: ClusterDns, upstream: Upstream) -> None:
         self.name = cfg.name
-        self.zone = dns.name.from_text(cfg.zone).to_wire()
+        self.zone = _wire(cfg.zone)
         self.lzone = self.zone.lower()
         self.upstream = upstream
 
@@ -124,7 +131,7 @@ class MergeHandler(Handler):
                  metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         #: The merged zone in wire form as configured: what names are moved back into.
-        self.zone = dns.name.from_text(cfg.zone).to_wire()
+        self.zone = _wire(cfg.zone)
         self.zones = ZoneSet((cfg.zone,))
         self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members, strict=True)]
         self.czones = [(c.zone, c.lzone) for c in self.clusters]
@@ -160,7 +167,11 @@ class MergeHandler(Handler):
             raise
         for reply in replies:
             if not reply.counts:
-                reason = reply.failure or "rcode " + rcode_name(reply.message.rcode)  # type: ignore[union-attr]
+                if reply.failure:
+                    reason = reply.failure
+                else:
+                    assert reply.message is not None  # a reply that did not fail was read
+                    reason = "rcode " + rcode_name(reply.message.rcode)
                 key = (reply.cluster, reason.split(":", 1)[0])
                 self.stats.left_out[key] = self.stats.left_out.get(key, 0) + 1
         req.answered_by = self.plugin
