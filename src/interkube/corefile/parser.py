@@ -92,9 +92,9 @@ class _Expander:
         while i < n:
             tok = tokens[i]
             at_line_start = i == 0 or not _same_line(tokens[i - 1], tok)
-            if brace_depth == 0 and at_line_start and not tok.quoted and _SNIPPET_RE.match(tok.text) \
+            if brace_depth == 0 and at_line_start and not tok.quoted and (snippet := _SNIPPET_RE.match(tok.text)) \
                     and i + 1 < n and tokens[i + 1].text == "{" and not tokens[i + 1].quoted:
-                name = _SNIPPET_RE.match(tok.text).group(1)  # type: ignore[union-attr]
+                name = snippet.group(1)
                 body, i = _take_braced(tokens, i + 1)
                 self.snippets[name] = body
                 continue

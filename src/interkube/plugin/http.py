@@ -94,7 +94,7 @@ class HttpEndpoint:
                     self.routes[path] = [r for r in self.routes[path] if r[0] is not owner]
                     raise ListenerError(f"cannot listen on {self}: {exc.strerror or exc}") from exc
                 if self.port == 0:
-                    self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                    self.port = runner.addresses[0][1]  # the one site's socket
                 self._runner, self._site = runner, site
 
     async def remove(self, owner: Any) -> None:

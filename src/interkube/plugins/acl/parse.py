@@ -54,12 +54,14 @@ def _rule(opt: Directive) -> Rule:
         if mode.endswith("*"):
             raise tok.error(f"acl: nothing may follow '*' in {mode[:-1]}")
         if mode == "type":
+            assert types is not None  # set when `type` was read ('*' leaves mode "type*")
             try:
-                types.add(int(dns.rdatatype.from_text(tok.text.upper())))  # type: ignore[union-attr]
+                types.add(int(dns.rdatatype.from_text(tok.text.upper())))
             except dns.rdatatype.UnknownRdatatype:
                 raise tok.error(f"acl: unknown query type {tok.text!r}") from None
         else:
-            nets.append(args.network(tok))  # type: ignore[union-attr]
+            assert nets is not None  # likewise, for `net`
+            nets.append(args.network(tok))
     if types is not None and not types:
         raise opt.token.error("acl: `type` needs at least one query type (or *)")
     if nets is not None and not nets:

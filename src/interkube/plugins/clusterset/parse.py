@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from interkube.corefile.parser import Directive
 from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
@@ -29,11 +30,23 @@ class ClustersetConfig:
     where: str = ""                     # the directive's file:line, for messages
 
 
+class _Options(TypedDict, total=False):
+    """The options a stanza sets, under their ClustersetConfig field names."""
+
+    clusters: tuple[str, ...]
+    local: str
+    policy: str
+    remote: str
+    mcs: bool
+    ttl: int
+    fallthrough: fall.Fallthrough
+
+
 def parse(d: Directive) -> ClustersetConfig:
     zones = args.zones(d.args)
     if any(z.endswith(("in-addr.arpa.", "ip6.arpa.")) for z in zones):
         raise d.error("reverse zones are not served (the kubernetes stanzas answer PTR)")
-    values: dict[str, object] = {}
+    values: _Options = {}
     for opt in args.single_options(d, "clusterset"):
         name = opt.name
         if name == "clusters":
@@ -49,8 +62,10 @@ def parse(d: Directive) -> ClustersetConfig:
             values["clusters"] = tuple(names)
         elif name == "local":
             values["local"] = args.nargs(opt, 1, 1)[0].text
-        elif name in ("policy", "remote"):
-            values[name] = _one_of(opt, POLICIES if name == "policy" else REMOTE_MODES)
+        elif name == "policy":
+            values["policy"] = _one_of(opt, POLICIES)
+        elif name == "remote":
+            values["remote"] = _one_of(opt, REMOTE_MODES)
         elif name == "mcs":
             args.nargs(opt, 0, 0)
             values["mcs"] = True
@@ -60,7 +75,7 @@ def parse(d: Directive) -> ClustersetConfig:
             values["fallthrough"] = fall.parse(opt)
         else:
             raise args.unknown_option(opt, "clusterset")
-    clusters: tuple[str, ...] = values.get("clusters", ())  # type: ignore[assignment]
+    clusters = values.get("clusters", ())
     local = values.get("local")
     if local is not None and clusters and local not in clusters:
         raise d.error(f"local {local!r} is not among the clusters ({', '.join(clusters)})")
@@ -68,7 +83,7 @@ def parse(d: Directive) -> ClustersetConfig:
         values["policy"] = "local-first" if local is not None else "all"
     elif values["policy"] == "local-first" and local is None:
         raise d.error("policy local-first needs a `local NAME` line")
-    return ClustersetConfig(zones=zones, where=d.where, **values)  # type: ignore[arg-type]
+    return ClustersetConfig(zones=zones, where=d.where, **values)
 
 
 def _one_of(opt: Directive, choices: tuple[str, ...]) -> str:

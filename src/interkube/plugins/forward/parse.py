@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import dns.rcode
 
@@ -42,6 +43,21 @@ class ForwardConfig:
     tls_servername: str | None = None
 
 
+class _Options(TypedDict, total=False):
+    """The options a block sets, under their ForwardConfig field names."""
+
+    force_tcp: bool
+    prefer_udp: bool
+    expire: float
+    max_fails: int
+    policy: str
+    max_concurrent: int
+    failfast_all_unhealthy: bool
+    next_rcodes: frozenset[int]
+    tls: args.TlsClientFiles
+    tls_servername: str
+
+
 def parse(d: Directive) -> ForwardConfig:
     a = args.nargs(d, 2)
     from_zones = args.zone(a[0])
@@ -57,17 +73,22 @@ def parse(d: Directive) -> ForwardConfig:
     if len(to) > MAX_UPSTREAMS:
         raise a[MAX_UPSTREAMS + 1].error(f"forward: more than {MAX_UPSTREAMS} upstreams")
 
-    opts: dict[str, object] = {}
+    opts: _Options = {}
     health = HealthCheck()
     except_zones: list[str] = []
     for opt in d.block:
         name = opt.name
         if name == "except":
             except_zones.extend(args.zones(args.nargs(opt, 1)))
-        elif name in ("force_tcp", "prefer_udp", "failfast_all_unhealthy_upstreams"):
+        elif name == "force_tcp":
             args.nargs(opt, 0, 0)
-            key = "failfast_all_unhealthy" if name.startswith("failfast") else name
-            opts[key] = True
+            opts["force_tcp"] = True
+        elif name == "prefer_udp":
+            args.nargs(opt, 0, 0)
+            opts["prefer_udp"] = True
+        elif name == "failfast_all_unhealthy_upstreams":
+            args.nargs(opt, 0, 0)
+            opts["failfast_all_unhealthy"] = True
         elif name == "expire":
             opts["expire"] = args.duration(args.nargs(opt, 1, 1)[0])
         elif name == "max_fails":
@@ -112,4 +133,4 @@ def parse(d: Directive) -> ForwardConfig:
     if opts.get("force_tcp") and opts.get("prefer_udp"):
         raise d.error("force_tcp and prefer_udp cannot both be set")
     return ForwardConfig(from_zones=tuple(from_zones), to=tuple(to), except_zones=tuple(except_zones),
-                         health=health, **opts)  # type: ignore[arg-type]
+                         health=health, **opts)

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 import dns.exception
 import dns.name
@@ -58,8 +59,20 @@ def reverse_address(name: dns.name.Name) -> Address | None:
         return None
 
 
-def _frozen(table: dict) -> Mapping:  # type: ignore[type-arg]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(table: Mapping[K, Iterable[V]]) -> Mapping[K, tuple[V, ...]]:
     return MappingProxyType({k: tuple(v) for k, v in table.items()})
+
+
+def _concat(first: Mapping[K, tuple[V, ...]], then: Mapping[K, tuple[V, ...]]) -> Mapping[K, tuple[V, ...]]:
+    """Per key, ``first``'s values and then ``then``'s."""
+    out: dict[K, list[V]] = {k: list(v) for k, v in first.items()}
+    for k, v in then.items():
+        out.setdefault(k, []).extend(v)
+    return _frozen(out)
 
 
 @dataclass(frozen=True)
@@ -90,13 +103,7 @@ class HostsData:
 
     def merged(self, later: HostsData) -> HostsData:
         """These entries, then ``later``'s (file first, inline second, as CoreDNS answers)."""
-        tables = []
-        for mine, theirs in ((self.v4, later.v4), (self.v6, later.v6), (self.names, later.names)):
-            out: dict = {k: list(v) for k, v in mine.items()}  # type: ignore[type-arg]
-            for k, v in theirs.items():
-                out.setdefault(k, []).extend(v)
-            tables.append(_frozen(out))
-        return HostsData(*tables)
+        return HostsData(_concat(self.v4, later.v4), _concat(self.v6, later.v6), _concat(self.names, later.names))
 
 
 def parse_hosts(lines: Iterable[str], zones: ZoneSet, reverse: bool) -> HostsData:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypedDict
 
 from interkube.corefile.parser import Directive
 from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
@@ -50,9 +51,29 @@ class KubernetesConfig:
     where: str = ""                             # the directive's file:line, for messages
 
 
+class _Options(TypedDict, total=False):
+    """The options a stanza sets, under their KubernetesConfig field names."""
+
+    kubeconfig: str
+    context: str | None
+    endpoint: str
+    tls: tuple[str, str, str]
+    snapshot: tuple[str, ...]
+    cluster: str
+    namespaces: frozenset[str]
+    labels: Selector
+    pods: str
+    endpoint_pod_names: bool
+    ttl: int
+    noendpoints: bool
+    fallthrough: fall.Fallthrough
+    ignore_empty_service: bool
+    startup_timeout: float
+
+
 def parse(d: Directive) -> KubernetesConfig:
     zones = args.zones(d.args)
-    values: dict[str, object] = {}
+    values: _Options = {}
     seen: dict[str, str] = {}
     for opt in args.single_options(d, "kubernetes", seen):
         name = opt.name
@@ -63,7 +84,8 @@ def parse(d: Directive) -> KubernetesConfig:
         elif name == "endpoint":
             values["endpoint"] = _endpoint(opt)
         elif name == "tls":
-            values["tls"] = tuple(t.text for t in args.nargs(opt, 3, 3))
+            cert, key, ca = (t.text for t in args.nargs(opt, 3, 3))
+            values["tls"] = (cert, key, ca)
         elif name == "snapshot":
             values["snapshot"] = tuple(t.text for t in args.nargs(opt, 1))
         elif name == "cluster":
@@ -113,7 +135,7 @@ def parse(d: Directive) -> KubernetesConfig:
                               f"(at {seen[other]})")
     if "tls" in values and "endpoint" not in values and "kubeconfig" not in values:
         raise d.error("`tls` is for an `endpoint`: name the API server with `endpoint URL`")
-    return KubernetesConfig(zones=zones, where=d.where, **values)  # type: ignore[arg-type]
+    return KubernetesConfig(zones=zones, where=d.where, **values)
 
 
 def _endpoint(opt: Directive) -> str:

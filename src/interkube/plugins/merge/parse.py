@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from interkube.corefile.parser import Directive
 from interkube.pkg import args
@@ -32,13 +33,23 @@ class MergeConfig:
     tls_servername: str | None = None
 
 
+class _Options(TypedDict, total=False):
+    """The options a block sets, under their MergeConfig field names."""
+
+    timeout: float
+    local: str
+    policy: str
+    tls: args.TlsClientFiles
+    tls_servername: str
+
+
 def parse(d: Directive) -> MergeConfig:
     (zone_tok,) = args.nargs(d, 1, 1)
     zones = args.zone(zone_tok)
     if len(zones) != 1:
         raise zone_tok.error("merge: the merged zone must be one domain name")
     clusters: list[ClusterDns] = []
-    opts: dict[str, object] = {}
+    opts: _Options = {}
     for opt in d.block:
         if opt.name == "cluster":
             a = args.nargs(opt, 2, 3)
@@ -74,4 +85,4 @@ def parse(d: Directive) -> MergeConfig:
         opts["policy"] = "local-first" if local else "all"
     elif opts["policy"] == "local-first" and not local:
         raise d.error("policy local-first needs a `local NAME` line")
-    return MergeConfig(zone=zones[0], clusters=tuple(clusters), **opts)  # type: ignore[arg-type]
+    return MergeConfig(zone=zones[0], clusters=tuple(clusters), **opts)
