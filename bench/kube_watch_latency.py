@@ -25,10 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    import interkube  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# Run as a script from a checkout: testkit from the repository, interkube from its src/.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
 
 import dns.message
 import dns.rcode

@@ -20,10 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    import interkube  # noqa: F401
-except ModuleNotFoundError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# Run as a script from a checkout: testkit from the repository, interkube from its src/.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
 
 from interkube.netplan.parse import parse_plan
 from interkube.netplan.report import render_text

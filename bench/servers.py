@@ -94,6 +94,22 @@ def hosts_file(sc: Scenario, path: Path) -> Path:
     return path
 
 
+def coredns_style_corefile(sc: Scenario, ctx: Context, port: int, workdir: Path, kubernetes: str) -> str:
+    """The Corefile interkube and CoreDNS both serve a scenario with: the same plugins and
+    options; ``kubernetes`` is the line in the kubernetes block (where the cluster's data comes
+    from)."""
+    zone = sc.zone.rstrip(".")
+    if sc.kind == "memory":
+        hosts = hosts_file(sc, workdir / "hosts")
+        body = f"    hosts {hosts} {zone} {{\n        ttl {sc.ttl}\n        reload 0\n    }}\n"
+    elif sc.kind == "k8s":
+        body = f"    kubernetes {zone} {{\n        {kubernetes}\n    }}\n"
+    else:
+        body = ("    cache\n" if sc.kind == "cache" else "") + \
+            f"    forward . {LOOPBACK}:{ctx.upstream_port}\n"
+    return f"{zone}:{port} {{\n    bind {LOOPBACK}\n{body}}}\n"
+
+
 # --- interkube ---------------------------------------------------------------------------
 
 
@@ -148,16 +164,7 @@ class Interkube(Server):
         return None
 
     def corefile(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> str:
-        zone = sc.zone.rstrip(".")
-        if sc.kind == "memory":
-            hosts = hosts_file(sc, workdir / "hosts")
-            body = f"    hosts {hosts} {zone} {{\n        ttl {sc.ttl}\n        reload 0\n    }}\n"
-        elif sc.kind == "k8s":
-            body = f"    kubernetes {zone} {{\n        snapshot {ctx.snapshot}\n    }}\n"
-        else:
-            body = ("    cache\n" if sc.kind == "cache" else "") + \
-                f"    forward . {LOOPBACK}:{ctx.upstream_port}\n"
-        return f"{zone}:{port} {{\n    bind {LOOPBACK}\n{body}}}\n"
+        return coredns_style_corefile(sc, ctx, port, workdir, f"snapshot {ctx.snapshot}")
 
     def launch(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> Launch:
         conf = workdir / "Corefile"
@@ -318,17 +325,8 @@ class Coredns(Server):
         return None
 
     def launch(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> Launch:
-        zone = sc.zone.rstrip(".")
-        if sc.kind == "memory":
-            hosts = hosts_file(sc, workdir / "hosts")
-            body = f"    hosts {hosts} {zone} {{\n        ttl {sc.ttl}\n        reload 0\n    }}\n"
-        elif sc.kind == "k8s":
-            body = f"    kubernetes {zone} {{\n        kubeconfig {ctx.kubeconfig}\n    }}\n"
-        else:
-            body = ("    cache\n" if sc.kind == "cache" else "") + \
-                f"    forward . {LOOPBACK}:{ctx.upstream_port}\n"
         conf = workdir / "Corefile"
-        conf.write_text(f"{zone}:{port} {{\n    bind {LOOPBACK}\n{body}}}\n")
+        conf.write_text(coredns_style_corefile(sc, ctx, port, workdir, f"kubeconfig {ctx.kubeconfig}"))
         binary = self._binary()
         assert binary is not None
         # A clean environment: no proxy variables, no in-cluster KUBERNETES_SERVICE_*.
