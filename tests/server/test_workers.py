@@ -10,6 +10,7 @@ import subprocess
 import threading
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,21 @@ def test_two_workers_share_the_port_and_merge_metrics(tmp_path: Path) -> None:
     assert children_of(proc.pid) == []
 
 
-def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def two_workers(tmp_path: Path, min_uptime: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``interkube serve --workers 2`` with the crash-loop guard at ``min_uptime`` seconds, once
+    both workers run: the process, its port and its Corefile."""
     port = free_port()
     core = tmp_path / "Corefile"
     core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n errors\n}}\n")
-    # No crash-loop guard: the worker may be killed at once, as any time after the guard.
-    with interkube_process(core, port, env={MIN_UPTIME_ENV: "0"}, args=("--workers", "2")) as proc:
+    with interkube_process(core, port, env={MIN_UPTIME_ENV: min_uptime}, args=("--workers", "2")) as proc:
         wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers", 20)
+        yield proc, port, core
+
+
+def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
+    # No crash-loop guard: the worker may be killed at once, as any time after the guard.
+    with two_workers(tmp_path, min_uptime="0") as (proc, port, _):
         victims = children_of(proc.pid)
         assert len(victims) == 2
         os.kill(victims[0], signal.SIGKILL)
@@ -120,12 +129,8 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
 def test_a_worker_that_dies_at_once_stops_the_server(tmp_path: Path) -> None:
     """The crash-loop guard: a worker that dies within the guard's seconds of its start is not
     started again; the whole server stops, with a failure status and a line saying why."""
-    port = free_port()
-    core = tmp_path / "Corefile"
-    core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n errors\n}}\n")
     # A guard no test outlasts: the worker surely dies within it.
-    with interkube_process(core, port, env={MIN_UPTIME_ENV: "3600"}, args=("--workers", "2")) as proc:
-        wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers", 20)
+    with two_workers(tmp_path, min_uptime="3600") as (proc, _, core):
         victims = children_of(proc.pid)
         os.kill(victims[0], signal.SIGKILL)
         assert proc.wait(15) == 128 + signal.SIGKILL
