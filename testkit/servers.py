@@ -6,6 +6,7 @@ tests and benchmarks; kept in the package so that users' tests can reuse it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -207,6 +208,13 @@ async def aquery(name: str, rdtype: str | int = "A", port: int = 53, host: str =
     if tcp:
         return await dns.asyncquery.tcp(q, host, port=port, timeout=timeout)
     return await dns.asyncquery.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
+
+
+async def read_frame(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes:
+    """The next message on a DNS-over-TCP (or TLS) stream, without its length prefix (write
+    with ``interkube.pkg.framing.frame``); ``timeout`` only bounds a stream that goes quiet."""
+    length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), timeout), "big")
+    return await asyncio.wait_for(reader.readexactly(length), timeout)
 
 
 async def http_get(url: str) -> tuple[int, str]:

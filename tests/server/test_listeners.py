@@ -12,9 +12,10 @@ import dns.opcode
 import dns.rcode
 import pytest
 
+from interkube.pkg.framing import frame
 from interkube.server.listeners import ListenerOptions
 from testkit.fakeupstream import FakeUpstream
-from testkit.servers import aquery, free_port, in_process
+from testkit.servers import aquery, free_port, in_process, read_frame
 
 
 def corefile(port: int, host: str = "127.0.0.1", upstream: str | None = None) -> str:
@@ -34,16 +35,6 @@ async def udp_exchange(data: bytes, port: int, host: str = "127.0.0.1", timeout:
             return await asyncio.wait_for(loop.sock_recv(s, 65535), timeout)
         except asyncio.TimeoutError:
             return None
-
-
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
-    n = int.from_bytes(await reader.readexactly(2), "big")
-    return await reader.readexactly(n)
-
-
-def frame(m: dns.message.Message | bytes) -> bytes:
-    b = m if isinstance(m, bytes) else m.to_wire()
-    return len(b).to_bytes(2, "big") + b
 
 
 async def test_udp_and_tcp_answer_and_echo_id_and_case() -> None:
@@ -95,7 +86,7 @@ async def test_tcp_pipelining_answers_every_query_on_one_connection() -> None:
                 m = dns.message.make_query(f"n{i}.example.org.", "A")
                 queries[m.id] = i
             # All queries in one write: the server must take every frame out of one read.
-            writer.write(b"".join(frame(dns.message.make_query(f"n{i}.example.org.", "A", id=qid))
+            writer.write(b"".join(frame(dns.message.make_query(f"n{i}.example.org.", "A", id=qid).to_wire())
                                   for qid, i in queries.items()))
             await writer.drain()
             seen = {}
@@ -112,7 +103,7 @@ async def test_tcp_query_split_across_writes() -> None:
     port = free_port()
     async with in_process(corefile(port)):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        data = frame(dns.message.make_query("a.example.org.", "A", id=99))
+        data = frame(dns.message.make_query("a.example.org.", "A", id=99).to_wire())
         for i in range(len(data)):
             writer.write(data[i:i + 1])
             await writer.drain()
@@ -143,7 +134,7 @@ async def test_connection_cap() -> None:
     async with in_process(corefile(port), options=ListenerOptions(max_tcp_connections=2)) as server:
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         for reader, writer in conns:  # make sure both are accepted and counted
-            writer.write(frame(dns.message.make_query("a.example.org.", "A")))
+            writer.write(frame(dns.message.make_query("a.example.org.", "A").to_wire()))
             await read_frame(reader)
         reader3, writer3 = await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(reader3.read(), 5) == b""  # closed at once
@@ -161,7 +152,7 @@ async def test_client_that_never_reads_does_not_block_others() -> None:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
-        payload = frame(dns.message.make_query("a.example.org.", "TXT")) * 2000
+        payload = frame(dns.message.make_query("a.example.org.", "TXT").to_wire()) * 2000
         sent = 0
         try:
             while sent < len(payload):

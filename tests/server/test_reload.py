@@ -14,7 +14,8 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 
-from testkit.servers import free_port, in_process, interkube_process, process_output
+from interkube.pkg.framing import frame
+from testkit.servers import free_port, in_process, interkube_process, process_output, read_frame
 from testkit.waiting import until
 
 
@@ -86,10 +87,9 @@ async def test_tcp_connection_survives_a_reload(tmp_path: Path, two_upstreams) -
 
         async def ask() -> str:
             wire = dns.message.make_query("a.example.", "A").to_wire()
-            writer.write(len(wire).to_bytes(2, "big") + wire)
+            writer.write(frame(wire))
             await writer.drain()
-            n = int.from_bytes(await reader.readexactly(2), "big")
-            return dns.message.from_wire(await reader.readexactly(n)).answer[0][0].address
+            return dns.message.from_wire(await read_frame(reader)).answer[0][0].address
 
         assert await ask() == "192.0.2.1"
         Path(server.source.path).write_text(corefile(port, b.address))  # type: ignore[attr-defined]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,11 +19,12 @@ import pytest
 from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.plugin.services import Services
+from interkube.pkg.framing import frame
 from interkube.plugins.log.parse import COMBINED, COMMON, LogConfig, Rule, parse
 from interkube.server.runtime import build
 from testkit.corefile import directive
 from testkit.fakeupstream import Behaviour, FakeUpstream
-from testkit.servers import LOOPBACK
+from testkit.servers import LOOPBACK, read_frame
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (tests/plugins/conftest.py)
 ALL = frozenset({"all"})
@@ -139,10 +139,9 @@ async def test_each_class_logs_only_its_answers(serve: Serve, upstream: FakeUpst
 async def tcp_exchange(port: int, wire: bytes) -> bytes:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
-        writer.write(struct.pack("!H", len(wire)) + wire)
+        writer.write(frame(wire))
         await writer.drain()
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-        return await reader.readexactly(length)
+        return await read_frame(reader)
     finally:
         writer.close()
 
@@ -192,7 +191,7 @@ async def nothing_comes_back_from(source: str, port: int, wire: bytes, tcp: bool
     if tcp:
         reader, writer = await asyncio.open_connection(LOOPBACK, port, local_addr=(source, 0))
         try:
-            writer.write(struct.pack("!H", len(wire)) + wire)
+            writer.write(frame(wire))
             await writer.drain()
             await asyncio.wait_for(reader.readexactly(2), 0.5)
             return False

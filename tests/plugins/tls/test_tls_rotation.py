@@ -18,8 +18,9 @@ from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_co
                          forwarder_corefile, messages, peer_serial)
 
 from testkit.fakeupstream import FakeUpstream
-from testkit.servers import aquery, free_port, in_process
+from testkit.servers import aquery, free_port, in_process, read_frame
 from testkit.waiting import until
+from interkube.pkg.framing import frame
 from interkube.tlsutil import certs
 from interkube.tlsutil.contexts import ServerTls
 
@@ -55,13 +56,11 @@ class HeldConnection:
         for _ in range(n):
             self.sent += 1
             q = dns.message.make_query(NAME, "A", id=self.sent % 65536)
-            wire = q.to_wire()
-            self.writer.write(len(wire).to_bytes(2, "big") + wire)
+            self.writer.write(frame(q.to_wire()))
             ids.append(q.id)
         await self.writer.drain()
         for _ in range(n):
-            length = int.from_bytes(await asyncio.wait_for(self.reader.readexactly(2), 10), "big")
-            resp = dns.message.from_wire(await self.reader.readexactly(length))
+            resp = dns.message.from_wire(await read_frame(self.reader))
             assert resp.id in ids and resp.answer[0][0].address == ADDRESS
             self.answered += 1
 

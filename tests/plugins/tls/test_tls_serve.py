@@ -15,9 +15,10 @@ import pytest
 from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
                          forwarder_corefile, messages)
 
+from interkube.pkg.framing import frame
 from interkube.server.listeners import ListenerOptions
 from testkit.fakeupstream import FakeUpstream
-from testkit.servers import aquery, free_port, in_process
+from testkit.servers import aquery, free_port, in_process, read_frame
 
 
 def tls_listener(server):  # type: ignore[no-untyped-def]
@@ -56,13 +57,11 @@ async def test_many_queries_pipelined_on_one_client_connection(pki: Pki, upstrea
         for i, n in enumerate(names):
             q = dns.message.make_query(n, "A", id=i + 1)
             wanted[i + 1] = n
-            wire = q.to_wire()
-            writer.write(len(wire).to_bytes(2, "big") + wire)
+            writer.write(frame(q.to_wire()))
         await writer.drain()
         got = {}
         for _ in names:
-            length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 10), "big")
-            msg = dns.message.from_wire(await reader.readexactly(length))
+            msg = dns.message.from_wire(await read_frame(reader))
             got[msg.id] = msg.question[0].name.to_text().rstrip(".")
         writer.close()
         assert got == wanted
@@ -137,8 +136,7 @@ async def test_the_refusal_reaches_the_client_as_an_alert(pki: Pki, upstream: Fa
     async with dot_server(pki, upstream) as (_, port):
         reader, writer = await asyncio.open_connection(LOOPBACK, port, ssl=pki.client_context(None),
                                                        server_hostname=SERVER_NAME)
-        wire = dns.message.make_query(NAME, "A").to_wire()
-        writer.write(len(wire).to_bytes(2, "big") + wire)
+        writer.write(frame(dns.message.make_query(NAME, "A").to_wire()))
         with pytest.raises(ssl.SSLError) as info:
             await asyncio.wait_for(reader.read(2), 10)
         assert info.value.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
