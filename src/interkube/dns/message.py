@@ -36,7 +36,7 @@ def render(message: dns.message.Message) -> bytes:
 
 def rcode_name(rcode: int) -> str:
     try:
-        return dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+        return dns.rcode.Rcode.to_text(rcode)
     except ValueError:
         return str(rcode)
 
@@ -51,5 +51,5 @@ def normalized_query_wire(message: dns.message.Message) -> bytes:
     clean.flags = message.flags
     clean.question = list(message.question)
     if message.edns >= 0:
-        clean.use_edns(0, message.ednsflags, message.payload, options=message.options)
+        clean.use_edns(0, message.ednsflags, message.payload, options=list(message.options))
     return clean.to_wire()

@@ -18,6 +18,7 @@ what a merge cannot use: bytes after the last record.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 # Malformed, read_name and MAX_NAME_LEN are the reader's, re-exported: merge reads and bounds
 # names with them.
@@ -189,13 +190,13 @@ def move_name(name: bytes, src: bytes, dst: bytes) -> bytes:
     return name[:-n] + dst
 
 
-def map_rdata_names(rtype: int, rdata: bytes, fn) -> bytes:  # type: ignore[no-untyped-def]
+def map_rdata_names(rtype: int, rdata: bytes, fn: Callable[[bytes], bytes]) -> bytes:
     """Decompressed ``rdata`` with ``fn`` applied to each name in it."""
     layout = NAME_RDATA.get(rtype)
     if layout is None:
         return rdata
     if layout == (0, 1, 0):
-        return fn(rdata)  # type: ignore[no-any-return]
+        return fn(rdata)
     out = []
     pos = 0
     for start, end in rdata_names(rtype, rdata):
@@ -218,7 +219,8 @@ def encode_header(qid: bytes, flags: int, qd: int, an: int, ns: int, ar: int) ->
 
 def soa_minimum(rdata: bytes) -> int:
     """The MINIMUM field of decompressed SOA rdata (its last four bytes)."""
-    return _U32.unpack_from(rdata, len(rdata) - 4)[0]
+    minimum: int = _U32.unpack_from(rdata, len(rdata) - 4)[0]
+    return minimum
 
 
 def with_soa_minimum(rdata: bytes, minimum: int) -> bytes:

@@ -271,7 +271,8 @@ def template_for(response: bytes, query: Query) -> Template:
 
 
 def header_flags(wire: bytes) -> int:
-    return _U16.unpack_from(wire, 2)[0]
+    flags: int = _U16.unpack_from(wire, 2)[0]
+    return flags
 
 
 def rcode_of(wire: bytes) -> int:

@@ -10,7 +10,7 @@ process/platform collectors.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
@@ -21,11 +21,11 @@ from interkube import __version__
 from interkube.pkg.metrics import NAMESPACE, Source
 
 # `*_created` series double every counter for no use to DNS dashboards (CoreDNS has none).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client does not annotate it
 
 
 class _SourcesCollector(Collector):
-    def __init__(self, metrics: "Metrics") -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:

@@ -35,10 +35,10 @@ from interkube.dns.wire import (
     RCODE_NOTIMP,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
+    admissible,
     error_response,
     formerr,
     parse_query,
-    admissible,
     truncated,
 )
 from interkube.errors import DnsError

@@ -59,7 +59,7 @@ class Analysis(NamedTuple):
 DROP: Final = "drop"
 
 
-def analyse(resp: bytes, q: Query) -> Analysis | None | str:
+def analyse(resp: bytes, q: Query) -> Analysis | str | None:
     """Classify ``resp`` (the answer to ``q``): an Analysis, None (not cacheable), or DROP."""
     end = len(resp)
     if end < q.question_end:

@@ -31,6 +31,8 @@ echoed) when the query had EDNS.
 
 from __future__ import annotations
 
+from typing import Any
+
 from interkube.dns import records as rr
 from interkube.dns.reader import Malformed
 from interkube.dns.records import Message, Record
@@ -140,7 +142,8 @@ class _Union:
     __slots__ = ("sets",)
 
     def __init__(self) -> None:
-        self.sets: dict[tuple[bytes, int, int, bytes], list] = {}  # type: ignore[type-arg]
+        # Lists, not tuples: the TTL and the rdata table change as clusters' records come in.
+        self.sets: dict[tuple[bytes, int, int, bytes], list[Any]] = {}
 
     def add(self, owner: bytes, owner_key: bytes, rtype: int, rclass: int, ttl: int, rdata: bytes) -> None:
         covers = rdata[:2] if rtype == _TYPE_RRSIG or rtype == _TYPE_SIG else b""
@@ -217,7 +220,7 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
         an, n_an = answer.encode(qname)
         ar, n_ar = additional.encode(qname)
         return _response(query, flags, an, n_an, [], 0, ar, n_ar)
-    exists = any(r.message.rcode == RCODE_NOERROR for r in counted)  # type: ignore[union-attr]
+    exists = any(r.message is not None and r.message.rcode == RCODE_NOERROR for r in counted)
     if not exists:
         flags |= RCODE_NXDOMAIN
     return _response(query, flags, [], 0, [_soa(counted, merged_zone, local)], 1, [], 0)
@@ -227,7 +230,7 @@ def _response(query: Query, flags: int, an: list[bytes], n_an: int, ns: list[byt
               ar: list[bytes], n_ar: int) -> bytes:
     wire = query.wire
     if query.edns:
-        ar = ar + [opt_record(query.do)]
+        ar = [*ar, opt_record(query.do)]
         n_ar += 1
     head = rr.encode_header(wire[:2], flags, 1, n_an, n_ns, n_ar)
     return b"".join((head, wire[HEADER_LEN:query.question_end], *an, *ns, *ar))
@@ -244,7 +247,7 @@ def _soa(replies: list[ClusterReply], merged_zone: bytes, local: str | None) -> 
         # As an RRset per (owner, class) holding the last SOA given for it (a singleton type),
         # with the smallest TTL of all of them.
         kept: dict[tuple[bytes, int], Record] = {}
-        for record in reply.message.authority:  # type: ignore[union-attr]
+        for record in reply.message.authority if reply.message is not None else ():
             if record[1] != rr.TYPE_SOA:
                 continue
             kept[(record[0].lower(), record[2])] = record
