@@ -38,13 +38,12 @@ import dns.rrset
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import parse_query
+from interkube.plugin.answers import MemoryHandler
+from interkube.plugin.handler import Handler, link
+from interkube.plugin.request import Request, Route
 from interkube.plugins.cache.handler import CacheHandler
 from interkube.plugins.cache.parse import CacheConfig
-from interkube.plugin.answers import MemoryHandler
-from interkube.plugin.request import Route
 from interkube.server.dispatch import Dispatcher
-from interkube.plugin.handler import Handler, link
-from interkube.plugin.request import Request
 
 QNAME = "www.example.org."
 CLIENT = ("127.0.0.1", 53000)

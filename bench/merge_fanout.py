@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
-from bench.procs import CpuMeter, Proc, stop_all, wait_until  # noqa: E402
-from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy  # noqa: E402
-from testkit.servers import free_port, query  # noqa: E402
+from bench.generators import Loadgen, LoadResult, LoadSpec
+from bench.procs import CpuMeter, Proc, stop_all, wait_until
+from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy
+from testkit.servers import free_port, query
 
 GOAL_ADDED_P99_US = 1000
 
@@ -40,7 +40,7 @@ GOAL_ADDED_P99_US = 1000
 def answering(port: int, name: str) -> bool:
     try:
         return bool(query(name, "A", port, timeout=0.3).answer)
-    except Exception:  # noqa: BLE001 - not up yet
+    except Exception:  # not up yet
         return False
 
 

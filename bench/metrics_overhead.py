@@ -24,10 +24,10 @@ from pathlib import Path
 import dns.message
 
 from interkube.corefile.parser import parse_text
+from interkube.plugin.services import Services
 from interkube.server.dispatch import Dispatcher
 from interkube.server.listeners import Listener, UdpEndpoint
 from interkube.server.runtime import build
-from interkube.plugin.services import Services
 
 ZONE = """$ORIGIN example.org.
 @ 3600 IN SOA ns h 1 7200 3600 1209600 3600
@@ -85,7 +85,7 @@ def end_to_end(tmp: Path, rounds: int, duration: float) -> None:
                 def answers() -> bool:
                     try:
                         return bool(query("www.example.org.", "A", port, timeout=0.3).answer)
-                    except Exception:  # noqa: BLE001 - not up yet
+                    except Exception:  # not up yet
                         return False
 
                 wait_until(answers, 15, server, "answering")

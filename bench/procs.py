@@ -63,7 +63,7 @@ class Proc:
 
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        log = open(self.log_path, "ab")  # closed in stop()
         log.write(f"==== {' '.join(self.argv)}\n".encode())
         log.flush()
         self._log = log

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.generators import CACHE_DIR, LoadResult, Loadgen, LoadSpec
+from bench.generators import CACHE_DIR, Loadgen, LoadResult, LoadSpec
 from bench.procs import GENERATOR_CPU, CpuMeter, Proc, started, wait_until
 from bench.runner import Runner, ScenarioResult, Settings, _ready_probe, log
 from bench.scenarios import Scenario, build

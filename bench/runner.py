@@ -27,9 +27,19 @@ import dns.rcode
 import dns.rdatatype
 
 from bench import k8s
-from bench.generators import Dnsperf, LoadResult, Loadgen, LoadSpec
-from bench.procs import (GENERATOR_CPU, SERVER_CPU, Adopted, CpuMeter, PeakRss, Proc,
-                         StartFailed, settle, started, wait_until)
+from bench.generators import Dnsperf, Loadgen, LoadResult, LoadSpec
+from bench.procs import (
+    GENERATOR_CPU,
+    SERVER_CPU,
+    Adopted,
+    CpuMeter,
+    PeakRss,
+    Proc,
+    StartFailed,
+    settle,
+    started,
+    wait_until,
+)
 from bench.scenarios import Scenario
 from bench.servers import Context, Server, servers_for
 from testkit.servers import free_port
@@ -188,7 +198,7 @@ def check_answers(sc: Scenario, port: int) -> tuple[int, list[str]]:
     for name in names:
         try:
             msg = _query(name, port, tcp=sc.transport == "tcp", timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - any failure is a wrong answer here
+        except Exception as exc:  # any failure is a wrong answer here
             bad.append(f"{name}: {type(exc).__name__}")
             continue
         got, want = _addresses(msg), sc.expected(name)
@@ -265,7 +275,7 @@ class Runner:
             return
         try:
             from testkit.kubeapi import KubeAPI
-        except Exception as exc:  # noqa: BLE001 - a fixture that does not import does not work
+        except Exception as exc:  # a fixture that does not import does not work
             ctx.kube_skip = f"the kube-apiserver fixture does not import: {exc}"
             yield
             return
@@ -291,7 +301,7 @@ class Runner:
                              f"{GENERATOR_CPU}, holding the same {len(svcs):,} Services and "
                              f"EndpointSlices (created in {took:.0f}s), for CoreDNS's kubernetes "
                              "plugin; idle during the load")
-        except Exception as exc:  # noqa: BLE001 - report, do not fake
+        except Exception as exc:  # report, do not fake
             ctx.kube_skip = f"the kube-apiserver fixture did not work: {str(exc).splitlines()[0]}"
             self._adopted.clear()
             api.stop()
@@ -448,7 +458,7 @@ class Runner:
                     runs.open, runs.open_noise_cpu_s = opened, noise
                 if not _noisy(noise, opened):
                     break
-        except Exception as exc:  # noqa: BLE001 - one generator failing must not hide the others
+        except Exception as exc:  # one generator failing must not hide the others
             runs.error = f"{type(exc).__name__}: {exc}"
         return runs
 

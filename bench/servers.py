@@ -141,7 +141,7 @@ class Interkube(Server):
 
         try:
             v = version("interkube")
-        except Exception:  # noqa: BLE001 - metadata missing in an odd install
+        except Exception:  # metadata missing in an odd install
             v = "?"
         repo = str(Path(__file__).resolve().parent.parent)
         commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],

@@ -34,9 +34,9 @@ import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interkube.pkg.framing import FrameReader, frame  # noqa: E402
-from testkit.processes import stop_process  # noqa: E402
-from testkit.servers import LOOPBACK, free_port, wait_listening  # noqa: E402
+from interkube.pkg.framing import FrameReader, frame
+from testkit.processes import stop_process
+from testkit.servers import LOOPBACK, free_port, wait_listening
 
 QNAME = "www.bench.example"
 SERVER_NAME = "dns.bench"

@@ -70,12 +70,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import dns.message  # noqa: E402
+import dns.message
 
-from bench import k8s  # noqa: E402
-from bench.generators import Loadgen, LoadResult, LoadSpec  # noqa: E402
-from bench.procs import CpuMeter, Proc, process_tree, settle, status_kib, stop_all, wait_until  # noqa: E402
-from testkit.servers import free_port  # noqa: E402
+from bench import k8s
+from bench.generators import Loadgen, LoadResult, LoadSpec
+from bench.procs import CpuMeter, Proc, process_tree, settle, status_kib, stop_all, wait_until
+from testkit.servers import free_port
 
 LOOPBACK = "127.0.0.1"
 FAKE_CPU = 1

@@ -20,9 +20,9 @@ import dns.asyncquery
 import dns.message
 import pytest
 
+from interkube.tlsutil import certs
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import LOOPBACK, free_port, in_process
-from interkube.tlsutil import certs
 
 SERVER_NAME = "dns.remote"
 ZONE = "remote.svc.cluster.local"
@@ -31,7 +31,7 @@ ADDRESS = "10.1.17.231"
 
 
 def _pki() -> dict[str, certs.Issued]:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     past = {"not_before": now - datetime.timedelta(days=30), "not_after": now - datetime.timedelta(days=1)}
     ca = certs.create_ca("test CA")
     other = certs.create_ca("untrusted CA")

@@ -550,7 +550,7 @@ class FakeKube:
             if since == 0:  # "any version": the current state as ADDED, then changes
                 for (gv, plural, ns, _), obj in sorted(self.store.items(), key=lambda kv: (kv[0][2] or "", kv[0][3])):
                     if (gv, plural) == (rtype.group_version, rtype.plural) and namespace in (None, ns) \
-                            and matches((obj.get("metadata", {}).get("labels") or {})):
+                            and matches(obj.get("metadata", {}).get("labels") or {}):
                         await watcher.send("ADDED", self._object(rtype, obj))
                 since = self.resource_version
             bookmarks = request.query.get("allowWatchBookmarks") == "true"

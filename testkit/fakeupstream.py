@@ -79,7 +79,7 @@ class FakeUpstream:
     async def _respond(self, data: bytes, proto: str, send: Callable[[bytes], None]) -> None:
         try:
             query = dns.message.from_wire(data)
-        except Exception:  # noqa: BLE001 - garbage in: say nothing, as a real server might
+        except Exception:  # garbage in: say nothing, as a real server might
             return
         self.queries.append((proto, query))
         if self.behaviour.delay:
@@ -95,7 +95,7 @@ class FakeUpstream:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start(self) -> "FakeUpstream":
+    async def start(self) -> FakeUpstream:
         loop = asyncio.get_running_loop()
         fake = self
 

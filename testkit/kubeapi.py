@@ -650,7 +650,7 @@ class KubeObjects:
     def set_pod_ips(self, namespace: str, name: str, ips: Sequence[str], *,
                     ready: bool = True) -> Any:
         """Patch a pod's status subresource: phase Running, podIP(s), Ready condition."""
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         status = {
             "phase": "Running",
             "podIP": ips[0],

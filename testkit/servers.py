@@ -179,7 +179,7 @@ def unbound(port: int, local_data: list[str], *, zone: str = "example.", zone_ty
 
 @contextlib.asynccontextmanager
 async def in_process(corefile_text: str, *, name: str | None = None,
-                     options: "object | None" = None) -> AsyncIterator["object"]:
+                     options: object | None = None) -> AsyncIterator[object]:
     """Build and start a Corefile inside this event loop; yields the Server.
 
     ``options`` is a ListenerOptions (idle timeout, connection cap) for the listeners.

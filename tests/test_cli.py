@@ -129,9 +129,9 @@ def test_builtin_default_serves_the_two_scenarios_demo(tmp_path: Path) -> None:
 
 def test_builtin_default_is_not_an_open_resolver() -> None:
     """Its forwarding blocks carry an acl that allows loopback and blocks everyone else."""
+    from interkube.plugin.services import Services
     from interkube.server.main import builtin_default
     from interkube.server.runtime import build
-    from interkube.plugin.services import Services
 
     source = builtin_default()
     built = build(source.parse(), source.name, Services())

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from interkube.errors import ConfigError
 from interkube.corefile.keys import ZoneAddr, parse_key
 from interkube.corefile.lexer import Token, tokenize
 from interkube.corefile.parser import MAX_IMPORT_DEPTH, parse_file, parse_text
+from interkube.errors import ConfigError
 
 
 def tok(text: str) -> Token:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-
-from collections.abc import Awaitable, Callable
 
 from interkube.kube.filters import Filters
 from interkube.kube.labels import parse_selector
@@ -24,7 +23,6 @@ from testkit.fakekube import (
     service,
 )
 from testkit.waiting import until
-
 
 StartCluster = Callable[..., Awaitable[Any]]  # the start_cluster fixture (conftest.py)
 

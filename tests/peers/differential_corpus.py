@@ -37,7 +37,6 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.reversename
-
 from lightkube.resources.core_v1 import Pod
 
 from testkit.coredns import CoreDNS

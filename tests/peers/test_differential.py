@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from lightkube import Client
 
+from testkit.kubeapi import KubeAPI, KubeObjects
+
 from differential_corpus import (
     ALL_CASE_IDS,
     ASPECTS,
@@ -28,7 +30,6 @@ from differential_corpus import (
     report,
     run,
 )
-from testkit.kubeapi import KubeAPI, KubeObjects
 
 pytestmark = pytest.mark.peers
 

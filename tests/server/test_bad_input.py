@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from interkube.corefile.parser import parse_text
-from interkube.server.dispatch import Dispatcher
 from interkube.plugin.request import Request
-from interkube.server.runtime import build
 from interkube.plugin.services import Services
+from interkube.server.dispatch import Dispatcher
+from interkube.server.runtime import build
 from testkit.servers import free_port, interkube_process, process_output, query
 
 HEADER = st.builds(
@@ -114,7 +114,7 @@ def udp_send(port: int, data: bytes, timeout: float) -> bytes | None:
         s.sendto(data, ("127.0.0.1", port))
         try:
             return s.recv(65535)
-        except socket.timeout:
+        except TimeoutError:
             return None
 
 

@@ -33,7 +33,7 @@ async def udp_exchange(data: bytes, port: int, host: str = "127.0.0.1", timeout:
         await loop.sock_sendall(s, data)
         try:
             return await asyncio.wait_for(loop.sock_recv(s, 65535), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from interkube.server.workers import MIN_UPTIME_ENV, SHARED_WATCH_ENV, merge_expositions
-from testkit.fakekube import FakeKube, serving_in_thread, service, write_kubeconfig
+from testkit.fakekube import FakeKube, service, serving_in_thread, write_kubeconfig
 from testkit.servers import free_port, interkube_process, process_output, query
 from testkit.waiting import wait_until
 

@@ -11,9 +11,9 @@ import pytest
 
 from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
+from interkube.pkg.netif import interface_addresses
 from interkube.plugin.services import Services
 from interkube.plugins.bind.parse import BindConfig, parse
-from interkube.pkg.netif import interface_addresses
 from interkube.server.runtime import build
 from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream

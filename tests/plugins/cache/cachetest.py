@@ -13,10 +13,10 @@ import dns.rrset
 
 from interkube.dns.wire import parse_query
 from interkube.errors import UpstreamError
-from interkube.plugins.cache.handler import CacheHandler
-from interkube.plugins.cache.parse import parse
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Request
+from interkube.plugins.cache.handler import CacheHandler
+from interkube.plugins.cache.parse import parse
 from testkit.corefile import directive
 
 CLIENT = ("127.0.0.1", 53000)

@@ -9,10 +9,11 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from cachetest import SOA, query, respond, ttls
 
 from interkube.dns.wire import parse_query
 from interkube.plugins.cache.entry import DENIAL, DROP, STALE_TTL, SUCCESS, Analysis, Entry, analyse
+
+from cachetest import SOA, query, respond, ttls
 
 
 def analysed(qwire: bytes, resp: bytes) -> Analysis:

@@ -5,9 +5,23 @@ from __future__ import annotations
 import dns.flags
 import dns.message
 import dns.rcode
-from cachetest import SOA, Scripted, a_record, make_cache, nx_or_a, query, raw_a_answer, raw_nxdomain, raw_query, request, respond, ttls
 
 from interkube.plugins.cache.entry import DENIAL, SUCCESS
+
+from cachetest import (
+    SOA,
+    Scripted,
+    a_record,
+    make_cache,
+    nx_or_a,
+    query,
+    raw_a_answer,
+    raw_nxdomain,
+    raw_query,
+    request,
+    respond,
+    ttls,
+)
 
 
 def test_miss_stores_and_the_next_query_is_a_fast_hit() -> None:
@@ -353,8 +367,8 @@ def test_metrics_families_labels_and_values() -> None:
 
 async def test_metrics_source_is_registered_while_running_and_survives_a_rebuild() -> None:
     from interkube.corefile.parser import parse_text
-    from interkube.server.runtime import build
     from interkube.plugin.services import Services
+    from interkube.server.runtime import build
 
     services = Services()
     text = "example.org:5300 {\n cache\n}\n"

@@ -11,10 +11,11 @@ import struct
 
 import dns.message
 import pytest
-from cachetest import query, respond
 
 from interkube.dns.wire import parse_query
 from interkube.plugins.cache.entry import Analysis, analyse
+
+from cachetest import query, respond
 
 RECORDS = [("www.example.org.", 300, "A", "192.0.2.1"), ("www.example.org.", 300, "A", "192.0.2.2")]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from interkube.errors import ConfigError
-from interkube.plugins.cache.parse import Bucket, CacheConfig, Prefetch, ServeStale, parse
 from interkube.corefile.parser import parse_text
-from interkube.server.runtime import build
+from interkube.errors import ConfigError
 from interkube.plugin.services import Services
+from interkube.plugins.cache.parse import Bucket, CacheConfig, Prefetch, ServeStale, parse
+from interkube.server.runtime import build
 from testkit.corefile import directive
 
 

@@ -6,11 +6,23 @@ import asyncio
 
 import dns.rcode
 import pytest
-from cachetest import Clock, Scripted, a_record, make_cache, query, refreshes_done, request, respond, ttls, upstream_down
 
 from interkube.errors import UpstreamError
 from interkube.plugins.cache.entry import STALE_TTL, SUCCESS
 from interkube.plugins.cache.handler import STALE_RECHECK, CacheHandler
+
+from cachetest import (
+    Clock,
+    Scripted,
+    a_record,
+    make_cache,
+    query,
+    refreshes_done,
+    request,
+    respond,
+    ttls,
+    upstream_down,
+)
 
 
 def forwarder(ttl: int = 60, address: str = "192.0.2.1") -> Scripted:

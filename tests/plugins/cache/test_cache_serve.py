@@ -15,13 +15,14 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from cachetest import Clock
 
 from interkube.plugins.cache.entry import STALE_TTL
 from interkube.plugins.cache.handler import CacheHandler
-from testkit.fakeupstream import FakeUpstream
 from testkit.dig import dig, needs_dig
+from testkit.fakeupstream import FakeUpstream
 from testkit.servers import LOOPBACK, aquery, dnsmasq, free_port, in_process, interkube_process, stop_process
+
+from cachetest import Clock
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clusterset_data import CLUSTERS, SHORT, cluster_objects
 
 from testkit.fakekube import write_snapshot
+
+from clusterset_data import CLUSTERS, SHORT, cluster_objects
 
 
 @pytest.fixture

@@ -11,13 +11,14 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import yaml
-from clusterset_data import ALL, MCS, cluster_objects, corefile
 from prometheus_client import generate_latest
 
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.snapshot import SnapshotSource
 from testkit.fakekube import endpoint_slice, write_snapshot
+
+from clusterset_data import ALL, MCS, cluster_objects, corefile
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]

@@ -14,7 +14,6 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from clusterset_data import MCS, cluster_objects, corefile, export
 from prometheus_client import generate_latest
 
 from interkube.kube.cluster import Cluster
@@ -28,6 +27,8 @@ from testkit.fakekube import (
     write_kubeconfig,
 )
 from testkit.waiting import until
+
+from clusterset_data import MCS, cluster_objects, corefile, export
 
 Running = Any  # tests/plugins/conftest.py's Running: a server in the test's loop
 Serve = Callable[[str], Awaitable[Running]]

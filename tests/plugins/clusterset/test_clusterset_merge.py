@@ -7,15 +7,16 @@ from pathlib import Path
 import dns.name
 import dns.rdatatype
 import pytest
-from clusterset_data import CLUSTERS, cluster_objects
 
 from interkube.kube.cluster import Cluster
+from interkube.kube.dnsrecords import Outcome
 from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.snapshot import SnapshotSource, build_index
 from interkube.plugins.clusterset.lookup import Merge, Options, Source
-from interkube.kube.dnsrecords import Outcome
 from testkit.fakekube import write_snapshot
+
+from clusterset_data import CLUSTERS, cluster_objects
 
 A, AAAA, SRV, TXT, CNAME, SOA, MX = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SRV, dns.rdatatype.TXT,
                                      dns.rdatatype.CNAME, dns.rdatatype.SOA, dns.rdatatype.MX)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clusterset_data import CLUSTERS, corefile
 
+from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.plugins.clusterset.handler import ClustersetHandler
 from interkube.plugins.clusterset.parse import ClustersetConfig, parse
-from interkube.corefile.parser import parse_text
 from interkube.server.main import CorefileSource, Server
 from interkube.server.runtime import Built
+
+from clusterset_data import CLUSTERS, corefile
 
 
 def stanza(text: str) -> ClustersetConfig:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from clusterset_data import ALL, MCS, corefile
-
 from testkit.dig import dig, needs_dig, short, status
 from testkit.servers import free_port, interkube_process
+
+from clusterset_data import ALL, MCS, corefile
 
 pytestmark = needs_dig
 

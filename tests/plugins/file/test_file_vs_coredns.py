@@ -17,6 +17,7 @@ import pytest
 
 from testkit.coredns import CoreDNS
 from testkit.servers import free_port, interkube_process, query
+
 from test_file_serve import CASES, LONG_CHAIN, ZONE, texts
 
 pytestmark = pytest.mark.peers

@@ -11,15 +11,15 @@ import dns.message
 import dns.rcode
 import pytest
 
+from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
+from interkube.plugin.services import Services
 from interkube.plugins.forward.handler import ForwardHandler
 from interkube.plugins.forward.parse import parse
-from interkube.corefile.parser import parse_text
 from interkube.server.runtime import build
-from interkube.plugin.services import Services
-from testkit.fakeupstream import FakeUpstream
 from testkit.corefile import directive
 from testkit.dig import dig, needs_dig
+from testkit.fakeupstream import FakeUpstream
 from testkit.forwarded import PODS, REMOTE, SRV_NAME, remote_cluster_dns
 from testkit.servers import aquery, free_port, in_process, interkube_process, query, unbound
 from testkit.waiting import until

@@ -18,6 +18,7 @@ import pytest
 
 from testkit.coredns import CoreDNS
 from testkit.servers import free_port, interkube_process, query
+
 from test_hosts_serve import HOSTS, NEXT_ZONE, WILD_HOSTS
 
 pytestmark = pytest.mark.peers

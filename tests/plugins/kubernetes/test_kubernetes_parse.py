@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.kube.registry import cluster_registry
+from interkube.plugin.services import Services
 from interkube.plugins.kubernetes.parse import KubernetesConfig, parse
 from interkube.plugins.kubernetes.setup import cluster_name, local_addresses
-from interkube.corefile.parser import parse_text
 from interkube.server.main import CorefileSource, Server
-from interkube.plugin.services import Services
 from testkit.servers import free_port
 
 SAMPLE = Path(__file__).with_name("data") / "cluster.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from testkit.fakekube import FakeKube, endpoint_slice, service, serving_in_thread, write_kubeconfig, write_snapshot
 from testkit.dig import dig, needs_dig, short, status
+from testkit.fakekube import FakeKube, endpoint_slice, service, serving_in_thread, write_kubeconfig, write_snapshot
 from testkit.servers import free_port, interkube_process, process_output
 from testkit.waiting import wait_until
 

@@ -18,8 +18,8 @@ import pytest
 
 from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
-from interkube.plugin.services import Services
 from interkube.pkg.framing import frame
+from interkube.plugin.services import Services
 from interkube.plugins.log.parse import COMBINED, COMMON, LogConfig, Rule, parse
 from interkube.server.runtime import build
 from testkit.corefile import directive

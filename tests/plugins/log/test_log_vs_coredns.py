@@ -27,6 +27,7 @@ from testkit.coredns import CoreDNS
 from testkit.fakeupstream import Behaviour
 from testkit.servers import free_port, interkube_process, process_output
 from testkit.waiting import until
+
 from test_log import CLASS_OF, upstream_answer
 
 pytestmark = pytest.mark.peers

@@ -19,18 +19,18 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from interkube.corefile.parser import parse_text
 from interkube.dns.wire import parse_query
 from interkube.errors import ConfigError
+from interkube.plugin.request import Request
 from interkube.plugins.merge.combine import ClusterReply, combine
 from interkube.plugins.merge.handler import MergeHandler, MergeStats
 from interkube.plugins.merge.parse import parse
-from interkube.corefile.parser import parse_text
-from interkube.plugin.request import Request
+from interkube.upstream.upstream import Upstream, UpstreamGroup
 from testkit.corefile import directive
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, interkube_process, stop_process
 from testkit.waiting import until
-from interkube.upstream.upstream import Upstream, UpstreamGroup
 
 SOA = "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n"
 ZONES = {

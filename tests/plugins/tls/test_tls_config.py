@@ -6,16 +6,16 @@ import ssl
 from pathlib import Path
 
 import pytest
-from testkit.dot import LOOPBACK, Pki, peer_serial
 
-from interkube.errors import ConfigError
-from interkube.plugins.tls.parse import parse
 from interkube.corefile.parser import Directive, parse_text
-from interkube.server.runtime import build
+from interkube.errors import ConfigError
 from interkube.plugin.services import Services
-from testkit.corefile import directive
-from testkit.servers import free_port, in_process
+from interkube.plugins.tls.parse import parse
+from interkube.server.runtime import build
 from interkube.tlsutil.contexts import ServerTls
+from testkit.corefile import directive
+from testkit.dot import LOOPBACK, Pki, peer_serial
+from testkit.servers import free_port, in_process
 
 
 def tls_directive(text: str) -> Directive:

@@ -12,8 +12,8 @@ from pathlib import Path
 import dns.rcode
 import dns.rdatatype
 import pytest
-from testkit.dot import ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_server, messages
 
+from testkit.dot import ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_server, messages
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process
 from testkit.waiting import until

@@ -14,15 +14,27 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 import pytest
-from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
-                         forwarder_corefile, messages, peer_serial)
 
-from testkit.fakeupstream import FakeUpstream
-from testkit.servers import aquery, free_port, in_process, read_frame
-from testkit.waiting import until
 from interkube.pkg.framing import frame
 from interkube.tlsutil import certs
 from interkube.tlsutil.contexts import ServerTls
+from testkit.dot import (
+    ADDRESS,
+    LOOPBACK,
+    NAME,
+    SERVER_NAME,
+    ZONE,
+    Pki,
+    dot_corefile,
+    dot_query,
+    dot_server,
+    forwarder_corefile,
+    messages,
+    peer_serial,
+)
+from testkit.fakeupstream import FakeUpstream
+from testkit.servers import aquery, free_port, in_process, read_frame
+from testkit.waiting import until
 
 pytestmark = pytest.mark.usefixtures("fast_polling")
 

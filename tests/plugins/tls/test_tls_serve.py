@@ -12,11 +12,22 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 import pytest
-from testkit.dot import (ADDRESS, LOOPBACK, NAME, SERVER_NAME, ZONE, Pki, dot_corefile, dot_query, dot_server,
-                         forwarder_corefile, messages)
 
 from interkube.pkg.framing import frame
 from interkube.server.listeners import ListenerOptions
+from testkit.dot import (
+    ADDRESS,
+    LOOPBACK,
+    NAME,
+    SERVER_NAME,
+    ZONE,
+    Pki,
+    dot_corefile,
+    dot_query,
+    dot_server,
+    forwarder_corefile,
+    messages,
+)
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, read_frame
 
