@@ -59,7 +59,7 @@ def imports(path: Path, *, runtime_only: bool = False, root: Path = SRC) -> Iter
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level + 1] + [base])
+                    base = ".".join([*package.split(".")[:len(package.split(".")) - child.level + 1], base])
                 if base.startswith("interkube"):
                     for alias in child.names:
                         yield child.lineno, f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base
@@ -118,7 +118,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             if nxt not in graph:
                 continue
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append([*stack[stack.index(nxt):], nxt])
             elif nxt not in state:
                 walk(nxt)
         stack.pop()

@@ -307,7 +307,8 @@ def requirement_closure(requirements: Iterable[Requirement]) -> dict[str, import
             done.add((key, extra))
             for sub in map(Requirement, dist.requires or ()):
                 base = sub.marker is None or sub.marker.evaluate({"extra": ""})
-                if (base if not extra else not base and sub.marker is not None and sub.marker.evaluate({"extra": extra})):
+                added = not base and sub.marker is not None and sub.marker.evaluate({"extra": extra})
+                if added if extra else base:  # the base requirements, or those the extra adds
                     todo.append((sub, f"{dist.metadata['Name']} {dist.version}"))
     assert not problems, "this environment does not satisfy the wheel's requirements " \
         "(`pip install .` first):\n" + "\n".join(problems)

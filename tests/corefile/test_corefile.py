@@ -122,7 +122,8 @@ def test_missing_env_var_becomes_empty() -> None:
 
 
 def test_snippet_import_keeps_its_own_lines() -> None:
-    text = "(common) {\n  errors\n  log\n}\na.org {\n  import common\n}\nb.org {\n  import common\n  forward . 127.0.0.1\n}\n"
+    text = ("(common) {\n  errors\n  log\n}\n"
+            "a.org {\n  import common\n}\nb.org {\n  import common\n  forward . 127.0.0.1\n}\n")
     blocks = parse_text(text)
     assert [d.name for d in blocks[0].directives] == ["errors", "log"]
     assert [d.name for d in blocks[1].directives] == ["errors", "log", "forward"]

@@ -74,7 +74,8 @@ async def test_bookmarks_move_the_resource_version(kube: FakeKube, start_cluster
 @pytest.mark.parametrize("expire_as_status", [False, True], ids=["error-event", "http-status"])
 async def test_410_gone_relists_and_swaps_the_index(expire_as_status: bool, start_cluster: StartCluster) -> None:
     async with FakeKube(watch=True, expire_as_status=expire_as_status) as kube:
-        kube.add_all([service("app", "web", cluster_ips=["10.96.0.10"]), service("app", "old", cluster_ips=["10.96.0.5"])])
+        kube.add_all([service("app", "web", cluster_ips=["10.96.0.10"]),
+                      service("app", "old", cluster_ips=["10.96.0.5"])])
         cluster = await start_cluster(kube)
         await until(lambda: len(watch_requests(kube)) == 1, "a watch")
         old_index = cluster.index
@@ -215,7 +216,7 @@ async def test_pods_are_read_only_for_pods_verified(kube: FakeKube, start_cluste
 async def test_mcs_objects_are_read_when_served(start_cluster: StartCluster) -> None:
     from testkit.fakekube import DEFAULT_TYPES
 
-    async with FakeKube(watch=True, types=DEFAULT_TYPES + (SERVICE_EXPORT, SERVICE_IMPORT)) as kube:
+    async with FakeKube(watch=True, types=(*DEFAULT_TYPES, SERVICE_EXPORT, SERVICE_IMPORT)) as kube:
         kube.add_all([service("app", "web"),
                       {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
                        "metadata": {"name": "web", "namespace": "app"}},

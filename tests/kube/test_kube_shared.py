@@ -33,6 +33,8 @@ from testkit.fakekube import FakeKube, endpoint_slice, service, write_kubeconfig
 from testkit.waiting import until
 
 HTTP = (Port("http", "TCP", 80),)
+#: The pair fixture: ``await pair("leader" | "follower")`` starts a Cluster.
+Pair = Callable[[str], Awaitable[Cluster]]
 
 
 def contents(cluster: Cluster) -> set[object]:
@@ -50,7 +52,8 @@ def test_records_rebuild_an_equal_index() -> None:
         ("pods", ("app", "dual"), Pod("app", "dual", "10.244.1.6", ("fd00::6",))),
         ("namespaces", ("", "empty"), Namespace("empty")),
         ("serviceexports", ("app", "web"), ServiceExport("app", "web")),
-        ("serviceimports", ("app", "web"), ServiceImport("app", "web", "ClusterSetIP", ("10.100.0.1",), HTTP, ("east",))),
+        ("serviceimports", ("app", "web"),
+         ServiceImport("app", "web", "ClusterSetIP", ("10.100.0.1",), HTTP, ("east",))),
     ]
     for resource, key, record in records:
         index.put(resource, key, record)
@@ -71,7 +74,7 @@ def test_the_socket_is_named_by_the_cluster_not_by_set_order(tmp_path: Path) -> 
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, kube: FakeKube, fast: LiveOptions) -> AsyncIterator[Callable[..., Awaitable[Cluster]]]:
+async def pair(tmp_path: Path, kube: FakeKube, fast: LiveOptions) -> AsyncIterator[Pair]:
     """``await pair("leader" | "follower")``: a started cluster east, fed the shared way (each
     call a new Cluster, as a worker that starts again makes a new one)."""
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"east": kube})
@@ -89,7 +92,7 @@ async def pair(tmp_path: Path, kube: FakeKube, fast: LiveOptions) -> AsyncIterat
         yield start
 
 
-async def test_a_follower_gets_the_whole_index_then_every_change(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_gets_the_whole_index_then_every_change(kube: FakeKube, pair: Pair) -> None:
     follower = await pair("follower")  # before worker 0 is there: it waits for it
     leader = await pair("leader")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -113,7 +116,7 @@ async def test_a_follower_gets_the_whole_index_then_every_change(kube: FakeKube,
     assert follower.index.slices("app", "web")[0].endpoints[0].ip == "10.244.1.6"
 
 
-async def test_a_relist_sends_the_whole_index_again(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_relist_sends_the_whole_index_again(kube: FakeKube, pair: Pair) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -125,7 +128,7 @@ async def test_a_relist_sends_the_whole_index_again(kube: FakeKube, pair: Callab
     assert leader.stats.relists >= 1 and follower.stats.relists == 0  # counted once, by worker 0
 
 
-async def test_a_follower_keeps_its_data_while_worker_0_is_gone(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_keeps_its_data_while_worker_0_is_gone(kube: FakeKube, pair: Pair) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -139,8 +142,7 @@ async def test_a_follower_keeps_its_data_while_worker_0_is_gone(kube: FakeKube, 
     assert follower.index.service("app", "meanwhile") is not None
 
 
-async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(
-        kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(kube: FakeKube, pair: Pair) -> None:
     """A restarted worker 0 takes the follower's link before it has listed: nothing fails at
     its end yet, but the follower's data still misses what changed meanwhile, so the follower
     must neither say it is up nor call its data current until the whole index has come."""
@@ -178,7 +180,7 @@ async def test_a_follower_stays_down_until_a_restarted_worker_0_has_listed(
     assert age is not None and follower.last_contact != last_contact
 
 
-async def test_a_follower_mirrors_the_apis_outage(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_follower_mirrors_the_apis_outage(kube: FakeKube, pair: Pair) -> None:
     leader = await pair("leader")
     follower = await pair("follower")
     await until(lambda: follower.synced and contents(follower) == contents(leader), "the whole index")
@@ -190,7 +192,7 @@ async def test_a_follower_mirrors_the_apis_outage(kube: FakeKube, pair: Callable
     await until(lambda: leader.down is None and follower.down is None, "the recovery, mirrored")
 
 
-async def test_a_large_index_comes_in_pages(kube: FakeKube, pair: Callable[..., Awaitable[Cluster]]) -> None:
+async def test_a_large_index_comes_in_pages(kube: FakeKube, pair: Pair) -> None:
     kube.add_all(service("bulk", f"s{i}", cluster_ips=[f"10.97.{i >> 8}.{i & 255}"]) for i in range(2 * PAGE + 7))
     leader = await pair("leader")
     follower = await pair("follower")

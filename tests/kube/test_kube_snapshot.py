@@ -78,7 +78,7 @@ def test_malformed_objects_are_skipped_counted_and_logged_once(tmp_path: Path,
     bad = service("app", "bad", cluster_ips=["10.96.0.40"])
     bad["spec"]["ports"][0]["port"] = "eighty"
     bad_slice = endpoint_slice("app", "bad-1", "web", [{"ip": "10.244.300.1"}])
-    path = write(tmp_path / "c.yaml", as_list(OBJECTS + [bad, bad_slice]))
+    path = write(tmp_path / "c.yaml", as_list([*OBJECTS, bad, bad_slice]))
     cluster, index = load([path])
     assert index.service("app", "bad") is None and index.service("app", "web") is not None
     assert cluster.stats.skipped == {"services": 1, "endpointslices": 1}
@@ -115,7 +115,7 @@ async def test_a_changed_file_is_read_again_and_swapped_in(tmp_path: Path,
     seen: list[object] = []
     cluster.subscribe(lambda index, keys: seen.append(keys))
     assert not await source.check(cluster)  # nothing changed
-    write(path, as_list(OBJECTS[:1] + [service("app", "new", cluster_ips=["10.96.0.50"])]))
+    write(path, as_list([OBJECTS[0], service("app", "new", cluster_ips=["10.96.0.50"])]))
     os.utime(path, ns=(1, 1))  # a different stamp even within the same clock tick
     assert await source.check(cluster)
     assert cluster.index is not first and cluster.index.service("app", "new") is not None

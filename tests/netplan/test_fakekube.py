@@ -82,7 +82,8 @@ async def test_not_served_and_unsupported_requests(kube: FakeKube) -> None:
 
 async def test_label_selectors(kube: FakeKube) -> None:
     async def names(selector: str) -> list[str]:
-        return [i["metadata"]["name"] for i in (await get(kube, f"/api/v1/namespaces?labelSelector={selector}"))[2]["items"]]
+        _, _, body = await get(kube, f"/api/v1/namespaces?labelSelector={selector}")
+        return [i["metadata"]["name"] for i in body["items"]]
     assert await names("team%3Dx") == ["a"]
     assert await names("team%21%3Dx") == ["b", "c"]
     assert await names("team") == ["a", "b"]

@@ -111,7 +111,8 @@ def test_empty_plan_is_an_error() -> None:
 
 
 def test_json_plan_with_tabs_keeps_lines() -> None:
-    text = '{\n\t"clusters": [\n\t\t{"name": "a", "pods": ["10.0.0.0/16"]},\n\t\t{"name": "b", "pods": ["10.1.0.0/99"]}\n\t]\n}\n'
+    text = ('{\n\t"clusters": [\n\t\t{"name": "a", "pods": ["10.0.0.0/16"]},\n'
+            '\t\t{"name": "b", "pods": ["10.1.0.0/99"]}\n\t]\n}\n')
     with pytest.raises(PlanError) as info:
         parse_plan(text, file="plan.json")
     assert info.value.line == 4 and info.value.path == "clusters[1].pods[0]"

@@ -284,7 +284,8 @@ def test_r6_directly_proxied_clusters_need_distinct_service_ranges(check_yaml: C
 
 
 def test_r6_clusters_proxied_by_a_third(check_yaml: CheckYaml) -> None:
-    report = check_yaml(PROXY % "  - {between: [c, a], service_proxy: true}\n      - {between: [c, b], service_proxy: true}")
+    report = check_yaml(PROXY % ("  - {between: [c, a], service_proxy: true}\n"
+                                 "      - {between: [c, b], service_proxy: true}"))
     assert problems(report) == ["R6:error"]
 
 

@@ -112,7 +112,8 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
             def answers(name: str) -> set[str | None]:
                 """The addresses answered to 64 queries, each from a new source port (so from
                 both workers: the kernel picks a worker by the 4-tuple)."""
-                return {r.answer[0][0].address if r.answer else None for r in (query(name, "A", port) for _ in range(64))}
+                replies = (query(name, "A", port) for _ in range(64))
+                return {r.answer[0][0].address if r.answer else None for r in replies}
 
             wait_until(lambda: len(children_of(proc.pid)) == 2
                        and answers("web.app.svc.cluster.local.") == {"10.96.0.10"},

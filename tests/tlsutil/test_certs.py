@@ -3,6 +3,7 @@ certificates, idempotent runs, and refusing to overwrite silently."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import ssl
 import stat
@@ -51,7 +52,7 @@ def test_cluster_names() -> None:
     assert names.ip_addresses == ("10.1.0.53",)
     with pytest.raises(certs.CertificateError, match="not a DNS label"):
         certs.cluster_names("my_cluster")
-    with pytest.raises(certs.CertificateError, match="NAME.NAMESPACE"):
+    with pytest.raises(certs.CertificateError, match=re.escape("NAME.NAMESPACE")):
         certs.cluster_names("a", services=["dot"])
 
 

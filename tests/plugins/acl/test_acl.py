@@ -21,7 +21,8 @@ from testkit.fakeupstream import FakeUpstream
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (tests/plugins/conftest.py)
 
 
-async def query_from(source: str, name: str, rdtype: str, port: int, timeout: float = 1.0) -> dns.message.Message | None:
+async def query_from(source: str, name: str, rdtype: str, port: int,
+                     timeout: float = 1.0) -> dns.message.Message | None:
     """A UDP query sent from a chosen loopback address; None when nothing comes back."""
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -37,7 +38,8 @@ async def query_from(source: str, name: str, rdtype: str, port: int, timeout: fl
 
 
 async def test_acl_allow_block_filter_drop(serve: Serve, example_upstream: FakeUpstream) -> None:
-    running = await serve("example.:PORT {\n bind 127.0.0.1\n acl {\n  drop net 127.0.0.4\n  filter type AAAA net 127.0.0.3\n"
+    running = await serve("example.:PORT {\n bind 127.0.0.1\n"
+                          " acl {\n  drop net 127.0.0.4\n  filter type AAAA net 127.0.0.3\n"
                           f"  allow net 127.0.0.1 127.0.0.3\n  block\n }}\n forward . {example_upstream.address}\n}}\n")
     port = running.port
     allowed = await query_from("127.0.0.1", "a.example.", "A", port)

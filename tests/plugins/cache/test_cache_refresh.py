@@ -40,7 +40,7 @@ async def expired(text: str, age: float = 61) -> tuple[Scripted, CacheHandler, C
 
 
 async def test_without_serve_stale_an_expired_entry_is_a_miss_and_failure_propagates() -> None:
-    nxt, cache, clock = await expired("cache", 60)
+    nxt, cache, _ = await expired("cache", 60)
     nxt.error = upstream_down()
     with pytest.raises(UpstreamError):
         await cache.serve(request(query()))
@@ -73,7 +73,7 @@ async def test_immediate_serves_stale_at_once_and_refreshes_in_the_background() 
 
 
 async def test_immediate_refresh_that_succeeds_replaces_the_stale_entry() -> None:
-    nxt, cache, clock = await expired("cache {\n serve_stale\n}", 100)
+    nxt, cache, _ = await expired("cache {\n serve_stale\n}", 100)
     nxt.answer = a_record(60, address="192.0.2.2")
     assert ttls(await cache.serve(request(query()))) == [STALE_TTL]
     await refreshes_done(cache)
@@ -95,7 +95,7 @@ async def test_stale_entries_are_served_only_within_the_duration() -> None:
 
 
 async def test_verify_asks_the_next_plugin_first() -> None:
-    nxt, cache, clock = await expired("cache {\n serve_stale 1h verify\n}")
+    nxt, cache, _ = await expired("cache {\n serve_stale 1h verify\n}")
     # The fast path never answers stale in verify mode when the next plugin needs the network.
     assert cache.fast(request(query())) is None
     nxt.answer = a_record(60, address="192.0.2.2")
@@ -139,7 +139,7 @@ async def test_verify_on_the_fast_path_with_a_next_plugin_that_answers_from_memo
 
 async def test_verify_gives_stale_after_the_client_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("interkube.plugins.cache.handler.STALE_CLIENT_TIMEOUT", 0.05)
-    nxt, cache, clock = await expired("cache {\n serve_stale 1h verify\n}")
+    nxt, cache, _ = await expired("cache {\n serve_stale 1h verify\n}")
     nxt.gate = asyncio.Event()  # an upstream that does not answer
     assert ttls(await cache.serve(request(query()))) == [STALE_TTL]
     assert len(cache.refreshing) == 1  # the refresh goes on in the background

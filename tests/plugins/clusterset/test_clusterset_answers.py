@@ -136,5 +136,6 @@ def test_snapshot_files_carry_both_serviceimport_layouts(snapshots: dict[str, Pa
     imported, front = index.service_import("mcs", "imported"), index.service_import("mcs", "front")
     assert imported is not None and (imported.type, imported.ips, imported.clusters) == (
         "ClusterSetIP", ("10.200.0.30",), ("central.eu",))
-    assert front is not None and front.ips == ("10.200.0.10", "fd00:200::10") and front.clusters == ("west", "central.eu")
+    assert front is not None and front.ips == ("10.200.0.10", "fd00:200::10")
+    assert front.clusters == ("west", "central.eu")
     assert [p.port for p in front.ports] == [80]

@@ -49,7 +49,7 @@ def addresses(msg: dns.message.Message) -> set[str]:
 
 @pytest.fixture
 async def west() -> AsyncIterator[FakeKube]:
-    async with FakeKube(watch=True, types=DEFAULT_TYPES + (SERVICE_EXPORT, SERVICE_IMPORT)) as fake:
+    async with FakeKube(watch=True, types=(*DEFAULT_TYPES, SERVICE_EXPORT, SERVICE_IMPORT)) as fake:
         fake.add_all(cluster_objects("west"))
         yield fake
 
@@ -82,7 +82,8 @@ async def test_an_unreachable_cluster_is_left_out_and_counted(serve: Serve, snap
     # MCS: east's ServiceImport still gives front's clusterset IP (central exports it, ready).
     assert addresses(await k.query("front.mcs.svc.clusterset.local", "A")) == {"10.200.0.10"}
     text = metrics(k)
-    assert 'interkube_clusterset_cluster_left_out_total{cluster="west",reason="unreachable",zone="cluster.union."}' in text
+    assert ('interkube_clusterset_cluster_left_out_total'
+            '{cluster="west",reason="unreachable",zone="cluster.union."}') in text
     assert 'interkube_clusterset_cluster_answering{cluster="west",zone="cluster.union."} 0.0' in text
     assert k.server.services.not_ready() == []  # west synced once; the clusterset still answers
     await west.resume()

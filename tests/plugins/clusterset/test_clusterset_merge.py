@@ -187,7 +187,8 @@ def test_mcs_clustersetip_answers_the_serviceimport_ips(indexes) -> None:  # typ
     assert values(ask(indexes, "front.mcs.svc", AAAA, MCS)) == {"fd00:200::10"}
     srv = ask(indexes, "_http._tcp.front.mcs.svc", SRV, MCS)
     assert values(srv) == {"0 100 80 front.mcs.svc.clusterset.local."}
-    assert owners(srv) == {"front.mcs.svc.clusterset.local. 10.200.0.10", "front.mcs.svc.clusterset.local. fd00:200::10"}
+    assert owners(srv) == {"front.mcs.svc.clusterset.local. 10.200.0.10",
+                           "front.mcs.svc.clusterset.local. fd00:200::10"}
     # The ServiceImport of a cluster's own when the local one is left out.
     assert values(ask(indexes, "front.mcs.svc", A, MCS, answering=("west", "central.eu"))) == {"10.201.0.10"}
 

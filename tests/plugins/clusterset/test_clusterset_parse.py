@@ -54,7 +54,8 @@ def test_every_option() -> None:
     ("mcs yes", "Corefile:3: mcs: expected exactly 0 arguments"),
     ("ttl 3601", "Corefile:3: ttl 3601 is above the maximum of 3600"),
     ("local a\n local b", "Corefile:4: clusterset: option 'local' given twice (first at Corefile:3)"),
-    ("clusters east west\n local north", "Corefile:2: clusterset: local 'north' is not among the clusters (east, west)"),
+    ("clusters east west\n local north",
+     "Corefile:2: clusterset: local 'north' is not among the clusters (east, west)"),
     ("policy local-first", "Corefile:2: clusterset: policy local-first needs a `local NAME` line"),
     ("frobnicate", "Corefile:3: clusterset: unknown option 'frobnicate'"),
 ])
@@ -77,12 +78,14 @@ def test_setup_checks_the_clusters_against_the_blocks_kubernetes_stanzas(snapsho
     built = build(corefile(snapshots, "    clusterset cluster.all\n").replace("PORT", "53"))
     [handler] = [h for h in built.handlers if isinstance(h, ClustersetHandler)]
     assert handler.clusters == CLUSTERS  # every stanza of the block, in order
-    with pytest.raises(ConfigError, match=r"<built-in default>:\d+: clusterset: no kubernetes stanza of this "
-                                          r"server block serves the cluster 'north' \(they serve east, west, central.eu"):
+    no_stanza = (r"<built-in default>:\d+: clusterset: no kubernetes stanza of this server block serves the "
+                 r"cluster 'north' \(they serve east, west, central.eu")
+    with pytest.raises(ConfigError, match=no_stanza):
         build(corefile(snapshots, "    clusterset cluster.all {\n clusters east north\n }\n").replace("PORT", "53"))
     with pytest.raises(ConfigError, match="clusterset: local 'north' is not among the clusters"):
         build(corefile(snapshots, "    clusterset cluster.all {\n local north\n }\n").replace("PORT", "53"))
-    with pytest.raises(ConfigError, match="clusterset: needs the clusters' `kubernetes` stanzas in the same server block"):
+    with pytest.raises(ConfigError,
+                       match="clusterset: needs the clusters' `kubernetes` stanzas in the same server block"):
         build(".:53 {\n bind 127.0.0.1\n clusterset cluster.all\n}\n")
 
 

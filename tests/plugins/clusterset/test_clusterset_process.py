@@ -16,11 +16,13 @@ pytestmark = needs_dig
 def test_serve_the_clusterset_to_dig(tmp_path: Path, snapshots: dict[str, Path]) -> None:
     port, ready_port = free_port(), free_port()
     conf = tmp_path / "Corefile"
-    conf.write_text(corefile(snapshots, ALL + MCS, extra=f"    ready 127.0.0.1:{ready_port}\n").replace("PORT", str(port)))
+    text = corefile(snapshots, ALL + MCS, extra=f"    ready 127.0.0.1:{ready_port}\n")
+    conf.write_text(text.replace("PORT", str(port)))
     with interkube_process(conf, port):
         assert short(port, "web.shop.svc.cluster.all") == ["10.96.1.10"]
         assert short(port, "api.shop.svc.cluster.all") == ["10.244.2.20"]
-        assert short(port, "_pg._tcp.db.shop.svc.cluster.all", "SRV") == ["0 100 5432 db-0.east.db.shop.svc.cluster.all."]
+        assert short(port, "_pg._tcp.db.shop.svc.cluster.all", "SRV") == [
+            "0 100 5432 db-0.east.db.shop.svc.cluster.all."]
         assert short(port, "db-0.central.eu.db.shop.svc.cluster.all") == ["10.244.3.40"]
         assert status(dig(port, "west.db.shop.svc.cluster.all")) == "NXDOMAIN"
         assert short(port, "front.mcs.svc.clusterset.local") == ["10.200.0.10"]

@@ -372,7 +372,8 @@ async def test_hosts_metrics_are_published(tmp_path) -> None:  # type: ignore[no
     from testkit.servers import free_port, in_process
 
     port = free_port()
-    core = f"example.org:{port} {{\n    bind 127.0.0.1\n    hosts {{\n        192.0.2.1 a.example.org\n        192.0.2.2 b.example.org\n    }}\n}}\n"
+    core = (f"example.org:{port} {{\n    bind 127.0.0.1\n"
+            "    hosts {\n        192.0.2.1 a.example.org\n        192.0.2.2 b.example.org\n    }\n}\n")
     async with in_process(core) as server:
         from prometheus_client import generate_latest
 

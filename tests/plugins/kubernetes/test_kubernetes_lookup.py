@@ -56,7 +56,8 @@ def test_name_servers_are_the_services_whose_endpoint_we_are(tmp_path: Path, sna
     other = Lookup(index.view(set()), ZONE, Options(local_ips=("192.0.2.53", "2001:db8::53")))
     outcome = other.answer(apex, dns.rdatatype.NS)
     assert texts(outcome.answer) == {"cluster.local. NS ns.dns.cluster.local."}
-    assert texts(outcome.additional) == {"ns.dns.cluster.local. A 192.0.2.53", "ns.dns.cluster.local. AAAA 2001:db8::53"}
+    assert texts(outcome.additional) == {"ns.dns.cluster.local. A 192.0.2.53",
+                                         "ns.dns.cluster.local. AAAA 2001:db8::53"}
     ns_dns = dns.name.from_text("ns.dns." + ZONE)
     assert texts(other.answer(ns_dns, dns.rdatatype.A).answer) == {"ns.dns.cluster.local. A 192.0.2.53"}
     assert texts(other.answer(ns_dns, dns.rdatatype.AAAA).answer) == {"ns.dns.cluster.local. AAAA 2001:db8::53"}

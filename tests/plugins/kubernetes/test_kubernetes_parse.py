@@ -103,10 +103,14 @@ def build(text: str) -> Server:
 
 
 def test_setup_errors_name_the_corefile_line_and_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=rf"<built-in default>:3: kubernetes: cannot read snapshot {tmp_path}/absent"):
-        build(f".:53 {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    snapshot {tmp_path}/absent.yaml\n  }}\n}}\n")
-    with pytest.raises(ConfigError, match=rf":3: kubernetes: cluster prod, context prod: cannot use kubeconfig {tmp_path}/kc"):
-        build(f".:53 {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    kubeconfig {tmp_path}/kc prod\n  }}\n}}\n")
+    with pytest.raises(ConfigError,
+                       match=rf"<built-in default>:3: kubernetes: cannot read snapshot {tmp_path}/absent"):
+        build(f".:53 {{\n  bind 127.0.0.1\n"
+              f"  kubernetes cluster.local {{\n    snapshot {tmp_path}/absent.yaml\n  }}\n}}\n")
+    with pytest.raises(ConfigError,
+                       match=rf":3: kubernetes: cluster prod, context prod: cannot use kubeconfig {tmp_path}/kc"):
+        build(f".:53 {{\n  bind 127.0.0.1\n"
+              f"  kubernetes cluster.local {{\n    kubeconfig {tmp_path}/kc prod\n  }}\n}}\n")
     with pytest.raises(ConfigError, match="needs a zone that is not a reverse zone"):
         build(f".:53 {{\n  kubernetes in-addr.arpa {{\n    snapshot {SAMPLE}\n  }}\n}}\n")
 

@@ -179,7 +179,8 @@ async def test_external_name(k: Running) -> None:
 
 
 async def test_pods_verified(k: Running) -> None:
-    await expect(k, "10-244-1-5.app.pod.cluster.local", "A", NOERROR, {"10-244-1-5.app.pod.cluster.local. 5 a 10.244.1.5"})
+    await expect(k, "10-244-1-5.app.pod.cluster.local", "A", NOERROR,
+                 {"10-244-1-5.app.pod.cluster.local. 5 a 10.244.1.5"})
     await expect(k, "10-244-1-6.app.pod.cluster.local", "A", NXDOMAIN)       # no such pod
     await expect(k, "10-244-1-5.default.pod.cluster.local", "A", NXDOMAIN)   # another namespace
     await expect(k, "10-244-1-99.app.pod.cluster.local", "A", NXDOMAIN)      # terminating
@@ -191,8 +192,10 @@ async def test_pods_verified(k: Running) -> None:
 
 async def test_pods_insecure_and_disabled(serve: Serve) -> None:
     insecure = await serve(corefile("pods insecure"))
-    await expect(insecure, "1-2-3-4.app.pod.cluster.local", "A", NOERROR, {"1-2-3-4.app.pod.cluster.local. 5 a 1.2.3.4"})
-    await expect(insecure, "fd00--1.app.pod.cluster.local", "AAAA", NOERROR, {"fd00--1.app.pod.cluster.local. 5 aaaa fd00::1"})
+    await expect(insecure, "1-2-3-4.app.pod.cluster.local", "A", NOERROR,
+                 {"1-2-3-4.app.pod.cluster.local. 5 a 1.2.3.4"})
+    await expect(insecure, "fd00--1.app.pod.cluster.local", "AAAA", NOERROR,
+                 {"fd00--1.app.pod.cluster.local. 5 aaaa fd00::1"})
     await expect(insecure, "not-an-ip.app.pod.cluster.local", "A", NXDOMAIN)
     await expect(insecure, "1-2-3-4.nowhere.pod.cluster.local", "A", NXDOMAIN)  # namespace unknown
     disabled = await serve(corefile())
@@ -251,7 +254,8 @@ async def test_endpoint_pod_names(serve: Serve) -> None:
     await expect(k, "web-7d9f.hl.app.svc.cluster.local", "A", NOERROR, {f"web-7d9f.hl.app.{Z} 5 a 10.244.1.11"})
     await expect(k, "pet-0.hl.app.svc.cluster.local", "A", NOERROR)  # a hostname still wins
     await expect(k, "10-244-1-11.hl.app.svc.cluster.local", "A", NXDOMAIN)
-    await expect(k, "11.1.244.10.in-addr.arpa", "PTR", NOERROR, {f"11.1.244.10.in-addr.arpa. 5 ptr web-7d9f.hl.app.{Z}"})
+    await expect(k, "11.1.244.10.in-addr.arpa", "PTR", NOERROR,
+                 {f"11.1.244.10.in-addr.arpa. 5 ptr web-7d9f.hl.app.{Z}"})
     # An endpoint without a pod keeps its dashed address.
     await expect(k, "10-244-4-1.hl-noports.app.svc.cluster.local", "A", NXDOMAIN)  # it has a hostname
 

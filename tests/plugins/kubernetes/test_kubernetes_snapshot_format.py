@@ -24,7 +24,8 @@ def kubectl_get(kube: FakeKube, kubeconfig: Path, output: str) -> str:
 def index_summary(path: Path) -> dict[str, Any]:
     source = SnapshotSource((str(path),), Filters(pods=True))
     index = source.load(Cluster("c", source))
-    return {"counts": index.counts(), "services": sorted((s.namespace, s.name, s.cluster_ips) for s in index.services())}
+    services = sorted((s.namespace, s.name, s.cluster_ips) for s in index.services())
+    return {"counts": index.counts(), "services": services}
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -216,7 +216,8 @@ async def test_a_dropped_query_is_logged_and_stays_dropped(serve: Serve, tmp_pat
     fail on the empty answer, and the failure was answered with SERVFAIL)."""
     hosts = tmp_path / "hosts"
     hosts.write_text("192.0.2.1 www.example.org\n")
-    running = await serve(f"example.org:PORT {{\n bind {LOOPBACK}\n log . \"{{remote}} {{rcode}} {{>rflags}} {{rsize}}\"\n"
+    running = await serve(f"example.org:PORT {{\n bind {LOOPBACK}\n"
+                          ' log . "{remote} {rcode} {>rflags} {rsize}"\n'
                           f" acl {{\n  drop net 127.0.0.3\n }}\n hosts {hosts}\n}}\n")
     wire = dns.message.make_query("www.example.org", "A").to_wire()
     assert await nothing_comes_back_from("127.0.0.3", running.port, wire, tcp=False)

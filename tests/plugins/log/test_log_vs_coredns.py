@@ -199,7 +199,8 @@ QUERIES: list[Ask] = [
       for cls in ("success", "denial", "error", "all")),
     Ask("expired.success.up.test"), Ask("expired.error.up.test", edns=0),
     Ask("www.fwd.test"), Ask("www.fwd.test", "AAAA", tcp=True),
-    Ask("www.v6.test", "AAAA", host="::1", source="::1"), Ask("www.v6.test", "AAAA", host="::1", source="::1", tcp=True),
+    Ask("www.v6.test", "AAAA", host="::1", source="::1"),
+    Ask("www.v6.test", "AAAA", host="::1", source="::1", tcp=True),
 ]
 #: Sent last, always logged by both: once its line is in both logs, every line is.
 MARKER = Ask("a.common.test", "TXT")
@@ -271,7 +272,7 @@ def servers(coredns_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 async def test_the_same_lines_as_coredns(servers: Pair) -> None:
     ids = range(FIRST_ID, FIRST_ID + len(QUERIES) + 1)
-    for qid, a in zip(ids, [*QUERIES, MARKER]):
+    for qid, a in zip(ids, [*QUERIES, MARKER], strict=True):
         theirs = await ask(servers.coredns.port, qid, a)
         ours = await ask(servers.port, qid, a)
         assert (theirs is None) == (ours is None) == a.dropped, a

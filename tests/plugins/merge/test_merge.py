@@ -32,7 +32,8 @@ from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, interkube_process, stop_process
 from testkit.waiting import until
 
-SOA = "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n"
+SOA = ("@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {neg}\n"
+       "@ 30 IN NS ns.dns\nns.dns 30 IN A 127.0.0.1\n")
 ZONES = {
     "east": SOA.format(neg=20) + """
 web.shop.svc 30 IN A 10.1.0.10

@@ -40,10 +40,13 @@ async def test_metrics_move_with_queries(example_upstream: FakeUpstream) -> None
     server = f'server="dns://127.0.0.1:{port}"'
     req = samples(text, "interkube_dns_requests_total")
     assert req[f'interkube_dns_requests_total{{family="1",proto="udp",{server},type="A",view="",zone="example."}}'] == 3
-    assert req[f'interkube_dns_requests_total{{family="1",proto="tcp",{server},type="AAAA",view="",zone="example."}}'] == 1
+    assert req[f'interkube_dns_requests_total{{family="1",proto="tcp",{server},type="AAAA",view="",'
+               'zone="example."}'] == 1
     resp = samples(text, "interkube_dns_responses_total")
-    assert resp[f'interkube_dns_responses_total{{plugin="forward",rcode="NOERROR",{server},view="",zone="example."}}'] == 3
-    assert resp[f'interkube_dns_responses_total{{plugin="forward",rcode="NXDOMAIN",{server},view="",zone="example."}}'] == 1
+    assert resp[f'interkube_dns_responses_total{{plugin="forward",rcode="NOERROR",{server},view="",'
+                'zone="example."}'] == 3
+    assert resp[f'interkube_dns_responses_total{{plugin="forward",rcode="NXDOMAIN",{server},view="",'
+                'zone="example."}'] == 1
     dur = samples(text, "interkube_dns_request_duration_seconds_count")
     assert sum(dur.values()) == 4
     assert 'le="+Inf"' in text and "interkube_dns_request_size_bytes_bucket" in text
@@ -88,7 +91,8 @@ def test_c_tally_counts_exactly_as_the_python_path() -> None:
     for _ in range(3):
         req.started = time.monotonic()
         assert store_mod._tally(store.by_route, store.plugins, req, resp)
-    [(key, entry)] = store.by_name[("dns://127.0.0.1:53", "example.")].items()
-    assert list(entry)[0] == 4 and list(entry)[2] == 4 * len(wire) and list(entry)[3] == 4 * len(resp)
+    [entry] = store.by_name[("dns://127.0.0.1:53", "example.")].values()
+    counts = list(entry)
+    assert counts[0] == 4 and counts[2] == 4 * len(wire) and counts[3] == 4 * len(resp)
     [row] = list(store._entries())
     assert row[:7] == ("dns://127.0.0.1:53", "example.", "tcp", "2", "AAAA", "NOERROR", "file")

@@ -34,7 +34,8 @@ CASES = {
                          reason="the server's certificate is not signed by a CA we trust"),
     "expired certificate": Case(server_cert="server-expired", reason="the server's certificate has expired"),
     "missing client certificate": Case(
-        client_cert=None, reason="the server requires a client certificate and we sent none (TLS alert certificate_required)",
+        client_cert=None,
+        reason="the server requires a client certificate and we sent none (TLS alert certificate_required)",
         server_reason="the client sent no certificate and client_auth requires one"),
     "untrusted client certificate": Case(
         client_cert="client-other", reason="the server does not trust the CA that signed our client certificate",

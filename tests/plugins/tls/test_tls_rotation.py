@@ -149,7 +149,7 @@ async def test_a_broken_rotation_keeps_the_old_certificate_and_logs_once(pki: Pk
 
 async def test_an_unreadable_file_keeps_the_old_certificate(pki: Pki, upstream: FakeUpstream,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    async with dot_server(pki, upstream) as (server, port):
+    async with dot_server(pki, upstream) as (_, port):
         pki.key("server").unlink()
         await until(lambda: any("cannot read" in m for m in messages(caplog, "interkube.plugin.tls")),
                          "the warning")
