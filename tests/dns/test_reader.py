@@ -27,6 +27,8 @@ from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import admissible, parse_query
 from interkube.errors import InterkubeError, MalformedMessage
 
+from dns_responses import LABELS, Record, any_records, names, response, three_sections
+
 # dnspython refuses with these (FormError and its kin are DNSExceptions; a bad option's
 # ValueError, a bad label's UnicodeError come through from its rdata and name readers).
 DNSPYTHON_REFUSALS = (dns.exception.DNSException, ValueError, IndexError, UnicodeError, struct.error)
@@ -121,31 +123,8 @@ def test_opt_and_tsig_placement() -> None:
 
 # -- against dnspython: valid messages ----------------------------------------------------------
 
-LABELS = st.sampled_from(["web", "Web", "WEB", "web-0", "shop", "svc", "x", "a" * 40, "_http", "_tcp"])
-NAMES = st.lists(LABELS, min_size=0, max_size=4).map(lambda ls: ".".join([*ls, "cluster.local."]))
-RDATA = {
-    "A": st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.7"]),
-    "AAAA": st.sampled_from(["fd00::1", "2001:db8::7"]),
-    "TXT": st.sampled_from(['"x"', '"hello world"', '"a" "b"']),
-    "CNAME": NAMES, "NS": NAMES, "PTR": NAMES,
-    "MX": st.builds(lambda p, n: f"{p} {n}", st.integers(0, 0xFFFF), NAMES),
-    "SRV": st.builds(lambda p, w, port, n: f"{p} {w} {port} {n}", st.integers(0, 9), st.integers(0, 99),
-                     st.integers(0, 0xFFFF), NAMES),
-    "SOA": st.builds(lambda m, r, n: f"{m} {r} 1 7200 1800 86400 {n}", NAMES, NAMES, st.integers(0, 2**31)),
-}
-RECORDS = st.sampled_from(sorted(RDATA)).flatmap(
-    lambda t: st.tuples(NAMES, st.integers(0, 2**32 - 1), st.just(t), RDATA[t]))
-SECTIONS = st.lists(st.lists(RECORDS, max_size=4), min_size=3, max_size=3)
-
-
-def build(question: str, sections: list[list[tuple[str, int, str, str]]], edns: bool) -> bytes:
-    """A response as dnspython writes it (names compressed wherever it can)."""
-    q = dns.message.make_query(question, "A", use_edns=0 if edns else False)
-    m = dns.message.make_response(q)
-    for section, records in zip((m.answer, m.authority, m.additional), sections):
-        for name, ttl, rdtype, text in records:
-            section.append(dns.rrset.from_text(name, ttl, "IN", rdtype, text))
-    return m.to_wire()
+NAMES = names([*LABELS, "_http", "_tcp"])
+SECTIONS = three_sections(any_records(NAMES, max_ttl=2**32 - 1, dname=False))
 
 
 def walk_all(wire: bytes) -> tuple[Walk, list[reader.RecordAt]]:
@@ -176,7 +155,7 @@ def assert_agrees(wire: bytes, walked: Walk, records: list[reader.RecordAt], the
         rrset = rebuilt[section].setdefault(key, dns.rrset.RRset(name, rclass, rtype, rd.covers()))
         rrset.add(rd, 0 if ttl > 0x7FFFFFFF else ttl)  # RFC 2181 section 8, as dnspython reads it
     assert offset == walked.end == len(wire)
-    for mine, their_section in zip(rebuilt, (theirs.answer, theirs.authority, theirs.additional)):
+    for mine, their_section in zip(rebuilt, (theirs.answer, theirs.authority, theirs.additional), strict=True):
         assert list(mine.values()) == their_section
         assert [r.ttl for r in mine.values()] == [r.ttl for r in their_section]
     assert (opt is None) == (theirs.opt is None)
@@ -186,9 +165,9 @@ def assert_agrees(wire: bytes, walked: Walk, records: list[reader.RecordAt], the
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(NAMES, SECTIONS, st.booleans())
-def test_valid_messages_read_as_dnspython_reads_them(question: str, sections: list[list[tuple[str, int, str, str]]],
+def test_valid_messages_read_as_dnspython_reads_them(question: str, sections: list[list[Record]],
                                                      edns: bool) -> None:
-    wire = build(question, sections, edns)
+    wire = response(question, sections, edns).to_wire()
     walked, records = walk_all(wire)
     assert_agrees(wire, walked, records, dns.message.from_wire(wire))
 
@@ -270,9 +249,9 @@ def complete(wire: bytes) -> tuple[Walk, list[reader.RecordAt]] | None:
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(NAMES, SECTIONS, st.booleans(), st.sampled_from(sorted(CORRUPTIONS)), st.data())
 def test_corrupted_messages_are_refused_where_dnspython_refuses_them(
-        question: str, sections: list[list[tuple[str, int, str, str]]], edns: bool, corruption: str,
+        question: str, sections: list[list[Record]], edns: bool, corruption: str,
         data: st.DataObject) -> None:
-    wire = CORRUPTIONS[corruption](build(question, sections, edns), data)
+    wire = CORRUPTIONS[corruption](response(question, sections, edns).to_wire(), data)
     try:
         theirs: dns.message.Message | None = dns.message.from_wire(wire)
     except DNSPYTHON_REFUSALS:

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from interkube.dns import records as rr
 
+from dns_responses import Record, any_records, names, response, three_sections
+
 QNAME = b"\x03web\x04shop\x03svc\x07cluster\x05local\x00"
 HEADER = struct.pack("!HHHHHH", 1, 0x8180, 1, 0, 0, 0)
 
@@ -127,7 +129,8 @@ COMPRESSED = {
     "DNAME": b"\x05other" + CLUSTER_LOCAL,
     "MX": b"\x00\x0a\x04mail\xc0\x10",
     "SRV": b"\x00\x00\x00\x32\x00\x50\x05web-0\xc0\x0c",
-    "SOA": b"\x02ns\x03dns" + CLUSTER_LOCAL + b"\x0ahostmaster" + CLUSTER_LOCAL + struct.pack("!5I", 1, 7200, 1800, 86400, 20),
+    "SOA": (b"\x02ns\x03dns" + CLUSTER_LOCAL + b"\x0ahostmaster" + CLUSTER_LOCAL
+            + struct.pack("!5I", 1, 7200, 1800, 86400, 20)),
 }
 
 
@@ -234,33 +237,12 @@ def test_writer() -> None:
 
 # -- against dnspython ----------------------------------------------------------------------
 
-LABELS = st.sampled_from(["web", "Web", "WEB", "web-0", "shop", "svc", "x", "a" * 40])
-NAMES = st.lists(LABELS, min_size=0, max_size=4).map(lambda ls: ".".join([*ls, "cluster.local."]))
-RDATA = {
-    "A": st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.7"]),
-    "AAAA": st.sampled_from(["fd00::1", "2001:db8::7"]),
-    "TXT": st.sampled_from(['"x"', '"hello world"', '"a" "b"']),
-    "CNAME": NAMES, "NS": NAMES, "PTR": NAMES, "DNAME": NAMES,
-    "MX": st.builds(lambda p, n: f"{p} {n}", st.integers(0, 0xFFFF), NAMES),
-    "SRV": st.builds(lambda p, w, port, n: f"{p} {w} {port} {n}", st.integers(0, 9), st.integers(0, 99),
-                     st.integers(0, 0xFFFF), NAMES),
-    "SOA": st.builds(lambda m, r, n: f"{m} {r} 1 7200 1800 86400 {n}", NAMES, NAMES, st.integers(0, 2**31)),
-}
-RECORDS = st.sampled_from(sorted(RDATA)).flatmap(
-    lambda t: st.tuples(NAMES, st.integers(0, 2**31 - 1), st.just(t), RDATA[t]))
+NAMES = names()
+RECORDS = any_records(NAMES, max_ttl=2**31 - 1, dname=True)
 
 
 #: Types whose whole rdata this reader checks as dnspython does.
 CHECKED_TYPES = {rr.TYPE_A, rr.TYPE_AAAA, rr.TYPE_CNAME, rr.TYPE_NS, rr.TYPE_PTR, rr.TYPE_MX, rr.TYPE_SRV, rr.TYPE_SOA}
-
-
-def build(question: str, sections: list[list[tuple[str, int, str, str]]], edns: bool) -> dns.message.Message:
-    q = dns.message.make_query(question, "A", use_edns=0 if edns else False)
-    m = dns.message.make_response(q)
-    for section, records in zip((m.answer, m.authority, m.additional), sections):
-        for name, ttl, rdtype, text in records:
-            section.append(dns.rrset.from_text(name, ttl, "IN", rdtype, text))
-    return m
 
 
 def records_of(section: list[dns.rrset.RRset]) -> list[tuple[bytes, int, int, int, bytes]]:
@@ -269,10 +251,10 @@ def records_of(section: list[dns.rrset.RRset]) -> list[tuple[bytes, int, int, in
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(NAMES, st.lists(st.lists(RECORDS, max_size=4), min_size=3, max_size=3), st.booleans())
-def test_reads_what_dnspython_reads(question: str, sections: list[list[tuple[str, int, str, str]]],
+@given(NAMES, three_sections(RECORDS), st.booleans())
+def test_reads_what_dnspython_reads(question: str, sections: list[list[Record]],
                                     edns: bool) -> None:
-    sent = build(question, sections, edns)
+    sent = response(question, sections, edns)
     wire = sent.to_wire()  # compressed by dnspython
     got = dns.message.from_wire(wire)
     m = rr.read_message(wire)
@@ -294,9 +276,9 @@ def test_reads_what_dnspython_reads(question: str, sections: list[list[tuple[str
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(NAMES, st.lists(RECORDS, min_size=1, max_size=4), st.integers(12, 400), st.binary(min_size=1, max_size=3))
 def test_mangled_messages_are_malformed_exactly_when_dnspython_refuses_them(
-        question: str, records: list[tuple[str, int, str, str]], where: int, junk: bytes) -> None:
+        question: str, records: list[Record], where: int, junk: bytes) -> None:
     """Never an exception but Malformed, and the same verdict as dnspython where both check."""
-    wire = build(question, [records, [], []], False).to_wire()
+    wire = response(question, [records, [], []], False).to_wire()
     where = min(where, len(wire) - 1)
     mangled = wire[:where] + junk + wire[where + len(junk):]
     try:
