@@ -20,12 +20,13 @@ import dns.rcode
 import pytest
 
 from interkube.dns.reader import REASON_ECS, REASON_OPT, REASON_OPTION
+from interkube.pkg.framing import frame
 from interkube.plugin.metrics import MALFORMED_QUERIES
 from interkube.server import dispatch
 from interkube.server.dispatch import RateLimitedLog
 from interkube.server.main import builtin_default
 from testkit.dig import dig, needs_dig, status
-from testkit.servers import LOOPBACK, aquery, free_port, http_get, in_process
+from testkit.servers import LOOPBACK, aquery, free_port, http_get, in_process, read_frame
 
 #: A name answered from memory (clusterset over two kubernetes snapshots) and two forwarded ones
 #: (to the default's local and remote "cluster DNS" blocks).
@@ -79,9 +80,8 @@ async def udp(port: int, wire: bytes) -> bytes:
 async def tcp(port: int, wire: bytes) -> bytes:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
-        writer.write(struct.pack("!H", len(wire)) + wire)
-        length = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 3.0))[0]
-        return await asyncio.wait_for(reader.readexactly(length), 3.0)
+        writer.write(frame(wire))
+        return await read_frame(reader, 3.0)
     finally:
         writer.close()
 
