@@ -32,20 +32,26 @@ ADDRESS = "10.1.17.231"
 
 def _pki() -> dict[str, certs.Issued]:
     now = datetime.datetime.now(datetime.UTC)
-    past = {"not_before": now - datetime.timedelta(days=30), "not_after": now - datetime.timedelta(days=1)}
+    # An expired certificate's validity: a month ago until yesterday.
+    began, ended = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
     ca = certs.create_ca("test CA")
     other = certs.create_ca("untrusted CA")
-    server_names = {"dns_names": [SERVER_NAME, f"*.{ZONE}"], "ip_addresses": [LOOPBACK]}
+
+    def server(signer: certs.Issued, *, expired: bool = False) -> certs.Issued:
+        return certs.issue(signer, SERVER_NAME, dns_names=[SERVER_NAME, f"*.{ZONE}"], ip_addresses=[LOOPBACK],
+                           not_before=began if expired else None, not_after=ended if expired else None)
+
     return {
         "ca": ca,
         "other-ca": other,
-        "server": certs.issue(ca, SERVER_NAME, **server_names),
-        "server2": certs.issue(ca, SERVER_NAME, **server_names),          # the rotation's successor
-        "server-expired": certs.issue(ca, SERVER_NAME, **server_names, **past),
-        "server-other": certs.issue(other, SERVER_NAME, **server_names),
+        "server": server(ca),
+        "server2": server(ca),          # the rotation's successor
+        "server-expired": server(ca, expired=True),
+        "server-other": server(other),
         "client": certs.issue(ca, "dns-client.local", dns_names=["dns-client.local"], server=False, client=True),
         "client-other": certs.issue(other, "dns-client.local", server=False, client=True),
-        "client-expired": certs.issue(ca, "dns-client.local", server=False, client=True, **past),
+        "client-expired": certs.issue(ca, "dns-client.local", server=False, client=True,
+                                      not_before=began, not_after=ended),
     }
 
 

@@ -106,22 +106,33 @@ def _json(data: Any) -> web.Response:
     return web.Response(body=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
 
 
-def _label_matcher(selector: str) -> Callable[[Mapping[str, str]], bool]:
+LabelTest = Callable[[Mapping[str, str]], bool]
+
+
+def _label_is(key: str, value: str, want: bool) -> LabelTest:
+    return lambda labels: (labels.get(key) == value) == want
+
+
+def _label_present(key: str, want: bool) -> LabelTest:
+    return lambda labels: (key in labels) == want
+
+
+def _label_matcher(selector: str) -> LabelTest:
     """Equality-based selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``, joined by commas."""
-    tests: list[Callable[[Mapping[str, str]], bool]] = []
+    tests: list[LabelTest] = []
     for term in filter(None, (t.strip() for t in selector.split(","))):
         if "!=" in term:
             key, value = (p.strip() for p in term.split("!=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+            tests.append(_label_is(key, value, False))
         elif "=" in term:
             key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            tests.append(_label_is(key, value, True))
         elif term.startswith("!"):
-            tests.append(lambda labels, k=term[1:].strip(): k not in labels)
+            tests.append(_label_present(term[1:].strip(), False))
         elif " in " in term or " notin " in term:
             raise ValueError(f"set-based selector {term!r} is not supported by this fake")
         else:
-            tests.append(lambda labels, k=term: k in labels)
+            tests.append(_label_present(term, True))
     return lambda labels: all(test(labels) for test in tests)
 
 
@@ -381,7 +392,7 @@ class FakeKube:
 
     # --- resources -----------------------------------------------------------------------
 
-    async def _resource(self, request: web.Request) -> web.Response:
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
         group = request.match_info.get("group", "")
         version = request.match_info["version"]
         group_version = f"{group}/{version}" if group else version

@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import dns.flags
 import dns.message
@@ -28,7 +29,7 @@ class Behaviour:
 
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (name, type) -> rdata
     ttl: int = 30
-    rcode: int | None = None            # force this rcode (e.g. dns.rcode.NXDOMAIN)
+    rcode: dns.rcode.Rcode | None = None  # force this rcode (e.g. dns.rcode.NXDOMAIN)
     delay: float = 0.0                  # seconds before answering
     gate: asyncio.Event | None = None   # answers wait until it is set (in flight until the test says)
     silent: bool = False                # never answer
@@ -101,22 +102,25 @@ class FakeUpstream:
 
         class Udp(asyncio.DatagramProtocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
+                self.transport = cast(asyncio.DatagramTransport, transport)  # what a datagram endpoint gets
 
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                fake._spawn(fake._respond(data, "udp", lambda b: self.transport.sendto(b, addr)))  # type: ignore[attr-defined]
+                fake._spawn(fake._respond(data, "udp", lambda b: self.transport.sendto(b, addr)))
 
         class Tcp(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
+                self.transport = cast(asyncio.Transport, transport)  # what a stream server gets
                 self.frames = FrameReader()
                 fake.tcp_connections += 1
 
             def data_received(self, data: bytes) -> None:
                 self.frames.feed(data)
                 for msg in self.frames.take():
-                    t = self.transport
-                    fake._spawn(fake._respond(msg, "tcp", lambda b, t=t: t.is_closing() or t.write(frame(b))))  # type: ignore[attr-defined]
+                    fake._spawn(fake._respond(msg, "tcp", self.send))
+
+            def send(self, answer: bytes) -> None:
+                if not self.transport.is_closing():
+                    self.transport.write(frame(answer))
 
         self._tcp = await loop.create_server(Tcp, self.host, self.port)
         self.port = self._tcp.sockets[0].getsockname()[1]

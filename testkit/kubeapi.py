@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import ipaddress
 import json
 import ssl
@@ -360,10 +361,12 @@ class KubeAPI:
                         raise
         finally:
             client.close()
+
+        def served(plural: str) -> bool:
+            return self.http().get(f"/apis/{MCS_GROUP}/{MCS_VERSION}/{plural}").status_code == 200
+
         for plural in ("serviceexports", "serviceimports"):
-            self._wait(lambda: self.http().get(
-                f"/apis/{MCS_GROUP}/{MCS_VERSION}/{plural}").status_code == 200,
-                timeout, f"{plural} served")
+            self._wait(functools.partial(served, plural), timeout, f"{plural} served")
 
     def restricted_kubeconfig(self, user: str,
                               rules: Sequence[Mapping[str, Any]] | None = None,
@@ -377,7 +380,7 @@ class KubeAPI:
             rules = [{"apiGroups": [""], "resources": ["services"],
                       "verbs": ["get", "list", "watch"]}]
         cert, key = self.pki.issue(user)
-        pair = self._write_pair(f"user-{user}", cert, key)
+        self._write_pair(f"user-{user}", cert, key)  # beside the admin's (the kubeconfig embeds them)
         role = f"interkube-test:{user}"
         client = self.client()
         try:

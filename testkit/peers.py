@@ -143,7 +143,7 @@ class PeerFailed(RuntimeError):
 class PeerProcess:
     """One child process started by the tests: logged to a file, stopped by its PID."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+    def __init__(self, name: str, argv: Sequence[str | Path], log_path: Path,
                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]

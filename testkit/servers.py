@@ -1,7 +1,7 @@
 """Starting DNS servers for tests: interkube in-process or as a process, dnsmasq and unbound.
 
 Everything binds to loopback and every process is stopped by its PID. Used by the project's own
-tests and benchmarks; kept in the package so that users' tests can reuse it.
+tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -14,16 +14,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import dns.message
 import dns.query
+import dns.rdatatype
 
 from testkit.processes import stop_process
 from testkit.waiting import NeverHappened, wait_until
 
 LOOPBACK = "127.0.0.1"
+
+#: What each process started here prints (stdout and stderr), for process_output.
+_OUTPUT: weakref.WeakKeyDictionary[subprocess.Popen[bytes], IO[bytes]] = weakref.WeakKeyDictionary()
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -31,7 +37,7 @@ def free_port(host: str = LOOPBACK) -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as t:
             t.bind((host, 0))
-            port = t.getsockname()[1]
+            port: int = t.getsockname()[1]
             with socket.socket(t.family, socket.SOCK_DGRAM) as u:
                 try:
                     u.bind((host, port))
@@ -42,9 +48,9 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def query(name: str, rdtype: str | int = "A", port: int = 53, host: str = LOOPBACK, *,
-          tcp: bool = False, timeout: float = 3.0, **make_kwargs) -> dns.message.Message:  # type: ignore[no-untyped-def]
+          tcp: bool = False, timeout: float = 3.0, **make_kwargs: Any) -> dns.message.Message:
     """Send one query with dnspython and return the response."""
-    q = dns.message.make_query(name, rdtype, **make_kwargs)
+    q = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), **make_kwargs)
     if tcp:
         return dns.query.tcp(q, host, port=port, timeout=timeout)
     return dns.query.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
@@ -74,7 +80,7 @@ def wait_listening(port: int, host: str = LOOPBACK, timeout: float = 15.0,
         return True
 
     def what() -> str:
-        said = f"; it printed:\n{process_output(proc)}" if proc is not None and hasattr(proc, "log") else ""
+        said = f"; it printed:\n{process_output(proc)}" if proc is not None and proc in _OUTPUT else ""
         return f"a listener on {host}:{port}{said}"
 
     wait_until(connects, what, timeout, ignoring=(OSError,),
@@ -94,7 +100,7 @@ def interkube_process(corefile: str | Path | None, port: int, *, env: dict[str, 
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                             env={**os.environ, **(env or {})})
-    proc.log = log  # type: ignore[attr-defined]
+    _OUTPUT[proc] = log
     try:
         if wait:
             wait_for_dns(port, proc=proc)
@@ -105,7 +111,7 @@ def interkube_process(corefile: str | Path | None, port: int, *, env: dict[str, 
 
 def process_output(proc: subprocess.Popen[bytes]) -> str:
     """What a process started by this module has printed so far."""
-    log = proc.log  # type: ignore[attr-defined]
+    log = _OUTPUT[proc]
     log.flush()
     log.seek(0)
     return log.read().decode(errors="replace")
@@ -130,7 +136,7 @@ def dnsmasq(port: int, records: dict[str, list[str]] | None = None, *,
     args.extend(extra)
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    proc.log = log  # type: ignore[attr-defined]
+    _OUTPUT[proc] = log
     try:
         wait_for_dns(port, proc=proc)
         yield proc
@@ -200,11 +206,11 @@ async def in_process(corefile_text: str, *, name: str | None = None,
 
 
 async def aquery(name: str, rdtype: str | int = "A", port: int = 53, host: str = LOOPBACK, *,
-                 tcp: bool = False, timeout: float = 3.0, **make_kwargs) -> dns.message.Message:  # type: ignore[no-untyped-def]
+                 tcp: bool = False, timeout: float = 3.0, **make_kwargs: Any) -> dns.message.Message:
     """Async form of :func:`query` (for tests that run the server in the same loop)."""
     import dns.asyncquery
 
-    q = dns.message.make_query(name, rdtype, **make_kwargs)
+    q = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), **make_kwargs)
     if tcp:
         return await dns.asyncquery.tcp(q, host, port=port, timeout=timeout)
     return await dns.asyncquery.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
