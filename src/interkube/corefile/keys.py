@@ -71,8 +71,13 @@ def parse_key(tok: Token, dns_port: int | None = None) -> list[ZoneAddr]:
     colon = text.rfind(":")
     if colon == len(text) - 1:
         raise tok.error(f"expected a port after the last colon in {tok.text!r}")
-    if colon != -1 and text[colon + 1:].isdigit():
-        port = int(text[colon + 1:])
+    # What follows the last colon is a port, unless it holds the mask of an IPv6 CIDR key
+    # (fd00::/64): `.:53x` is a port typo, not a zone named ".:53x".
+    if colon != -1 and "/" not in text[colon + 1:]:
+        digits = text[colon + 1:]
+        if not (digits.isascii() and digits.isdigit()):
+            raise tok.error(f"invalid port {digits!r} in server key {tok.text!r}")
+        port = int(digits)
         text = text[:colon]
         if not 0 < port < 65536:
             raise tok.error(f"port {port} is out of range")

@@ -31,6 +31,21 @@ class Token:
         return ConfigError(message, self.file, self.line)
 
 
+def decode(data: bytes, file: str) -> str:
+    """A Corefile's bytes as text.
+
+    Raises ConfigError naming the line of the first byte that is not UTF-8, so that a stray
+    Latin-1 character pasted into a large file can be found.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.end]
+        shown = " ".join(f"0x{b:02x}" for b in bad)
+        raise ConfigError(f"not UTF-8 text: {exc.reason} ({shown})", file, line) from None
+
+
 def tokenize(text: str, file: str) -> list[Token]:
     """Split Corefile text into tokens.
 

@@ -17,13 +17,16 @@ the Corefile and the files it imports; it never looks at what a directive means.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from interkube.corefile.lexer import Token, tokenize
+from interkube.corefile.lexer import Token, decode, tokenize
 from interkube.errors import ConfigError
+
+log = logging.getLogger("interkube.corefile")
 
 #: How deep imports may nest before we call it a cycle (Caddy uses the same bound).
 MAX_IMPORT_DEPTH = 10
@@ -68,6 +71,8 @@ class ServerBlock:
 @dataclass
 class _Expander:
     env: Mapping[str, str]
+    #: Log warnings (an import glob that matches nothing); off when only a digest is wanted.
+    warn: bool = True
     snippets: dict[str, list[Token]] = field(default_factory=dict)
 
     def substitute(self, tok: Token) -> Token:
@@ -129,7 +134,11 @@ class _Expander:
         base = os.path.dirname(os.path.abspath(arg.file)) if os.path.exists(arg.file) else os.getcwd()
         pattern = name if os.path.isabs(name) else os.path.join(base, name)
         if glob.has_magic(pattern):
-            paths = sorted(glob.glob(pattern))  # a glob that matches nothing is allowed, as in CoreDNS
+            paths = sorted(glob.glob(pattern))
+            if not paths and self.warn:
+                # Allowed, as in CoreDNS (an optional conf.d), but said with CoreDNS's words: a
+                # typo in the pattern would otherwise drop a whole block without a trace.
+                log.warning("%s: No files matching import glob pattern: %s", arg.where, name)
         else:
             if not os.path.exists(pattern):
                 raise arg.error(f"import: no snippet named {name!r} and no file {pattern}")
@@ -144,15 +153,13 @@ class _Expander:
 
     def load(self, path: str, cause: Token | None) -> list[Token]:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError as exc:
             if cause is not None:
                 raise cause.error(f"import: cannot read {path}: {exc.strerror}") from exc
             raise ConfigError(f"cannot read Corefile: {exc.strerror}", path) from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"not UTF-8 text: {exc.reason}", path) from exc
-        return [self.substitute(t) for t in tokenize(text, path)]
+        return [self.substitute(t) for t in tokenize(decode(data, path), path)]
 
 
 def _same_line(a: Token, b: Token) -> bool:
@@ -261,9 +268,13 @@ class _BlockParser:
         return Directive(name, tuple(args))
 
 
-def parse_text(text: str, file: str = "Corefile", env: Mapping[str, str] | None = None) -> list[ServerBlock]:
-    """Parse Corefile text; ``file`` names it in errors and anchors relative imports."""
-    expander = _Expander(os.environ if env is None else env)
+def parse_text(text: str, file: str = "Corefile", env: Mapping[str, str] | None = None, *,
+               warn: bool = True) -> list[ServerBlock]:
+    """Parse Corefile text; ``file`` names it in errors and anchors relative imports.
+
+    ``warn`` False keeps warnings out of the log (for a digest computed on every reload check).
+    """
+    expander = _Expander(os.environ if env is None else env, warn)
     tokens = [expander.substitute(t) for t in tokenize(text, file)]
     chain = (os.path.realpath(file),) if os.path.exists(file) else ()
     flat = expander.expand(tokens, 0, chain)
@@ -272,9 +283,9 @@ def parse_text(text: str, file: str = "Corefile", env: Mapping[str, str] | None 
     return _BlockParser(flat).server_blocks()
 
 
-def parse_file(path: str, env: Mapping[str, str] | None = None) -> list[ServerBlock]:
-    """Read and parse a Corefile from disk."""
-    expander = _Expander(os.environ if env is None else env)
+def parse_file(path: str, env: Mapping[str, str] | None = None, *, warn: bool = True) -> list[ServerBlock]:
+    """Read and parse a Corefile from disk (``warn`` as for :func:`parse_text`)."""
+    expander = _Expander(os.environ if env is None else env, warn)
     tokens = expander.load(path, None)
     flat = expander.expand(tokens, 0, (os.path.realpath(path),))
     if not flat:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from interkube import __version__
 from interkube.corefile.parser import Directive, ServerBlock, parse_file, parse_text
 from interkube.errors import InterkubeError
 from interkube.plugin.services import Services
+from interkube.server import limits
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
 from interkube.server.workers import WorkerContext, run_workers
@@ -36,10 +37,10 @@ class CorefileSource:
     def name(self) -> str:
         return self.path or "<built-in default>"
 
-    def parse(self) -> list[ServerBlock]:
+    def parse(self, warn: bool = True) -> list[ServerBlock]:
         if self.path is not None:
-            return parse_file(self.path)
-        return parse_text(self.text or "", self.name)
+            return parse_file(self.path, warn=warn)
+        return parse_text(self.text or "", self.name, warn=warn)
 
 
 def default_dir() -> Path:
@@ -92,9 +93,11 @@ class Server:
 
     def __post_init__(self) -> None:
         self.services.worker = self.worker
+        # The TCP and TLS connections' counts (closed by reason, open now): one table per process.
+        self.services.metrics.add_source(self.options.table, self.options.table.collect)
 
-    def build(self) -> Built:
-        blocks = self.source.parse()
+    def build(self, warn: bool = True) -> Built:
+        blocks = self.source.parse(warn)
         built = build(blocks, self.source.name, self.services, self.dns_port)
         built.digest = config_digest(blocks)
         return built
@@ -178,7 +181,7 @@ class Server:
         broken version is tried (and reported) once, not at every check.
         """
         try:
-            return config_digest(self.source.parse())
+            return config_digest(self.source.parse(warn=False))  # checked every few seconds: no warnings
         except InterkubeError:
             try:
                 raw = Path(self.source.path).read_bytes() if self.source.path else b""
@@ -298,15 +301,20 @@ async def serve_until_signalled(server: Server, built: Built, quiet: bool, banne
 
 def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = False,
         pidfile: str | None = None, loop: str = "auto", banner: str | None = None,
-        workers: int = 1) -> int:
+        workers: int = 1, options: ListenerOptions | None = None) -> int:
     """Serve until SIGINT/SIGTERM. Configuration errors raise before any socket is opened.
 
     With ``workers`` > 1, that many processes serve the same ports (SO_REUSEPORT); see
-    interkube.server.workers.
+    interkube.server.workers. ``options`` are the listeners' limits (serve's flags).
     """
     configure_logging(quiet)
-    server = Server(source, dns_port=dns_port)
+    options = options or ListenerOptions()
+    server = Server(source, dns_port=dns_port, options=options)
     built = server.build()  # everything is validated before any socket opens
+    # Before any socket opens (and before workers fork, which inherit it); the cap is sized from
+    # the limit this leaves.
+    before, after = limits.raise_open_files_limit()
+    log.info("%s", limits.describe(options.table, before, after))
     if pidfile:
         Path(pidfile).write_text(f"{os.getpid()}\n")
     try:
@@ -314,9 +322,10 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
             return _run_loop(serve_until_signalled(server, built, quiet, banner), loop)
 
         def one(ctx: WorkerContext) -> int:
-            server = Server(source, dns_port=dns_port, options=ListenerOptions(reuse_port=True), worker=ctx)
+            server = Server(source, dns_port=dns_port, options=replace(options, reuse_port=True), worker=ctx)
             talk = not quiet and ctx.index == 0
-            return _run_loop(serve_until_signalled(server, server.build(), not talk, banner), loop)
+            built = server.build(warn=False)  # the parent's build above has logged the warnings
+            return _run_loop(serve_until_signalled(server, built, not talk, banner), loop)
 
         return run_workers(workers, one)
     finally:
