@@ -16,18 +16,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
+import socket
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import dns.message
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.generators import Loadgen, LoadSpec
+from bench.procs import Proc, stop_all, wait_until
 from interkube.corefile.parser import parse_text
 from interkube.plugin.services import Services
 from interkube.server.dispatch import Dispatcher
 from interkube.server.listeners import Listener, UdpEndpoint
 from interkube.server.runtime import build
+from testkit.servers import free_port, query
 
 ZONE = """$ORIGIN example.org.
 @ 3600 IN SOA ns h 1 7200 3600 1209600 3600
@@ -37,16 +46,16 @@ www IN A 192.0.2.1
 """
 
 
-def handler_for(corefile: str) -> UdpEndpoint:
+def endpoint_for(corefile: str) -> UdpEndpoint:
+    """The UDP listener of ``corefile``'s one server block, on a socket nothing sends to: the
+    benchmark calls its per-datagram handler directly. Needs a running event loop."""
     built = build(parse_text(corefile), "bench", Services())
-    listener = Listener("dns", "127.0.0.1", 0, Dispatcher(next(iter(built.routes.values()))))
-    endpoint = UdpEndpoint.__new__(UdpEndpoint)  # no socket: only the per-datagram path
-    endpoint.listener = listener
-    endpoint.inflight = set()
-    endpoint.closed = False
-    endpoint.outq = []
-    endpoint._loop = asyncio.new_event_loop()
-    return endpoint
+    [chains] = built.chains.values()
+    listener = Listener("dns", "127.0.0.1", 0, Dispatcher(chains))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return UdpEndpoint(listener, sock)
 
 
 def per_query_ns(endpoint: UdpEndpoint, wire: bytes, n: int) -> float:
@@ -58,16 +67,12 @@ def per_query_ns(endpoint: UdpEndpoint, wire: bytes, n: int) -> float:
     return (time.perf_counter() - t) / n * 1e9
 
 
+def answering(port: int) -> bool:
+    return bool(query("www.example.org.", "A", port, timeout=0.3).answer)
+
+
 def end_to_end(tmp: Path, rounds: int, duration: float) -> None:
     """Closed-loop QPS of interkube with and without prometheus, from the C load generator."""
-    import statistics
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.generators import Loadgen, LoadSpec
-    from bench.procs import Proc, stop_all, wait_until
-    from testkit.servers import free_port, query
-
     queries = tmp / "queries.txt"
     queries.write_text("www.example.org A\n")
     gen = Loadgen()
@@ -81,14 +86,7 @@ def end_to_end(tmp: Path, rounds: int, duration: float) -> None:
                 core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n{extra} file {tmp}/example.db\n}}\n")
                 server = Proc(name, [sys.executable, "-m", "interkube", "serve", "-conf", str(core), "-quiet"],
                               tmp / f"{name}-{r}.log", cpus=(0,)).start()
-
-                def answers() -> bool:
-                    try:
-                        return bool(query("www.example.org.", "A", port, timeout=0.3).answer)
-                    except Exception:  # not up yet
-                        return False
-
-                wait_until(answers, 15, server, "answering")
+                wait_until(functools.partial(answering, port), 15, server, "answering")  # raising: not up yet
                 gen.run(LoadSpec(port=port, query_file=queries, duration=1.0, cpus=(1,)))  # warm up
                 result = gen.run(LoadSpec(port=port, query_file=queries, duration=duration, cpus=(1,)))
                 qps[name].append(result.qps)
@@ -104,6 +102,32 @@ def end_to_end(tmp: Path, rounds: int, duration: float) -> None:
           f"(goal <= 10%: {'met' if cost <= 0.10 else 'short'})")
 
 
+async def in_process(tmp: Path, seconds: float) -> None:
+    """The per-datagram handler's time with and without prometheus, on one core."""
+    os.sched_setaffinity(0, {0})
+    base = f"example.org:53 {{\n file {tmp}/example.db\n}}\n"
+    with_metrics = f"example.org:53 {{\n prometheus 127.0.0.1:0\n file {tmp}/example.db\n}}\n"
+    variants = {"file": endpoint_for(base), "prometheus + file": endpoint_for(with_metrics)}
+    wire = dns.message.make_query("www.example.org.", "A").to_wire()
+    for ep in variants.values():
+        assert ep.handle(wire, ("127.0.0.1", 40000))  # warm: templates built, answer served
+    best = {name: float("inf") for name in variants}
+    deadline = time.monotonic() + seconds
+    rounds = 0
+    while time.monotonic() < deadline:
+        for name, ep in variants.items():
+            best[name] = min(best[name], per_query_ns(ep, wire, 50_000))
+        rounds += 1
+    for ep in variants.values():
+        ep.close()
+    base_ns, metric_ns = best["file"], best["prometheus + file"]
+    print(f"in process (Python work only), one core, best of {rounds} interleaved rounds of 50k queries:")
+    for name, ns in best.items():
+        print(f"  {name:20s} {ns:7.0f} ns/query   {1e9 / ns:10,.0f} queries/s")
+    cost = 1 - base_ns / metric_ns
+    print(f"  prometheus adds {cost:.1%} to the Python work per query")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="time budget of the in-process part")
@@ -113,26 +137,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "example.db").write_text(ZONE)
     end_to_end(tmp, opts.rounds, opts.duration)
-    os.sched_setaffinity(0, {0})
-    base = f"example.org:53 {{\n file {tmp}/example.db\n}}\n"
-    with_metrics = f"example.org:53 {{\n prometheus 127.0.0.1:0\n file {tmp}/example.db\n}}\n"
-    variants = {"file": handler_for(base), "prometheus + file": handler_for(with_metrics)}
-    wire = dns.message.make_query("www.example.org.", "A").to_wire()
-    for ep in variants.values():
-        assert ep.handle(wire, ("127.0.0.1", 40000))  # warm: templates built, answer served
-    best = {name: float("inf") for name in variants}
-    deadline = time.monotonic() + opts.seconds
-    rounds = 0
-    while time.monotonic() < deadline:
-        for name, ep in variants.items():
-            best[name] = min(best[name], per_query_ns(ep, wire, 50_000))
-        rounds += 1
-    base_ns, metric_ns = best["file"], best["prometheus + file"]
-    print(f"in process (Python work only), one core, best of {rounds} interleaved rounds of 50k queries:")
-    for name, ns in best.items():
-        print(f"  {name:20s} {ns:7.0f} ns/query   {1e9 / ns:10,.0f} queries/s")
-    cost = 1 - base_ns / metric_ns
-    print(f"  prometheus adds {cost:.1%} to the Python work per query")
+    asyncio.run(in_process(tmp, opts.seconds))
 
 
 if __name__ == "__main__":
