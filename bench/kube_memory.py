@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script from a checkout: testkit from the repository, interkube from its src/.
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
+# Run as a script from a checkout: testkit from the repository, interkube from its src/ (inserted
+# src/ first, so the repository comes before it; ruff takes sys.path.insert calls for a bootstrap).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PODS = 150_000
 SERVICES = 8_000
@@ -95,7 +97,8 @@ def write_snapshot(path: Path) -> None:
             count = per_service + (1 if s < extra else 0)
             endpoints = []
             for _ in range(count):
-                endpoints.append({"ip": _ip(244, pod_n), "pod": f"{app}-7d9f8b6c5-{pod_n:06x}", "node": f"node-{pod_n % 500}"})
+                endpoints.append({"ip": _ip(244, pod_n), "pod": f"{app}-7d9f8b6c5-{pod_n:06x}",
+                                  "node": f"node-{pod_n % 500}"})
                 emit(_pod(pod_n, namespace, app))
                 pod_n += 1
             for k in range(0, len(endpoints), 100):

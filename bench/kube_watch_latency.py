@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script from a checkout: testkit from the repository, interkube from its src/.
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
+# Run as a script from a checkout: testkit from the repository, interkube from its src/ (inserted
+# src/ first, so the repository comes before it; ruff takes sys.path.insert calls for a bootstrap).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dns.message
 import dns.rcode

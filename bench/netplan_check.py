@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script from a checkout: testkit from the repository, interkube from its src/.
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
+# Run as a script from a checkout: testkit from the repository, interkube from its src/ (inserted
+# src/ first, so the repository comes before it; ruff takes sys.path.insert calls for a bootstrap).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interkube.netplan.parse import parse_plan
 from interkube.netplan.report import render_text
@@ -77,7 +79,7 @@ def all_pairs_overlaps(text: str) -> tuple[float, int]:
     networks += [r.network for e in plan.external for r in e.cidrs]
     t0 = time.perf_counter()
     count = sum(1 for i, a in enumerate(networks) for b in networks[i + 1:]
-                if a.version == b.version and a.overlaps(b))  # type: ignore[arg-type]
+                if a.version == b.version and a.overlaps(b))
     return time.perf_counter() - t0, count
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from testkit import waiting
 from testkit.processes import die_with_parent, log_tail, stop_process
@@ -41,7 +42,7 @@ class Proc:
     """
 
     #: Every Proc still running, so that an interrupted run can stop them all by PID.
-    live: set[Proc] = set()
+    live: ClassVar[set[Proc]] = set()
 
     def __init__(self, name: str, argv: Sequence[str | Path], log_path: Path, *,
                  cpus: Sequence[int] | None = None, env: Mapping[str, str] | None = None,

@@ -99,11 +99,19 @@ def run_load(port: int, tls: bool, ca: str, seconds: float, window: int, cpu: in
         lost = re.search(r"Queries lost:\s+(\d+)", out)
         if lost is None or int(lost.group(1)) or "NOERROR" not in out:
             raise SystemExit(f"dnsperf saw lost queries or errors:\n{out}")
-        return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        return float(_found(r"Queries per second:\s+([\d.]+)", out))
     argv = [sys.executable, __file__, "--client", str(port), "--tls" if tls else "--tcp", ca, f"{seconds:g}",
             str(window)]
     out = _run(argv, cpu, seconds)
-    return int(re.search(r"answered (\d+)", out).group(1)) / seconds  # type: ignore[union-attr]
+    return int(_found(r"answered (\d+)", out)) / seconds
+
+
+def _found(pattern: str, out: str) -> str:
+    """The first group of ``pattern`` in a load generator's output."""
+    match = re.search(pattern, out)
+    if match is None:
+        raise SystemExit(f"no {pattern!r} in the load generator's output:\n{out}")
+    return match.group(1)
 
 
 def _run(argv: list[str], cpu: int | None, seconds: float) -> str:
@@ -111,7 +119,7 @@ def _run(argv: list[str], cpu: int | None, seconds: float) -> str:
     try:
         out, _ = proc.communicate(timeout=seconds + 30)
     finally:
-        stop_process(proc)  # type: ignore[arg-type]
+        stop_process(proc)
     if proc.returncode:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{out.decode(errors='replace')}")
     return out.decode(errors="replace")
@@ -127,11 +135,16 @@ def corefile(pki: Path, tls_port: int, tcp_port: int) -> str:
             f"bench.example:{tcp_port} {{\n    bind {LOOPBACK}\n{hosts}}}\n")
 
 
+def client_main(argv: list[str]) -> int:
+    """``--client PORT --tls|--tcp CA SECONDS WINDOW``: the built-in load generator, in its own process."""
+    port, mode, ca, seconds, window = argv
+    client(int(port), mode == "--tls", ca, float(seconds), int(window))
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        port, mode, ca, seconds, window = sys.argv[2:7]
-        client(int(port), mode == "--tls", ca, float(seconds), int(window))
-        return 0
+        return client_main(sys.argv[2:7])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=4.0, help="length of one round (default 4)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per transport (default 3)")
@@ -181,10 +194,10 @@ def main() -> int:
     print(f"{'transport':<10}{'median QPS':>12}{'best QPS':>12}   server CPU per round")
     medians = {}
     for name, rounds in results.items():
-        qps = [q for q, _ in rounds]
-        medians[name] = statistics.median(qps)
+        round_qps = [q for q, _ in rounds]
+        medians[name] = statistics.median(round_qps)
         cpu = " ".join(f"{b:.0%}" for _, b in rounds)
-        print(f"{name.upper():<10}{medians[name]:>12,.0f}{max(qps):>12,.0f}   {cpu}")
+        print(f"{name.upper():<10}{medians[name]:>12,.0f}{max(round_qps):>12,.0f}   {cpu}")
     print(f"ratio TLS/TCP (medians): {medians['tls'] / medians['tcp']:.2f}")
     return 0
 

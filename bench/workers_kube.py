@@ -193,7 +193,7 @@ class Prober:
     socket's queries to one worker (the SO_REUSEPORT group's hash of the 4-tuple)."""
 
     def __init__(self, port: int, count: int = SOCKETS) -> None:
-        self.socks = []
+        self.socks: list[socket.socket] = []
         while len(self.socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((LOOPBACK, 0))
@@ -618,7 +618,7 @@ def report(results: list[Result], baselines: dict[str, Result], opts: argparse.N
         if empty is None or empty.memory_after_sync is None or r.memory_after_sync is None:
             return "-"
         return " / ".join(f"{v - e:.0f}" for v, e in zip(r.memory_after_sync.worker_rss_mib,
-                                                          empty.memory_after_sync.worker_rss_mib))
+                                                          empty.memory_after_sync.worker_rss_mib, strict=True))
 
     if baselines:
         row("RSS empty cluster MiB", lambda r: mem(baselines[f"{r.label}{r.workers}"].memory_after_sync, "workers")
@@ -724,9 +724,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {wd}")
     report(list(results.values()), baselines, opts)
     if opts.json:
-        Path(opts.json).write_text(json.dumps({"argv": sys.argv, "baselines": {k: asdict(v) for k, v in baselines.items()},
-                                               "results": [asdict(r) for r in results.values()]}, indent=1,
-                                              default=str))
+        doc = {"argv": sys.argv, "baselines": {k: asdict(v) for k, v in baselines.items()},
+               "results": [asdict(r) for r in results.values()]}
+        Path(opts.json).write_text(json.dumps(doc, indent=1, default=str))
     return 0
 
 
