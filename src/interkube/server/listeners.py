@@ -35,6 +35,8 @@ MAX_UDP_INFLIGHT = 10_000
 MAX_TCP_PIPELINE = 128
 #: Bytes queued for a client that does not read before we stop reading its queries.
 TCP_WRITE_HIGH_WATER = 256 * 1024
+#: Connections the kernel completes before the server accepts them.
+TCP_BACKLOG = 1024
 
 
 @dataclass
@@ -333,6 +335,8 @@ class Listener:
         self.connections: set[TcpProtocol] = set()
         self._udp: UdpEndpoint | None = None
         self._tcp: asyncio.base_events.Server | None = None
+        #: Sockets bound but not yet served (TCP first, then UDP for dns://); see bind().
+        self._bound: list[socket.socket] = []
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -343,18 +347,45 @@ class Listener:
         return f"{self.transport}://{host}:{self.port}"
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Bind and serve at once (a configuration calls bind() on all its listeners first)."""
+        self.bind()
+        await self.serve()
+
+    def bind(self) -> None:
+        """Open, bind and listen on the sockets without serving them: until serve(), a datagram
+        waits in the socket's buffer and a connection in the backlog, and stop() drops them
+        unanswered. Every error of an address in use or not local happens here."""
+        socks: list[socket.socket] = []
         try:
             tcp_sock = _make_socket(self.host, self.port, socket.SOCK_STREAM, self.options.reuse_port)
+            socks.append(tcp_sock)
+            tcp_sock.listen(TCP_BACKLOG)  # listen() too can find the address in use
             if self.port == 0:  # ephemeral: UDP takes the port TCP got
                 self.port = tcp_sock.getsockname()[1]
             if self.transport == "dns":
-                udp_sock = _make_socket(self.host, self.port, socket.SOCK_DGRAM, self.options.reuse_port)
-                self._udp = UdpEndpoint(self, udp_sock)
+                socks.append(_make_socket(self.host, self.port, socket.SOCK_DGRAM, self.options.reuse_port))
+        except OSError as exc:
+            for sock in socks:
+                sock.close()
+            raise ListenerError(f"cannot listen on {self}: {exc.strerror or exc}") from exc
+        self._bound = socks
+
+    async def serve(self) -> None:
+        """Answer on the sockets bind() opened (binding them now if it was not called)."""
+        if not self._bound:
+            self.bind()
+        tcp_sock, *udp = self._bound
+        self._bound = []
+        loop = asyncio.get_running_loop()
+        try:
+            if udp:
+                self._udp = UdpEndpoint(self, udp[0])
             factory = self._tls_connection if self.ssl_context is not None else lambda: TcpProtocol(self)
-            self._tcp = await loop.create_server(factory, sock=tcp_sock, backlog=1024)
+            self._tcp = await loop.create_server(factory, sock=tcp_sock, backlog=TCP_BACKLOG)
         except OSError as exc:
             await self.stop()
+            for sock in (tcp_sock, *udp):  # those not yet handed over (closing twice is harmless)
+                sock.close()
             raise ListenerError(f"cannot listen on {self}: {exc.strerror or exc}") from exc
 
     def _tls_connection(self) -> asyncio.Protocol:
@@ -366,6 +397,9 @@ class Listener:
                                  handshake_timeout=self.options.tcp_idle_timeout)
 
     async def stop(self) -> None:
+        for sock in self._bound:
+            sock.close()
+        self._bound = []
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -2,8 +2,10 @@
 
 :func:`build` does all of the configuration work (parse every directive, set every plugin up,
 group zones by listening address) and raises a ConfigError with file:line before anything is
-opened. :class:`Instance` then runs the startup hooks and binds the sockets, and stops them by the
-same list. A reload builds a new Instance and moves the sockets that did not change over to it.
+opened. :class:`Instance` then runs the startup hooks, binds every socket and only then serves
+them (an address that cannot be bound is reported at its server block's line, and no socket of
+the configuration has answered), and stops them by the same list. A reload builds a new Instance
+and moves the sockets that did not change over to it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from interkube.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import ServerBlock
-from interkube.errors import ConfigError, InterkubeError
+from interkube.errors import ConfigError, InterkubeError, ListenerError
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Route
 from interkube.plugin.services import Services
@@ -44,6 +46,8 @@ class Built:
     zone_lines: list[str] = field(default_factory=list)
     settings: list[BlockSettings] = field(default_factory=list)
     digest: str = ""
+    #: The server key that first asked for each address: where a failure to bind it is reported.
+    origin: dict[ListenKey, Token] = field(default_factory=dict)
 
 
 def _format_server(transport: str, host: str, port: int) -> str:
@@ -103,6 +107,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
             for host in hosts:
                 lkey: ListenKey = (transport, host, port)
                 chains = built.chains.setdefault(lkey, {})
+                built.origin.setdefault(lkey, zas[0][1])
                 if transport == TRANSPORT_TLS:
                     built.tls[lkey] = settings.tls
                 server_label = _format_server(transport, host, port)
@@ -170,10 +175,16 @@ class Instance:
         return [check for hooks in self.built.hooks for check in hooks.readiness]
 
     async def bind(self, existing: dict[ListenKey, Listener] | None = None) -> None:
-        """Open the listeners this configuration needs, reusing ``existing`` ones by address."""
+        """Open the listeners this configuration needs, reusing ``existing`` ones by address.
+
+        Every new socket is bound before any is served: an address in use or not local fails the
+        whole configuration (naming its server block's file:line) before any of its sockets
+        answered a query, and the sockets bound so far are closed.
+        """
         existing = existing or {}
         wildcard = None
         try:
+            fresh: list[Listener] = []
             for lkey, disp in self._dispatchers.items():
                 if lkey in existing:
                     self.listeners[lkey] = existing[lkey]
@@ -183,9 +194,18 @@ class Instance:
                     wildcard = wildcard or wildcard_host()
                 ssl_ctx = self.built.tls[lkey].context if transport == TRANSPORT_TLS else None
                 listener = Listener(transport, host or wildcard or "", port, disp, self.options, ssl_ctx)
-                await listener.start()
+                try:
+                    listener.bind()
+                except ListenerError as exc:
+                    origin = self.built.origin.get(lkey)
+                    if origin is None:
+                        raise
+                    raise ListenerError(f"{origin.where}: {exc}") from exc
                 self.listeners[lkey] = listener
                 self.own.add(lkey)
+                fresh.append(listener)
+            for listener in fresh:
+                await listener.serve()
         except BaseException:
             await self.close_own()
             raise
