@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from interkube.pkg.atomicfile import replacing
+
 #: The service range the kubeapi fixture gives its API server (SERVICE_CIDRS[0] there), so the
 #: same ClusterIPs can be created in it.
 SERVICE_NET = ipaddress.ip_network("10.96.0.0/16")
@@ -161,7 +163,8 @@ def write_snapshot(path: Path, svcs: list[K8sService]) -> Path:
                 yield _slice_yaml(s, rv)
         yield "kind: List\nmetadata:\n  resourceVersion: \"\"\n"
 
-    with open(path, "w") as f:
+    # Written beside and renamed into place: a server polling the file never reads half of it.
+    with replacing(path, fsync=False) as f:
         f.writelines(chunks())
     return path
 

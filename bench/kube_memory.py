@@ -75,11 +75,12 @@ def _pod(i: int, namespace: str, app: str) -> dict[str, object]:
 
 def write_snapshot(path: Path) -> None:
     """The cluster as one kubectl-style JSON List, written object by object (bounded memory)."""
+    from interkube.pkg.atomicfile import replacing
     from testkit.fakekube import endpoint_slice, service
 
     per_service = ENDPOINTS // SERVICES          # 9, and the remainder to the first Services
     extra = ENDPOINTS - per_service * SERVICES
-    with path.open("w") as out:
+    with replacing(path, fsync=False) as out:  # renamed into place when complete
         out.write('{"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": [\n')
         first = True
 

@@ -60,6 +60,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from interkube.pkg.atomicfile import write_atomically
+
 Obj = dict[str, Any]
 
 
@@ -725,8 +727,9 @@ def as_list(objects: Iterable[Obj]) -> Obj:
 
 
 def write_snapshot(path: Path, objects: Iterable[Obj]) -> Path:
-    """A snapshot file for the kubernetes plugin's ``snapshot``: the objects as one List."""
-    path.write_text(yaml.safe_dump(as_list(objects), sort_keys=True), encoding="utf-8")
+    """A snapshot file for the kubernetes plugin's ``snapshot``: the objects as one List,
+    written to a temporary file and renamed into place (a server polling it never sees half)."""
+    write_atomically(path, yaml.safe_dump(as_list(objects), sort_keys=True), fsync=False)
     return path
 
 
