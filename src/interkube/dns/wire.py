@@ -363,11 +363,31 @@ def truncated(response: bytes, query: Query) -> bytes:
             + query.wire[HEADER_LEN:query.question_end] + response[query.question_end:cut] + opt)
 
 
-def name_to_text(name_wire: bytes) -> str:
-    """Presentation form of an uncompressed wire name, for logs (escapes as dnspython does)."""
-    import dns.name
+#: Label bytes written as they are in a name's text; the others are escaped as dnspython (and
+#: miekg/dns) write them: ``\\.`` for the specials, ``\\DDD`` for the rest.
+_NAME_PLAIN = bytes(c for c in range(0x21, 0x7F) if c not in b'"().;\\@$')
+_NAME_SPECIAL = frozenset(b'"().;\\@$')
 
-    return dns.name.from_wire(name_wire, 0)[0].to_text()
+
+def name_to_text(name_wire: bytes) -> str:
+    """Presentation form of an uncompressed wire name, fully qualified, for logs.
+
+    Read from the bytes (the errors and log plugins write it for a query that is already parsed;
+    a dnspython parse each would cost more than the query's answer). Escapes as dnspython does.
+    """
+    labels = []
+    off = 0
+    length = name_wire[0]
+    while length:
+        label = name_wire[off + 1:off + 1 + length]
+        if label.translate(None, _NAME_PLAIN):  # something to escape (rare): byte by byte
+            labels.append("".join(chr(c) if c in _NAME_PLAIN else f"\\{chr(c)}" if c in _NAME_SPECIAL
+                                  else f"\\{c:03d}" for c in label))
+        else:
+            labels.append(label.decode("ascii"))
+        off += length + 1
+        length = name_wire[off]
+    return ".".join(labels) + "." if labels else "."
 
 
 def label_offsets(name_wire: bytes) -> list[int]:

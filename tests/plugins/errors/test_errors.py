@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import dns.message
+import dns.name
 import dns.rcode
 import pytest
 
@@ -18,6 +19,7 @@ from interkube.dns.wire import parse_query
 from interkube.errors import ConfigError, UpstreamTimeout
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
+from interkube.plugins.errors import handler as errors_handler
 from interkube.plugins.errors.handler import ErrorsHandler, go_duration
 from interkube.plugins.errors.parse import ErrorsConfig, parse
 from testkit.corefile import directive
@@ -184,3 +186,87 @@ async def test_stopping_reports_the_periods_under_way(interkube_caplog: pytest.L
     assert lines(interkube_caplog) == [
         ("WARNING", "2 errors like 'in time$' occurred in last 1h0m0s"),
         ("WARNING", "2 www.example.org. A: 192.0.2.53:53: no answer over UDP in time")]
+
+
+# -- without `consolidate`: consolidated by message (issue 19; docs/divergences.md D19) ----------
+
+TIMEOUT_TEXT = "192.0.2.53:53: no answer over UDP in time"
+
+
+def test_parse_consolidate_off() -> None:
+    assert config().by_message
+    assert not config('  consolidate 5m "x"').by_message  # a CoreDNS rule: no default beside it
+    off = config("  consolidate off")
+    assert not off.by_message and off.consolidate == ()
+    with pytest.raises(ConfigError, match="also has consolidate rules"):
+        config('  consolidate off\n  consolidate 5m "x"')
+
+
+async def test_without_consolidate_each_message_is_shown_once_then_counted_per_period(
+        interkube_caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(errors_handler, "DEFAULT_PERIOD_NS", 50_000_000)
+    handler, failing = chain(config())
+    for _ in range(500):
+        await handler.serve(request())
+    first = ("ERROR", f"2 www.example.org. A: {TIMEOUT_TEXT}")
+    assert lines(interkube_caplog) == [first]
+    failing.error = UpstreamTimeout("192.0.2.54:53", "refused")
+    await handler.serve(request("other.example.org"))  # another message: shown at once too
+    other = ("ERROR", "2 other.example.org. A: 192.0.2.54:53: refused")
+    assert lines(interkube_caplog) == [first, other]
+    count = ("ERROR", f"500 errors like '{TIMEOUT_TEXT}' occurred in last 50ms")
+    await until(lambda: count in lines(interkube_caplog), "the period's count is logged")
+    await until(lambda: not handler.by_message.periods, "both periods end")  # type: ignore[union-attr]
+    # 500 failures, three lines: the first, the count, and the other message's (a period of one
+    # error writes no count). The next failure starts a new period and is shown again.
+    assert sorted(lines(interkube_caplog)) == sorted([first, other, count])
+    failing.error = UpstreamTimeout("192.0.2.53:53", "no answer over UDP in time")
+    await handler.serve(request())
+    assert lines(interkube_caplog)[-1] == first
+
+
+async def test_messages_beyond_the_bound_share_one_count(
+        interkube_caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(errors_handler, "MAX_MESSAGES", 2)
+    handler, failing = chain(config())
+    for n in range(4):
+        failing.error = UpstreamTimeout(f"192.0.2.{n}:53", "refused")
+        for _ in range(3):
+            await handler.serve(request())
+    assert len(handler.by_message.periods) == 3  # type: ignore[union-attr]  # two messages and '.*'
+    await handler.stop()
+    assert lines(interkube_caplog) == [
+        ("ERROR", "2 www.example.org. A: 192.0.2.0:53: refused"),
+        ("ERROR", "2 www.example.org. A: 192.0.2.1:53: refused"),
+        ("ERROR", "2 www.example.org. A: 192.0.2.2:53: refused"),  # the first of the '.*' period
+        ("ERROR", "3 errors like '192.0.2.0:53: refused' occurred in last 5s"),
+        ("ERROR", "3 errors like '192.0.2.1:53: refused' occurred in last 5s"),
+        ("ERROR", "6 errors like '.*' occurred in last 5s")]
+
+
+async def test_consolidate_off_logs_every_error(interkube_caplog: pytest.LogCaptureFixture) -> None:
+    handler, _ = chain(config("  consolidate off"))
+    for _ in range(3):
+        await handler.serve(request())
+    assert lines(interkube_caplog) == [("ERROR", f"2 www.example.org. A: {TIMEOUT_TEXT}")] * 3
+
+
+@pytest.mark.parametrize("block", ["", "  consolidate off", '  consolidate 1h "in time$" error show_first'])
+async def test_a_failure_is_reported_without_parsing_the_query(
+        block: str, interkube_caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name and type come from what the fast parser read: dnspython never runs for a
+    failure (it cost a quarter of the server's time under a failing upstream)."""
+    handler, _ = chain(config(block))
+    req = request(r"We\.Ird(1)\@x.Example.org", "TXT")
+
+    def no_dnspython(*args: object, **kwargs: object) -> None:
+        raise AssertionError("dnspython parsed on the failure path")
+
+    monkeypatch.setattr(dns.message, "from_wire", no_dnspython)
+    monkeypatch.setattr(dns.name, "from_wire", no_dnspython)
+    for _ in range(2):
+        await handler.serve(req)
+    monkeypatch.undo()
+    assert req._message is None
+    # Written as dnspython (and CoreDNS) write it: lower case, specials escaped.
+    assert lines(interkube_caplog)[0] == ("ERROR", rf"2 we\.ird\(1\)\@x.example.org. TXT: {TIMEOUT_TEXT}")

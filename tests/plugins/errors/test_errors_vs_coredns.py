@@ -29,7 +29,9 @@ BLOCKS = {
     "counted.test": ('consolidate 1h "." warning', 3),
     "shown.test": ('consolidate 1h "." error show_first', 3),
     "once.test": ('consolidate 1h "." info show_first', 1),
-    "plain.test": ("", 2),
+    # One error: a bare `errors` logs a lone error as CoreDNS does; more with one message are
+    # consolidated in interkube (docs/divergences.md D19; test_errors.py covers that).
+    "plain.test": ("", 1),
     "missed.test": ('consolidate 1h "^this matches nothing$" warning', 2),
 }
 
@@ -48,7 +50,6 @@ EXPECTED = sorted([
     "[ERROR] plugin/errors: 2 www.shown.test. A: MESSAGE",
     "[ERROR] plugin/errors: 3 errors like '.' occurred in last 1h0m0s",
     "[INFO] plugin/errors: 2 www.once.test. A: MESSAGE",
-    "[ERROR] plugin/errors: 2 www.plain.test. A: MESSAGE",
     "[ERROR] plugin/errors: 2 www.plain.test. A: MESSAGE",
     "[ERROR] plugin/errors: 2 www.missed.test. A: MESSAGE",
     "[ERROR] plugin/errors: 2 www.missed.test. A: MESSAGE",

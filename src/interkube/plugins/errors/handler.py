@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Callable
 
 from interkube.dns.mnemonics import type_text
 from interkube.dns.wire import RCODE_SERVFAIL, error_response, name_to_text
@@ -46,16 +48,21 @@ def go_duration(ns: int) -> str:
 
 
 class Consolidation:
-    """The errors one `consolidate` rule has counted since the first of the current period.
+    """The errors one `consolidate` rule (or one message, see ByMessage) has counted since the
+    first of the current period.
 
     As CoreDNS: the period starts with the first matching error (not on a fixed clock), one
     line gives the count when it ends, and the next error starts a new period.
     """
 
-    def __init__(self, rule: Consolidate) -> None:
+    def __init__(self, rule: Consolidate, label: str | None = None,
+                 ended: Callable[[Consolidation], object] | None = None) -> None:
         self.rule = rule
         self.level = LEVELS[rule.level]
+        #: What the count line says the errors were like: the rule's pattern, or the message.
+        self.label = rule.pattern.pattern if label is None else label
         self.count = 0
+        self._ended = ended
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self) -> bool:
@@ -75,7 +82,62 @@ class Consolidation:
         count, self.count = self.count, 0
         if count > 1 or (count == 1 and not self.rule.show_first):
             log.log(self.level, "%d errors like '%s' occurred in last %s",
-                    count, self.rule.pattern.pattern, go_duration(self.rule.period_ns))
+                    count, self.label, go_duration(self.rule.period_ns))
+        if self._ended is not None:
+            self._ended(self)
+
+
+#: The consolidation of an `errors` without `consolidate` (see ByMessage): each distinct message
+#: shown when it first occurs, then counted for this long.
+DEFAULT_PERIOD_NS = 5 * 10**9
+#: Distinct messages counted at once; errors with a message beyond these share one count.
+MAX_MESSAGES = 100
+#: A message is told apart by this many of its first characters (a long one is a bug's text).
+MESSAGE_KEY_LEN = 200
+#: What the count of the messages beyond MAX_MESSAGES is "like" (a regular expression, as in
+#: the count lines of CoreDNS's rules).
+OTHER_MESSAGES = ".*"
+
+
+class ByMessage:
+    """The default of an `errors` without `consolidate`: one `consolidate DEFAULT_PERIOD "MESSAGE"
+    error show_first` per distinct error message.
+
+    CoreDNS logs every error on a line of its own; a failing upstream under load made that tens
+    of thousands of lines a minute (and the logging, most of the server's time). Here the first
+    error with a message is logged as CoreDNS writes it, at once (so a rare error looks exactly
+    as in CoreDNS), and while more with the same message follow, one line per period gives
+    their count, e.g. `1523 errors like '127.0.0.1:53: no answer over UDP in time' occurred in
+    last 5s`. An error with another message is logged at once too.
+    """
+
+    def __init__(self, period_ns: int | None = None) -> None:
+        rule = Consolidate(DEFAULT_PERIOD_NS if period_ns is None else period_ns, re.compile(""), "error",
+                           show_first=True)
+        self.rule = rule
+        self.periods: dict[str, Consolidation] = {}
+
+    def period_for(self, message: str) -> Consolidation:
+        key = message[:MESSAGE_KEY_LEN]
+        periods = self.periods
+        c = periods.get(key)
+        if c is None:
+            if len(periods) >= MAX_MESSAGES:
+                key = OTHER_MESSAGES
+                c = periods.get(key)
+            if c is None:
+                c = periods[key] = Consolidation(self.rule, key, self._ended)
+        return c
+
+    def _ended(self, c: Consolidation) -> None:
+        # A period that ended forgets its message: the table holds the messages of the periods
+        # under way, never every message seen.
+        if self.periods.get(c.label) is c:
+            del self.periods[c.label]
+
+    def flush(self) -> None:
+        for c in list(self.periods.values()):
+            c.flush()
 
 
 class ErrorsHandler(Handler):
@@ -84,6 +146,7 @@ class ErrorsHandler(Handler):
     def __init__(self, cfg: ErrorsConfig) -> None:
         self.cfg = cfg
         self.consolidations = [Consolidation(rule) for rule in cfg.consolidate]
+        self.by_message = ByMessage() if cfg.by_message else None
         #: Once stopped (a reload replaced this configuration, or the process ends), every error
         #: is logged on its own line: no period would end to report it.
         self.stopped = False
@@ -100,15 +163,23 @@ class ErrorsHandler(Handler):
             return error_response(req.wire, RCODE_SERVFAIL, req.query)
 
     def report(self, req: Request, rcode: int, exc: BaseException, bug: bool = False) -> None:
-        """Log one error as CoreDNS does (`RCODE NAME TYPE: MESSAGE`), or count it."""
+        """Log one error as CoreDNS does (`RCODE NAME TYPE: MESSAGE`), or count it.
+
+        Only what the request already holds is read (the question's name and type from the
+        fast parser): a failure costs no parse, and a counted one no formatting either.
+        """
         text = str(exc)
         level = logging.ERROR
-        for c in self.consolidations:
-            if c.rule.pattern.search(text):
-                if not self.stopped and c.add():
-                    return
-                level = c.level  # show_first's first error is logged at the rule's level
-                break
+        if self.by_message is not None:
+            if not self.stopped and self.by_message.period_for(text).add():
+                return
+        else:
+            for c in self.consolidations:
+                if c.rule.pattern.search(text):
+                    if not self.stopped and c.add():
+                        return
+                    level = c.level  # show_first's first error is logged at the rule's level
+                    break
         line = f"{rcode} {name_to_text(req.query.lname)} {type_text(req.qtype)}: {text}"
         log.log(level, line, exc_info=exc if self.cfg.stacktrace or bug else None)
 
@@ -118,3 +189,5 @@ class ErrorsHandler(Handler):
         for c in self.consolidations:
             if c.count:
                 c.flush()
+        if self.by_message is not None:
+            self.by_message.flush()

@@ -1,4 +1,4 @@
-"""Parse `errors [stdout] [{ stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first] }]`."""
+"""Parse `errors [stdout] [{ stacktrace; consolidate DURATION REGEXP [LEVEL] [show_first]; consolidate off }]`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ class Consolidate:
 class ErrorsConfig:
     stacktrace: bool = False
     consolidate: tuple[Consolidate, ...] = ()
+    #: No `consolidate` in the block: errors are consolidated by message (see
+    #: interkube.plugins.errors.handler.ByMessage). Any `consolidate` rule, or `consolidate off`,
+    #: means what it means in CoreDNS and turns this off.
+    by_message: bool = True
 
 
 def parse(d: Directive) -> ErrorsConfig:
@@ -42,15 +46,20 @@ def parse(d: Directive) -> ErrorsConfig:
         raise a[0].error(f"errors: invalid log file {a[0].text!r} (only stdout)")
     stacktrace = False
     rules: list[Consolidate] = []
+    off: Directive | None = None
     for opt in d.block:
         if opt.name == "stacktrace":
             args.nargs(opt, 0, 0)
             stacktrace = True
+        elif opt.name == "consolidate" and len(opt.args) == 1 and opt.args[0].text == "off":
+            off = opt
         elif opt.name == "consolidate":
             rules.append(_consolidate(opt))
         else:
             raise args.unknown_option(opt, "errors")
-    return ErrorsConfig(stacktrace, tuple(rules))
+    if off is not None and rules:
+        raise off.args[0].error("consolidate off: the block also has consolidate rules")
+    return ErrorsConfig(stacktrace, tuple(rules), by_message=off is None and not rules)
 
 
 def _consolidate(opt: Directive) -> Consolidate:
