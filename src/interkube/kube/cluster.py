@@ -96,6 +96,7 @@ class ClusterStats:
     restarts: dict[str, int] = field(default_factory=dict)   # watch restarts per resource
     skipped: dict[str, int] = field(default_factory=dict)    # malformed objects per resource
     relists: int = 0                                         # full lists after the first
+    refused: dict[str, int] = field(default_factory=dict)    # snapshot reloads refused per reason
 
 
 class Cluster:

@@ -157,6 +157,9 @@ class ClusterRegistry:
                                       labels=["cluster", "resource"])
         relists = CounterMetricFamily(p + "relists", "Full lists after the first (410 Gone, a lost API, "
                                       "a changed snapshot).", labels=["cluster"])
+        refused = CounterMetricFamily(p + "snapshot_reloads_refused", "Changed snapshots not taken (the "
+                                      "previous data kept): invalid, incomplete, empty, drop.",
+                                      labels=["cluster", "reason"])
         for name, cluster in sorted(self._published.items()):
             synced.add_metric([name], 1.0 if cluster.synced else 0.0)
             sync_age = cluster.sync_age()
@@ -168,7 +171,9 @@ class ClusterRegistry:
             for resource, n in sorted(stats.skipped.items()):
                 skipped.add_metric([name, resource], n)
             relists.add_metric([name], stats.relists)
-        yield from (age, synced, restarts, skipped, relists)
+            for reason, n in sorted(stats.refused.items()):
+                refused.add_metric([name, reason], n)
+        yield from (age, synced, restarts, skipped, relists, refused)
 
 
 #: What a cluster may be called: what a metric label, a readiness line and an MCS cluster ID can

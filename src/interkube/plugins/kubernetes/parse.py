@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import TypedDict
 
+from interkube.corefile.lexer import Token
 from interkube.corefile.parser import Directive
 from interkube.kube.dnsrecords import DEFAULT_TTL, MAX_TTL
 from interkube.kube.labels import EVERYTHING, Selector, SelectorError, parse_selector
 from interkube.kube.registry import CLUSTER_NAME
+from interkube.kube.snapshot import DEFAULT_MAX_DROP
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
 
@@ -38,6 +40,7 @@ class KubernetesConfig:
     endpoint: str | None = None
     tls: tuple[str, str, str] | None = None     # client cert, client key, CA cert
     snapshot: tuple[str, ...] = ()
+    snapshot_max_drop: int = DEFAULT_MAX_DROP   # percent of the objects a reload may remove
     cluster: str | None = None
     namespaces: frozenset[str] = frozenset()
     labels: Selector = EVERYTHING
@@ -59,6 +62,7 @@ class _Options(TypedDict, total=False):
     endpoint: str
     tls: tuple[str, str, str]
     snapshot: tuple[str, ...]
+    snapshot_max_drop: int
     cluster: str
     namespaces: frozenset[str]
     labels: Selector
@@ -88,6 +92,8 @@ def parse(d: Directive) -> KubernetesConfig:
             values["tls"] = (cert, key, ca)
         elif name == "snapshot":
             values["snapshot"] = tuple(t.text for t in args.nargs(opt, 1))
+        elif name == "snapshot_max_drop":
+            values["snapshot_max_drop"] = _percentage(args.nargs(opt, 1, 1)[0], "snapshot_max_drop")
         elif name == "cluster":
             tok = args.nargs(opt, 1, 1)[0]
             if not CLUSTER_NAME.fullmatch(tok.text):
@@ -133,9 +139,22 @@ def parse(d: Directive) -> KubernetesConfig:
             if other in values:
                 raise d.error(f"`snapshot` reads the cluster from files; it cannot go with `{other}` "
                               f"(at {seen[other]})")
+    if "snapshot_max_drop" in values and "snapshot" not in values:
+        raise d.error(f"`snapshot_max_drop` (at {seen['snapshot_max_drop']}) is for `snapshot` files")
     if "tls" in values and "endpoint" not in values and "kubeconfig" not in values:
         raise d.error("`tls` is for an `endpoint`: name the API server with `endpoint URL`")
     return KubernetesConfig(zones=zones, where=d.where, **values)
+
+
+def _percentage(tok: Token, what: str) -> int:
+    """``N%``, 0 to 100, written as CoreDNS writes percentages (cache's ``prefetch ... 10%``)."""
+    text = tok.text
+    if not text.endswith("%") or not text[:-1].isdigit():
+        raise tok.error(f"kubernetes: {what} takes a percentage such as 50%, not {text!r}")
+    value = int(text[:-1])
+    if value > 100:
+        raise tok.error(f"kubernetes: {what} {value}% is above 100%")
+    return value
 
 
 def _endpoint(opt: Directive) -> str:

@@ -86,7 +86,7 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
                       endpoints=not cfg.noendpoints)
     source: Source
     if cfg.snapshot:
-        source = SnapshotSource(cfg.snapshot, filters)
+        source = SnapshotSource(cfg.snapshot, filters, max_drop=cfg.snapshot_max_drop)
     else:
         if cfg.kubeconfig and cfg.endpoint:
             log.warning("%s: `kubeconfig` is used and `endpoint` is ignored (as CoreDNS does)", cfg.where)
