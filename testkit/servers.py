@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -90,16 +90,18 @@ def wait_listening(port: int, host: str = LOOPBACK, timeout: float = 15.0,
 @contextlib.contextmanager
 def interkube_process(corefile: str | Path | None, port: int, *, env: dict[str, str] | None = None,
                       args: tuple[str, ...] = (), wait: bool = True,
-                      cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+                      cwd: Path | None = None,
+                      preexec_fn: Callable[[], object] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``interkube serve -conf corefile ARGS`` as a process (without ``-conf`` when
     ``corefile`` is None: the Corefile in ``cwd``, or the built-in default), wait until it
     answers on ``port`` unless not ``wait``, and stop it by PID afterwards.
-    :func:`process_output` reads what it printed, also after it stopped."""
+    :func:`process_output` reads what it printed, also after it stopped. ``preexec_fn`` runs in
+    the child before interkube starts (to lower a resource limit, say)."""
     conf = ("-conf", str(corefile)) if corefile is not None else ()
     cmd = [sys.executable, "-m", "interkube", "serve", *conf, *args]
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
     _OUTPUT[proc] = log
     try:
         if wait:

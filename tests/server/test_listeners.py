@@ -1,5 +1,6 @@
 """Listeners on real loopback sockets: UDP, TCP framing and pipelining, IPv6, EDNS, truncation,
-idle timeout, connection cap, slow clients, and the early answers (FORMERR, NOTIMP, BADVERS)."""
+idle timeout, connection cap (the idle longest closed for a new connection), slow clients, and
+the early answers (FORMERR, NOTIMP, BADVERS). Abusive TCP and TLS clients: test_connection_limits."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from interkube.pkg.framing import frame
 from interkube.server.listeners import ListenerOptions
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import aquery, free_port, in_process, read_frame
+from testkit.waiting import until
 
 
 def corefile(port: int, host: str = "127.0.0.1", upstream: str | None = None) -> str:
@@ -129,20 +131,51 @@ async def test_lying_length_prefix_and_half_open_connection_cost_nothing_lasting
         assert len(listener.connections) == 0
 
 
-async def test_connection_cap() -> None:
+async def test_connection_cap_closes_the_connection_idle_longest() -> None:
+    """A full table makes room for a new connection (RFC 7766 6.2.3): the one whose last query
+    is oldest is closed; the other stays."""
     port = free_port()
     async with in_process(corefile(port), options=ListenerOptions(max_tcp_connections=2)) as server:
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        for reader, writer in conns:  # make sure both are accepted and counted
+        for reader, writer in conns:  # each asks and is answered, the first one first
             writer.write(frame(dns.message.make_query("a.example.org.", "A").to_wire()))
             await read_frame(reader)
         reader3, writer3 = await asyncio.open_connection("127.0.0.1", port)
-        assert await asyncio.wait_for(reader3.read(), 5) == b""  # closed at once
+        writer3.write(frame(dns.message.make_query("a.example.org.", "A", id=3).to_wire()))
+        assert dns.message.from_wire(await read_frame(reader3)).id == 3
+        assert await asyncio.wait_for(conns[0][0].read(), 5) == b""  # closed to make room
+        conns[1][1].write(frame(dns.message.make_query("a.example.org.", "A", id=2).to_wire()))
+        assert dns.message.from_wire(await read_frame(conns[1][0])).id == 2  # still served
         listener = next(iter(server.instance.listeners.values()))  # type: ignore[attr-defined]
-        assert listener.stats.tcp_refused == 1
-        for _, w in conns:
+        assert listener.stats.tcp_closed == {"evicted": 1}
+        assert len(listener.connections) == 2
+        for _, w in [*conns, (reader3, writer3)]:
             w.close()
-        writer3.close()
+
+
+async def test_connection_cap_refuses_when_every_connection_is_busy() -> None:
+    up = await FakeUpstream().start()
+    up.behaviour.gate = asyncio.Event()  # forwarded queries stay in flight until it is set
+    port = free_port()
+    try:
+        async with in_process(corefile(port, upstream=up.address),
+                              options=ListenerOptions(max_tcp_connections=2)) as server:
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            for i, (_, writer) in enumerate(conns):
+                writer.write(frame(dns.message.make_query(f"n{i}.example.org.", "A", id=i + 1).to_wire()))
+            await until(lambda: len(up.queries) == 2, "both queries in flight")
+            reader3, writer3 = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader3.read(), 5) == b""  # closed at once
+            listener = next(iter(server.instance.listeners.values()))  # type: ignore[attr-defined]
+            assert listener.stats.tcp_refused == 1
+            up.behaviour.gate.set()
+            for i, (reader, _) in enumerate(conns):  # the busy ones were not touched
+                assert dns.message.from_wire(await read_frame(reader)).id == i + 1
+            for _, w in conns:
+                w.close()
+            writer3.close()
+    finally:
+        await up.stop()
 
 
 async def test_client_that_never_reads_does_not_block_others() -> None:

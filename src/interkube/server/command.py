@@ -1,8 +1,18 @@
-"""`interkube serve`: the DNS server. Flags follow CoreDNS's (-conf, -dns.port, -pidfile, -quiet)."""
+"""`interkube serve`: the DNS server. Flags follow CoreDNS's (-conf, -dns.port, -pidfile, -quiet).
+
+The TCP and TLS limits are flags rather than Corefile directives: they hold for the whole
+process (one connection table for every listener, sized from the process's open-files limit),
+while a directive belongs to one server block.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from interkube.server.listeners import ListenerOptions
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +33,67 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="event loop: uvloop when installed (auto), or force one")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serve with N processes sharing the ports (SO_REUSEPORT), one core each")
+    limits = p.add_argument_group(
+        "TCP and TLS connections",
+        "Limits for the whole process: every listener's connections share one table.")
+    limits.add_argument("-tcp.idle-timeout", "--tcp-idle-timeout", dest="tcp_idle_timeout", type=_duration,
+                        default="10s", metavar="DURATION",
+                        help="close a connection that has asked no whole query for this long (default 10s)")
+    limits.add_argument("-tcp.frame-timeout", "--tcp-frame-timeout", dest="tcp_frame_timeout", type=_duration,
+                        default="3s", metavar="DURATION",
+                        help="close a connection whose message is not whole this long after its first byte "
+                             "(default 3s)")
+    limits.add_argument("-tls.handshake-timeout", "--tls-handshake-timeout", dest="tls_handshake_timeout",
+                        type=_duration, default="3s", metavar="DURATION",
+                        help="close a TLS connection whose handshake is not done this long after the accept "
+                             "(default 3s, and never more than the idle timeout)")
+    limits.add_argument("-tcp.max-connections", "--tcp-max-connections", dest="tcp_max_connections",
+                        type=_count(1), metavar="N",
+                        help="connections open at once; when full the one idle longest is closed for a new "
+                             "one (default: 1024, less if the open files limit leaves fewer than a quarter "
+                             "of it, at least 256, free)")
+    limits.add_argument("-tcp.max-per-client", "--tcp-max-per-client", dest="tcp_max_per_client",
+                        type=_count(0), default=64, metavar="N",
+                        help="connections one client address may hold; 0: no limit (default 64)")
     p.set_defaults(func=_serve)
+
+
+def _duration(text: str) -> float:
+    """A Go duration (500ms, 10s, 1m) in seconds, above zero, as CoreDNS's flags take them."""
+    from interkube.corefile.lexer import Token
+    from interkube.errors import ConfigError
+    from interkube.pkg.args import duration
+
+    try:
+        value = duration(Token(text, "", 0))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above zero")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
+def listener_options(args: argparse.Namespace) -> ListenerOptions:
+    """The listeners' limits that serve's flags ask for."""
+    from interkube.server.listeners import ListenerOptions
+
+    return ListenerOptions(tcp_idle_timeout=args.tcp_idle_timeout, tcp_frame_timeout=args.tcp_frame_timeout,
+                           tls_handshake_timeout=args.tls_handshake_timeout,
+                           max_tcp_connections=args.tcp_max_connections,
+                           max_tcp_per_client=args.tcp_max_per_client)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,4 +113,4 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("interkube serve: --workers must be at least 1")
     return run(source, dns_port=args.dns_port, quiet=args.quiet, pidfile=args.pidfile,
-               loop=args.loop, banner=banner, workers=args.workers)
+               loop=args.loop, banner=banner, workers=args.workers, options=listener_options(args))

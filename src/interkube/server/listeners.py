@@ -4,8 +4,13 @@ Each listener holds a reference to a :class:`Dispatcher`, which a reload swaps i
 queries already on the slow path finish on the chain they started with.
 
 TCP follows RFC 7766: two-byte length framing, several queries in flight per connection and
-answered as they complete (possibly out of order), an idle timeout, a cap on connections, and
-back-pressure per connection so that a client that does not read its answers only stalls itself.
+answered as they complete (possibly out of order), and back-pressure per connection so that a
+client that does not read its answers only stalls itself. A connection that wastes its slot is
+closed: a message must be whole within the frame timeout of its first byte, only a whole query
+resets the idle timeout (bytes that never make one do not), and a TLS handshake has its own,
+shorter deadline. Every connection of the process, TLS ones from accept, holds a slot in one
+table with a cap and a limit per client address (see interkube.server.limits). A client that
+half-closes (shuts down its sending side) still gets the answers to what it asked.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
@@ -24,6 +29,7 @@ from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.plugin.request import Request
 from interkube.server.dispatch import Dispatcher
+from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, client_address
 from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
@@ -41,20 +47,43 @@ TCP_BACKLOG = 1024
 
 @dataclass
 class ListenerOptions:
-    tcp_idle_timeout: float = 10.0
-    max_tcp_connections: int = 1024
-    reuse_port: bool = False
+    """The listeners' limits, for the whole process (`interkube serve` flags; seconds)."""
 
+    #: A connection is closed when it has asked no whole query (and been sent no answer) for this long.
+    tcp_idle_timeout: float = 10.0
+    #: A message must be whole within this long of its first byte.
+    tcp_frame_timeout: float = 3.0
+    #: A TLS handshake must be done within this long of the accept (and never after the idle timeout).
+    tls_handshake_timeout: float = 3.0
+    #: TCP and TLS connections open at once, all listeners together; None: sized from the
+    #: open-files limit (interkube.server.limits.tcp_cap_for).
+    max_tcp_connections: int | None = None
+    #: Connections one client address may hold at once (0: no limit).
+    max_tcp_per_client: int = DEFAULT_MAX_TCP_PER_CLIENT
+    reuse_port: bool = False
+    #: Every listener's connections, with the options (so one per process and across reloads).
+    table: ConnectionTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.table = ConnectionTable(self.max_tcp_connections, self.max_tcp_per_client)
 
 class ListenerStats:
     """Counters the metrics plugin reads (plain ints on the hot path)."""
 
-    __slots__ = ("dropped_udp", "tcp_refused", "tcp_idle_closed")
+    __slots__ = ("dropped_udp", "tcp_closed")
 
     def __init__(self) -> None:
         self.dropped_udp = 0
-        self.tcp_refused = 0
-        self.tcp_idle_closed = 0
+        #: TCP and TLS connections closed or refused, by reason (interkube.server.limits.CLOSE_REASONS).
+        self.tcp_closed: dict[str, int] = {}
+
+    @property
+    def tcp_refused(self) -> int:
+        return self.tcp_closed.get("refused", 0)
+
+    @property
+    def tcp_idle_closed(self) -> int:
+        return self.tcp_closed.get("idle", 0)
 
 
 #: Batched recvmmsg/sendmmsg (see _udpfast.c), or None for the pure-Python loop.
@@ -149,75 +178,188 @@ def _dropped(exc: OSError) -> None:
 
 
 class TcpProtocol(asyncio.Protocol):
-    """One TCP (or TLS) connection: framing, pipelining, idle timeout, back-pressure."""
+    """One TCP (or TLS) connection: framing, pipelining, deadlines, back-pressure, its slot.
+
+    Plain TCP takes its slot in the connection table in connection_made; over TLS the
+    TlsConnection in front of it takes the slot at accept (:meth:`admit`), before the handshake.
+    """
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
+        self.table = listener.options.table
+        self._loop = asyncio.get_running_loop()
+        #: Where answers go (over TLS: the plaintext side, set once the handshake is done).
         self.transport: asyncio.Transport | None = None
+        #: The accepted socket's transport (over TLS: the ciphertext side, set at accept).
+        self.raw: asyncio.Transport | None = None
         self.frames = FrameReader()
         self.inflight: set[asyncio.Task[None]] = set()
         self.peer: Any = None
-        self.idle_handle: asyncio.TimerHandle | None = None
+        self.client = ""
+        self.admitted = False
+        #: Loop time of the last whole query (or of the accept): eviction takes the oldest first.
+        self.last_query = 0.0
+        #: Loop time of the last whole query or answer written: the idle timeout counts from it.
+        self.active = 0.0
+        #: When the message begun but not yet whole must be complete (None: none begun).
+        self.frame_deadline: float | None = None
+        self.asked = False      # a whole query came in the data being taken
+        self.eof = False        # the client has sent all it will
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
         self.reading_paused = False
         self.writing_paused = False
         self.outbuf: list[bytes] | None = None
         self.proto = "tls" if listener.ssl_context is not None else "tcp"
+
+    # -- the slot -------------------------------------------------------------------------------
+
+    def admit(self, raw: asyncio.BaseTransport) -> bool:
+        """Take a slot for the socket just accepted; False: it is refused (the caller closes it)."""
+        self.raw = raw  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
+        self.peer = raw.get_extra_info("peername")
+        self.client = client_address(self.peer)
+        self.last_query = self.active = self._loop.time()
+        if not self.table.admit(self, str(self.listener)):
+            return False
+        self.admitted = True
+        self.listener.connections.add(self)
+        return True
+
+    def release(self) -> None:
+        """Give the slot back (closed, or closing). Idempotent."""
+        if self.admitted:
+            self.admitted = False
+            self.table.release(self)
+            self.listener.connections.discard(self)
+
+    def is_idle(self) -> bool:
+        return not self.inflight and self.outbuf is None
+
+    def evict(self, reason: str) -> None:
+        self.release()
+        self.close(reason)
+
+    def count_close(self, reason: str) -> None:
+        self.listener.count_close(reason)
+
+    def close(self, reason: str) -> None:
+        """Close for ``reason`` (counted): gracefully, unless answers are stuck in its buffer."""
+        t = self.transport or self.raw
+        if t is None or t.is_closing():
+            return
+        self.count_close(reason)
+        if t.get_write_buffer_size():
+            t.abort()  # a client that does not read would hold a graceful close open for ever
+        else:
+            t.close()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
         self.transport = stream
-        self.peer = transport.get_extra_info("peername")
-        conns = self.listener.connections
-        if len(conns) >= self.listener.options.max_tcp_connections:
-            self.listener.stats.tcp_refused += 1
+        if not self.admitted and not self.admit(transport):
             transport.close()
             return
-        conns.add(self)
         stream.set_write_buffer_limits(high=TCP_WRITE_HIGH_WATER)
-        self._arm_idle()
+        self.active = self._loop.time()
+        self._arm(self.active + self.listener.options.tcp_idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.listener.connections.discard(self)
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
+        self.release()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for task in list(self.inflight):
             task.cancel()
         self.transport = None
 
-    def _arm_idle(self) -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle_handle = loop.call_later(self.listener.options.tcp_idle_timeout, self._idle)
+    def eof_received(self) -> bool:
+        """The client has sent all it will (a FIN; over TLS, its close_notify): the answers to
+        what it asked are still sent, then the connection closes. True keeps our side open."""
+        self.eof = True
+        self.frame_deadline = None  # a message begun now never ends
+        return not self.is_idle()
 
-    def _idle(self) -> None:
-        # Idle means nothing asked and nothing owed; a connection still owed answers, or one
-        # whose client does not read, gets closed too once the timeout passes with no progress.
-        if self.transport is not None:
-            self.listener.stats.tcp_idle_closed += 1
-            self.transport.close()
+    def _finish_if_done(self) -> None:
+        t = self.transport
+        if self.eof and t is not None and self.is_idle() and not t.is_closing():
+            t.close()
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        """Make the timer fire by ``when``. One timer per connection: a later deadline needs no
+        new one (the tick looks again), so a busy connection costs no timer per segment."""
+        if self.timer is not None:
+            if self.timer_at <= when:
+                return
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self._loop.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.transport is None:
+            return
+        opts = self.listener.options
+        # A timer may fire a hair early (uvloop counts in milliseconds): not worth a second wake-up.
+        now = self._loop.time() + 0.001
+        due = self.frame_deadline
+        if due is not None and now >= due:
+            if not self.reading_paused:
+                self.close("frame_deadline")
+                return
+            # We stopped reading (answers not read, the pipeline full): the rest is not late.
+            due = self.frame_deadline = now + opts.tcp_frame_timeout
+        idle_at = self.active + opts.tcp_idle_timeout
+        if now >= idle_at:
+            # Idle: no whole query and no answer for the whole timeout. A connection still owed
+            # answers, or whose client does not read them, is closed too when nothing moves.
+            self.close("idle")
+            return
+        self._arm(idle_at if due is None else min(idle_at, due))
 
     # -- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         frames = self.frames
         frames.feed(data)
-        self._arm_idle()
+        took = False
         # Each message taken may start a slow-path task: take no more than the pipeline has room
-        # for (a length prefix that lies only waits for the idle timeout).
+        # for (a length prefix that lies only waits for the frame deadline).
         while not self.reading_paused:
             messages = frames.take(MAX_TCP_PIPELINE - len(self.inflight))
             if not messages:
                 break
+            took = True
             for msg in messages:
                 self._handle(msg)
+        if took or frames:
+            self._deadlines(took)
         self._update_reading()
+
+    def _deadlines(self, took: bool) -> None:
+        now = self._loop.time()
+        if self.asked:
+            # Only a whole query is activity: bytes that never make one (slowloris) are not.
+            self.asked = False
+            self.active = self.last_query = now
+            if self.admitted:
+                self.table.touch(self)
+        if self.frames and not self.eof:
+            if took or self.frame_deadline is None:
+                # A message has begun in this data: it must be whole by the frame deadline.
+                self.frame_deadline = now + self.listener.options.tcp_frame_timeout
+                self._arm(self.frame_deadline)
+        else:
+            self.frame_deadline = None
 
     def _handle(self, msg: bytes) -> None:
         if len(msg) < HEADER_LEN or msg[2] & (FLAG_QR >> 8):
             return  # not a query: skip this frame, the framing itself is still sound
+        self.asked = True
         dispatcher = self.listener.dispatcher
         q = parse_query(msg)
         if q is not None:
@@ -230,7 +372,7 @@ class TcpProtocol(asyncio.Protocol):
             answer = dispatcher.serve(req)
         else:
             answer = dispatcher.serve_unparsed(msg, self.peer, self.proto)
-        task = asyncio.get_running_loop().create_task(self._slow(answer))
+        task = self._loop.create_task(self._slow(answer))
         self.inflight.add(task)
         task.add_done_callback(self._done)
 
@@ -245,6 +387,8 @@ class TcpProtocol(asyncio.Protocol):
             self._update_reading()
             if not self.reading_paused and self.frames:
                 self.data_received(b"")
+        if self.eof:
+            self._finish_if_done()
 
     def _send(self, resp: bytes) -> None:
         # Answers produced in one pass of the event loop leave in one write: a pipelining client
@@ -252,7 +396,7 @@ class TcpProtocol(asyncio.Protocol):
         # per answer cost more than answering them.
         if self.outbuf is None:
             self.outbuf = []
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self.outbuf.append(length_prefix(resp))
         self.outbuf.append(resp)
 
@@ -261,7 +405,9 @@ class TcpProtocol(asyncio.Protocol):
         t = self.transport
         if out and t is not None and not t.is_closing():
             t.write(b"".join(out))
-            self._arm_idle()
+            self.active = self._loop.time()
+        if self.eof:
+            self._finish_if_done()
 
     # -- back-pressure ------------------------------------------------------------------------
 
@@ -280,12 +426,42 @@ class TcpProtocol(asyncio.Protocol):
         if t is None:
             return
         should_pause = self.writing_paused or len(self.inflight) >= MAX_TCP_PIPELINE
-        if should_pause and not self.reading_paused:
-            self.reading_paused = True
-            t.pause_reading()
-        elif not should_pause and self.reading_paused:
-            self.reading_paused = False
-            t.resume_reading()
+        if should_pause != self.reading_paused:
+            self.reading_paused = should_pause
+            if self.eof:
+                return  # the client's FIN was read: the socket has nothing more (resuming would read it again)
+            if should_pause:
+                t.pause_reading()
+            else:
+                t.resume_reading()
+
+
+class TlsConnection(TlsServerProtocol):
+    """A DNS-over-TLS connection that holds its slot from accept: a client that never finishes
+    its handshake is counted against the cap and its address's limit, and evicted like any other
+    idle connection. Its handshake has the shorter of the handshake and idle timeouts."""
+
+    def __init__(self, listener: Listener, context: ssl.SSLContext) -> None:
+        self.conn = TcpProtocol(listener)
+        opts = listener.options
+        super().__init__(context, self.conn, label=str(listener),
+                         handshake_timeout=min(opts.tls_handshake_timeout, opts.tcp_idle_timeout))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.conn.admit(transport):
+            self.state = "closed"  # data that still comes in is discarded
+            self.closing = True
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.conn.release()
+
+    def handshake_expired(self) -> None:
+        super().handshake_expired()
+        self.conn.count_close("handshake")
 
 
 def _make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
@@ -393,8 +569,14 @@ class Listener:
         # alert and a log line, and each connection takes the ssl_context of now, so that a
         # reload's certificates apply to new connections (asyncio keeps the first context).
         assert self.ssl_context is not None
-        return TlsServerProtocol(self.ssl_context, TcpProtocol(self), label=str(self),
-                                 handshake_timeout=self.options.tcp_idle_timeout)
+        return TlsConnection(self, self.ssl_context)
+
+    def count_close(self, reason: str) -> None:
+        """Count a TCP or TLS connection closed or refused for ``reason``: in this listener's
+        stats, and in the process's counter (kept across reloads and listeners)."""
+        closed = self.stats.tcp_closed
+        closed[reason] = closed.get(reason, 0) + 1
+        self.options.table.count(str(self), reason)
 
     async def stop(self) -> None:
         for sock in self._bound:
@@ -406,7 +588,8 @@ class Listener:
         if self._tcp is not None:
             self._tcp.close()
             for conn in list(self.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
+                t = conn.transport or conn.raw  # a TLS connection still in its handshake: the socket
+                if t is not None:
+                    t.close()
             await self._tcp.wait_closed()
             self._tcp = None

@@ -11,7 +11,13 @@ new context applies to new connections while open ones carry on.
 
 Once the handshake is done the DNS protocol (``TcpProtocol``) sees an ordinary transport.
 Answers written in one event-loop pass are sealed together: a burst of pipelined answers costs
-one TLS record and one send, not one each.
+one TLS record and one send, not one each. When the client is done sending (its close_notify,
+or a bare FIN) the DNS protocol's ``eof_received`` decides, as over TCP: answers still owed are
+sent before our close_notify (TLS 1.3 allows the half-close, and OpenSSL writes after reading a
+close_notify in 1.2 too).
+
+The handshake has its own deadline from the accept; a subclass counts it expiring through
+:meth:`TlsServerProtocol.handshake_expired`.
 """
 
 from __future__ import annotations
@@ -120,6 +126,8 @@ class TlsServerProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._app_transport: _AppTransport | None = None
         self.peer: Any = None
+        self._peer_done = False  # the client has sent its close_notify or FIN
+        self._keep_open = False  # ... and the app still owes answers
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -140,15 +148,31 @@ class TlsServerProtocol(asyncio.Protocol):
             self.app.connection_lost(exc)
 
     def eof_received(self) -> bool | None:
-        return None  # the client is done: close (answers still owed are dropped, as over TCP)
+        """A FIN from the client. Once open, the app may still owe answers: the socket stays
+        open for them (the app closes it when done); otherwise close."""
+        if self.state == "open" and not self.closing and self._peer_finished():
+            return True
+        self.shutdown()
+        return None
+
+    def _peer_finished(self) -> bool:
+        """The client will send nothing more: True while the app still owes it answers."""
+        if not self._peer_done:
+            self._peer_done = True
+            self._keep_open = bool(self.app.eof_received())
+        return self._keep_open
 
     def _timed_out(self) -> None:
         if self.raw is None:
             return
         if self.state == "handshake":
-            log.debug("%s: no TLS handshake from %s within %gs", self.label, _peer_text(self.peer),
-                      self.handshake_timeout)
+            self.handshake_expired()
         self.raw.close()
+
+    def handshake_expired(self) -> None:
+        """The handshake was not done within its deadline; the connection closes next."""
+        log.debug("%s: no TLS handshake from %s within %gs", self.label, _peer_text(self.peer),
+                  self.handshake_timeout)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -204,7 +228,7 @@ class TlsServerProtocol(asyncio.Protocol):
         self._send_records()  # reading may have produced records (a key update's answer)
         if chunks:
             self.app.data_received(b"".join(chunks))
-        if peer_closed:
+        if peer_closed and not self.closing and not self._peer_finished():
             self.shutdown()
 
     # -- refusing -----------------------------------------------------------------------------
