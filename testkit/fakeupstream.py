@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,15 +35,17 @@ class Behaviour:
     gate: asyncio.Event | None = None   # answers wait until it is set (in flight until the test says)
     silent: bool = False                # never answer
     truncate_udp: bool = False          # answer UDP with TC=1 and no records
+    close_after: int | None = None      # TCP: close a connection once it answered this many (dnsmasq: 100)
     custom: Callable[[dns.message.Message], dns.message.Message | None] | None = None
 
 
 class FakeUpstream:
     """Start with ``await FakeUpstream().start()``; stop with ``await fake.stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ssl: ssl_module.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.ssl = ssl  # the TCP side speaks TLS with this server context
         self.behaviour = Behaviour()
         self.queries: list[tuple[str, dns.message.Message]] = []  # (proto, query)
         self.tcp_connections = 0
@@ -111,18 +114,28 @@ class FakeUpstream:
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport = cast(asyncio.Transport, transport)  # what a stream server gets
                 self.frames = FrameReader()
+                self.taken = self.answered = 0
                 fake.tcp_connections += 1
+                if fake.behaviour.close_after == 0:
+                    self.transport.close()
 
             def data_received(self, data: bytes) -> None:
                 self.frames.feed(data)
+                limit = fake.behaviour.close_after
                 for msg in self.frames.take():
+                    self.taken += 1
+                    if limit is not None and self.taken > limit:
+                        continue  # past the limit: as unread, it goes unanswered
                     fake._spawn(fake._respond(msg, "tcp", self.send))
 
             def send(self, answer: bytes) -> None:
                 if not self.transport.is_closing():
                     self.transport.write(frame(answer))
+                    self.answered += 1
+                    if self.answered == fake.behaviour.close_after:
+                        self.transport.close()
 
-        self._tcp = await loop.create_server(Tcp, self.host, self.port)
+        self._tcp = await loop.create_server(Tcp, self.host, self.port, ssl=self.ssl)
         self.port = self._tcp.sockets[0].getsockname()[1]
         self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
         return self

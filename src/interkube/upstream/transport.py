@@ -8,7 +8,10 @@ the upstream's bytes as they came, with our ID in them; it puts the client's ID 
 UDP uses a few connected sockets, each retired after ``expire`` seconds so source ports keep
 changing; a connected socket also turns an ICMP "port unreachable" into an immediate failure
 instead of a timeout. TCP and TLS keep connections open and reuse them for many queries in
-flight at once (RFC 7766 pipelining); a connection idle for ``expire`` is closed.
+flight at once (RFC 7766 pipelining); a connection idle for ``expire`` is closed. Queries left
+unanswered on a connection the upstream closes are sent again on a fresh one within their
+deadline (RFC 7766 §6.2.4), and an upstream that closes connections after a fixed number of
+queries (dnsmasq: 100) has that number learned, so that our connections stop short of it.
 
 TLS failures are reported with their reason (see :mod:`interkube.tlsutil.reasons`): a rejected
 server certificate at connect time, and also the server's alert that arrives on the first read
@@ -20,10 +23,12 @@ or unreachable upstream is not hammered with handshakes by every query and healt
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
@@ -39,7 +44,8 @@ _udpfast = datagrams.udpfast
 
 
 class ConnectionClosed(UpstreamError):
-    """A reused stream connection closed under a query; worth one retry on a new one."""
+    """A stream connection closed under a query, which is then sent again on a fresh one (see
+    :meth:`StreamExchanger.exchange`)."""
 
 
 def _question_key(wire: bytes) -> bytes:
@@ -77,14 +83,6 @@ _ids = _Ids()
 
 def _fresh_id(pending: Container[int]) -> int:
     return _ids.fresh(pending)
-
-
-def _arm_timeout(fut: asyncio.Future[bytes], timeout: float,
-                 make_error: Callable[[], Exception]) -> asyncio.TimerHandle:
-    def fire() -> None:
-        if not fut.done():
-            fut.set_exception(make_error())
-    return asyncio.get_running_loop().call_later(timeout, fire)
 
 
 #: How often a UDP socket looks for queries past their deadline. One sweep per socket instead of
@@ -299,29 +297,57 @@ class DatagramExchanger:
         self._socks = [None] * self.size
 
 
-class _StreamConn(asyncio.Protocol):
-    def __init__(self, name: str) -> None:
+@dataclass
+class StreamCounters:
+    """What an upstream's stream connections went through, for metrics. The owner keeps one per
+    upstream name, so that the counts survive a reload (which builds new exchangers)."""
+
+    #: connections the upstream closed with queries written on them and unanswered
+    closed_early: int = 0
+    #: queries sent again on a fresh connection after the upstream closed theirs
+    retried: int = 0
+
+
+class _StreamConn:
+    """One TCP or TLS connection to the upstream: the queries waiting on it and what it carried.
+
+    The subclasses do the I/O. ``on_closed_early`` is called when the upstream (not us) closes the
+    connection while queries on it are unanswered, before those queries fail with
+    ConnectionClosed (and their exchange sends them again).
+    """
+
+    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None]) -> None:
         self.name = name
-        self.transport: asyncio.Transport | None = None
+        self.on_closed_early = on_closed_early
         self.pending: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
         self.frames = FrameReader()
         self.last_used = asyncio.get_running_loop().time()
         self.closed = False
-        self.answered = 0                  # answers delivered on this connection
+        self.closed_by_us = False
+        self.sent = 0                      # queries written on this connection
+        self.received = 0                  # messages back, answers to queries given up on included
+        self.answered = 0                  # answers delivered to a waiting query
         self.tls_version: str | None = None
         self.failure_counted = False       # its failure went into the backoff (once per connection)
+        self.error: UpstreamError | None = None  # why it closed, once it has
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
-        sslobj = transport.get_extra_info("ssl_object")
-        if sslobj is not None:
-            self.tls_version = sslobj.version()
+    @property
+    def usable(self) -> bool:
+        """Whether a new query may be written on it."""
+        return not self.closed
 
-    def data_received(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _feed(self, data: bytes) -> None:
         self.frames.feed(data)
         for msg in self.frames.take():
             if len(msg) < HEADER_LEN:
                 continue
+            self.received += 1
             qid = (msg[0] << 8) | msg[1]
             entry = self.pending.get(qid)
             if entry is None:
@@ -334,13 +360,14 @@ class _StreamConn(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(msg)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.transport = None
+        err = self.error = self._why_closed(exc)
         pending, self.pending = self.pending, {}
         if not pending:
             return
-        err = self._why_closed(exc)
+        if not self.closed_by_us:
+            self.on_closed_early(self)
         for fut, _ in pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -354,10 +381,132 @@ class _StreamConn(asyncio.Protocol):
             return ConnectionClosed(self.name, "closed right after the TLS 1.3 handshake, before any "
                                     "answer: the server probably refused our client certificate (or "
                                     "its absence) without sending an alert")
+        if self.closed_by_us:
+            return ConnectionClosed(self.name, "connection closed (shutting down)")
         return ConnectionClosed(self.name, f"connection closed ({exc})" if exc else
                                 "connection closed by the upstream")
 
+
+#: Bytes asked of the kernel per read on a TCP connection to an upstream.
+_READ_SIZE = 65536
+
+
+class _TcpConn(_StreamConn):
+    """Plain TCP on a non-blocking socket that is read and written here, not by an asyncio transport.
+
+    An upstream that closes a connection after so many queries (dnsmasq after 100) leaves the
+    queries we wrote past that unread, so its kernel answers our next write with a reset. By
+    then the answers it sent before closing are in our receive buffer. An asyncio transport
+    drops the connection on the failed write without reading them, and every query on it, the
+    answered ones too, would have to be sent again; this connection reads them first.
+    """
+
+    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None], sock: socket.socket) -> None:
+        super().__init__(name, on_closed_early)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = asyncio.get_running_loop()
+        self.outbuf = bytearray()          # what the kernel did not take yet
+        self.loop.add_reader(self.fd, self._readable)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return  # the query stays pending until _lost fails it (already done: it is not pending)
+        if self.outbuf:
+            self.outbuf += data
+            return
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        if n < len(data):
+            self.outbuf += data[n:]
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            n = self.sock.send(self.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        del self.outbuf[:n]
+        if not self.outbuf:
+            self.loop.remove_writer(self.fd)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The upstream closed or reset the connection: read what it answered before that."""
+        self._read(to_the_end=True)
+        self._shutdown(exc)
+
+    def _readable(self) -> None:
+        self._read(to_the_end=False)
+
+    def _read(self, to_the_end: bool) -> None:
+        while not self.closed:
+            try:
+                data = self.sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._shutdown(exc)
+                return
+            if not data:
+                self._shutdown(None)
+                return
+            self._feed(data)
+            if not to_the_end and len(data) < _READ_SIZE:
+                return  # the buffer is drained; a full read may have left more behind
+
+    def _shutdown(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.loop.remove_reader(self.fd)
+        self.loop.remove_writer(self.fd)
+        self.outbuf.clear()
+        self.sock.close()
+        self._lost(exc)
+
     def close(self) -> None:
+        self.closed_by_us = True
+        self._shutdown(None)
+
+
+class _TlsConn(_StreamConn, asyncio.Protocol):
+    """A TLS connection through asyncio's TLS transport."""
+
+    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None]) -> None:
+        super().__init__(name, on_closed_early)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_version = sslobj.version()
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._lost(exc)
+
+    def write(self, data: bytes) -> None:
+        # A transport that is closing drops writes; the query fails with the rest in _lost.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.closed_by_us = True
         if self.transport is not None:
             self.transport.close()
 
@@ -399,12 +548,20 @@ class Backoff:
 
 
 class StreamExchanger:
-    """Queries to one upstream over TCP or TLS, pipelined on reused connections."""
+    """Queries to one upstream over TCP or TLS, pipelined on reused connections.
+
+    When the upstream closes a connection with queries on it unanswered, they are sent again on
+    a fresh connection (RFC 7766 §6.2.4) while their deadline allows. An upstream that keeps
+    closing connections after the same number of queries has that number learned as
+    ``queries_per_connection``: later connections carry at most that many and are closed by us
+    once answered, before the upstream closes them under the next queries.
+    """
 
     def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                  server_hostname: str | None = None, expire: float = 10.0,
                  max_pipeline: int = 64, connect_timeout: float = 2.0,
-                 backoff: Backoff | None = None, log: logging.Logger | None = None) -> None:
+                 backoff: Backoff | None = None, log: logging.Logger | None = None,
+                 counters: StreamCounters | None = None) -> None:
         self.host = host
         self.port = port
         proto = "tls" if ssl_context is not None else "tcp"
@@ -415,12 +572,20 @@ class StreamExchanger:
         self.max_pipeline = max_pipeline
         self.connect_timeout = connect_timeout
         self._conns: list[_StreamConn] = []
-        self._connecting: asyncio.Future[_StreamConn] | None = None
+        self._connecting: asyncio.Task[_StreamConn] | None = None
+        #: queries that found no connection with room, woken by a new connection or a freed slot
+        self._waiters: collections.deque[asyncio.Future[_StreamConn | None]] = collections.deque()
+        self._closed = False
         #: TLS connections back off after failures (plain TCP keeps CoreDNS's behaviour).
         self.backoff = backoff if backoff is not None else (Backoff() if ssl_context is not None else None)
-        #: Where TLS refusals are reported (forward sets its own logger).
+        #: Where TLS refusals and a learned connection limit are reported (forward sets its own logger).
         self.log = log or logging.getLogger("interkube.upstream")
         self._reported: set[str] = set()   # refusal reasons logged since the last answer
+        self.counters = counters if counters is not None else StreamCounters()
+        #: The most queries a connection carries (None: no limit). Learned, never configured.
+        self.queries_per_connection: int | None = None
+        #: Messages received on the last connection the upstream closed early.
+        self._last_early_close: int | None = None
 
     def use_ssl_context(self, ctx: ssl.SSLContext) -> None:
         """New client TLS settings (a renewed certificate) for the next connections.
@@ -446,14 +611,29 @@ class StreamExchanger:
             self.backoff.succeeded()
         self._reported.clear()
 
+    def _closed_early(self, conn: _StreamConn) -> None:
+        """The upstream closed ``conn`` under unanswered queries. Twice in a row after the same
+        number of messages (and not none): that number is the upstream's limit per connection.
+        Asking for the same twice keeps one odd close (a restart, an idle timeout that raced a
+        query) from setting a limit."""
+        self.counters.closed_early += 1
+        n = conn.received
+        limit = self.queries_per_connection
+        if n and n == self._last_early_close and (limit is None or n < limit):
+            self.queries_per_connection = n
+            self.log.info("%s closes connections after %d queries: each connection now carries at most %d",
+                          self.name, n, n)
+        self._last_early_close = n
+
     async def _connect(self) -> _StreamConn:
         loop = asyncio.get_running_loop()
         tls = self.ssl_context
-        server_hostname = (self.server_hostname or self.host) if tls is not None else None
         try:
+            if tls is None:
+                return await asyncio.wait_for(self._connect_tcp(), self.connect_timeout)
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _StreamConn(self.name), self.host, self.port, ssl=tls,
-                                       server_hostname=server_hostname),
+                loop.create_connection(lambda: _TlsConn(self.name, self._closed_early), self.host, self.port,
+                                       ssl=tls, server_hostname=self.server_hostname or self.host),
                 self.connect_timeout)
         except TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
@@ -470,81 +650,213 @@ class StreamExchanger:
             raise UpstreamError(self.name, reason) from exc
         return conn
 
-    async def _connection(self) -> _StreamConn:
-        now = asyncio.get_running_loop().time()
+    async def _connect_tcp(self) -> _TcpConn:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            # Queries are small and written as they come: do not hold one back for the next.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        return _TcpConn(self.name, self._closed_early, sock)
+
+    async def _open(self) -> _StreamConn:
+        """The one connect in progress (``_connecting``); the queries waiting meanwhile are woken
+        when it ends, and fail with its error if it failed."""
+        try:
+            conn = await self._connect()
+        except UpstreamError as exc:
+            self._failed(exc)
+            self._connect_ended(exc)
+            raise
+        except BaseException:
+            self._connect_ended(self._shut_down())  # cancelled by close()
+            raise
+        if self._closed:
+            conn.close()
+            err = self._shut_down()
+            self._connect_ended(err)
+            raise err
+        self._conns.append(conn)
+        self._connect_ended(conn)
+        return conn
+
+    def _connect_ended(self, outcome: _StreamConn | UpstreamError) -> None:
+        """Wake every query waiting: with the new connection, or with the connect's error."""
+        self._connecting = None
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:
+            if waiter.done():
+                continue  # its query gave up
+            if isinstance(outcome, UpstreamError):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
+    def _room_made(self) -> None:
+        """A connection can take one more query: the first query waiting for one looks again."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # not a connection: it looks for one with room
+                return
+
+    def _shut_down(self) -> UpstreamError:
+        return UpstreamError(self.name, "the connections to this upstream are closed (shutting down)")
+
+    def _has_room(self, conn: _StreamConn) -> bool:
+        return len(conn.pending) < self.max_pipeline and conn.sent < (self.queries_per_connection or sys.maxsize)
+
+    def _with_room(self, now: float) -> _StreamConn | None:
+        """An open connection that can take one more query (closing the idle and the spent)."""
+        limit = self.queries_per_connection or sys.maxsize
         live: list[_StreamConn] = []
         chosen = None
         for conn in self._conns:
             if conn.closed:
                 continue
-            if not conn.pending and now - conn.last_used > self.expire:
+            if not conn.pending and (conn.sent >= limit or now - conn.last_used > self.expire):
                 conn.close()
                 continue
             live.append(conn)
-            if chosen is None and len(conn.pending) < self.max_pipeline:
+            if chosen is None and conn.usable and self._has_room(conn):
                 chosen = conn
         self._conns = live
-        if chosen is not None:
-            return chosen
-        # One connect at a time: queries arriving meanwhile wait for it and share it.
-        if self._connecting is not None:
-            return await asyncio.shield(self._connecting)
+        return chosen
+
+    async def _connection(self, deadline: float) -> _StreamConn:
+        """A connection for one query: one with room, else the next one connected.
+
+        One connect at a time: queries that find no room wait (until their deadline) for the
+        connect in progress, or for a query on an open connection to finish, whichever comes
+        first, and look again. A connection that drains while the upstream is slow to accept
+        the next (dnsmasq -d serves one connection at a time) is used rather than waited past.
+        """
         loop = asyncio.get_running_loop()
-        if self.backoff is not None:
-            blocked = self.backoff.blocked(loop.time())
-            if blocked is not None:
-                raise blocked
-        self._connecting = loop.create_future()
-        try:
-            conn = await self._connect()
-        except BaseException as exc:
-            if isinstance(exc, UpstreamError):
-                self._failed(exc)
-            self._connecting.set_exception(exc)
-            self._connecting.exception()  # mark retrieved; waiters re-raise it
-            self._connecting = None
-            raise
-        self._conns.append(conn)
-        self._connecting.set_result(conn)
-        self._connecting = None
-        return conn
+        while True:
+            if self._closed:
+                raise self._shut_down()
+            conn = self._with_room(loop.time())
+            if conn is not None:
+                return conn
+            if self._connecting is None:
+                if self.backoff is not None:
+                    blocked = self.backoff.blocked(loop.time())
+                    if blocked is not None:
+                        raise blocked
+                self._connecting = loop.create_task(self._open())
+                self._connecting.add_done_callback(_retrieved)
+            waiter: asyncio.Future[_StreamConn | None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn = await waiter
+            except TimeoutError:
+                raise UpstreamTimeout(self.name, "no connection in time") from None
+            # The connection we waited for is ours if it has room, and also if the upstream has
+            # closed it already (a TLS refusal right after the handshake): the query then fails,
+            # or is retried, as on any connection the upstream closed under it. One that we closed
+            # meanwhile (idle beside one waiting for its first answer) is simply not there.
+            if conn is not None and not conn.closed_by_us and (conn.closed or self._has_room(conn)):
+                return conn
 
     async def exchange(self, wire: bytes, timeout: float) -> bytes:
-        for attempt in (0, 1):
-            conn = await self._connection()
+        """Send ``wire`` and return the answer, within ``timeout`` seconds in all.
+
+        A query on a connection the upstream closes is sent again on a fresh one, for as long as
+        the deadline allows: the upstream closed it after so many queries, or after an idle
+        time, not because of this query. Only connections that closed without a single answer
+        count against the query: at the second such close it fails (and that connection counts
+        as a failure for the TLS backoff), so an upstream that accepts connections and drops
+        them is not reconnected to in a loop. A TLS refusal is not retried.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        question = _question_key(wire)
+        silent_closes = 0
+        while True:
+            if loop.time() >= deadline:
+                raise UpstreamTimeout(self.name, f"no answer in {timeout:g}s (the upstream closed the "
+                                      "connections it was sent on)")
+            conn = await self._connection(deadline)
             try:
-                resp = await self._exchange_on(conn, wire, timeout)
+                resp = await self._exchange_on(conn, wire, question, deadline, timeout)
             except (ConnectionClosed, TlsVerificationFailed) as exc:
-                # A reused connection the upstream closed is worth one retry on a new one; a TLS
-                # refusal is not, and neither is a second close in a row.
-                if attempt or isinstance(exc, TlsVerificationFailed):
+                if self._closed:
+                    raise
+                if not conn.received:
+                    silent_closes += 1
+                if silent_closes > 1 or isinstance(exc, TlsVerificationFailed):
                     if not conn.answered and not conn.failure_counted:
                         conn.failure_counted = True
                         self._failed(exc)
                     raise
+                self.counters.retried += 1
                 continue
             self._answered()
             return resp
-        raise AssertionError("unreachable")
 
-    async def _exchange_on(self, conn: _StreamConn, wire: bytes, timeout: float) -> bytes:
+    async def _exchange_on(self, conn: _StreamConn, wire: bytes, question: bytes, deadline: float,
+                           timeout: float) -> bytes:
+        if conn.closed:
+            raise conn.error or ConnectionClosed(self.name, "connection closed before the query was sent")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes] = loop.create_future()
         qid = _fresh_id(conn.pending)
-        conn.pending[qid] = (fut, _question_key(wire))
+        conn.pending[qid] = (fut, question)
+        conn.sent += 1
         conn.last_used = loop.time()
-        timer = _arm_timeout(fut, timeout, lambda: UpstreamTimeout(self.name, f"no answer in {timeout:g}s"))
+        timer = loop.call_at(deadline, _time_out, fut, self.name, timeout)
         try:
-            if conn.transport is None:
-                raise ConnectionClosed(self.name, "connection closed before the query was sent")
-            conn.transport.write(length_prefix(wire) + qid.to_bytes(2, "big") + wire[2:])
+            conn.write(length_prefix(wire) + qid.to_bytes(2, "big") + wire[2:])
+            if not conn.received:
+                self._close_idle_while_one_waits()
             return await fut
         finally:
             timer.cancel()
             conn.pending.pop(qid, None)
             conn.last_used = loop.time()
+            if self._waiters:
+                self._room_made()
+            if not conn.pending:
+                limit = self.queries_per_connection
+                if limit is not None and conn.sent >= limit:
+                    conn.close()  # it carried what the upstream allows: ours to close, not the upstream's
+                else:
+                    self._close_idle_while_one_waits()
+
+    def _close_idle_while_one_waits(self) -> None:
+        """While a connection waits for its first answer, keep no idle one open beside it.
+
+        An upstream may serve one connection at a time (dnsmasq in the foreground with -d reads
+        a connection until it closes, or until its 100th query): queries on a new connection are
+        not read while we hold an older one open, idle. Closing the idle one costs a connect later.
+        """
+        conns = self._conns
+        if any(c.pending and not c.received for c in conns):
+            for c in conns:
+                if not c.pending and not c.closed:
+                    c.close()
 
     def close(self) -> None:
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connect_ended(self._shut_down())  # a task cancelled before it ran says nothing
         for conn in self._conns:
             conn.close()
         self._conns = []
+
+
+def _time_out(fut: asyncio.Future[bytes], upstream: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(UpstreamTimeout(upstream, f"no answer in {timeout:g}s"))
+
+
+def _retrieved(task: asyncio.Task[_StreamConn]) -> None:
+    """Mark a connect's failure as seen: its waiters may all have given up on it."""
+    if not task.cancelled():
+        task.exception()

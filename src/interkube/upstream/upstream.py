@@ -23,7 +23,7 @@ from interkube.errors import UpstreamError
 from interkube.pkg.metrics import DURATION_BUCKETS
 from interkube.pkg.ticker import Ticker
 from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
-from interkube.upstream.transport import DatagramExchanger, StreamExchanger
+from interkube.upstream.transport import DatagramExchanger, StreamCounters, StreamExchanger
 
 log = logging.getLogger("interkube.plugin.forward")
 
@@ -39,7 +39,7 @@ class HealthCheck:
 class UpstreamStats:
     """Counters read by the metrics plugin; kept by name so they survive reloads."""
 
-    __slots__ = ("requests", "failures", "healthcheck_failures", "truncated_retries", "responses")
+    __slots__ = ("requests", "failures", "healthcheck_failures", "truncated_retries", "responses", "stream")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -48,6 +48,8 @@ class UpstreamStats:
         self.truncated_retries = 0
         #: rcode -> [count, seconds, bucket counts...] over DURATION_BUCKETS (+Inf last)
         self.responses: dict[int, list[float]] = {}
+        #: connections the upstream closed under queries, and the queries sent again
+        self.stream = StreamCounters()
 
     def observe(self, rcode: int, seconds: float) -> None:
         e = self.responses.get(rcode)
@@ -74,7 +76,7 @@ class Upstream:
         self.udp = None if self.is_tls else DatagramExchanger(addr.host, addr.port, expire=expire)
         self.stream = StreamExchanger(addr.host, addr.port, expire=expire,
                                       ssl_context=ssl_context if self.is_tls else None,
-                                      server_hostname=addr.server_name)
+                                      server_hostname=addr.server_name, counters=self.stats.stream)
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_wire = self._make_probe()
         self._was_down = False

@@ -142,10 +142,18 @@ class ForwardHandler(Handler):
                                           "Histogram of the time each request took.", labels=["to", "rcode"])
         hc = CounterMetricFamily(f"{ns}_forward_healthcheck_failures", "Counter of the number of failed healthchecks.",
                                  labels=["to"])
+        closed_early = CounterMetricFamily(f"{ns}_forward_conn_closed_early",
+                                           "Counter of TCP/TLS connections the upstream closed with queries "
+                                           "unanswered.", labels=["to"])
+        retries = CounterMetricFamily(f"{ns}_forward_conn_retries",
+                                      "Counter of queries sent again on a fresh connection after the upstream "
+                                      "closed theirs.", labels=["to"])
         for up in self.upstreams:
             st = up.stats
             requests.add_metric([up.name], st.requests)
             hc.add_metric([up.name], st.healthcheck_failures)
+            closed_early.add_metric([up.name], st.stream.closed_early)
+            retries.add_metric([up.name], st.stream.retried)
             for rcode, e in st.responses.items():
                 label = rcode_name(rcode)
                 responses.add_metric([up.name, label], e[0])
@@ -156,7 +164,7 @@ class ForwardHandler(Handler):
                     buckets.append((repr(float(bound)), running))
                 buckets.append(("+Inf", e[0]))
                 durations.add_metric([up.name, label], buckets, e[1])
-        yield from (requests, responses, durations, hc)
+        yield from (requests, responses, durations, hc, closed_early, retries)
         broken = CounterMetricFamily(f"{ns}_forward_healthcheck_broken",
                                      "Counter of the number of complete failures of the healthchecks.")
         broken.add_metric([], self.stats.no_healthy)
