@@ -100,9 +100,11 @@ SLOW_MESSAGE = trickle(b"\x01\x00" + bytes(100))
 
 async def test_connections_trickling_bytes_leave_a_legitimate_client_served() -> None:
     """Every slot held by a connection that trickles a message in: a new client still gets in,
-    in the slot of the connection idle the longest (it has never asked a whole query)."""
+    in the slot of the connection idle the longest (it has never asked a whole query). The frame
+    timeout is set out of the way: making room is what is tested here."""
     port = free_port()
-    async with in_process(corefile(port), options=ListenerOptions(max_tcp_connections=16)) as server:
+    opts = ListenerOptions(max_tcp_connections=16, tcp_frame_timeout=60)
+    async with in_process(corefile(port), options=opts) as server:
         listener = listener_of(server)
         attackers = [await connect(port) for _ in range(16)]
         drips = [asyncio.create_task(drip(r, w, SLOW_MESSAGE, 0.05)) for r, w in attackers]
@@ -241,7 +243,7 @@ async def test_unfinished_tls_handshakes_hold_slots_and_make_way_for_a_client(pk
     """Connections that never send a ClientHello count against the cap from accept (they once
     held descriptors outside it); the oldest make way for new ones, a valid client included."""
     port = free_port()
-    opts = ListenerOptions(max_tcp_connections=8, tcp_idle_timeout=60)
+    opts = ListenerOptions(max_tcp_connections=8, tcp_idle_timeout=60, tls_handshake_timeout=60)
     async with in_process(dot_corefile(pki, port, upstream), options=opts) as server:
         listener = listener_of(server, "tls")
         silent = [await connect(port) for _ in range(12)]
@@ -258,7 +260,7 @@ async def test_unfinished_tls_handshakes_hold_slots_and_make_way_for_a_client(pk
 
 async def test_tls_handshakes_from_one_address_are_limited(pki: Pki, upstream: FakeUpstream) -> None:
     port = free_port()
-    opts = ListenerOptions(max_tcp_per_client=3, tcp_idle_timeout=60)
+    opts = ListenerOptions(max_tcp_per_client=3, tcp_idle_timeout=60, tls_handshake_timeout=60)
     async with in_process(dot_corefile(pki, port, upstream), options=opts) as server:
         listener = listener_of(server, "tls")
         silent = [await connect(port) for _ in range(5)]
