@@ -118,8 +118,11 @@ def test_every_worker_answers_a_change_at_the_api(tmp_path: Path, shared: bool) 
             wait_until(lambda: len(children_of(proc.pid)) == 2
                        and answers("web.app.svc.cluster.local.") == {"10.96.0.10"},
                        "both workers answering from the first list", 20)
-            # Worker 0 watches services, endpointslices and namespaces; so does worker 1 unless shared.
-            assert kube.watchers == (3 if shared else 6)
+            # Worker 0 watches services, endpointslices and namespaces; so does worker 1 unless
+            # shared. A worker answers once it has listed; its watches open just after that.
+            watches = 3 if shared else 6
+            wait_until(lambda: kube.watchers >= watches, f"{watches} watches open", 20)
+            assert kube.watchers == watches
             assert kube.counters["list"] == (3 if shared else 6)  # one page each
             assert kube._loop is not None  # the fake's store belongs to its thread's loop
             kube._loop.call_soon_threadsafe(kube.add, service("app", "new", cluster_ips=["10.96.0.99"]))
