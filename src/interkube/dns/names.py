@@ -6,11 +6,13 @@ from collections.abc import Iterable, Iterator
 
 import dns.name
 
+from interkube.dns.memo import Memo
 from interkube.dns.wire import label_offsets
 
-#: Memo tables stop growing here and start again empty; a flood of random names costs at most
-#: one label walk per query, never unbounded memory.
-_MEMO_LIMIT = 65536
+#: Names remembered per zone set, the oldest forgotten first (see interkube.dns.memo): a flood
+#: of random names costs at most one label walk per query, never unbounded memory. Every plugin
+#: with zones has a set, so this is per plugin: kept small.
+_MEMO_LIMIT = 16384
 
 
 def to_wire(name: str | dns.name.Name) -> bytes:
@@ -30,19 +32,26 @@ def is_subdomain(name: str, zone: str) -> bool:
 class ZoneSet:
     """A set of zones answering "which is the longest zone that contains this name?"."""
 
-    __slots__ = ("zones", "_wires", "_memo")
+    __slots__ = ("zones", "_wires", "_memo", "_memos", "_fixed", "_fixed_zone")
 
     def __init__(self, zones: Iterable[str]) -> None:
         self.zones: tuple[str, ...] = tuple(zones)
         self._wires: dict[bytes, str] = {to_wire(z): dns.name.from_text(z).to_text().lower()
                                           for z in self.zones}
-        self._memo: dict[bytes, str | None] = {}
+        self._memos: Memo[bytes, str | None] = Memo(_MEMO_LIMIT)
+        self._memo = self._memos.table
+        #: The same answer for every name (no zone: None; the root alone: "."), as most plugins'
+        #: sets have (forward's from ".", its except and cache's disable lists empty): such a
+        #: set keeps no memo at all.
+        self._fixed = not self._wires or list(self._wires) == [b"\x00"]
+        self._fixed_zone = self._wires.get(b"\x00")
 
     def match(self, lname: bytes) -> str | None:
         """The longest zone (text form) containing the lower-cased wire name, or None."""
-        memo = self._memo
+        if self._fixed:
+            return self._fixed_zone
         try:  # one lookup on a hit (a try costs nothing in 3.11): this runs for every query
-            return memo[lname]
+            return self._memo[lname]
         except KeyError:
             pass
         found = None
@@ -52,9 +61,7 @@ class ZoneSet:
             if zone is not None:
                 found = zone
                 break
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[lname] = found
+        self._memos.remember(lname, found)
         return found
 
     def match_text(self, name: str | dns.name.Name) -> str | None:

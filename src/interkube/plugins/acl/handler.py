@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from interkube.dns.memo import Memo
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import EDE_BLOCKED, EDE_FILTERED, RCODE_NOERROR, RCODE_REFUSED, ede_option, error_response
 from interkube.pkg.metrics import NAMESPACE
@@ -20,8 +21,8 @@ ALLOW, BLOCK, FILTER, DROP = 0, 1, 2, 3
 _CODES = {"allow": ALLOW, "block": BLOCK, "filter": FILTER, "drop": DROP}
 _BLOCKED = ede_option(EDE_BLOCKED)
 _FILTERED = ede_option(EDE_FILTERED)
-#: Decisions remembered per (client address, qtype); the table starts over when it is full so a
-#: flood of sources costs CPU, never memory.
+#: Decisions remembered per (client address, qtype); bounded, the oldest forgotten first (see
+#: interkube.dns.memo), so a flood of sources costs CPU, never memory, and never a stall.
 _MEMO_LIMIT = 65536
 
 
@@ -46,7 +47,8 @@ class AclHandler(Handler):
         self.zone_label = " ".join(cfg.zones or zones)
         self.zones = ZoneSet(cfg.zones or zones)
         self.rules = [(_CODES[r.action], r.types, r.nets) for r in cfg.rules]
-        self.memo: dict[tuple[str, int], int] = {}
+        self.memos: Memo[tuple[str, int], int] = Memo(_MEMO_LIMIT)
+        self.memo = self.memos.table
         self.stats = stats or AclStats()
 
     def decide(self, client_ip: str, qtype: int) -> int:
@@ -65,9 +67,7 @@ class AclHandler(Handler):
                 continue
             action = code
             break
-        if len(self.memo) >= _MEMO_LIMIT:
-            self.memo.clear()
-        self.memo[key] = action
+        self.memos.remember(key, action)
         return action
 
     def _refusal(self, req: Request, action: int) -> bytes:

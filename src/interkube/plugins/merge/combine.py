@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from interkube.dns import records as rr
+from interkube.dns.memo import Memo
 from interkube.dns.reader import Malformed
 from interkube.dns.records import Message, Record
 from interkube.dns.wire import (
@@ -111,9 +112,10 @@ class ClusterReply:
 
 
 #: Names moved between zones, by (name, source zone, destination zone): answers repeat the same
-#: names (SRV targets, CNAME targets, the asked name). Starts over when full, as wire._MEMO.
-_MOVED: dict[tuple[bytes, bytes, bytes], bytes] = {}
-_MOVED_LIMIT = 65536
+#: names (SRV targets, CNAME targets, the asked name). Bounded, oldest first, as wire._MEMO.
+_MOVED_LIMIT = 16384
+_MOVES: Memo[tuple[bytes, bytes, bytes], bytes] = Memo(_MOVED_LIMIT)
+_MOVED = _MOVES.table
 
 
 class _TooLong(Exception):
@@ -127,9 +129,7 @@ def _move(name: bytes, src: bytes, dst: bytes) -> bytes:
         moved = rr.move_name(name, src, dst)
         if len(moved) > rr.MAX_NAME_LEN:
             raise _TooLong
-        if len(_MOVED) >= _MOVED_LIMIT:
-            _MOVED.clear()
-        _MOVED[key] = moved
+        _MOVES.remember(key, moved)
     return moved
 
 
