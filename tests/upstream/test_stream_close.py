@@ -21,8 +21,10 @@ import pytest
 
 from interkube.errors import UpstreamError, UpstreamTimeout
 from interkube.upstream.transport import ConnectionClosed, StreamExchanger, _StreamConn
-from testkit.dot import LOOPBACK, SERVER_NAME, Pki, messages
+from testkit.dot import SERVER_NAME, Pki, messages
 from testkit.fakeupstream import FakeUpstream
+from testkit.servers import LOOPBACK
+from testkit.waiting import until
 
 LIMIT = 10
 QUERIES = 100
@@ -118,7 +120,7 @@ class _ClosingExchanger(StreamExchanger):
 
     async def _connect(self) -> Any:
         self.connects += 1
-        return _ClosesUnderEveryQuery(self.name, self._closed_early)
+        return _ClosesUnderEveryQuery(self.name, self)
 
 
 async def test_retries_end_at_the_query_deadline() -> None:
@@ -146,3 +148,17 @@ async def test_over_tls_too(pki: Pki) -> None:
     finally:
         ex.close()
         await up.stop()
+
+
+async def test_an_idle_connection_is_closed_after_expire_without_another_query(closing: FakeUpstream) -> None:
+    """Not only when the next query comes: an upstream that serves one connection at a time
+    (dnsmasq -d) serves no one else while we hold an idle one open."""
+    closing.behaviour.close_after = None
+    ex = StreamExchanger(LOOPBACK, closing.port, expire=0.2)
+    try:
+        await ex.exchange(_query(), 5)
+        conn = ex._conns[0]
+        await until(lambda: conn.closed, "the idle connection closed")
+        assert conn.closed_by_us and ex._conns == []
+    finally:
+        ex.close()

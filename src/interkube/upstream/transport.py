@@ -29,7 +29,7 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Container
+from collections.abc import Container
 from dataclasses import dataclass
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
@@ -183,8 +183,12 @@ class _UdpSocket:
             if not fut.done():
                 fut.set_exception(err)
 
-    def forget(self, qid: int) -> None:
-        self.pending.pop(qid, None)
+    def forget(self, qid: int, fut: asyncio.Future[bytes]) -> None:
+        """Stop waiting for ``fut``. Only its own entry goes: once answered, its ID may already
+        have been given to a new query, whose entry this must not remove."""
+        entry = self.pending.get(qid)
+        if entry is not None and entry[0] is fut:
+            del self.pending[qid]
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -220,7 +224,7 @@ class PendingAnswer:
         sock = self._sock
         if sock is not None:
             self._sock = None
-            sock.forget(self._qid)
+            sock.forget(self._qid, self.answer)
         answer = self.answer
         if not answer.done():
             answer.cancel()
@@ -311,14 +315,14 @@ class StreamCounters:
 class _StreamConn:
     """One TCP or TLS connection to the upstream: the queries waiting on it and what it carried.
 
-    The subclasses do the I/O. ``on_closed_early`` is called when the upstream (not us) closes the
-    connection while queries on it are unanswered, before those queries fail with
-    ConnectionClosed (and their exchange sends them again).
+    The subclasses do the I/O. The owner hears of the first message received and of a close by
+    the upstream (not by us), before the queries left on it fail with ConnectionClosed (and
+    their exchange sends them again).
     """
 
-    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None]) -> None:
+    def __init__(self, name: str, owner: StreamExchanger) -> None:
         self.name = name
-        self.on_closed_early = on_closed_early
+        self.owner = owner
         self.pending: dict[int, tuple[asyncio.Future[bytes], bytes]] = {}
         self.frames = FrameReader()
         self.last_used = asyncio.get_running_loop().time()
@@ -344,6 +348,7 @@ class _StreamConn:
 
     def _feed(self, data: bytes) -> None:
         self.frames.feed(data)
+        first = not self.received
         for msg in self.frames.take():
             if len(msg) < HEADER_LEN:
                 continue
@@ -359,15 +364,15 @@ class _StreamConn:
             self.answered += 1
             if not fut.done():
                 fut.set_result(msg)
+        if first and self.received:
+            self.owner._proven(self)
 
     def _lost(self, exc: Exception | None) -> None:
         self.closed = True
         err = self.error = self._why_closed(exc)
         pending, self.pending = self.pending, {}
-        if not pending:
-            return
         if not self.closed_by_us:
-            self.on_closed_early(self)
+            self.owner._lost(self, len(pending))
         for fut, _ in pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -401,8 +406,8 @@ class _TcpConn(_StreamConn):
     answered ones too, would have to be sent again; this connection reads them first.
     """
 
-    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None], sock: socket.socket) -> None:
-        super().__init__(name, on_closed_early)
+    def __init__(self, name: str, owner: StreamExchanger, sock: socket.socket) -> None:
+        super().__init__(name, owner)
         self.sock = sock
         self.fd = sock.fileno()
         self.loop = asyncio.get_running_loop()
@@ -479,8 +484,8 @@ class _TcpConn(_StreamConn):
 class _TlsConn(_StreamConn, asyncio.Protocol):
     """A TLS connection through asyncio's TLS transport."""
 
-    def __init__(self, name: str, on_closed_early: Callable[[_StreamConn], None]) -> None:
-        super().__init__(name, on_closed_early)
+    def __init__(self, name: str, owner: StreamExchanger) -> None:
+        super().__init__(name, owner)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -576,6 +581,7 @@ class StreamExchanger:
         #: queries that found no connection with room, woken by a new connection or a freed slot
         self._waiters: collections.deque[asyncio.Future[_StreamConn | None]] = collections.deque()
         self._closed = False
+        self._expiry: asyncio.TimerHandle | None = None  # the next look for connections idle past expire
         #: TLS connections back off after failures (plain TCP keeps CoreDNS's behaviour).
         self.backoff = backoff if backoff is not None else (Backoff() if ssl_context is not None else None)
         #: Where TLS refusals and a learned connection limit are reported (forward sets its own logger).
@@ -611,6 +617,16 @@ class StreamExchanger:
             self.backoff.succeeded()
         self._reported.clear()
 
+    def _proven(self, conn: _StreamConn) -> None:
+        """``conn`` received its first answer: the next connect, held back until now, may start."""
+        self._wake(1, None)
+
+    def _lost(self, conn: _StreamConn, unanswered: int) -> None:
+        """The upstream closed ``conn``, with ``unanswered`` queries on it."""
+        if unanswered:
+            self._closed_early(conn)
+        self._wake(1, None)  # if it was the one not answering yet, the next connect may start
+
     def _closed_early(self, conn: _StreamConn) -> None:
         """The upstream closed ``conn`` under unanswered queries. Twice in a row after the same
         number of messages (and not none): that number is the upstream's limit per connection.
@@ -632,7 +648,7 @@ class StreamExchanger:
             if tls is None:
                 return await asyncio.wait_for(self._connect_tcp(), self.connect_timeout)
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _TlsConn(self.name, self._closed_early), self.host, self.port,
+                loop.create_connection(lambda: _TlsConn(self.name, self), self.host, self.port,
                                        ssl=tls, server_hostname=self.server_hostname or self.host),
                 self.connect_timeout)
         except TimeoutError:
@@ -660,7 +676,7 @@ class StreamExchanger:
         except BaseException:
             sock.close()
             raise
-        return _TcpConn(self.name, self._closed_early, sock)
+        return _TcpConn(self.name, self, sock)
 
     async def _open(self) -> _StreamConn:
         """The one connect in progress (``_connecting``); the queries waiting meanwhile are woken
@@ -680,29 +696,42 @@ class StreamExchanger:
             self._connect_ended(err)
             raise err
         self._conns.append(conn)
+        self._arm_expiry()
         self._connect_ended(conn)
         return conn
 
     def _connect_ended(self, outcome: _StreamConn | UpstreamError) -> None:
-        """Wake every query waiting: with the new connection, or with the connect's error."""
+        """The connect is over: as many queries waiting as the new connection has room for get
+        it, in the order they came; after a failure, every query waiting fails with its error."""
         self._connecting = None
-        waiters, self._waiters = self._waiters, collections.deque()
-        for waiter in waiters:
-            if waiter.done():
-                continue  # its query gave up
-            if isinstance(outcome, UpstreamError):
-                waiter.set_exception(outcome)
-            else:
-                waiter.set_result(outcome)
+        if isinstance(outcome, UpstreamError):
+            waiters, self._waiters = self._waiters, collections.deque()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(outcome)
+            return
+        limit = self.queries_per_connection or sys.maxsize
+        self._wake(min(self.max_pipeline - len(outcome.pending), limit - outcome.sent), outcome)
+
+    def _wake(self, n: int, value: _StreamConn | None) -> None:
+        """Wake the first ``n`` queries waiting for a connection, with one or to look again.
+
+        Only as many as can go ahead: waking every waiter of a burst (thousands) at each event
+        costs more than the forwarding."""
+        waiters = self._waiters
+        while n > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # else its query gave up
+                waiter.set_result(value)
+                n -= 1
 
     def _room_made(self) -> None:
         """A connection can take one more query: the first query waiting for one looks again."""
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # not a connection: it looks for one with room
-                return
+        self._wake(1, None)
+
+    def _unproven(self) -> bool:
+        """Whether a connection has queries on it and has not answered anything yet."""
+        return any(c.pending and not c.received and not c.closed for c in self._conns)
 
     def _shut_down(self) -> UpstreamError:
         return UpstreamError(self.name, "the connections to this upstream are closed (shutting down)")
@@ -730,19 +759,22 @@ class StreamExchanger:
     async def _connection(self, deadline: float) -> _StreamConn:
         """A connection for one query: one with room, else the next one connected.
 
-        One connect at a time: queries that find no room wait (until their deadline) for the
-        connect in progress, or for a query on an open connection to finish, whichever comes
-        first, and look again. A connection that drains while the upstream is slow to accept
-        the next (dnsmasq -d serves one connection at a time) is used rather than waited past.
+        One connect at a time, and none while a connection still waits for its first answer:
+        an upstream that has not started on the last connection gains nothing from another
+        (dnsmasq -d serves one connection at a time, to its end, and connections opened beyond
+        its listen backlog hang in SYN retries). Queries that find no room wait, until their
+        deadline, for whichever comes first: the connect, a query on an open connection
+        finishing, a first answer on a new connection, or a close; then they look again.
         """
         loop = asyncio.get_running_loop()
+        looked_again = False
         while True:
             if self._closed:
                 raise self._shut_down()
             conn = self._with_room(loop.time())
             if conn is not None:
                 return conn
-            if self._connecting is None:
+            if self._connecting is None and not self._unproven():
                 if self.backoff is not None:
                     blocked = self.backoff.blocked(loop.time())
                     if blocked is not None:
@@ -750,12 +782,20 @@ class StreamExchanger:
                 self._connecting = loop.create_task(self._open())
                 self._connecting.add_done_callback(_retrieved)
             waiter: asyncio.Future[_StreamConn | None] = loop.create_future()
-            self._waiters.append(waiter)
+            if looked_again:
+                self._waiters.appendleft(waiter)  # woken and found nothing: keep its place in line
+            else:
+                self._waiters.append(waiter)
+            looked_again = True
             try:
                 async with asyncio.timeout_at(deadline):
                     conn = await waiter
-            except TimeoutError:
-                raise UpstreamTimeout(self.name, "no connection in time") from None
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._wake(1, waiter.result())  # woken, but going: another goes in its place
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamTimeout(self.name, "no connection in time") from None
+                raise
             # The connection we waited for is ours if it has room, and also if the upstream has
             # closed it already (a TLS refusal right after the handshake): the query then fails,
             # or is retried, as on any connection the upstream closed under it. One that we closed
@@ -817,16 +857,45 @@ class StreamExchanger:
             return await fut
         finally:
             timer.cancel()
-            conn.pending.pop(qid, None)
+            # Only our own entry: once answered, the ID may already belong to a newer query.
+            entry = conn.pending.get(qid)
+            if entry is not None and entry[0] is fut:
+                del conn.pending[qid]
             conn.last_used = loop.time()
             if self._waiters:
                 self._room_made()
             if not conn.pending:
                 limit = self.queries_per_connection
                 if limit is not None and conn.sent >= limit:
-                    conn.close()  # it carried what the upstream allows: ours to close, not the upstream's
+                    if not conn.closed:
+                        conn.close()  # it carried what the upstream allows: ours to close, not the upstream's
                 else:
                     self._close_idle_while_one_waits()
+                    self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is None and not self._closed:
+            self._expiry = asyncio.get_running_loop().call_later(self.expire, self._expire_idle)
+
+    def _expire_idle(self) -> None:
+        """Close the connections idle for ``expire``, without waiting for a query to notice:
+        an idle connection held open can keep an upstream that serves one connection at a
+        time (dnsmasq -d) from serving anyone else."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        # A timer may fire a hair early (asyncio's clock resolution): count that as due.
+        due = loop.time() - self.expire + 0.001
+        idle_since = []
+        for conn in self._conns:
+            if conn.closed or conn.pending:
+                continue
+            if conn.last_used <= due:
+                conn.close()
+            else:
+                idle_since.append(conn.last_used)
+        self._conns = [c for c in self._conns if not c.closed]
+        if idle_since:
+            self._expiry = loop.call_at(min(idle_since) + self.expire, self._expire_idle)
 
     def _close_idle_while_one_waits(self) -> None:
         """While a connection waits for its first answer, keep no idle one open beside it.
@@ -836,16 +905,21 @@ class StreamExchanger:
         not read while we hold an older one open, idle. Closing the idle one costs a connect later.
         """
         conns = self._conns
-        if any(c.pending and not c.received for c in conns):
+        if self._unproven():
             for c in conns:
                 if not c.pending and not c.closed:
                     c.close()
 
     def close(self) -> None:
         self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._connecting is not None:
             self._connecting.cancel()
-            self._connect_ended(self._shut_down())  # a task cancelled before it ran says nothing
+        # The queries waiting for a connection fail now (a connect cancelled before it ran
+        # would not tell them).
+        self._connect_ended(self._shut_down())
         for conn in self._conns:
             conn.close()
         self._conns = []
