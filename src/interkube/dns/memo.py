@@ -35,7 +35,7 @@ class Memo(Generic[K, V]):
         """Add ``key`` (not in the table: callers remember what they just missed)."""
         table = self.table
         order = self.order
-        if len(order) >= self.limit:
+        while len(order) >= self.limit:  # (a while: a limit lowered meanwhile is reached at once)
             table.pop(order.popleft(), None)
         order.append(key)
         table[key] = value

@@ -16,13 +16,22 @@ found is the plugin's own :meth:`TemplateHandler.template`:
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Final, Generic, Protocol, TypeVar
 
 from interkube.dns.names import ZoneSet
-from interkube.dns.wire import RCODE_REFUSED, RCODE_SERVFAIL, Query, error_response, template_for
-from interkube.plugin.handler import Handler
+from interkube.dns.wire import (
+    RCODE_NOERROR,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    Query,
+    Template,
+    error_response,
+    template_for,
+)
+from interkube.plugin.handler import SLOW, Handler
 from interkube.plugin.request import Request
 
 DataT = TypeVar("DataT")
@@ -68,26 +77,110 @@ SERVFAIL: Final = _ErrorAnswer(RCODE_SERVFAIL)
 REFUSED: Final = _ErrorAnswer(RCODE_REFUSED)
 
 
+class Deferred(Exception):
+    """Raised by a template build on the fast path that is over its budget (InlineBuilds): the
+    query goes to the slow path, which builds it there."""
+
+
+#: The share of the time the fast path may spend building answers (dnspython renders each in
+#: 100-200 µs), and how much of it at once.
+INLINE_BUILD_SHARE = 0.25
+INLINE_BUILD_BURST = 0.002
+
+
+class InlineBuilds:
+    """A budget for building answers on the fast path, inside the socket's reader.
+
+    A template is built on the first query for its key. Done in the reader, a flood of names
+    nobody asked before (random subdomains of a served zone, a fuzz) made each query cost a
+    dnspython render there, and the answers that were ready waited behind it in the socket,
+    or were dropped by the kernel. Builds on the fast path may take INLINE_BUILD_SHARE of the
+    time (a token bucket holding INLINE_BUILD_BURST); beyond it a miss raises Deferred and the
+    query joins the slow path's bounded backlog (see interkube.server.listeners.UdpEndpoint),
+    where it is built in turn or, in a flood, shed. The slow path builds whatever it is given.
+    """
+
+    __slots__ = ("serving", "stamp", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = INLINE_BUILD_BURST
+        self.stamp = time.perf_counter()
+        #: Set while TemplateHandler.serve looks its template up: the slow path always builds.
+        self.serving = False
+
+    def begin(self) -> float:
+        """Before a build: its start time; raises Deferred on the fast path over budget."""
+        now = time.perf_counter()
+        if self.serving:
+            return now
+        tokens = min(INLINE_BUILD_BURST, self.tokens + (now - self.stamp) * INLINE_BUILD_SHARE)
+        self.stamp = now
+        self.tokens = tokens
+        if tokens <= 0:
+            raise Deferred
+        return now
+
+    def end(self, started: float) -> None:
+        if not self.serving:
+            self.tokens -= time.perf_counter() - started
+
+
+#: One budget for the process: its fast path is one event loop.
+INLINE_BUILDS = InlineBuilds()
+
+
+#: Entries of a template table that answer nothing (NXDOMAIN, NODATA, an error, PASS): a flood
+#: of random names or types makes one per query, so they have a bound of their own, well below
+#: the table's (which answers with data, bounded by the data, fill).
+NEGATIVE_CAPACITY = 10_000
+
+
+def _negative(value: Entry) -> bool:
+    """Whether an entry answers nothing: any client can make one per query at will."""
+    if not isinstance(value, Template):
+        return True  # PASS (not this handler's name), SERVFAIL, REFUSED
+    return value.rcode != RCODE_NOERROR or value.head[4:6] == b"\x00\x00"  # no answer records
+
+
 class TemplateTable:
     """key -> Template (or PASS), bounded; the oldest entries go first when it is full.
 
     An OrderedDict, because its popitem(last=False) is O(1): deleting a plain dict's first key
     leaves a hole that every later next(iter(d)) walks over (61 us per insert at 100k entries,
-    measured), which a flood of distinct names would turn into a stall.
+    measured), which a flood of distinct names would turn into a stall. Entries that answer
+    nothing are also bounded on their own (``negative_capacity``, oldest first): those are what
+    a fuzz of random names fills a table with (issue 19: RSS grew by 100 MB under one).
     """
 
-    __slots__ = ("_map", "capacity", "get")
+    __slots__ = ("_map", "_negatives", "capacity", "get", "negative_capacity")
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 100_000, negative_capacity: int = NEGATIVE_CAPACITY) -> None:
         self._map: OrderedDict[bytes, Entry] = OrderedDict()
         self.capacity = capacity
+        self.negative_capacity = negative_capacity
+        #: The keys of negative entries, oldest first (some may be gone from the map already).
+        self._negatives: deque[bytes] = deque()
         self.get: Callable[[bytes], Entry | None] = self._map.get
 
     def put(self, key: bytes, value: Entry) -> None:
         m = self._map
+        if _negative(value):
+            self._note_negative(key)
         if len(m) >= self.capacity:
             m.popitem(last=False)
         m[key] = value
+
+    def _note_negative(self, key: bytes) -> None:
+        negatives = self._negatives
+        if len(negatives) >= self.negative_capacity:
+            old = negatives.popleft()
+            entry = self._map.get(old)
+            if entry is not None and _negative(entry):  # (a key answered since is kept)
+                self._drop(old)
+        negatives.append(key)
+
+    def _drop(self, key: bytes) -> bool:
+        return self._map.pop(key, None) is not None
 
     def __len__(self) -> int:
         return len(self._map)
@@ -114,8 +207,8 @@ class DependentTemplateTable(TemplateTable):
 
     __slots__ = ("_deps", "_by_dep", "invalidated")
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        super().__init__(capacity)
+    def __init__(self, capacity: int = 100_000, negative_capacity: int = NEGATIVE_CAPACITY) -> None:
+        super().__init__(capacity, negative_capacity)
         self._deps: dict[bytes, tuple[DepKey, ...]] = {}
         self._by_dep: dict[DepKey, set[bytes]] = {}
         #: Templates removed because their data changed (for metrics and benchmarks).
@@ -123,8 +216,11 @@ class DependentTemplateTable(TemplateTable):
 
     def put(self, key: bytes, value: Entry, deps: Iterable[DepKey] = ()) -> None:
         m = self._map
-        if key not in m and len(m) >= self.capacity:
-            self._drop(next(iter(m)))
+        if key not in m:
+            if _negative(value):
+                self._note_negative(key)
+            if len(m) >= self.capacity:
+                self._drop(next(iter(m)))
         m[key] = value
         deps = tuple(deps)
         self._deps[key] = deps
@@ -179,8 +275,10 @@ class DependentGeneration(Generic[DataT]):
         and keep it as a template with those dependencies; PASS when ``build`` gives None.
 
         Called on a miss only, so that a hit costs one dict lookup and no closure."""
+        started = INLINE_BUILDS.begin()
         deps: set[DepKey] = set()
         response = build(deps)
+        INLINE_BUILDS.end(started)
         tpl: Entry = PASS if response is None else template_for(response, query)
         self.templates.put(query.key, tpl, deps)
         return tpl
@@ -195,14 +293,22 @@ class TemplateHandler(Handler):
         raise NotImplementedError
 
     def fast(self, req: Request) -> bytes | None:
-        tpl = self.template(req)
+        try:
+            tpl = self.template(req)
+        except Deferred:
+            return SLOW  # not built yet, and the fast path's budget for building is spent
         if tpl is PASS:
             return self.next.fast(req)
         req.answered_by = self.plugin
         return tpl.render(req.query)
 
     async def serve(self, req: Request) -> bytes:
-        tpl = self.template(req)
+        builds = INLINE_BUILDS
+        builds.serving = True
+        try:
+            tpl = self.template(req)
+        finally:
+            builds.serving = False
         if tpl is PASS:
             return await self.next.serve(req)
         req.answered_by = self.plugin
@@ -240,11 +346,14 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
         gen = self.generation
         tpl = gen.templates.get(q.key)
         if tpl is None:
+            started = INLINE_BUILDS.begin()
             response = self.build(req, gen.data, zone)
+            INLINE_BUILDS.end(started)
             tpl = PASS if response is None else template_for(response, q)
             gen.templates.put(q.key, tpl)
         return tpl
 
 
-__all__ = ["PASS", "REFUSED", "SERVFAIL", "Answer", "DependentGeneration", "DependentTemplateTable",
-           "Entry", "Generation", "MemoryHandler", "TemplateHandler", "TemplateTable"]
+__all__ = ["INLINE_BUILDS", "PASS", "REFUSED", "SERVFAIL", "Answer", "Deferred", "DependentGeneration",
+           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "MemoryHandler", "TemplateHandler",
+           "TemplateTable"]

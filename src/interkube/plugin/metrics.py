@@ -71,6 +71,32 @@ class MalformedQueries:
 MALFORMED_QUERIES = MalformedQueries()
 
 
+class UdpBacklogDrops:
+    """Queries a UDP listener dropped unanswered, oldest first, because more waited for the slow
+    path (an upstream, a cluster not in memory) than its backlog holds: a flood it sheds rather
+    than letting it delay the answers from memory. Counted per server in a plain dict, exported
+    as ``interkube_dns_udp_backlog_dropped_total{server}``; one per process, as MALFORMED_QUERIES."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count(self, server: str, n: int = 1) -> None:
+        self.counts[server] = self.counts.get(server, 0) + n
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(f"{NAMESPACE}_dns_udp_backlog_dropped",
+                                     "Counter of UDP queries dropped, oldest first, because the listener's "
+                                     "backlog of queries waiting for the slow path was full.", labels=["server"])
+        for server, n in list(self.counts.items()):
+            family.add_metric([server], n)
+        yield family
+
+
+UDP_BACKLOG_DROPS = UdpBacklogDrops()
+
+
 class Metrics:
     """One per process; kept across reloads so counters do not reset."""
 
@@ -87,6 +113,7 @@ class Metrics:
         self.reloads = Counter(f"{NAMESPACE}_reload_total", "Counter of successful reloads.",
                                registry=self.registry)
         self.add_source(MALFORMED_QUERIES, MALFORMED_QUERIES.collect)
+        self.add_source(UDP_BACKLOG_DROPS, UDP_BACKLOG_DROPS.collect)
 
     def add_source(self, owner: Any, source: Source) -> None:
         """Publish ``source()``'s families at every scrape until ``remove_source(owner)``."""

@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     limits.add_argument("-tcp.max-per-client", "--tcp-max-per-client", dest="tcp_max_per_client",
                         type=_count(0), default=64, metavar="N",
                         help="connections one client address may hold; 0: no limit (default 64)")
+    p.add_argument("-udp.rcvbuf", "--udp-rcvbuf", dest="udp_rcvbuf", type=_count(0), default=4 * 1024 * 1024,
+                   metavar="BYTES", help="receive buffer of each UDP socket, for bursts (default 4194304; past "
+                                         "net.core.rmem_max only as root; 0: the kernel's default); the size "
+                                         "obtained is logged at start")
     p.set_defaults(func=_serve)
 
 
@@ -93,7 +97,7 @@ def listener_options(args: argparse.Namespace) -> ListenerOptions:
     return ListenerOptions(tcp_idle_timeout=args.tcp_idle_timeout, tcp_frame_timeout=args.tcp_frame_timeout,
                            tls_handshake_timeout=args.tls_handshake_timeout,
                            max_tcp_connections=args.tcp_max_connections,
-                           max_tcp_per_client=args.tcp_max_per_client)
+                           max_tcp_per_client=args.tcp_max_per_client, udp_rcvbuf=args.udp_rcvbuf)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -19,6 +19,9 @@ import asyncio
 import logging
 import socket
 import ssl
+import sys
+import time
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,7 @@ from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
+from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
 from interkube.server.dispatch import Dispatcher
 from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, client_address
@@ -34,9 +38,16 @@ from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
 
-#: Slow-path queries in flight per UDP socket before new ones are dropped (a flood must not
-#: grow memory without bound; CoreDNS bounds this with max_concurrent in forward).
-MAX_UDP_INFLIGHT = 10_000
+#: Slow-path queries in flight per UDP socket; more wait in its backlog (MAX_UDP_BACKLOG), so
+#: that a flood cannot grow memory without bound (CoreDNS bounds this with forward's
+#: max_concurrent; unbound has 1024 per thread). Each holds a dozen objects (task, coroutines,
+#: future) that the garbage collector walks at every full collection: with 10,000 waiting on
+#: a silent upstream, a collection paused the loop for 200 ms.
+MAX_UDP_INFLIGHT = 2048
+#: The UDP receive buffer asked for by default (``interkube serve --udp-rcvbuf``): bursts wait
+#: in it while a pass runs instead of being dropped by the kernel (its usual 208 KiB holds a
+#: few hundred small datagrams: a 250k-query burst lost 8,682 of them).
+DEFAULT_UDP_RCVBUF = 4 * 1024 * 1024
 #: Queries in flight on one TCP connection before we stop reading from it.
 MAX_TCP_PIPELINE = 128
 #: Bytes queued for a client that does not read before we stop reading its queries.
@@ -61,11 +72,15 @@ class ListenerOptions:
     #: Connections one client address may hold at once (0: no limit).
     max_tcp_per_client: int = DEFAULT_MAX_TCP_PER_CLIENT
     reuse_port: bool = False
+    #: Bytes asked for each UDP socket's receive buffer (0: the kernel's default); see
+    #: size_receive_buffer.
+    udp_rcvbuf: int = DEFAULT_UDP_RCVBUF
     #: Every listener's connections, with the options (so one per process and across reloads).
     table: ConnectionTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.table = ConnectionTable(self.max_tcp_connections, self.max_tcp_per_client)
+
 
 class ListenerStats:
     """Counters the metrics plugin reads (plain ints on the hot path)."""
@@ -89,8 +104,64 @@ class ListenerStats:
 #: Batched recvmmsg/sendmmsg (see _udpfast.c), or None for the pure-Python loop.
 _udpfast = datagrams.udpfast
 
-#: Batches of datagrams read per wake-up before yielding to the event loop (fairness with TCP).
-UDP_ROUNDS = 8
+#: Batches of 64 datagrams read per wake-up at most. Enough to empty the socket each pass under
+#: a flood (what is read is answered from memory or queued, both cheap), so that the kernel
+#: does not drop datagrams, answers from memory among them, when its buffer fills; bounded so
+#: that a pass still ends and the rest of the loop (TCP, timers, the slow path) gets its turn.
+UDP_ROUNDS = 32
+#: Queries waiting for the slow path per UDP socket (not started yet). A flood of forwarded
+#: names beyond what the upstreams take drops the oldest waiting query first: it is the one
+#: whose client is the most likely to have given up or asked again already.
+MAX_UDP_BACKLOG = 8192
+#: Seconds a query may wait in the backlog: older ones are dropped (and counted) rather than
+#: started, their clients having asked again or given up (stub resolvers retry after 1 to 5
+#: seconds). Only a backlog that drains slowly (upstreams that time out) holds any this old.
+MAX_UDP_WAIT = 2.0
+#: The slow path's share of an event-loop pass (seconds): while queries wait, the number started
+#: per pass shrinks (halves) when the pass, less the reader's own time, took longer than this,
+#: and grows (by UDP_STARTS_STEP) when it did not. The reader gets its turn once per pass, so
+#: this bounds how long an answer from memory waits in the socket behind the slow path,
+#: whatever one slow query costs.
+UDP_PASS_TARGET = 0.002
+UDP_STARTS_MIN = 1
+UDP_STARTS_MAX = 256
+UDP_STARTS_STEP = 4
+#: Linux's SO_RCVBUFFORCE (Python has no name for it): with CAP_NET_ADMIN it goes past
+#: net.core.rmem_max.
+_SO_RCVBUFFORCE = 33
+
+
+def size_receive_buffer(sock: socket.socket, wanted: int, label: str) -> int:
+    """Ask for a receive buffer of ``wanted`` bytes (0: leave the kernel's default); log and
+    return what was granted, in the units setsockopt takes.
+
+    As root (CAP_NET_ADMIN) SO_RCVBUFFORCE goes past net.core.rmem_max; otherwise SO_RCVBUF is
+    capped there. A buffer already larger (a bigger rmem_default) is left alone. Linux reports
+    twice the size set (its bookkeeping is counted in), so the figures here are halved.
+    """
+    current = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    if wanted <= 0 or current >= wanted:
+        log.info("%s: UDP receive buffer %d bytes", label, current)
+        return current
+    forced = False
+    if sys.platform.startswith("linux"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, wanted)
+            forced = True
+        except OSError:
+            pass  # no CAP_NET_ADMIN: SO_RCVBUF below, capped by net.core.rmem_max
+    if not forced:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        except OSError as exc:
+            log.warning("%s: cannot size the UDP receive buffer to %d bytes: %s", label, wanted, exc)
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    if got < wanted:
+        log.warning("%s: UDP receive buffer %d bytes, not the %d asked for: net.core.rmem_max caps it "
+                    "(raise that sysctl, or run with CAP_NET_ADMIN)", label, got, wanted)
+    else:
+        log.info("%s: UDP receive buffer %d bytes", label, got)
+    return got
 
 
 class UdpEndpoint:
@@ -98,8 +169,18 @@ class UdpEndpoint:
 
     Not an asyncio DatagramProtocol: that costs an event-loop dispatch and two system calls per
     datagram. Here each wake-up reads everything queued (in batches of 64 with the C helper, or
-    one by one in Python without it), answers fast-path queries in the same pass, and hands the
-    rest to tasks.
+    one by one in Python without it) and answers what memory can in the same pass.
+
+    The rest waits in a bounded backlog for the slow path (issue 19: a flood of forwarded names
+    must not starve the answers from memory). A callback scheduled once per pass starts some of
+    the waiting queries as tasks: as many as keep a pass near UDP_PASS_TARGET, and no more than
+    MAX_UDP_INFLIGHT at once. So the reader gets its turn every pass, reads the socket empty and
+    answers from memory ahead of any slow work; and when more arrives than the slow path can
+    take, the backlog drops its oldest query (counted in
+    ``interkube_dns_udp_backlog_dropped_total``) instead of the kernel dropping whatever
+    arrives, from-memory queries included. A query waiting in the backlog has not started:
+    it runs on the dispatcher of the moment it starts (after a reload, the new one); a started
+    one finishes on the chain it started with.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket) -> None:
@@ -107,12 +188,34 @@ class UdpEndpoint:
         self.sock = sock
         self.fd = sock.fileno()
         self.inflight: set[asyncio.Task[None]] = set()
+        #: (query, client, when it arrived) of each query waiting for the slow path, oldest first.
+        self.backlog: deque[tuple[bytes, Any, float]] = deque()
+        self.backlog_limit = MAX_UDP_BACKLOG
+        self.inflight_limit = MAX_UDP_INFLIGHT
+        #: Queries dropped from the backlog and not yet counted in the metric (see _count_drops).
+        self.dropped = 0
+        #: Seconds the reader took since the last pump (see _pump).
+        self._reading = 0.0
+        #: Slow-path queries started per pass (adapted; see UDP_PASS_TARGET).
+        self.starts_per_pass = UDP_STARTS_MAX // 4
         self.closed = False
         self._loop = asyncio.get_running_loop()
+        self._pump_handle: asyncio.Handle | None = None
+        #: When the previous pass's pump ran, while queries kept waiting (None: the backlog was
+        #: empty since, so the time between the two says nothing about a pass).
+        self._last_pump: float | None = None
         self.outbox = datagrams.Outbox(sock, self._loop, _dropped)
+        self.rcvbuf = size_receive_buffer(sock, listener.options.udp_rcvbuf, str(listener))
         self._loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
+        started = time.monotonic()
+        try:
+            self._read()
+        finally:
+            self._reading += time.monotonic() - started
+
+    def _read(self) -> None:
         if _udpfast is not None:
             try:
                 _udpfast.drain(self.fd, self.handle, UDP_ROUNDS)
@@ -142,21 +245,89 @@ class UdpEndpoint:
         # it could be a reflection loop).
         if len(data) < HEADER_LEN or data[2] & 0x80:
             return None
-        dispatcher = self.listener.dispatcher
         q = parse_query(data)
         if q is not None:
             req = Request(data, q, addr, "udp")
-            resp = dispatcher.fast(req)
+            resp = self.listener.dispatcher.fast(req)
             if resp is not None:
                 return resp
-        if len(self.inflight) >= MAX_UDP_INFLIGHT:
-            self.listener.stats.dropped_udp += 1
-            return None
-        answer = dispatcher.serve(req) if q is not None else dispatcher.serve_unparsed(data, addr, "udp")
-        task = self._loop.create_task(self._slow(answer, addr))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
+            arrived = req.started
+        else:
+            arrived = time.monotonic()
+        backlog = self.backlog
+        if len(backlog) >= self.backlog_limit:
+            backlog.popleft()  # the oldest waiting query: see MAX_UDP_BACKLOG
+            self.dropped += 1  # (counted in the metric by the next pump: a flood drops a lot)
+        # Bytes, the address and a float, not the request: a tuple of those leaves the garbage
+        # collector's generations at its first collection, while requests waiting here under a
+        # flood would be promoted to the oldest one by the hundred thousand, making each full
+        # collection (a pause of the whole loop) longer and more frequent.
+        backlog.append((data, addr, arrived))
+        if self._pump_handle is None:
+            self._pump_handle = self._loop.call_soon(self._pump)
         return None
+
+    def _pump(self) -> None:
+        """Start some waiting queries on the slow path: once per pass while any wait."""
+        self._pump_handle = None
+        if self.dropped:
+            self._count_drops()
+        backlog = self.backlog
+        reading, self._reading = self._reading, 0.0
+        if self.closed or not backlog:
+            self._last_pump = None
+            return
+        now = time.monotonic()
+        starts = self.starts_per_pass
+        if self._last_pump is not None:
+            # The time since the previous pump is one pass; what the reader did not take of it
+            # went to the slow path (mostly). Shrink the slow path's share quickly when it ran
+            # long, grow it slowly when it did not. The reader's own time is not held against
+            # it: that is what keeps the socket empty, and shedding slow work cannot shorten it.
+            if now - self._last_pump - reading > UDP_PASS_TARGET:
+                starts = max(UDP_STARTS_MIN, starts // 2)
+            else:
+                starts = min(UDP_STARTS_MAX, starts + UDP_STARTS_STEP)
+            self.starts_per_pass = starts
+        n = min(len(backlog), starts, self.inflight_limit - len(self.inflight))
+        if n <= 0:
+            # Every slot is taken: a task that finishes schedules the next pump (_done).
+            self._last_pump = None
+            return
+        dispatcher = self.listener.dispatcher
+        create_task = self._loop.create_task
+        inflight = self.inflight
+        too_old = now - MAX_UDP_WAIT
+        while backlog and backlog[0][2] < too_old:
+            backlog.popleft()
+            self.dropped += 1
+        for _ in range(min(n, len(backlog))):
+            data, addr, arrived = backlog.popleft()
+            q = parse_query(data)  # (remembered: a dict lookup)
+            if q is not None:
+                req = Request(data, q, addr, "udp")
+                req.started = arrived  # its duration counts the wait here
+                answer = dispatcher.serve(req)
+            else:
+                answer = dispatcher.serve_unparsed(data, addr, "udp")
+            task = create_task(self._slow(answer, addr))
+            inflight.add(task)
+            task.add_done_callback(self._done)
+        if backlog:
+            self._last_pump = now
+            self._pump_handle = self._loop.call_soon(self._pump)
+        else:
+            self._last_pump = None
+
+    def _count_drops(self) -> None:
+        dropped, self.dropped = self.dropped, 0
+        self.listener.stats.dropped_udp += dropped
+        UDP_BACKLOG_DROPS.count(self.listener.dispatcher.server, dropped)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        if self.backlog and self._pump_handle is None and not self.closed:
+            self._pump_handle = self._loop.call_soon(self._pump)
 
     async def _slow(self, answer: Coroutine[Any, Any, bytes | None], addr: Any) -> None:
         resp = await answer
@@ -169,6 +340,12 @@ class UdpEndpoint:
             self.closed = True
             self._loop.remove_reader(self.fd)
             self.sock.close()
+            self.backlog.clear()
+            if self.dropped:
+                self._count_drops()
+            if self._pump_handle is not None:
+                self._pump_handle.cancel()
+                self._pump_handle = None
 
 
 def _dropped(exc: OSError) -> None:

@@ -18,7 +18,7 @@ from interkube import __version__
 from interkube.corefile.parser import Directive, ServerBlock, parse_file, parse_text
 from interkube.errors import InterkubeError
 from interkube.plugin.services import Services
-from interkube.server import limits
+from interkube.server import collector, limits
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
 from interkube.server.workers import WorkerContext, run_workers
@@ -121,6 +121,7 @@ class Server:
         if worker is not None and not worker.serves_http:
             self._metrics_runner = await worker.publish_metrics(self.services.metrics.registry)
         await instance.announce()
+        collector.settle()  # full collections walk only what is made from now on (issue 19)
 
     async def reload(self) -> bool:
         """Re-read the Corefile; on any error keep serving the old configuration.
@@ -173,6 +174,7 @@ class Server:
         await asyncio.sleep(RETIRE_AFTER)
         self._old.discard(old)
         await old.stop_handlers()
+        collector.settle()  # the old configuration's cycles are collected, the new one frozen
 
     def digest_on_disk(self) -> str:
         """The digest of the configuration as it is on disk now.

@@ -1,0 +1,262 @@
+"""Memory and stalls under a UDP fuzz (issue 19, section 7): interkube's RSS must stay flat and
+its event loop must not stall while a million fuzzed packets go by.
+
+interkube (pinned to CPU 0) serves a cluster from a snapshot (`kubernetes`), a zone (`file`),
+names from `hosts`, and forwards the rest (`cache`, `forward` to loadgen's responder). A fuzzer
+process (CPU 1) sends ``--packets`` datagrams at ``--rate``: queries for random names in every
+zone (random types, flags, EDNS), bit-flipped queries and random bytes, so that nearly every
+packet is a question never seen before: what memoized parses, zone matches, templates and cache
+entries would keep per name. Meanwhile this script asks a name from memory every 5 ms and keeps
+the slowest answer of each second (a stall of the event loop shows there), and reads the
+server's RSS twice a second.
+
+    python bench/fuzz_memory.py [--packets 1000000] [--rate 40000] [--seed 19]
+
+Goal (issue 19): RSS flat once warm (the last third of the fuzz grows it by < 5% over its first
+third) and no stall above 50 ms. Loopback only; every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
+
+import dns.message
+
+from bench import k8s
+from bench.generators import Loadgen
+from bench.procs import GENERATOR_CPU, SERVER_CPU, Proc, status_kib, stop_all, wait_until
+from bench.runner import Upstream
+from testkit.servers import free_port, query
+
+LOOPBACK = "127.0.0.1"
+ZONES = ("cluster.local.", "example.org.", "mem.test.", "fwd.test.", "other.")
+TYPES = (1, 28, 33, 16, 12, 5, 2, 6, 15, 255, 65, 64, 99, 252)
+GOAL_GROWTH = 0.05
+GOAL_STALL_MS = 50.0
+ZONE_FILE = """$ORIGIN example.org.
+@ 3600 IN SOA ns h 1 7200 3600 1209600 3600
+@ IN NS ns
+ns IN A 127.0.0.1
+www IN A 192.0.2.1
+* IN TXT "wild"
+"""
+
+
+def log(msg: str) -> None:
+    print(f"fuzz_memory: {msg}", flush=True)
+
+
+def corefile(port: int, tmp: Path, upstream: int) -> str:
+    return (f"cluster.local:{port} {{\n bind {LOOPBACK}\n errors\n kubernetes cluster.local {{\n"
+            f"  snapshot {tmp / 'snapshot.yaml'}\n }}\n}}\n"
+            f"example.org:{port} {{\n bind {LOOPBACK}\n errors\n file {tmp / 'example.db'}\n}}\n"
+            f"mem.test:{port} {{\n bind {LOOPBACK}\n hosts {tmp / 'hosts'}\n}}\n"
+            f".:{port} {{\n bind {LOOPBACK}\n errors\n cache\n forward . {LOOPBACK}:{upstream}\n}}\n")
+
+
+# -- the fuzzer (runs as its own process: `fuzz_memory.py --fuzzer PORT COUNT RATE SEED`) -----------
+
+
+def _label(rnd: random.Random) -> bytes:
+    n = rnd.randint(1, 20)
+    return bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz0123456789-_ABCZ") for _ in range(n))
+
+
+def _name(rnd: random.Random) -> bytes:
+    zone = rnd.choice(ZONES)
+    labels = [_label(rnd) for _ in range(rnd.randint(1, 4))]
+    out = b"".join(bytes((len(x),)) + x for x in labels)
+    for part in zone.rstrip(".").split("."):
+        out += bytes((len(part),)) + part.encode()
+    return out + b"\x00"
+
+
+def _query(rnd: random.Random) -> bytes:
+    flags = rnd.choice((0x0100, 0x0000, 0x0110, 0x0120))
+    edns = rnd.random() < 0.5
+    head = struct.pack("!HHHHHH", rnd.getrandbits(16), flags, 1, 0, 0, 1 if edns else 0)
+    body = _name(rnd) + struct.pack("!HH", rnd.choice(TYPES), 1)
+    if edns:
+        do = 0x8000 if rnd.random() < 0.3 else 0
+        body += b"\x00" + struct.pack("!HHIH", 41, rnd.choice((512, 1232, 4096)), do, 0)
+    return head + body
+
+
+def packet(rnd: random.Random) -> bytes:
+    r = rnd.random()
+    if r < 0.6:
+        return _query(rnd)
+    if r < 0.85:  # a query with a few bytes flipped: mostly malformed, some odd but valid
+        q = bytearray(_query(rnd))
+        for _ in range(rnd.randint(1, 3)):
+            q[rnd.randrange(2, len(q))] = rnd.getrandbits(8)
+        return bytes(q)
+    return bytes(rnd.getrandbits(8) for _ in range(rnd.randint(12, 80)))  # noise with a header's length
+
+
+def fuzzer(port: int, count: int, rate: float, seed: int) -> None:
+    from interkube.pkg import datagrams
+
+    rnd = random.Random(seed)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.connect((LOOPBACK, port))
+        sent = 0
+        start = time.monotonic()
+        while sent < count:
+            batch = [packet(rnd) for _ in range(min(64, count - sent))]
+            try:
+                datagrams.send_batch(s, list(batch))
+            except OSError:
+                pass  # a full buffer or a refused port: the rest of that batch is lost, as UDP may
+            sent += len(batch)
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+            if sent % 65536 < 64:
+                print(sent, flush=True)
+    print(sent, flush=True)
+
+
+# -- the measurement -------------------------------------------------------------------------------
+
+
+class Probe(threading.Thread):
+    """Asks a from-memory name every 5 ms; the slowest answer (or a loss) per second."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.stop = threading.Event()
+        self.seconds: list[tuple[float, int, int]] = []  # (max ms, asked, lost)
+
+    def run(self) -> None:
+        wire = dns.message.make_query("p0.mem.test.", "A").to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((LOOPBACK, self.port))
+            s.settimeout(1.0)
+            worst, asked, lost, second = 0.0, 0, 0, time.monotonic()
+            while not self.stop.is_set():
+                t = time.monotonic()
+                s.send(wire)
+                asked += 1
+                try:
+                    while s.recv(512)[:2] != wire[:2]:
+                        pass
+                    worst = max(worst, (time.monotonic() - t) * 1000)
+                except TimeoutError:
+                    lost += 1
+                now = time.monotonic()
+                if now - second >= 1.0:
+                    self.seconds.append((worst, asked, lost))
+                    worst, asked, lost, second = 0.0, 0, 0, now
+                self.stop.wait(max(0.0, 0.005 - (time.monotonic() - t)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=float, default=40_000.0, help="fuzz packets per second")
+    ap.add_argument("--seed", type=int, default=19)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--fuzzer", nargs=4, metavar=("PORT", "COUNT", "RATE", "SEED"), help=argparse.SUPPRESS)
+    opts = ap.parse_args()
+    if opts.fuzzer:
+        port, count, rate, seed = opts.fuzzer
+        fuzzer(int(port), int(count), float(rate), int(seed))
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="fuzz_memory-"))
+    (tmp / "example.db").write_text(ZONE_FILE)
+    (tmp / "hosts").write_text("".join(f"10.0.0.{i + 1} p{i}.mem.test\n" for i in range(100)))
+    k8s.write_snapshot(tmp / "snapshot.yaml", k8s.services(200, 50))
+    gen = Loadgen()
+    up = Upstream(gen, 60, tmp).start()
+    port = free_port()
+    (tmp / "Corefile").write_text(corefile(port, tmp, up.port))
+    server = Proc("interkube", [sys.executable, "-m", "interkube", "serve", "-conf", str(tmp / "Corefile")],
+                  tmp / "interkube.log", cpus=(SERVER_CPU,))
+    samples: list[tuple[float, int, int]] = []  # (seconds, packets sent, RSS KiB)
+    probe = Probe(port)
+    ok = True
+    try:
+        server.start()
+        wait_until(lambda: query("p0.mem.test.", "A", port, timeout=0.5).rcode() == 0, 30, server, "answering")
+        rss0 = status_kib(server.pid, "VmRSS")
+        probe.start()
+        fuzz = subprocess.Popen(["taskset", "-c", str(GENERATOR_CPU), sys.executable, __file__, "--fuzzer",
+                                 str(port), str(opts.packets), str(opts.rate), str(opts.seed)],
+                                stdout=subprocess.PIPE, text=True)
+        progress = [0]
+
+        def follow() -> None:  # the fuzzer prints how many it has sent, now and then
+            assert fuzz.stdout is not None
+            for line in fuzz.stdout:
+                progress[0] = int(line)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        t0 = time.monotonic()
+        deadline = t0 + opts.packets / opts.rate * 3 + 60
+        while fuzz.poll() is None and time.monotonic() < deadline:
+            samples.append((time.monotonic() - t0, progress[0], status_kib(server.pid, "VmRSS")))
+            time.sleep(0.5)  # a sampling period, not synchronisation
+        if fuzz.poll() is None:
+            fuzz.kill()
+            log("the fuzzer overstayed its bound and was killed")
+        fuzz.wait()
+        reader.join(5)
+        sent = progress[0]
+        samples.append((time.monotonic() - t0, sent, status_kib(server.pid, "VmRSS")))
+        probe.stop.set()
+        probe.join(5)
+        alive = server.running()
+    finally:
+        probe.stop.set()
+        server.stop()
+        up.stop()
+        stop_all()
+        if opts.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(f"{'time':>6s} {'packets':>10s} {'RSS MiB':>8s}")
+    step = max(1, len(samples) // 24)
+    for t, n, rss in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
+        print(f"{t:6.1f} {n:10,d} {rss / 1024:8.1f}")
+    third = max(1, len(samples) // 3)
+    early = max(r for _, _, r in samples[:third])
+    late = max(r for _, _, r in samples[-third:])
+    growth = late / early - 1
+    stalls = [w for w, _, _ in probe.seconds]
+    lost = sum(lo for _, _, lo in probe.seconds)
+    asked = sum(a for _, a, _ in probe.seconds)
+    worst = max(stalls, default=0.0)
+    slow_seconds = sum(1 for w in stalls if w > GOAL_STALL_MS)
+    print()
+    print(f"RSS: {rss0 / 1024:.1f} MiB at start, peak {max(r for _, _, r in samples) / 1024:.1f} MiB; "
+          f"last third vs first third of the fuzz: {growth:+.1%} (goal < {GOAL_GROWTH:.0%}: "
+          f"{'met' if growth < GOAL_GROWTH else 'short'})")
+    print(f"probe (a from-memory name every 5 ms): {asked:,d} asked, {lost:,d} lost; slowest answer {worst:.1f} ms; "
+          f"{slow_seconds} of {len(stalls)} seconds had one above {GOAL_STALL_MS:.0f} ms "
+          f"(goal none: {'met' if slow_seconds == 0 else 'short'})")
+    print(f"server {'still running' if alive else 'DIED'}; {sent:,d} packets sent")
+    print("(figures from a shared machine are noisy: re-run on a quiet one with the same command)")
+    ok = alive and growth < GOAL_GROWTH and slow_seconds == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
