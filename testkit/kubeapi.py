@@ -6,7 +6,7 @@ service-account signing key), etcd's data, the logs and the kubeconfigs. There a
 controllers and no nodes: objects that controllers would write (EndpointSlices, pod IPs in
 status) are written directly by :class:`KubeObjects`.
 
-Typical use (the pytest fixtures in ``tests/peers/conftest.py`` do this)::
+Typical use (the pytest fixtures in ``testkit/peerfixtures.py`` do this)::
 
     api = KubeAPI(workdir, apiserver_bin, etcd_bin)
     api.start()

@@ -11,6 +11,9 @@ import pytest
 from testkit.dot import Pki, issued
 from testkit.fakeupstream import FakeUpstream
 
+#: The peers (kube-apiserver, etcd, CoreDNS) as fixtures: kube_api, kube, kube_ns, coredns, ...
+pytest_plugins = ["testkit.peerfixtures"]
+
 
 @pytest.fixture
 def interkube_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:

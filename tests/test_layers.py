@@ -3,7 +3,7 @@
 From the bottom: the wire core and the Corefile syntax (``dns``, ``corefile``, ``errors``); the
 shared helpers (``pkg``); transports, TLS, cluster sources and address plans (``upstream``,
 ``tlsutil``, ``kube``, ``netplan``); the plugin contract (``plugin``); the plugins; the runtime
-(``server``); the command line. A module may import its own layer and the ones below, and a
+(``server``) and the commands beside it (``deploy``, ``webhook``, ``proxy``); the command line. A module may import its own layer and the ones below, and a
 plugin no other plugin. Read from the source with ``ast``, so that an import inside a function
 counts as much as one at the top.
 """
@@ -28,6 +28,8 @@ LAYERS: dict[str, int] = {
     "plugin": 3,
     "plugins": 4,
     "server": 5,
+    # commands beside the server: manifests, the admission webhook, the Service proxy
+    "deploy": 5, "webhook": 5, "proxy": 5,
     "cli": 6,
 }
 
