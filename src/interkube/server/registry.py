@@ -16,26 +16,48 @@ from interkube.corefile.lexer import Token
 from interkube.errors import UnknownPlugin
 from interkube.plugin.setup import Plugin
 
-#: Execution order. Each name is a package `interkube.plugins.<name>` exposing `PLUGIN`.
+#: Execution order: CoreDNS 1.15's plugin.cfg for the plugins both have (rewrite and autopath
+#: before acl and cache, as since CoreDNS 1.14.2), with interkube's own placed beside their
+#: relatives: kubernetai, clusterset and splitdns after kubernetes, merge before forward. Each
+#: name is a package `interkube.plugins.<name>` exposing `PLUGIN`; a name whose package this
+#: build lacks is not available (an unknown plugin in a Corefile).
 ORDER: tuple[str, ...] = (
     "tls",
+    "metadata",
+    "timeouts",
     "reload",
+    "nsid",
+    "bufsize",
     "bind",
     "ready",
     "health",
     "prometheus",
     "errors",
     "log",
-    "acl",
+    "local",
+    "any",
+    "chaos",
     "loadbalance",
+    "rewrite",
+    "autopath",
+    "acl",
     "cache",
+    "header",
+    "minimal",
+    "template",
+    "transfer",
     "hosts",
+    "k8s_external",
     "kubernetes",
+    "kubernetai",
     "clusterset",
+    "splitdns",
     "file",
     "loop",
     "merge",
     "forward",
+    "whoami",
+    "view",
 )
 
 _RANK = {name: i for i, name in enumerate(ORDER)}
