@@ -18,12 +18,12 @@ from typing import Any
 
 from interkube.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
 from interkube.corefile.lexer import Token
-from interkube.corefile.parser import ServerBlock
+from interkube.corefile.parser import Directive, ServerBlock
 from interkube.errors import ConfigError, InterkubeError, ListenerError
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Route
 from interkube.plugin.services import Services
-from interkube.plugin.setup import BlockSettings, Hooks, ReadinessCheck, SetupContext
+from interkube.plugin.setup import BlockSettings, Hooks, Plugin, ReadinessCheck, SetupContext
 from interkube.server import registry
 from interkube.server.dispatch import Chain, Dispatcher
 from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
@@ -55,6 +55,23 @@ def _format_server(transport: str, host: str, port: int) -> str:
     return f"{transport}://{h}:{port}"
 
 
+def parse_directives(block: ServerBlock) -> list[tuple[int, Plugin[Any], Any, Directive]]:
+    """(rank, plugin, parsed config, directive) of every directive of ``block``, in execution
+    order. Pure (no file is opened, nothing set up): what ``interkube render`` checks a Corefile
+    with before writing manifests. Raises ConfigError (file:line) on an unknown plugin, a
+    repeated single-use one or a directive its plugin cannot parse."""
+    parsed = []
+    seen: dict[str, Token] = {}
+    for d in block.directives:
+        plugin = registry.lookup(d.token)
+        if not plugin.multiple and plugin.name in seen:
+            raise d.error(f"may appear only once in a server block (first at {seen[plugin.name].where})")
+        seen.setdefault(plugin.name, d.token)
+        parsed.append((registry.rank(plugin.name), plugin, plugin.parse(d), d))
+    parsed.sort(key=lambda item: item[0])  # stable: several stanzas keep their order
+    return parsed
+
+
 def build(blocks: list[ServerBlock], corefile: str, services: Services,
           dns_port: int | None = None) -> Built:
     """Parse and set up every server block. Raises ConfigError (file:line) on any mistake."""
@@ -63,15 +80,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
     for block in blocks:
         keyed = parse_keys(block.keys, dns_port)
         # Parse every directive first: parsing is pure, so a typo anywhere stops everything.
-        parsed = []
-        seen: dict[str, Token] = {}
-        for d in block.directives:
-            plugin = registry.lookup(d.token)
-            if not plugin.multiple and plugin.name in seen:
-                raise d.error(f"may appear only once in a server block (first at {seen[plugin.name].where})")
-            seen.setdefault(plugin.name, d.token)
-            parsed.append((registry.rank(plugin.name), plugin, plugin.parse(d), d))
-        parsed.sort(key=lambda item: item[0])  # stable: several stanzas keep their order
+        parsed = parse_directives(block)
 
         # One chain per (transport, port) of the block: keys on other ports get their own chain
         # (as CoreDNS instantiates a block per key), keys on the same port share it.

@@ -1,0 +1,85 @@
+"""``interkube render``: manifests to run interkube in a cluster, written all at once or not at all.
+
+    interkube render [-conf COREFILE | --plan PLAN --cluster NAME] [options] -o DIR|-
+    interkube render remote-access [options] -o DIR|-
+    interkube render webhook [options] -o DIR|-          (when interkube.webhook is built)
+
+Heavy imports happen inside the functions, so that ``interkube --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+_HELP = "write Kubernetes manifests that run interkube highly available in a cluster"
+_DESCRIPTION = """\
+Write the manifests that run interkube in one cluster: ServiceAccount and RBAC (exactly what the
+Corefile's plugins read), the ConfigMap with the Corefile, a Deployment (replicas on different
+nodes, spread over zones, probes on health and ready, non-root, read-only root filesystem), a
+PodDisruptionBudget, an optional HorizontalPodAutoscaler and the Service(s).
+
+The Corefile is given (-conf) or generated from an address plan (--plan, --cluster). It is
+checked by interkube's own parser first: an error names file:line and nothing is written.
+-o DIR writes a kustomize directory (kustomization.yaml and one file per kind), replaced whole;
+-o - writes one YAML stream. See docs/deploy.md.
+"""
+
+#: Other render targets: (subcommand, module, help). A module that is not built is left out.
+_TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("remote-access", "interkube.deploy.remote",
+     "for a remote cluster: the read-only ServiceAccount, token Secret and ClusterRole its kubeconfig is made of"),
+    ("webhook", "interkube.webhook.manifests",
+     "the pod DNS injection webhook: configuration, Service, Deployment, PDB, certificate"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``render`` subcommand and its targets."""
+    from interkube.deploy import options
+
+    p = subparsers.add_parser("render", help=_HELP, description=_DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_arguments(p)
+    p.set_defaults(func=run_server)
+    targets = p.add_subparsers(dest="target", metavar="TARGET",
+                               description="instead of the DNS server (options above do not apply)")
+    for name, module_name, help_text in _TARGETS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):  # not built in this tree yet
+                continue
+            raise
+        sub = targets.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        if not any(a.dest == "output" for a in sub._actions):
+            sub.add_argument("-o", "--output", required=True, metavar="DIR|-",
+                             help="a kustomize directory to write (replaced whole), or - for one YAML stream")
+        sub.set_defaults(func=_target(module.render))
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from interkube.deploy.options import RenderError, from_args
+    from interkube.deploy.output import write_manifests
+    from interkube.deploy.render import render_server
+
+    options = from_args(args)  # checks every option before -o: a usage error says the most useful thing
+    if not args.output:
+        raise RenderError("-o DIR or -o - is required: where to write the manifests")
+    write_manifests(render_server(options), args.output)
+    return 0
+
+
+def _target(render: Callable[[argparse.Namespace], list[dict[str, Any]]]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from interkube.deploy.output import write_manifests
+
+        objects = render(args)  # may do its own work (e.g. write a kubeconfig) and return nothing
+        if objects or args.output:
+            write_manifests(objects, args.output)
+        return 0
+
+    return run
