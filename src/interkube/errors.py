@@ -116,3 +116,11 @@ class KubeForbidden(KubeError):
 
 class WatchExpired(KubeError):
     """A watch's resourceVersion is too old (HTTP 410 Gone); relist."""
+
+
+# --- deployment manifests ----------------------------------------------------------------------
+
+
+class RenderError(InterkubeError):
+    """``interkube render`` cannot write what was asked: an option's value, options that do not
+    fit together, a plan cluster that does not exist, a destination it may not replace."""

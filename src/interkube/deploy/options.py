@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interkube import __version__
-from interkube.errors import InterkubeError
+from interkube.errors import RenderError
 
 #: Where the image is published; the tag is this interkube's version.
 IMAGE_REPOSITORY = "ghcr.io/interkube/interkube"
@@ -25,10 +25,6 @@ ANTI_AFFINITY = ("required", "preferred")
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-
-
-class RenderError(InterkubeError):
-    """A render option is wrong or the options do not fit together."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from interkube.errors import InterkubeError
+from interkube.errors import RenderError
 
 #: First line of every kustomization.yaml we write: what marks a directory as ours to replace.
 HEADER = "# Written by `interkube render`; regenerate rather than edit (overlays belong elsewhere).\n"
@@ -70,7 +70,7 @@ def files(objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     for obj in objects:
         kind = obj.get("kind")
         if not isinstance(kind, str) or not kind:
-            raise InterkubeError(f"a rendered object has no kind: {dict(obj)!r:.200}")
+            raise RenderError(f"a rendered object has no kind: {dict(obj)!r:.200}")
         by_file.setdefault(file_name(kind), []).append(obj)
     out = {name: stream(objs) for name, objs in by_file.items()}
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
@@ -81,7 +81,7 @@ def files(objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def write_manifests(objects: Sequence[Mapping[str, Any]], dest: str) -> None:
     """Write ``objects`` to ``dest``: ``-`` for one YAML stream on stdout, else a directory
-    (see the module's docstring). Raises InterkubeError, having written nothing, when the
+    (see the module's docstring). Raises RenderError, having written nothing, when the
     directory cannot be written or is not ours to replace."""
     if dest == "-":
         text = stream(objects)  # whole before the first byte goes out
@@ -112,11 +112,11 @@ def _ours(path: Path) -> bool:
 def _write_directory(dest: Path, content: Mapping[str, str]) -> None:
     dest = dest.absolute()
     if dest.exists() and not _ours(dest):
-        raise InterkubeError(f"{dest} exists and was not written by interkube render: not replacing it "
+        raise RenderError(f"{dest} exists and was not written by interkube render: not replacing it "
                              "(remove it, or give an empty or new directory)")
     parent = dest.parent
     if not parent.is_dir():
-        raise InterkubeError(f"cannot write {dest}: {parent} is not a directory")
+        raise RenderError(f"cannot write {dest}: {parent} is not a directory")
     # Dot names: globs and watchers that skip hidden files skip the work in progress.
     tmp = parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
     old = parent / f".{dest.name}.{secrets.token_hex(4)}.old"
@@ -137,4 +137,4 @@ def _write_directory(dest: Path, content: Mapping[str, str]) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
-        raise InterkubeError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+        raise RenderError(f"cannot write {dest}: {exc.strerror or exc}") from exc
