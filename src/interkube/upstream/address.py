@@ -1,5 +1,6 @@
 """Upstream addresses as CoreDNS writes them: ``IP[:PORT]``, ``dns://IP[:PORT]``,
-``tls://IP[:PORT][%SERVERNAME]``, ``[IPv6]:PORT``."""
+``tls://IP[:PORT][%SERVERNAME]``, ``https://IP[:PORT][%SERVERNAME]`` (DNS over HTTPS, at the
+path /dns-query), ``[IPv6]:PORT``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from dataclasses import dataclass
 
 TRANSPORT_DNS = "dns"
 TRANSPORT_TLS = "tls"
-_DEFAULT_PORT = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853}
+TRANSPORT_HTTPS = "https"
+_DEFAULT_PORT = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853, TRANSPORT_HTTPS: 443}
+#: What CoreDNS's forward also accepts and interkube does not: named in the refusal.
+_NOT_SUPPORTED = {"quic": "DNS over QUIC", "grpc": "DNS over gRPC"}
+#: Encrypted transports: the ones a %SERVERNAME applies to.
+_ENCRYPTED = (TRANSPORT_TLS, TRANSPORT_HTTPS)
 
 
 @dataclass(frozen=True)
@@ -37,20 +43,36 @@ def looks_like_address(text: str) -> bool:
     return text[:1].isdigit() or ":" in text or "%" in text
 
 
-def parse_upstream(text: str) -> UpstreamAddr:
-    """Parse one upstream; raises ValueError with a message fit for a config error."""
+def parse_upstream(text: str, transports: tuple[str, ...] = (TRANSPORT_DNS, TRANSPORT_TLS)) -> UpstreamAddr:
+    """Parse one upstream whose transport is one of ``transports``; raises ValueError with a
+    message fit for a config error."""
     transport = TRANSPORT_DNS
     rest = text
     if "://" in text:
         transport, _, rest = text.partition("://")
         transport = transport.lower()
+        allowed = " or ".join(f"{t}://" for t in transports)
+        if transport in _NOT_SUPPORTED or (transport in _DEFAULT_PORT and transport not in transports):
+            what = _NOT_SUPPORTED.get(transport, f"{transport}://")
+            raise ValueError(f"{transport}:// upstreams ({what}) are not supported here (use {allowed})")
         if transport not in _DEFAULT_PORT:
-            raise ValueError(f"unsupported upstream transport {transport}:// (use dns:// or tls://)")
+            raise ValueError(f"unknown upstream transport {transport}:// (use {allowed})")
+    if transport == TRANSPORT_HTTPS and "/" in rest:
+        # As CoreDNS: the path is always /dns-query.
+        raise ValueError(f"{text!r}: paths are not allowed in HTTPS upstream addresses (the /dns-query "
+                         "path is used)")
     server_name = None
     if "%" in rest:
         rest, _, server_name = rest.partition("%")
-        if transport != TRANSPORT_TLS:
-            raise ValueError(f"{text!r}: a %SERVERNAME suffix is only meaningful for tls://")
+        # CoreDNS's form puts the port after the name: tls://9.9.9.9%dns.quad9.net:10853.
+        if server_name.count(":") == 1 and not rest.startswith("["):
+            server_name, _, port_text = server_name.partition(":")
+            rest = f"{rest}:{port_text}"
+        elif rest.startswith("[") and "]" in server_name:
+            server_name, _, tail = server_name.partition("]")
+            rest = f"{rest}]{tail}"
+        if transport not in _ENCRYPTED:
+            raise ValueError(f"{text!r}: a %SERVERNAME suffix is only meaningful for tls:// and https://")
         if not server_name:
             raise ValueError(f"{text!r}: empty TLS server name after %")
     port = _DEFAULT_PORT[transport]

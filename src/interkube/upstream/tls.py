@@ -87,13 +87,25 @@ def follow_rotation(tls: ClientTls, upstreams: Sequence[Upstream]) -> Ticker | N
     """A ticker (for the plugin to start and stop) that re-reads ``tls``'s files and points
     the TLS upstreams among ``upstreams`` at each rebuilt context; None when there is nothing
     to re-read. Shared by forward and the merge fan-out."""
-    streams = [up.stream for up in upstreams if up.is_tls]
-    if not tls.paths or not streams:
+    return follow_rotations([(tls, [up for up in upstreams if up.is_tls])])
+
+
+def follow_rotations(pairs: Sequence[tuple[ClientTls, Sequence[Upstream]]]) -> Ticker | None:
+    """One ticker for several client settings, each followed by its upstreams (forward's DoT
+    and DoH upstreams read the same files into contexts of their own); None when there is
+    nothing to re-read."""
+    followed = [(tls, list(ups)) for tls, ups in pairs if tls.paths and ups]
+    if not followed:
         return None
+    for tls, ups in followed:
+        def use(new: ssl.SSLContext, ups: list[Upstream] = ups) -> None:
+            for up in ups:
+                up.use_ssl_context(new)
 
-    def use(new: ssl.SSLContext) -> None:
-        for stream in streams:
-            stream.use_ssl_context(new)
+        tls.on_change.append(use)
 
-    tls.on_change.append(use)
-    return follower(tls.check, name=tls.label)
+    def check() -> None:
+        for tls, _ in followed:
+            tls.check()
+
+    return follower(check, name=followed[0][0].label)

@@ -48,7 +48,7 @@ class ConnectionClosed(UpstreamError):
     :meth:`StreamExchanger.exchange`)."""
 
 
-def _question_key(wire: bytes) -> bytes:
+def question_key(wire: bytes) -> bytes:
     """The lower-cased question section of a message, for matching answers to queries."""
     end = read_name_end(wire, HEADER_LEN)
     if end < 0 or end + 4 > len(wire):
@@ -241,9 +241,12 @@ def _refused(name: str, exc: OSError) -> UpstreamError:
 class DatagramExchanger:
     """Queries to one upstream over UDP."""
 
-    def __init__(self, host: str, port: int, *, sockets: int = 4, expire: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, sockets: int = 4, expire: float = 10.0,
+                 source_address: str | None = None) -> None:
         self.host = host
         self.port = port
+        #: The local address queries leave from (forward's source_address); None: the kernel's choice.
+        self.source_address = source_address
         self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.size = max(1, sockets)
         self.expire = expire
@@ -262,6 +265,8 @@ class DatagramExchanger:
         raw = socket.socket(family, socket.SOCK_DGRAM)
         try:
             raw.setblocking(False)
+            if self.source_address:
+                raw.bind((self.source_address, 0))
             raw.connect((self.host, self.port))
         except OSError:
             raw.close()
@@ -282,7 +287,7 @@ class DatagramExchanger:
         except OSError as exc:
             raise UpstreamError(self.name, f"cannot open a UDP socket: {exc.strerror or exc}") from exc
         qid = _fresh_id(sock.pending)
-        fut = sock.send(qid, _question_key(wire) if question is None else question,
+        fut = sock.send(qid, question_key(wire) if question is None else question,
                         qid.to_bytes(2, "big") + wire[2:], timeout)
         return PendingAnswer(sock, qid, fut)
 
@@ -332,6 +337,7 @@ class _StreamConn:
         self.received = 0                  # messages back, answers to queries given up on included
         self.answered = 0                  # answers delivered to a waiting query
         self.tls_version: str | None = None
+        self.born = self.last_used         # for max_age
         self.failure_counted = False       # its failure went into the backoff (once per connection)
         self.error: UpstreamError | None = None  # why it closed, once it has
 
@@ -566,7 +572,8 @@ class StreamExchanger:
                  server_hostname: str | None = None, expire: float = 10.0,
                  max_pipeline: int = 64, connect_timeout: float = 2.0,
                  backoff: Backoff | None = None, log: logging.Logger | None = None,
-                 counters: StreamCounters | None = None) -> None:
+                 counters: StreamCounters | None = None, max_age: float = 0.0, max_idle_conns: int = 0,
+                 source_address: str | None = None) -> None:
         self.host = host
         self.port = port
         proto = "tls" if ssl_context is not None else "tcp"
@@ -574,6 +581,12 @@ class StreamExchanger:
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.expire = expire
+        #: A connection this old takes no new query and is closed once its queries are answered
+        #: (forward's max_age; 0: no limit).
+        self.max_age = max_age
+        #: Idle connections kept open at most (forward's max_idle_conns; 0: no limit).
+        self.max_idle_conns = max_idle_conns
+        self.source_address = source_address
         self.max_pipeline = max_pipeline
         self.connect_timeout = connect_timeout
         self._conns: list[_StreamConn] = []
@@ -649,7 +662,8 @@ class StreamExchanger:
                 return await asyncio.wait_for(self._connect_tcp(), self.connect_timeout)
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _TlsConn(self.name, self), self.host, self.port,
-                                       ssl=tls, server_hostname=self.server_hostname or self.host),
+                                       ssl=tls, server_hostname=self.server_hostname or self.host,
+                                       local_addr=(self.source_address, 0) if self.source_address else None),
                 self.connect_timeout)
         except TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
@@ -672,6 +686,8 @@ class StreamExchanger:
             sock.setblocking(False)
             # Queries are small and written as they come: do not hold one back for the next.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.source_address:
+                sock.bind((self.source_address, 0))
             await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
         except BaseException:
             sock.close()
@@ -739,6 +755,9 @@ class StreamExchanger:
     def _has_room(self, conn: _StreamConn) -> bool:
         return len(conn.pending) < self.max_pipeline and conn.sent < (self.queries_per_connection or sys.maxsize)
 
+    def _too_old(self, conn: _StreamConn, now: float) -> bool:
+        return self.max_age > 0 and now - conn.born >= self.max_age
+
     def _with_room(self, now: float) -> _StreamConn | None:
         """An open connection that can take one more query (closing the idle and the spent)."""
         limit = self.queries_per_connection or sys.maxsize
@@ -747,11 +766,12 @@ class StreamExchanger:
         for conn in self._conns:
             if conn.closed:
                 continue
-            if not conn.pending and (conn.sent >= limit or now - conn.last_used > self.expire):
+            if not conn.pending and (conn.sent >= limit or now - conn.last_used > self.expire
+                                     or self._too_old(conn, now)):
                 conn.close()
                 continue
             live.append(conn)
-            if chosen is None and conn.usable and self._has_room(conn):
+            if chosen is None and conn.usable and self._has_room(conn) and not self._too_old(conn, now):
                 chosen = conn
         self._conns = live
         return chosen
@@ -815,7 +835,7 @@ class StreamExchanger:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        question = _question_key(wire)
+        question = question_key(wire)
         silent_closes = 0
         while True:
             if loop.time() >= deadline:
@@ -869,9 +889,18 @@ class StreamExchanger:
                 if limit is not None and conn.sent >= limit:
                     if not conn.closed:
                         conn.close()  # it carried what the upstream allows: ours to close, not the upstream's
+                elif self._too_old(conn, conn.last_used) or self._idle_beyond_limit():
+                    if not conn.closed:
+                        conn.close()
                 else:
                     self._close_idle_while_one_waits()
                     self._arm_expiry()
+
+    def _idle_beyond_limit(self) -> bool:
+        """Whether more connections are idle than max_idle_conns allows."""
+        if self.max_idle_conns <= 0:
+            return False
+        return sum(1 for c in self._conns if not c.pending and not c.closed) > self.max_idle_conns
 
     def _arm_expiry(self) -> None:
         if self._expiry is None and not self._closed:

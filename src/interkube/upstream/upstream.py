@@ -22,7 +22,8 @@ from interkube.dns.wire import FLAG_TC, header_flags, rcode_of
 from interkube.errors import UpstreamError
 from interkube.pkg.metrics import DURATION_BUCKETS
 from interkube.pkg.ticker import Ticker
-from interkube.upstream.address import TRANSPORT_TLS, UpstreamAddr
+from interkube.upstream.address import TRANSPORT_HTTPS, TRANSPORT_TLS, UpstreamAddr
+from interkube.upstream.doh import DohExchanger
 from interkube.upstream.transport import DatagramExchanger, StreamCounters, StreamExchanger
 
 log = logging.getLogger("interkube.plugin.forward")
@@ -61,11 +62,18 @@ class UpstreamStats:
 
 
 class Upstream:
-    """An upstream DNS server reached over UDP+TCP (dns://) or TLS (tls://)."""
+    """An upstream DNS server reached over UDP+TCP (dns://), TLS (tls://) or HTTPS (https://).
+
+    ``ssl_context`` is the client context of a tls:// or https:// upstream (an https://
+    upstream's must be its own: see :mod:`interkube.upstream.doh`). ``max_age``,
+    ``max_idle_conns`` and ``source_address`` are forward's options of those names.
+    """
 
     def __init__(self, addr: UpstreamAddr, *, expire: float = 10.0, max_fails: int = 2,
                  health: HealthCheck | None = None,
-                 ssl_context: ssl.SSLContext | None = None, stats: UpstreamStats | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, stats: UpstreamStats | None = None,
+                 max_age: float = 0.0, max_idle_conns: int = 0, source_address: str | None = None,
+                 doh_method: str = "POST") -> None:
         self.addr = addr
         self.name = str(addr)
         self.max_fails = max_fails
@@ -73,10 +81,23 @@ class Upstream:
         self.fails = 0
         self.stats = stats or UpstreamStats()
         self.is_tls = addr.transport == TRANSPORT_TLS
-        self.udp = None if self.is_tls else DatagramExchanger(addr.host, addr.port, expire=expire)
+        self.is_https = addr.transport == TRANSPORT_HTTPS
+        self.udp = None if self.is_tls or self.is_https else DatagramExchanger(
+            addr.host, addr.port, expire=expire, source_address=source_address)
+        # (An https:// upstream never uses its stream: every query goes to `doh`. The exchanger
+        # opens nothing until asked, so it is kept for the code that reads any upstream's.)
         self.stream = StreamExchanger(addr.host, addr.port, expire=expire,
                                       ssl_context=ssl_context if self.is_tls else None,
-                                      server_hostname=addr.server_name, counters=self.stats.stream)
+                                      server_hostname=addr.server_name, counters=self.stats.stream,
+                                      max_age=max_age, max_idle_conns=max_idle_conns,
+                                      source_address=source_address)
+        self.doh: DohExchanger | None = None
+        if self.is_https:
+            if ssl_context is None:
+                raise ValueError(f"{self.name}: an https:// upstream needs a TLS context")
+            self.doh = DohExchanger(addr.host, addr.port, ssl_context=ssl_context, server_name=addr.server_name,
+                                    method=doh_method, expire=expire, max_age=max_age,
+                                    max_idle_conns=max_idle_conns, source_address=source_address)
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_wire = self._make_probe()
         self._was_down = False
@@ -100,7 +121,9 @@ class Upstream:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            if self.udp is None or tcp:
+            if self.doh is not None:
+                resp = await self.doh.exchange(wire, timeout, question)
+            elif self.udp is None or tcp:
                 resp = await self.stream.exchange(wire, timeout)
             else:
                 resp = await self.udp.exchange(wire, timeout, question)
@@ -124,7 +147,9 @@ class Upstream:
 
     async def probe(self, force_tcp: bool = False) -> None:
         """One health probe; raises UpstreamError when unanswered."""
-        if self.udp is None or force_tcp:
+        if self.doh is not None:
+            await self.doh.exchange(self._probe_wire, self.health.timeout)
+        elif self.udp is None or force_tcp:
             await self.stream.exchange(self._probe_wire, self.health.timeout)
         else:
             await self.udp.exchange(self._probe_wire, self.health.timeout)
@@ -153,7 +178,16 @@ class Upstream:
             self._probe_task = None
         if self.udp is not None:
             self.udp.close()
+        if self.doh is not None:
+            self.doh.close()
         self.stream.close()
+
+    def use_ssl_context(self, ctx: ssl.SSLContext) -> None:
+        """New client TLS settings for the next connections (a renewed certificate)."""
+        if self.doh is not None:
+            self.doh.use_ssl_context(ctx)
+        elif self.is_tls:
+            self.stream.use_ssl_context(ctx)
 
 
 class UpstreamGroup:

@@ -4,4 +4,4 @@ from interkube.plugin.setup import Plugin
 from interkube.plugins.forward.parse import parse
 from interkube.plugins.forward.setup import setup
 
-PLUGIN = Plugin(name="forward", parse=parse, setup=setup)
+PLUGIN = Plugin(name="forward", parse=parse, setup=setup, multiple=True)

@@ -1,4 +1,11 @@
-"""The forward handler: pick upstreams by policy, send, retry, pass the answer through."""
+"""The forward handler: pick upstreams by policy, send, retry, pass the answer through.
+
+Several `forward` directives in one server block are one handler each, chained in the order the
+Corefile lists them (CoreDNS 1.15: each forward's next is the following forward, the last one's
+the plugin after forward). A query that a forward does not match (FROM, `except`) goes on to the
+next handler, so the first forward whose FROM matches serves it; `next RCODE...` and
+`next_on_nodata` hand an answer on only to a following forward (with none, the answer stands).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from collections.abc import Iterable
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from interkube.dns.message import rcode_name
-from interkube.dns.names import ZoneSet
+from interkube.dns.names import ZoneSet, to_wire
 from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
 from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
 from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE
@@ -23,10 +30,9 @@ from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
 QUERY_DEADLINE = 5.0
-#: One attempt at one upstream (CoreDNS's read timeout).
-ATTEMPT_TIMEOUT = 2.0
-#: Attempts per upstream per query: enough to ride out one lost datagram, bounded so that a
-#: dead upstream answering "port unreachable" at once does not make us spin until the deadline.
+#: Failed attempts per upstream per query unless `max_connect_attempts` says otherwise (CoreDNS's
+#: default): enough to ride out one lost datagram, bounded so that a dead upstream answering
+#: "port unreachable" at once does not make us spin until the deadline.
 ATTEMPTS_PER_UPSTREAM = 2
 
 
@@ -37,6 +43,11 @@ class ForwardStats:
         self.max_concurrent_rejects = 0
         self.no_healthy = 0
 
+
+
+def _no_answer(resp: bytes) -> bool:
+    """NOERROR with an empty answer section (NODATA), as next_on_nodata means it."""
+    return len(resp) >= 8 and resp[6] == 0 and resp[7] == 0
 
 
 FORWARD_STATS = Kind('forward statistics', ForwardStats)
@@ -56,9 +67,14 @@ class ForwardHandler(Handler):
         self.stats = stats or ForwardStats()
         self.metrics = metrics
         self._rr = itertools.count()
+        # An `except` name never excludes FROM itself (CoreDNS: `forward example.org ... { except
+        # example.org }` still forwards example.org).
+        self._from_names = frozenset(to_wire(z) for z in cfg.from_zones)
 
     def matches(self, lname: bytes) -> bool:
-        return self.from_zones.match(lname) is not None and self.except_zones.match(lname) is None
+        if self.from_zones.match(lname) is None:
+            return False
+        return self.except_zones.match(lname) is None or lname in self._from_names
 
     def fast(self, req: Request) -> bytes | None:
         if self.matches(req.query.lname):
@@ -78,8 +94,10 @@ class ForwardHandler(Handler):
             resp = await self._forward(req)
         finally:
             self.inflight -= 1
-        if cfg.next_rcodes and rcode_of(resp) in cfg.next_rcodes:
-            return await self.next.serve(req)
+        if (cfg.next_rcodes or cfg.next_on_nodata) and isinstance(self.next, ForwardHandler):
+            rcode = rcode_of(resp)
+            if rcode in cfg.next_rcodes or (cfg.next_on_nodata and rcode == 0 and _no_answer(resp)):
+                return await self.next.serve(req)
         req.answered_by = "forward"
         return req.wire[:2] + resp[2:]
 
@@ -94,83 +112,134 @@ class ForwardHandler(Handler):
         return random.sample(ups, len(ups))
 
     async def _forward(self, req: Request) -> bytes:
+        """The upstreams' answer, as CoreDNS's forward gets it: the upstreams in the policy's
+        order, again from the first when the list is done, until one answers with an rcode that
+        `failover` does not list, the failed attempts reach `max_connect_attempts`, or the
+        query's 5 seconds are up. Down upstreams are skipped; when all are, one is tried at
+        random (or, with failfast_all_unhealthy_upstreams, none). After a failover on every
+        upstream the last answer stands."""
         cfg = self.cfg
         tcp = cfg.force_tcp or (req.proto != "udp" and not cfg.prefer_udp)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUERY_DEADLINE
         # The lower-cased question section, which answers are matched against.
         question = req.wire[12:req.query.question_end].lower()
-        candidates = [u for u in self.order() if not u.down]
-        if not candidates:
-            self.stats.no_healthy += 1
-            if cfg.failfast_all_unhealthy:
-                raise NoHealthyUpstream(f"all {len(self.upstreams)} upstreams are down")
-            # Every upstream looks down: assume the health checks are what is broken and try one.
-            candidates = [random.choice(self.upstreams)]
+        ups = self.order()
+        n = len(self.upstreams)
+        max_attempts = ATTEMPTS_PER_UPSTREAM * n if cfg.max_connect_attempts is None else cfg.max_connect_attempts
+        attempts = skipped = failovers = i = 0
         last: UpstreamError | None = None
-        for _round in range(ATTEMPTS_PER_UPSTREAM):
-            for up in candidates:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise last or UpstreamTimeout(str(up.addr), "deadline passed")
-                try:
-                    return await up.exchange(req.wire, tcp, min(ATTEMPT_TIMEOUT, remaining), question)
-                except UpstreamError as exc:
-                    last = exc
-                    up.kick_health_check(cfg.force_tcp)
-        assert last is not None
-        raise last
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or (max_attempts and attempts >= max_attempts):
+                break
+            if i >= len(ups):
+                i = skipped = 0
+            up = ups[i]
+            i += 1
+            if up.down:
+                skipped += 1
+                if skipped < n:
+                    continue
+                self.stats.no_healthy += 1
+                if cfg.failfast_all_unhealthy:
+                    raise NoHealthyUpstream(f"all {n} upstreams are down")
+                # Every upstream looks down: assume the health checks are what is broken and try one.
+                up = random.choice(self.upstreams)
+            try:
+                resp = await up.exchange(req.wire, tcp, min(cfg.read_timeout, remaining), question)
+            except UpstreamError as exc:
+                last = exc
+                up.kick_health_check(cfg.force_tcp)
+                attempts += 1
+                if skipped >= n:
+                    break  # the one tried at random failed too
+                continue
+            if cfg.failover_rcodes and rcode_of(resp) in cfg.failover_rcodes:
+                failovers += 1
+                if failovers < n:
+                    continue
+            return resp
+        if last is not None:
+            raise last
+        raise UpstreamTimeout(", ".join(u.name for u in self.upstreams), "deadline passed")
 
     async def start(self) -> None:
         if self.metrics is not None:
-            self.metrics.add_source(self, self.collect)
+            live = _LIVE.setdefault(self.metrics, [])
+            live.append(self)
+            # One source for every forward of the process: two forwards (in one block or in
+            # two) must not report the same sample twice (an upstream both use, the unlabelled
+            # counters), which a scrape would refuse.
+            metrics = self.metrics
+            self.metrics.add_source(_LIVE_KEY, lambda: collect_all(_LIVE.get(metrics, [])))
         self.group.start()
 
     async def stop(self) -> None:
         if self.metrics is not None:
-            self.metrics.remove_source(self)
+            live = _LIVE.get(self.metrics, [])
+            if self in live:
+                live.remove(self)
+            if not live:
+                _LIVE.pop(self.metrics, None)
+                self.metrics.remove_source(_LIVE_KEY)
         await self.group.close()
 
     def collect(self) -> Iterable[Metric]:
-        """CoreDNS's forward metrics, under the interkube_ namespace."""
-        ns = NAMESPACE
-        requests = CounterMetricFamily(f"{ns}_forward_requests", "Counter of requests made per upstream.",
-                                       labels=["to"])
-        responses = CounterMetricFamily(f"{ns}_forward_responses", "Counter of responses received per upstream.",
-                                        labels=["to", "rcode"])
-        durations = HistogramMetricFamily(f"{ns}_forward_request_duration_seconds",
-                                          "Histogram of the time each request took.", labels=["to", "rcode"])
-        hc = CounterMetricFamily(f"{ns}_forward_healthcheck_failures", "Counter of the number of failed healthchecks.",
-                                 labels=["to"])
-        closed_early = CounterMetricFamily(f"{ns}_forward_conn_closed_early",
-                                           "Counter of TCP/TLS connections the upstream closed with queries "
-                                           "unanswered.", labels=["to"])
-        retries = CounterMetricFamily(f"{ns}_forward_conn_retries",
-                                      "Counter of queries sent again on a fresh connection after the upstream "
-                                      "closed theirs.", labels=["to"])
-        for up in self.upstreams:
-            st = up.stats
-            requests.add_metric([up.name], st.requests)
-            hc.add_metric([up.name], st.healthcheck_failures)
-            closed_early.add_metric([up.name], st.stream.closed_early)
-            retries.add_metric([up.name], st.stream.retried)
-            for rcode, e in st.responses.items():
-                label = rcode_name(rcode)
-                responses.add_metric([up.name, label], e[0])
-                running = 0.0
-                buckets = []
-                for bound, n in zip(DURATION_BUCKETS, e[2:], strict=False):  # e[-1] counts the slower ones
-                    running += n
-                    buckets.append((repr(float(bound)), running))
-                buckets.append(("+Inf", e[0]))
-                durations.add_metric([up.name, label], buckets, e[1])
-        yield from (requests, responses, durations, hc, closed_early, retries)
-        broken = CounterMetricFamily(f"{ns}_forward_healthcheck_broken",
-                                     "Counter of the number of complete failures of the healthchecks.")
-        broken.add_metric([], self.stats.no_healthy)
-        yield broken
-        rejects = CounterMetricFamily(f"{ns}_forward_max_concurrent_rejects",
-                                      "Counter of the number of queries rejected because the concurrent queries "
-                                      "were at maximum.")
-        rejects.add_metric([], self.stats.max_concurrent_rejects)
-        yield rejects
+        """This forward's metrics alone."""
+        return collect_all([self])
+
+
+#: The running forward handlers, per metrics registry (one per process; tests run several).
+_LIVE: dict[Metrics, list[ForwardHandler]] = {}
+_LIVE_KEY = "forward"
+
+
+def collect_all(handlers: Iterable[ForwardHandler]) -> Iterable[Metric]:
+    """CoreDNS's forward metrics, under the interkube_ namespace, for all of ``handlers``: each
+    upstream once (by name: its counters are kept by name, shared by every forward that uses it)
+    and each handler's counters once (a reload's new handler shares its predecessor's)."""
+    handlers = list(handlers)
+    upstreams = list({up.name: up for h in handlers for up in h.upstreams}.values())
+    fstats = list({id(h.stats): h.stats for h in handlers}.values())
+    ns = NAMESPACE
+    requests = CounterMetricFamily(f"{ns}_forward_requests", "Counter of requests made per upstream.",
+                                   labels=["to"])
+    responses = CounterMetricFamily(f"{ns}_forward_responses", "Counter of responses received per upstream.",
+                                    labels=["to", "rcode"])
+    durations = HistogramMetricFamily(f"{ns}_forward_request_duration_seconds",
+                                      "Histogram of the time each request took.", labels=["to", "rcode"])
+    hc = CounterMetricFamily(f"{ns}_forward_healthcheck_failures", "Counter of the number of failed healthchecks.",
+                             labels=["to"])
+    closed_early = CounterMetricFamily(f"{ns}_forward_conn_closed_early",
+                                       "Counter of TCP/TLS connections the upstream closed with queries "
+                                       "unanswered.", labels=["to"])
+    retries = CounterMetricFamily(f"{ns}_forward_conn_retries",
+                                  "Counter of queries sent again on a fresh connection after the upstream "
+                                  "closed theirs.", labels=["to"])
+    for up in upstreams:
+        st = up.stats
+        requests.add_metric([up.name], st.requests)
+        hc.add_metric([up.name], st.healthcheck_failures)
+        closed_early.add_metric([up.name], st.stream.closed_early)
+        retries.add_metric([up.name], st.stream.retried)
+        for rcode, e in st.responses.items():
+            label = rcode_name(rcode)
+            responses.add_metric([up.name, label], e[0])
+            running = 0.0
+            buckets = []
+            for bound, n in zip(DURATION_BUCKETS, e[2:], strict=False):  # e[-1] counts the slower ones
+                running += n
+                buckets.append((repr(float(bound)), running))
+            buckets.append(("+Inf", e[0]))
+            durations.add_metric([up.name, label], buckets, e[1])
+    yield from (requests, responses, durations, hc, closed_early, retries)
+    broken = CounterMetricFamily(f"{ns}_forward_healthcheck_broken",
+                                 "Counter of the number of complete failures of the healthchecks.")
+    broken.add_metric([], sum(st.no_healthy for st in fstats))
+    yield broken
+    rejects = CounterMetricFamily(f"{ns}_forward_max_concurrent_rejects",
+                                  "Counter of the number of queries rejected because the concurrent queries "
+                                  "were at maximum.")
+    rejects.add_metric([], sum(st.max_concurrent_rejects for st in fstats))
+    yield rejects

@@ -1,4 +1,8 @@
-"""Parse `forward FROM TO... { options }` (CoreDNS's forward syntax)."""
+"""Parse `forward FROM TO... { options }` (CoreDNS 1.15's forward syntax).
+
+Every option CoreDNS 1.15 accepts is read here; the one interkube does not implement
+(`resolver`, which only serves host-name upstreams) is refused with a message that names it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,25 @@ import dns.rcode
 
 from interkube.corefile.parser import Directive
 from interkube.pkg import args
-from interkube.upstream.address import UpstreamAddr, looks_like_address, parse_upstream
+from interkube.upstream.address import (
+    TRANSPORT_DNS,
+    TRANSPORT_HTTPS,
+    TRANSPORT_TLS,
+    UpstreamAddr,
+    looks_like_address,
+    parse_upstream,
+)
+from interkube.upstream.doh import METHODS
 from interkube.upstream.upstream import HealthCheck
 
 MAX_UPSTREAMS = 15
 POLICIES = ("random", "round_robin", "sequential")
+#: The transports a forward upstream may use.
+TRANSPORTS = (TRANSPORT_DNS, TRANSPORT_TLS, TRANSPORT_HTTPS)
+#: Options of CoreDNS's forward that interkube refuses, and why.
+NOT_SUPPORTED = {
+    "resolver": "upstreams are IP addresses or resolv.conf files here; host names are not resolved",
+}
 
 
 @dataclass(frozen=True)
@@ -33,12 +51,21 @@ class ForwardConfig:
     force_tcp: bool = False
     prefer_udp: bool = False
     expire: float = 10.0
+    max_age: float = 0.0
+    max_idle_conns: int = 0
+    read_timeout: float = 2.0
     max_fails: int = 2
+    #: Failed attempts per query at most (None: CoreDNS's default, twice the upstreams; 0: no cap).
+    max_connect_attempts: int | None = None
     health: HealthCheck = HealthCheck()
     policy: str = "random"
     max_concurrent: int = 0
     failfast_all_unhealthy: bool = False
     next_rcodes: frozenset[int] = frozenset()
+    next_on_nodata: bool = False
+    failover_rcodes: frozenset[int] = frozenset()
+    doh_method: str = "POST"
+    source_address: str | None = None
     tls: args.TlsClientFiles | None = None
     tls_servername: str | None = None
 
@@ -49,13 +76,98 @@ class _Options(TypedDict, total=False):
     force_tcp: bool
     prefer_udp: bool
     expire: float
+    max_age: float
+    max_idle_conns: int
+    read_timeout: float
     max_fails: int
+    max_connect_attempts: int
     policy: str
     max_concurrent: int
     failfast_all_unhealthy: bool
     next_rcodes: frozenset[int]
+    next_on_nodata: bool
+    failover_rcodes: frozenset[int]
+    doh_method: str
+    source_address: str
     tls: args.TlsClientFiles
     tls_servername: str
+
+
+def _rcodes(opt: Directive) -> frozenset[int]:
+    codes = set()
+    for tok in args.nargs(opt, 1):
+        try:
+            codes.add(int(dns.rcode.from_text(tok.text.upper())))
+        except dns.rcode.UnknownRcode:
+            raise tok.error(f"{opt.name}: unknown rcode {tok.text!r}") from None
+    return frozenset(codes)
+
+
+def _health_check(opt: Directive) -> HealthCheck:
+    ha = args.nargs(opt, 1, 4)
+    interval = args.duration(ha[0])
+    rec = True
+    domain = "."
+    i = 1
+    while i < len(ha):
+        if ha[i].text == "no_rec":
+            rec = False
+            i += 1
+        elif ha[i].text == "domain" and i + 1 < len(ha):
+            domain = args.zone(ha[i + 1])[0]
+            i += 2
+        else:
+            raise ha[i].error(f"health_check: unexpected {ha[i].text!r} (expected no_rec or domain NAME)")
+    return HealthCheck(interval=interval, recursion_desired=rec, domain=domain)
+
+
+def _option(opt: Directive, opts: _Options) -> None:
+    """Read one option of the block into ``opts`` (a later line overrides an earlier one, as in CoreDNS)."""
+    name = opt.name
+    args.no_block(opt)
+    if name in ("force_tcp", "prefer_udp", "next_on_nodata"):
+        args.nargs(opt, 0, 0)
+        opts[name] = True  # type: ignore[literal-required]  # one of the three bool keys
+    elif name == "failfast_all_unhealthy_upstreams":
+        args.nargs(opt, 0, 0)
+        opts["failfast_all_unhealthy"] = True
+    elif name in ("expire", "max_age"):
+        opts[name] = args.duration(args.nargs(opt, 1, 1)[0])  # type: ignore[literal-required]
+    elif name == "read_timeout":
+        tok = args.nargs(opt, 1, 1)[0]
+        value = args.duration(tok)
+        if value <= 0:
+            raise tok.error(f"read_timeout must be positive: {tok.text}")
+        opts["read_timeout"] = value
+    elif name in ("max_fails", "max_connect_attempts", "max_idle_conns", "max_concurrent"):
+        opts[name] = args.integer(args.nargs(opt, 1, 1)[0], 0, what=name)  # type: ignore[literal-required]
+    elif name == "policy":
+        tok = args.nargs(opt, 1, 1)[0]
+        if tok.text not in POLICIES:
+            raise tok.error(f"policy: unknown policy {tok.text!r} (expected {', '.join(POLICIES)})")
+        opts["policy"] = tok.text
+    elif name == "next":
+        opts["next_rcodes"] = _rcodes(opt)
+    elif name == "failover":
+        codes = _rcodes(opt)
+        if dns.rcode.NOERROR in codes:
+            raise opt.error("NOERROR cannot be used in failover")
+        opts["failover_rcodes"] = codes
+    elif name == "doh_method":
+        tok = args.nargs(opt, 1, 1)[0]
+        if tok.text not in METHODS:
+            raise tok.error(f"doh_method must be either {' or '.join(METHODS)}, not {tok.text!r}")
+        opts["doh_method"] = tok.text
+    elif name == "source_address":
+        opts["source_address"] = str(args.ip_address(args.nargs(opt, 1, 1)[0]))
+    elif name == "tls":
+        opts["tls"] = args.tls_client_files(opt)
+    elif name == "tls_servername":
+        opts["tls_servername"] = args.nargs(opt, 1, 1)[0].text
+    elif name in NOT_SUPPORTED:
+        raise opt.token.error(f"forward: option {name!r} is not supported: {NOT_SUPPORTED[name]}")
+    else:
+        raise args.unknown_option(opt, "forward")
 
 
 def parse(d: Directive) -> ForwardConfig:
@@ -65,7 +177,7 @@ def parse(d: Directive) -> ForwardConfig:
     for tok in a[1:]:
         if looks_like_address(tok.text):
             try:
-                to.append(UpstreamSpec(parse_upstream(tok.text), None, tok.where))
+                to.append(UpstreamSpec(parse_upstream(tok.text, TRANSPORTS), None, tok.where))
             except ValueError as exc:
                 raise tok.error(f"forward: {exc}") from None
         else:
@@ -77,60 +189,21 @@ def parse(d: Directive) -> ForwardConfig:
     health = HealthCheck()
     except_zones: list[str] = []
     for opt in d.block:
-        name = opt.name
-        if name == "except":
+        if opt.name == "except":
             except_zones.extend(args.zones(args.nargs(opt, 1)))
-        elif name == "force_tcp":
-            args.nargs(opt, 0, 0)
-            opts["force_tcp"] = True
-        elif name == "prefer_udp":
-            args.nargs(opt, 0, 0)
-            opts["prefer_udp"] = True
-        elif name == "failfast_all_unhealthy_upstreams":
-            args.nargs(opt, 0, 0)
-            opts["failfast_all_unhealthy"] = True
-        elif name == "expire":
-            opts["expire"] = args.duration(args.nargs(opt, 1, 1)[0])
-        elif name == "max_fails":
-            opts["max_fails"] = args.integer(args.nargs(opt, 1, 1)[0], 0, what="max_fails")
-        elif name == "health_check":
-            ha = args.nargs(opt, 1, 4)
-            interval = args.duration(ha[0])
-            rec = True
-            domain = "."
-            i = 1
-            while i < len(ha):
-                if ha[i].text == "no_rec":
-                    rec = False
-                    i += 1
-                elif ha[i].text == "domain" and i + 1 < len(ha):
-                    domain = args.zone(ha[i + 1])[0]
-                    i += 2
-                else:
-                    raise ha[i].error(f"health_check: unexpected {ha[i].text!r} (expected no_rec or domain NAME)")
-            health = HealthCheck(interval=interval, recursion_desired=rec, domain=domain)
-        elif name == "policy":
-            tok = args.nargs(opt, 1, 1)[0]
-            if tok.text not in POLICIES:
-                raise tok.error(f"policy: unknown policy {tok.text!r} (expected {', '.join(POLICIES)})")
-            opts["policy"] = tok.text
-        elif name == "max_concurrent":
-            opts["max_concurrent"] = args.integer(args.nargs(opt, 1, 1)[0], 1, what="max_concurrent")
-        elif name == "next":
-            codes = set()
-            for tok in args.nargs(opt, 1):
-                try:
-                    codes.add(int(dns.rcode.from_text(tok.text.upper())))
-                except dns.rcode.UnknownRcode:
-                    raise tok.error(f"next: unknown rcode {tok.text!r}") from None
-            opts["next_rcodes"] = frozenset(codes)
-        elif name == "tls":
-            opts["tls"] = args.tls_client_files(opt)
-        elif name == "tls_servername":
-            opts["tls_servername"] = args.nargs(opt, 1, 1)[0].text
+        elif opt.name == "health_check":
+            health = _health_check(opt)
         else:
-            raise args.unknown_option(opt, "forward")
-    if opts.get("force_tcp") and opts.get("prefer_udp"):
-        raise d.error("force_tcp and prefer_udp cannot both be set")
+            _option(opt, opts)
+    expire = opts.get("expire", ForwardConfig.expire)
+    max_age = opts.get("max_age", 0.0)
+    if 0 < max_age < expire:
+        raise d.error(f"max_age ({max_age:g}s) must not be less than expire ({expire:g}s)")
+    servername = opts.get("tls_servername")
+    if servername:
+        for spec in to:
+            if spec.addr is not None and spec.addr.server_name:
+                raise d.error(f"both forward ({servername!r}) and upstream ({spec.addr.server_name!r}) TLS server "
+                              f"names are set for {spec.addr}")
     return ForwardConfig(from_zones=tuple(from_zones), to=tuple(to), except_zones=tuple(except_zones),
                          health=health, **opts)
