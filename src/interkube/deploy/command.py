@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(p)
     p.set_defaults(func=run_server)
-    targets = p.add_subparsers(dest="target", metavar="TARGET",
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=False,
                                description="instead of the DNS server (options above do not apply)")
     for name, module_name, help_text in _TARGETS:
         try:
@@ -78,7 +78,7 @@ def _target(render: Callable[[argparse.Namespace], list[dict[str, Any]]]) -> Cal
         from interkube.deploy.output import write_manifests
 
         objects = render(args)  # may do its own work (e.g. write a kubeconfig) and return nothing
-        if objects or args.output:
+        if args.output:
             write_manifests(objects, args.output)
         return 0
 

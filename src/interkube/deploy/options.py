@@ -85,11 +85,16 @@ class RenderOptions:
         check(self)
 
 
+def check_label(what: str, value: str) -> None:
+    """Names become parts of other names (``NAME-dot``, ``NAMESPACE:NAME``): a short DNS label."""
+    if not _LABEL.match(value) or len(value) > 40:
+        raise RenderError(f"{what} {value!r} is not a DNS label of at most 40 characters")
+
+
 def check(o: RenderOptions) -> None:
     """Raise RenderError for values that cannot be rendered (before anything is read)."""
-    for what, value in (("--name", o.name), ("--namespace", o.namespace)):
-        if not _LABEL.match(value) or len(value) > 40:
-            raise RenderError(f"{what} {value!r} is not a DNS label of at most 40 characters")
+    check_label("--name", o.name)
+    check_label("--namespace", o.namespace)
     if o.corefile is not None and o.corefile_text is not None:
         raise RenderError("give the Corefile as a file or as text, not both")
     if (o.corefile is not None or o.corefile_text is not None) and o.plan is not None:

@@ -41,7 +41,9 @@ def read_text(path: str) -> str:
 def render_server(options: RenderOptions) -> list[Obj]:
     """Every object ``interkube render`` writes for ``options``, in apply order."""
     if options.plan is not None:
-        raise RenderError("--plan: generating the Corefile from a plan is being written (issue 14)")
+        from interkube.deploy import planconf
+
+        return planconf.render_plan(options)
     if options.corefile is not None:
         text, file = read_text(options.corefile), options.corefile
     else:
