@@ -85,15 +85,16 @@ class RenderOptions:
         check(self)
 
 
-def check_label(what: str, value: str) -> None:
-    """Names become parts of other names (``NAME-dot``, ``NAMESPACE:NAME``): a short DNS label."""
-    if not _LABEL.match(value) or len(value) > 40:
-        raise RenderError(f"{what} {value!r} is not a DNS label of at most 40 characters")
+def check_label(what: str, value: str, longest: int = 63) -> None:
+    """A DNS label, as namespace and Service names must be, of at most ``longest`` characters."""
+    if not _LABEL.match(value) or len(value) > longest:
+        raise RenderError(f"{what} {value!r} is not a DNS label of at most {longest} characters")
 
 
 def check(o: RenderOptions) -> None:
     """Raise RenderError for values that cannot be rendered (before anything is read)."""
-    check_label("--name", o.name)
+    # Other names are made from it (NAME-dot, NAME-kubeconfig-CLUSTER, NAME-udp): room for them.
+    check_label("--name", o.name, 40)
     check_label("--namespace", o.namespace)
     if o.corefile is not None and o.corefile_text is not None:
         raise RenderError("give the Corefile as a file or as text, not both")

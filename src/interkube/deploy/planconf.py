@@ -28,7 +28,7 @@ from typing import Any
 
 from interkube.deploy import dot
 from interkube.deploy.options import RenderOptions
-from interkube.deploy.render import kubeconfig_secret_name, render_corefile
+from interkube.deploy.render import render_corefile
 from interkube.errors import PlanError, RenderError
 from interkube.netplan.model import Cluster, Plan
 from interkube.upstream.address import parse_upstream
@@ -202,10 +202,8 @@ def generate(plan: Plan, local: Cluster, remotes: list[Remote], options: RenderO
     for r in remotes:
         name = r.cluster.name
         if r.from_api:
+            # render_corefile mounts its Secret where this path points (as for any kubeconfig stanza).
             path = f"{REMOTE_DIR}/{name}/kubeconfig"
-            gen.mounts.append((f"{REMOTE_DIR}/{name}", {"secret": {
-                "secretName": kubeconfig_secret_name(options.name, name),
-                "items": [{"key": "kubeconfig", "path": "kubeconfig"}]}}))
             body = [f"kubernetes cluster.{name} {{", f"    kubeconfig {path}", f"    cluster {name}", "}"]
             block(f"cluster.{name}", body, f"Cluster {name}, from its API (credentials: render remote-access).")
         else:

@@ -74,7 +74,7 @@ def render(args: argparse.Namespace) -> list[Obj]:
     """The objects (with -o), and/or the kubeconfig (with --write-kubeconfig)."""
     from interkube.deploy.options import check_label
 
-    check_label("--name", args.name)
+    check_label("--name", args.name, 40)
     check_label("--namespace", args.namespace)
     if args.kubeconfig_from and not args.write_kubeconfig:
         raise RenderError("--kubeconfig-from needs --write-kubeconfig FILE")
