@@ -209,7 +209,7 @@ def test_dns_port_flag_sets_the_default_port() -> None:
 
 
 @pytest.mark.parametrize(("key", "message"), [
-    ("https://example.org", "not supported"),
+    ("quic://example.org", "not supported"),
     ("foo://example.org", "unknown transport"),
     ("example.org:", "expected a port"),
     ("example.org:70000", "out of range"),

@@ -1,4 +1,4 @@
-"""Server keys: ``[dns://|tls://]ZONE[:PORT]`` -> (transport, zone, port) addresses.
+"""Server keys: ``[dns://|tls://|https://]ZONE[:PORT]`` -> (transport, zone, port) addresses.
 
 A reverse zone may be written as a CIDR. As in CoreDNS, a prefix that does not end on a label
 boundary (an octet for IPv4, a nibble for IPv6) is rounded up to the next boundary and split into
@@ -18,8 +18,9 @@ from interkube.errors import ConfigError
 
 TRANSPORT_DNS = "dns"
 TRANSPORT_TLS = "tls"
-DEFAULT_PORTS = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853}
-_UNSUPPORTED = ("grpc", "https", "https3", "quic")
+TRANSPORT_HTTPS = "https"  # DNS over HTTPS (RFC 8484), served by interkube.server.doh
+DEFAULT_PORTS = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853, TRANSPORT_HTTPS: 443}
+_UNSUPPORTED = ("grpc", "https3", "quic")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def parse_key(tok: Token, dns_port: int | None = None) -> list[ZoneAddr]:
         transport, _, text = text.partition("://")
         transport = transport.lower()
         if transport in _UNSUPPORTED:
-            raise tok.error(f"transport {transport}:// is not supported (use dns:// or tls://)")
+            raise tok.error(f"transport {transport}:// is not supported (use dns://, tls:// or https://)")
         if transport not in DEFAULT_PORTS:
             raise tok.error(f"unknown transport {transport}://")
     port = DEFAULT_PORTS[transport] if (transport != TRANSPORT_DNS or dns_port is None) else dns_port
@@ -117,4 +118,4 @@ def check_no_duplicates(blocks: list[list[tuple[ZoneAddr, Token]]]) -> None:
 
 
 __all__ = ["ZoneAddr", "parse_key", "parse_keys", "check_no_duplicates", "normalize_zone",
-           "reverse_zones", "TRANSPORT_DNS", "TRANSPORT_TLS", "ConfigError"]
+           "reverse_zones", "TRANSPORT_DNS", "TRANSPORT_TLS", "TRANSPORT_HTTPS", "ConfigError"]

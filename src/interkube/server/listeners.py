@@ -32,6 +32,7 @@ from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
+from interkube.server import doh
 from interkube.server.dispatch import Dispatcher
 from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, client_address
 from interkube.tlsutil.stream import TlsServerProtocol
@@ -685,7 +686,7 @@ class Listener:
         self.options = options or ListenerOptions()
         self.ssl_context = ssl_context
         self.stats = ListenerStats()
-        self.connections: set[TcpProtocol] = set()
+        self.connections: set[TcpProtocol | doh.DohConnection] = set()
         self._udp: UdpEndpoint | None = None
         self._tcp: asyncio.base_events.Server | None = None
         #: Sockets bound but not yet served (TCP first, then UDP for dns://); see bind().
@@ -734,6 +735,8 @@ class Listener:
             if udp:
                 self._udp = UdpEndpoint(self, udp[0])
             factory = self._tls_connection if self.ssl_context is not None else lambda: TcpProtocol(self)
+            if self.transport == "https":
+                factory = doh.connection_factory(self)  # DNS over HTTPS (interkube.server.doh)
             self._tcp = await loop.create_server(factory, sock=tcp_sock, backlog=TCP_BACKLOG)
         except OSError as exc:
             await self.stop()

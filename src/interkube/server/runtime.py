@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from interkube.corefile.keys import TRANSPORT_TLS, ZoneAddr, parse_keys
+from interkube.corefile.keys import TRANSPORT_HTTPS, TRANSPORT_TLS, ZoneAddr, parse_keys
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import Directive, ServerBlock
 from interkube.errors import ConfigError, InterkubeError, ListenerError
@@ -117,7 +117,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                 lkey: ListenKey = (transport, host, port)
                 chains = built.chains.setdefault(lkey, {})
                 built.origin.setdefault(lkey, zas[0][1])
-                if transport == TRANSPORT_TLS:
+                if transport == TRANSPORT_TLS or (transport == TRANSPORT_HTTPS and settings.tls is not None):
                     built.tls[lkey] = settings.tls
                 server_label = _format_server(transport, host, port)
                 for za, tok in zas:
@@ -201,7 +201,8 @@ class Instance:
                 transport, host, port = lkey
                 if not host:
                     wildcard = wildcard or wildcard_host()
-                ssl_ctx = self.built.tls[lkey].context if transport == TRANSPORT_TLS else None
+                tls = self.built.tls.get(lkey)  # tls:// keys, and https:// ones with a tls directive
+                ssl_ctx = tls.context if tls is not None else None
                 listener = Listener(transport, host or wildcard or "", port, disp, self.options, ssl_ctx)
                 try:
                     listener.bind()
@@ -223,7 +224,7 @@ class Instance:
         """Serve this configuration from now on: swap every listener's dispatcher (no await)."""
         for lkey, listener in self.listeners.items():
             listener.dispatcher = self._dispatchers[lkey]
-            if lkey[0] == TRANSPORT_TLS:
+            if lkey in self.built.tls:
                 listener.ssl_context = self.built.tls[lkey].context
         self.own = set(self.listeners)  # from now on this instance owns them all
 
