@@ -19,7 +19,8 @@ from interkube.errors import InterkubeError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "interkube.server.command",    # serve
     "interkube.netplan.command",   # check, plan
-    "interkube.deploy.command",    # render, webhook
+    "interkube.deploy.command",    # render
+    "interkube.webhook.command",   # webhook
     "interkube.proxy.command",     # proxy
     "interkube.tlsutil.command",   # certs
 )

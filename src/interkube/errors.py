@@ -124,3 +124,14 @@ class WatchExpired(KubeError):
 class RenderError(InterkubeError):
     """``interkube render`` cannot write what was asked: an option's value, options that do not
     fit together, a plan cluster that does not exist, a destination it may not replace."""
+
+
+# --- admission webhook -------------------------------------------------------------------------
+
+
+class WebhookError(InterkubeError):
+    """The admission webhook cannot run or be rendered as asked (a flag's value, a certificate)."""
+
+
+class MalformedReview(WebhookError):
+    """A request body that is not an admission.k8s.io/v1 AdmissionReview the webhook can answer."""

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import ssl
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,11 +154,11 @@ class ServerFiles:
         return (self.cert, self.key) + ((self.ca,) if self.ca else ())
 
 
-def _base(client_auth: str) -> ssl.SSLContext:
+def _base(client_auth: str, alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = _VERIFY_MODE[client_auth]
-    ctx.set_alpn_protocols(ALPN)
+    ctx.set_alpn_protocols(list(alpn))
     # No resumption: a resumed session skips the client certificate check, so a client whose
     # CA was removed could come back on an old session. DoT connections are long-lived, so
     # resumption saves little.
@@ -167,8 +168,11 @@ def _base(client_auth: str) -> ssl.SSLContext:
     return ctx
 
 
-def build_current(files: ServerFiles, client_auth: str, keylog: str | None = None) -> ssl.SSLContext:
-    """The context holding the certificate, key and CA store (what a handshake actually uses)."""
+def build_current(files: ServerFiles, client_auth: str, keylog: str | None = None,
+                  alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
+    """The context holding the certificate, key and CA store (what a handshake actually uses).
+    ``alpn``: the protocols offered (DNS over TLS by default; the admission webhook's HTTPS
+    offers http/1.1)."""
     if client_auth not in _VERIFY_MODE:
         raise TlsSetupError(f"unknown client_auth {client_auth!r} (expected {', '.join(CLIENT_AUTH_MODES)})")
     for path in files.paths():
@@ -178,7 +182,7 @@ def build_current(files: ServerFiles, client_auth: str, keylog: str | None = Non
                 pass
         except OSError as exc:
             raise TlsSetupError(f"cannot read {path}: {exc.strerror or exc}") from None
-    ctx = _base(client_auth)
+    ctx = _base(client_auth, alpn)
     try:
         ctx.load_cert_chain(files.cert, files.key)
     except ssl.SSLError as exc:
@@ -240,7 +244,7 @@ class ServerTls:
     """
 
     def __init__(self, files: ServerFiles, client_auth: str = "nocert", keylog: str | None = None,
-                 label: str = "tls", log: logging.Logger | None = None) -> None:
+                 label: str = "tls", log: logging.Logger | None = None, alpn: Sequence[str] = ALPN) -> None:
         self.files = files
         self.client_auth = client_auth
         self.keylog = keylog
@@ -249,9 +253,10 @@ class ServerTls:
         # The digest first: should a file change while the context is built, the next check
         # sees a digest that differs from this one and builds again.
         self.digest = digest_files(files.paths())
-        self.current = build_current(files, client_auth, keylog)
+        self.alpn = tuple(alpn)
+        self.current = build_current(files, client_auth, keylog, self.alpn)
         self.generation = 1
-        self.context = _base(client_auth)
+        self.context = _base(client_auth, self.alpn)
         if client_auth in UNVERIFIED_MODES:
             accept_any_certificate(self.context)
         self.context.sni_callback = self._hand_over
@@ -273,7 +278,7 @@ class ServerTls:
             return False
         self.digest = digest
         try:
-            ctx = build_current(self.files, self.client_auth, self.keylog)
+            ctx = build_current(self.files, self.client_auth, self.keylog, self.alpn)
         except TlsSetupError as exc:
             self.log.warning("%s: keeping the previous certificate: %s", self.label, exc)
             return False
