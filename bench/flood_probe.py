@@ -18,7 +18,7 @@ kernel dropped on the server's socket (``/proc/net/udp``).
 interkube runs on CPU 0; loadgen (flood and probe), the responder and this script on CPU 1.
 Loopback only; every process is stopped by its PID; each run is bounded by ``--duration``.
 
-    python bench/flood_probe.py [--duration 6] [--factor 10] [--probe-rate 1000]
+    python bench/flood_probe.py [--duration 6] [--factor 10 | --flood-rate QPS] [--probe-rate 1000]
                                 [--phases answers,refused,silent,burst] [--keep]
 
 Goals (issue 19): the probe keeps p99 < 5 ms and loss < 1% under each flood.
@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import socket
@@ -74,6 +75,19 @@ class Phase:
     socket_drops: int = 0
     backlog_drops: int = 0
     error_lines: int = 0
+    #: The server's CPU seconds (user, system) while the flood ran.
+    cpu: tuple[float, float] = (0.0, 0.0)
+
+    def read(self) -> int:
+        """Datagrams the server read while the flood ran (what the kernel did not drop)."""
+        sent = self.probe.sent + (self.flood.sent if self.flood else 0)
+        return max(sent - self.socket_drops, 0)
+
+    def us_per_read(self) -> float:
+        """The server's CPU time per datagram read (its whole work: reading, answering, the slow
+        path), in microseconds: what bounds the rate it can read at on its core. Less noisy than
+        the latencies on a shared machine, as other processes' time is not counted in it."""
+        return sum(self.cpu) / self.read() * 1e6 if self.read() else float("nan")
 
 
 def write_files(tmp: Path) -> tuple[Path, Path, Path]:
@@ -127,6 +141,13 @@ class Server:
     def error_lines(self) -> int:
         return sum(1 for line in self.log_path.read_text(errors="replace").splitlines() if "plugin/errors" in line)
 
+    def cpu(self) -> tuple[float, float]:
+        """The server's CPU seconds so far: user (mostly Python) and system (mostly the kernel's
+        UDP receive and send)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
 
 def _answers(port: int) -> bool:
     return query("p0.mem.test.", "A", port, timeout=0.5).rcode() == 0
@@ -156,10 +177,13 @@ def probe_spec(port: int, qfile: Path, rate: float, duration: float) -> LoadSpec
                     cpus=(GENERATOR_CPU,))
 
 
-def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec, flood: LoadSpec) -> tuple[LoadResult, LoadResult]:
+def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec,
+                   flood: LoadSpec) -> tuple[LoadResult, LoadResult, tuple[float, float]]:
     """The probe while the flood runs: the flood starts first and outlasts the probe by a margin
-    on both sides, so that the probe sees only the steady state of the flood."""
+    on both sides, so that the probe sees only the steady state of the flood. Also the server's
+    CPU time (user, system) while the flood ran."""
     cmd = ["taskset", "-c", str(GENERATOR_CPU), *gen.argv(flood)]
+    cpu0 = server.cpu()
     flooder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)  # not synchronisation: the flood's ramp-up is left out of the probe's window
@@ -169,6 +193,7 @@ def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec, flood: LoadSpe
         if flooder.poll() is None:
             flooder.kill()
             flooder.wait()
+    cpu1 = server.cpu()
     if flooder.returncode != 0:
         raise RuntimeError(f"flood loadgen failed: {err.strip()}")
     d = json.loads(out)
@@ -177,7 +202,7 @@ def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec, flood: LoadSpe
                               duration=d["elapsed_s"], sent=d["sent"], received=d["received"],
                               timeouts=d["timeouts"], qps=d["qps"], p50_us=lat["p50"], p99_us=lat["p99"],
                               mean_us=lat["mean"], rcodes=d["rcodes"], cpu_s=d["cpu_s"])
-    return probe_result, flood_result
+    return probe_result, flood_result, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
 
 
 def capacity(gen: Loadgen, tmp: Path, files: tuple[Path, Path, Path], extra: list[str], duration: float) -> float:
@@ -206,12 +231,12 @@ def flood_phase(gen: Loadgen, tmp: Path, name: str, files: tuple[Path, Path, Pat
                      backlog_drops=server.backlog_drops(), error_lines=server.error_lines())
         flood = LoadSpec(port=port, query_file=flood_file, rate=rate, duration=opts.duration + 2.0, conns=8,
                          timeout=1.0, cpus=(GENERATOR_CPU,))
-        probe_result, flood_result = run_with_flood(gen, server, probe, flood)
+        probe_result, flood_result, cpu = run_with_flood(gen, server, probe, flood)
         drops0, backlog0, lines0 = base.socket_drops, max(base.backlog_drops, 0), base.error_lines
         flooded = Phase(f"{name}: probe + flood", probe_result, flood_result,
                         socket_drops=server.socket_drops() - drops0,
                         backlog_drops=server.backlog_drops() - backlog0,
-                        error_lines=server.error_lines() - lines0)
+                        error_lines=server.error_lines() - lines0, cpu=cpu)
     return base, flooded
 
 
@@ -266,6 +291,9 @@ def report(pairs: list[tuple[Phase, Phase]], rate: float) -> bool:
         ok = ok and met
         print(f"{'':28s} flood/alone: p99 x{ratio:.1f}, loss {p.loss:.2%} vs {b.loss:.2%}; "
               f"goal p99 < {GOAL_P99_US / 1000:.0f} ms and loss < {GOAL_LOSS:.0%}: {'met' if met else 'short'}")
+        user, system = flooded.cpu
+        print(f"{'':28s} server CPU under the flood: {user:.2f} s user + {system:.2f} s system for "
+              f"{flooded.read():,d} datagrams read = {flooded.us_per_read():.2f} us each")
     return ok
 
 
@@ -273,6 +301,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=6.0, help="seconds of probe per run (the flood lasts 2 s more)")
     ap.add_argument("--factor", type=float, default=10.0, help="flood rate as a multiple of the forwarding capacity")
+    ap.add_argument("--flood-rate", type=float, default=0.0,
+                    help="flood rate in q/s instead of --factor times the capacity (to compare runs alike)")
     ap.add_argument("--probe-rate", type=float, default=1000.0, help="probe queries per second")
     ap.add_argument("--phases", default="answers,refused,silent,burst", help="which runs, comma-separated")
     ap.add_argument("--server-args", default="", help="extra `interkube serve` arguments, space-separated")
@@ -292,7 +322,7 @@ def main() -> int:
         rate = 0.0
         if any(p in phases for p in ("answers", "refused", "silent")):
             cap = capacity(gen, tmp, files, opts.server_args, 3.0)
-            rate = cap * opts.factor
+            rate = opts.flood_rate or cap * opts.factor
             log(f"forwarding capacity {cap:,.0f} q/s (closed loop, upstream answers at once); flood at {rate:,.0f} q/s")
         for name in ("answers", "refused", "silent"):
             if name not in phases:

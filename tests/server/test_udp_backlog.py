@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import socket
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -166,6 +167,104 @@ async def test_a_waiting_query_starts_on_the_dispatcher_of_the_moment() -> None:
             ep.listener.dispatcher = dispatcher(new)
             await until(lambda: new.slow() == ["b.fwd.test."], "the waiting one starts on the new chain")
             assert old.slow() == ["a.fwd.test."]
+
+
+class Counting(Recorder):
+    """A Recorder that counts the queries its fast path is asked (all of them, answered or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def fast(self, req: Request) -> bytes | None:
+        self.asked.append(name_to_text(req.query.lname))
+        return super().fast(req)
+
+
+def waiting(ep: UdpEndpoint) -> list[str]:
+    """The names in the backlog, oldest first."""
+    return [dns.message.from_wire(data).question[0].name.to_text() for data, _, _ in ep.backlog]
+
+
+@pytest.fixture(params=["C helper", "Python loop"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the listener reads its socket: the C helper's batches, or the Python loop."""
+    if request.param == "C helper":
+        if listeners._udpfast is None:
+            pytest.skip("interkube._udpfast is not built")
+    else:
+        monkeypatch.setattr(listeners, "_udpfast", None)
+    return str(request.param)
+
+
+async def test_a_full_backlog_takes_a_query_sent_slow_lately_without_asking_the_chain(
+        reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the backlog is full, a query the fast path sent to the slow path lately (the same
+    bytes after the ID) displaces the oldest waiting one without a walk of the chain; others,
+    answers from memory among them, are still asked of the chain; the ones kept are served by
+    the whole chain when they start."""
+    monkeypatch.setattr(listeners, "SLOW_KEYS_TTL", 3600.0)  # remembered for the whole test
+    recorder = Counting()
+    async with endpoint(recorder) as ep:
+        ep.backlog_limit = 4
+        ep.inflight_limit = 0  # nothing starts until the test says so
+        with client() as c:
+            target = ep.sock.getsockname()
+            for i in range(4):  # fill the backlog: each asked of the chain, and remembered
+                c.sendto(wire(f"n{i}.fwd.test."), target)
+            await until(lambda: len(ep.backlog) == 4, "the backlog fills")
+            assert recorder.asked == [f"n{i}.fwd.test." for i in range(4)]
+            # Another ID, the same question: shed without the chain, the oldest dropped.
+            c.sendto(wire("n0.fwd.test."), target)
+            c.sendto(wire("n1.fwd.test."), target)
+            # A query not seen before and one from memory: asked as ever.
+            c.sendto(wire("n9.fwd.test."), target)
+            c.sendto(wire("p.mem.test."), target)
+            await until(lambda: ("fast", "p.mem.test.") in recorder.events, "the from-memory query is answered")
+            assert recorder.asked == [*(f"n{i}.fwd.test." for i in range(4)), "n9.fwd.test.", "p.mem.test."]
+            assert waiting(ep) == ["n3.fwd.test.", "n0.fwd.test.", "n1.fwd.test.", "n9.fwd.test."]
+            assert ep.dropped + ep.listener.stats.dropped_udp == 3
+            # Each waiting query keeps when it arrived, on time.monotonic()'s clock (MAX_UDP_WAIT).
+            now = time.monotonic()
+            assert all(now - 60 < arrived <= now for _, _, arrived in ep.backlog)
+            assert "p.mem.test." in received(c)
+            ep.inflight_limit = 8
+            recorder.release.set()
+            ep.handle(wire("n3.fwd.test."), c.getsockname())  # (a pump, to start them)
+            await until(lambda: len(recorder.slow()) == 4, "the waiting queries are served")
+            assert recorder.slow() == ["n0.fwd.test.", "n1.fwd.test.", "n9.fwd.test.", "n3.fwd.test."]
+
+
+async def test_a_query_is_asked_of_the_chain_again_after_a_while_and_after_a_reload(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the fast path decided is remembered for SLOW_KEYS_TTL (a cache may learn the name
+    meanwhile) and for the dispatcher that decided it only."""
+    monkeypatch.setattr(listeners, "SLOW_KEYS_TTL", 3600.0)
+    old = Counting()
+    async with endpoint(old) as ep:
+        ep.backlog_limit = 2
+        ep.inflight_limit = 0
+        addr = ("127.0.0.1", 9)
+        for name in ("a.fwd.test.", "b.fwd.test.", "a.fwd.test."):
+            ep.handle(wire(name), addr)
+        assert old.asked == ["a.fwd.test.", "b.fwd.test."]  # the second a: shed
+        await until(lambda: ep._pump_handle is None, "a pump runs")
+        # A reload: the new chain decides for itself.
+        new = Counting()
+        ep.listener.dispatcher = dispatcher(new)
+        ep.handle(wire("a.fwd.test."), addr)  # (remembered until the next pump notices)
+        await until(lambda: ep._pump_handle is None, "a pump runs")
+        ep.handle(wire("a.fwd.test."), addr)
+        assert new.asked == ["a.fwd.test."]
+        ep.handle(wire("a.fwd.test."), addr)
+        assert new.asked == ["a.fwd.test."]
+        # Past SLOW_KEYS_TTL (here: at once), asked again.
+        ep._slow_keys_until = 0.0
+        ep.handle(wire("a.fwd.test."), addr)  # (shed, which asks for a pump: the pump forgets)
+        assert new.asked == ["a.fwd.test."]
+        await until(lambda: ep._pump_handle is None, "a pump runs")
+        ep.handle(wire("a.fwd.test."), addr)
+        assert new.asked == ["a.fwd.test.", "a.fwd.test."]
 
 
 async def test_the_receive_buffer_is_sized_and_logged(interkube_caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import os
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,12 @@ class UdpFast(Protocol):
 
     def drain(self, fd: int, callback: Callable[[bytes, Any], object], rounds: int = 4, /) -> int:
         """Read datagrams in batches and pass each with its source address to ``callback``."""
+
+    def drain_shed(self, fd: int, callback: Callable[[bytes, Any], object], rounds: int, keys: set[bytes],
+                   backlog: deque[tuple[bytes, Any, float]], limit: int, /) -> int:
+        """As drain, but while ``len(backlog) >= limit``, a datagram whose bytes after the ID are
+        in ``keys`` replaces the oldest entry of ``backlog`` (as ``(data, addr, monotonic time)``)
+        instead of going to ``callback``; returns how many did."""
 
     def send_batch(self, fd: int, items: list[Datagram], /) -> int:
         """Send ``items`` with sendmmsg; how many were sent."""
