@@ -43,4 +43,29 @@ def rcode_text(rcode: int) -> str:
     return _RCODES[rcode & 0x0F]
 
 
-__all__ = ["class_text", "rcode_text", "type_text"]
+#: miekg's StringToType and StringToClass: the exact names above, and nothing else (no TYPE65280).
+_TYPE_NUMBERS = {name: number for number, name in _TYPES.items()}
+_CLASS_NUMBERS = {name: number for number, name in _CLASSES.items()}
+
+
+def type_number(name: str) -> int | None:
+    """The type a Corefile names as miekg reads it (``A``, ``ANY``; case-sensitive), or None."""
+    return _TYPE_NUMBERS.get(name)
+
+
+def class_number(name: str) -> int | None:
+    """The class a Corefile names as miekg reads it (``IN``, ``CH``, ``ANY``), or None."""
+    return _CLASS_NUMBERS.get(name)
+
+
+def type_name(rdtype: int) -> str:
+    """miekg's TypeToString: the name, or "" for a type without one."""
+    return _TYPES.get(rdtype, "")
+
+
+def class_name(rdclass: int) -> str:
+    """miekg's ClassToString: the name, or "" for a class without one."""
+    return _CLASSES.get(rdclass, "")
+
+
+__all__ = ["class_name", "class_number", "class_text", "rcode_text", "type_name", "type_number", "type_text"]
