@@ -127,6 +127,13 @@ UDP_PASS_TARGET = 0.002
 UDP_STARTS_MIN = 1
 UDP_STARTS_MAX = 256
 UDP_STARTS_STEP = 4
+#: Distinct queries (by their bytes after the ID) remembered as sent to the slow path (see
+#: UdpEndpoint.handle): what a flood repeats. Past it, new ones are not remembered until the
+#: next clear (a flood of random names gets no shortcut, and costs no memory).
+MAX_SLOW_KEYS = 4096
+#: Seconds a query is remembered as sent to the slow path: then the fast path decides again
+#: (a cache that has learnt the name answers it from memory from then on), even under a flood.
+SLOW_KEYS_TTL = 0.2
 #: Linux's SO_RCVBUFFORCE (Python has no name for it): with CAP_NET_ADMIN it goes past
 #: net.core.rmem_max.
 _SO_RCVBUFFORCE = 33
@@ -149,13 +156,6 @@ def size_receive_buffer(sock: socket.socket, wanted: int, label: str) -> int:
         try:
             sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, wanted)
             forced = True
-#: Distinct queries (by their bytes after the ID) remembered as sent to the slow path (see
-#: UdpEndpoint.handle): what a flood repeats. Past it, new ones are not remembered until the
-#: next clear (a flood of random names gets no shortcut, and costs no memory).
-MAX_SLOW_KEYS = 4096
-#: Seconds a query is remembered as sent to the slow path: then the fast path decides again
-#: (a cache that has learnt the name answers it from memory from then on), even under a flood.
-SLOW_KEYS_TTL = 0.2
         except OSError:
             pass  # no CAP_NET_ADMIN: SO_RCVBUF below, capped by net.core.rmem_max
     if not forced:
@@ -189,6 +189,15 @@ class UdpEndpoint:
     arrives, from-memory queries included. A query waiting in the backlog has not started:
     it runs on the dispatcher of the moment it starts (after a reload, the new one); a started
     one finishes on the chain it started with.
+
+    While the backlog is full, a query that the fast path sent to the slow path in the last
+    SLOW_KEYS_TTL seconds (the same bytes after the ID) goes to the backlog at once, without a
+    Request or a walk of the chain: under a flood ten times what the upstreams take, nine in
+    ten such queries only ever displace an older one, and reading them was what the server
+    spent its time on (see bench/flood_probe.py), until the kernel dropped datagrams, answers
+    from memory among them. Each still starts on the whole chain (cache included) if it
+    starts; a name the fast path would now answer (a cache that has learnt it, a reload) is
+    queued instead for SLOW_KEYS_TTL at most.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket) -> None:
@@ -202,6 +211,12 @@ class UdpEndpoint:
         self.inflight_limit = MAX_UDP_INFLIGHT
         #: Queries dropped from the backlog and not yet counted in the metric (see _count_drops).
         self.dropped = 0
+        #: The bytes after the ID of queries the fast path sent to the slow path lately (see
+        #: the class's docstring), forgotten together every SLOW_KEYS_TTL seconds and when the
+        #: dispatcher changes.
+        self.slow_keys: set[bytes] = set()
+        self._slow_keys_of = listener.dispatcher
+        self._slow_keys_until = time.monotonic() + SLOW_KEYS_TTL
         #: Seconds the reader took since the last pump (see _pump).
         self._reading = 0.0
         #: Slow-path queries started per pass (adapted; see UDP_PASS_TARGET).
@@ -211,15 +226,6 @@ class UdpEndpoint:
         self._pump_handle: asyncio.Handle | None = None
         #: When the previous pass's pump ran, while queries kept waiting (None: the backlog was
         #: empty since, so the time between the two says nothing about a pass).
-
-    While the backlog is full, a query that the fast path sent to the slow path in the last
-    SLOW_KEYS_TTL seconds (the same bytes after the ID) goes to the backlog at once, without a
-    Request or a walk of the chain: under a flood ten times what the upstreams take, nine in
-    ten such queries only ever displace an older one, and reading them was what the server
-    spent its time on (see bench/flood_probe.py), until the kernel dropped datagrams, answers
-    from memory among them. Each still starts on the whole chain (cache included) if it
-    starts; a name the fast path would now answer (a cache that has learnt it, a reload) is
-    queued instead for SLOW_KEYS_TTL at most.
         self._last_pump: float | None = None
         self.outbox = datagrams.Outbox(sock, self._loop, _dropped)
         self.rcvbuf = size_receive_buffer(sock, listener.options.udp_rcvbuf, str(listener))
@@ -233,12 +239,6 @@ class UdpEndpoint:
             self._reading += time.monotonic() - started
 
     def _read(self) -> None:
-        #: The bytes after the ID of queries the fast path sent to the slow path lately (see
-        #: the class's docstring), forgotten together every SLOW_KEYS_TTL seconds and when the
-        #: dispatcher changes.
-        self.slow_keys: set[bytes] = set()
-        self._slow_keys_of = listener.dispatcher
-        self._slow_keys_until = time.monotonic() + SLOW_KEYS_TTL
         if _udpfast is not None:
             try:
                 # (The C helper sheds as handle() does, without calling it: see drain_shed.)
@@ -246,6 +246,11 @@ class UdpEndpoint:
                                            self.backlog_limit)
             except OSError as exc:
                 log.debug("udp receive error on %s: %s", self.listener, exc)
+                return
+            if shed:
+                self.dropped += shed
+                if self._pump_handle is None:
+                    self._pump_handle = self._loop.call_soon(self._pump)
             return
         recv = self.sock.recvfrom
         send = self.sock.sendto
@@ -268,12 +273,17 @@ class UdpEndpoint:
         """The fast-path answer to one datagram, or None (nothing now; maybe later)."""
         # Below a header, or a response (QR=1): drop without a word (never answer a response;
         # it could be a reflection loop).
-                return
-            if shed:
-                self.dropped += shed
-                if self._pump_handle is None:
-                    self._pump_handle = self._loop.call_soon(self._pump)
         if len(data) < HEADER_LEN or data[2] & 0x80:
+            return None
+        backlog = self.backlog
+        tail = data[2:]
+        if len(backlog) >= self.backlog_limit and tail in self.slow_keys:
+            # Shed: what the fast path would do (see the class's docstring), at a fifth of the cost.
+            backlog.popleft()
+            self.dropped += 1
+            backlog.append((data, addr, time.monotonic()))
+            if self._pump_handle is None:
+                self._pump_handle = self._loop.call_soon(self._pump)
             return None
         q = parse_query(data)
         if q is not None:
@@ -284,7 +294,9 @@ class UdpEndpoint:
             arrived = req.started
         else:
             arrived = time.monotonic()
-        backlog = self.backlog
+        slow_keys = self.slow_keys
+        if len(slow_keys) < MAX_SLOW_KEYS:
+            slow_keys.add(tail)
         if len(backlog) >= self.backlog_limit:
             backlog.popleft()  # the oldest waiting query: see MAX_UDP_BACKLOG
             self.dropped += 1  # (counted in the metric by the next pump: a flood drops a lot)
@@ -297,29 +309,21 @@ class UdpEndpoint:
             self._pump_handle = self._loop.call_soon(self._pump)
         return None
 
-        backlog = self.backlog
-        tail = data[2:]
-        if len(backlog) >= self.backlog_limit and tail in self.slow_keys:
-            # Shed: what the fast path would do (see the class's docstring), at a fifth of the cost.
-            backlog.popleft()
-            self.dropped += 1
-            backlog.append((data, addr, time.monotonic()))
-            if self._pump_handle is None:
-                self._pump_handle = self._loop.call_soon(self._pump)
-            return None
     def _pump(self) -> None:
         """Start some waiting queries on the slow path: once per pass while any wait."""
         self._pump_handle = None
         if self.dropped:
             self._count_drops()
-        slow_keys = self.slow_keys
-        if len(slow_keys) < MAX_SLOW_KEYS:
-            slow_keys.add(tail)
+        backlog = self.backlog
         reading, self._reading = self._reading, 0.0
         if self.closed or not backlog:
             self._last_pump = None
             return
         now = time.monotonic()
+        if now >= self._slow_keys_until or self._slow_keys_of is not self.listener.dispatcher:
+            self.slow_keys.clear()
+            self._slow_keys_of = self.listener.dispatcher
+            self._slow_keys_until = now + SLOW_KEYS_TTL
         starts = self.starts_per_pass
         if self._last_pump is not None:
             # The time since the previous pump is one pass; what the reader did not take of it
@@ -342,10 +346,6 @@ class UdpEndpoint:
         too_old = now - MAX_UDP_WAIT
         while backlog and backlog[0][2] < too_old:
             backlog.popleft()
-        if now >= self._slow_keys_until or self._slow_keys_of is not self.listener.dispatcher:
-            self.slow_keys.clear()
-            self._slow_keys_of = self.listener.dispatcher
-            self._slow_keys_until = now + SLOW_KEYS_TTL
             self.dropped += 1
         for _ in range(min(n, len(backlog))):
             data, addr, arrived = backlog.popleft()
