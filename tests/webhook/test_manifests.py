@@ -20,7 +20,7 @@ from cryptography import x509
 from interkube.errors import RenderError, WebhookError
 from interkube.tlsutil import certs
 from interkube.webhook import mutate
-from interkube.webhook.command import register
+from interkube.webhook.command import policy_from_args, register
 from testkit.kubeapi import KubeAPI
 from testkit.webhook import LOOPBACK, WebhookProcess, install_cert_manager_crds
 
@@ -104,11 +104,10 @@ def test_the_rendered_arguments_mean_the_rendered_settings() -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(container["args"])
-    got = mutate.dns_settings(args.nameserver, cluster_domain=args.cluster_domain, searches=args.search,
-                              ndots=args.ndots, options=args.option)
-    assert got == mutate.dns_settings(["10.96.0.11", "fd00:10:96::a"], cluster_domain="corp.local",
-                                      searches=["cluster.all"], ndots=3, options=["timeout:2", "edns0"])
-    assert args.exclude_namespace == ["batch"] and args.host_network is True
+    assert policy_from_args(args, "interkube") == mutate.policy(
+        mutate.dns_settings(["10.96.0.11", "fd00:10:96::a"], cluster_domain="corp.local", searches=["cluster.all"],
+                            ndots=3, options=["timeout:2", "edns0"]),
+        own_namespace="interkube", exclude=["batch"], host_network=True)
 
 
 def _served_by(secret: dict[str, Any], ca_bundle: str, process: WebhookProcess, server_name: str) -> bytes:

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from interkube.webhook.mutate import Policy
     from interkube.webhook.server import Address
 
 _HELP = "serve the admission webhook that points Pods at interkube's DNS"
@@ -34,21 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``webhook`` subcommand."""
     p = subparsers.add_parser("webhook", help=_HELP, description=_DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nameserver", action="append", default=[], metavar="IP", required=True,
-                   help="interkube's Service IP given to Pods; repeatable, at most 3")
-    p.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
-                   help="the cluster's DNS domain (default cluster.local)")
-    p.add_argument("--search", action="append", default=[], metavar="DOMAIN",
-                   help="a search domain after the cluster's three (e.g. cluster.all); repeatable")
-    p.add_argument("--ndots", type=int, default=5, metavar="N", help="the ndots option (default 5, as Kubernetes)")
-    p.add_argument("--option", action="append", default=[], metavar="NAME[:VALUE]",
-                   help="another resolv.conf option (timeout:2, attempts:3, edns0, ...); repeatable")
+    add_pod_arguments(p)
     p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", ""), metavar="NS",
                    help="the webhook's own namespace, never changed (default $POD_NAMESPACE)")
-    p.add_argument("--exclude-namespace", action="append", default=[], metavar="NS",
-                   help="another namespace never changed (kube-system always is); repeatable")
-    p.add_argument("--host-network", action="store_true",
-                   help="also change hostNetwork Pods that use dnsPolicy ClusterFirstWithHostNet")
     p.add_argument("--listen", default=":8443", metavar="[HOST]:PORT",
                    help="HTTPS address the API server calls (POST /mutate); default :8443")
     p.add_argument("--http-listen", default=":8080", metavar="[HOST]:PORT|off",
@@ -62,17 +51,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
+def add_pod_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """What Pods get and which are never changed: the flags ``interkube webhook`` and
+    ``interkube render webhook`` share (the rendered Deployment passes them on)."""
+    p.add_argument("--nameserver", action="append", default=[], metavar="IP", required=True,
+                   help="interkube's DNS Service IP given to Pods; repeatable, at most 3")
+    p.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
+                   help="the cluster's DNS domain (default cluster.local)")
+    p.add_argument("--search", action="append", default=[], metavar="DOMAIN",
+                   help="a search domain after the cluster's three (e.g. cluster.all); repeatable")
+    p.add_argument("--ndots", type=int, default=5, metavar="N", help="the ndots option (default 5, as Kubernetes)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME[:VALUE]",
+                   help="another resolv.conf option (timeout:2, attempts:3, edns0, ...); repeatable")
+    p.add_argument("--exclude-namespace", action="append", default=[], metavar="NS",
+                   help="another namespace never changed (kube-system and the webhook's own never are); "
+                        "repeatable")
+    p.add_argument("--host-network", action="store_true",
+                   help="also change hostNetwork Pods that use dnsPolicy ClusterFirstWithHostNet")
+
+
+def policy_from_args(args: argparse.Namespace, own_namespace: str | None) -> Policy:
+    """The validated policy the flags of :func:`add_pod_arguments` describe."""
+    from interkube.webhook import mutate
+
+    settings = mutate.dns_settings(args.nameserver, cluster_domain=args.cluster_domain, searches=args.search,
+                                   ndots=args.ndots, options=args.option)
+    return mutate.policy(settings, own_namespace=own_namespace, exclude=args.exclude_namespace,
+                         host_network=args.host_network)
+
+
 def run(args: argparse.Namespace) -> int:
     from interkube.errors import WebhookError
     from interkube.server.main import _run_loop, configure_logging
     from interkube.tlsutil.contexts import ServerFiles, ServerTls, TlsSetupError
-    from interkube.webhook import mutate
     from interkube.webhook.server import ALPN, Webhook, serve_until_signalled
 
-    settings = mutate.dns_settings(args.nameserver, cluster_domain=args.cluster_domain, searches=args.search,
-                                   ndots=args.ndots, options=args.option)
-    policy = mutate.policy(settings, own_namespace=args.namespace or None, exclude=args.exclude_namespace,
-                           host_network=args.host_network)
+    policy = policy_from_args(args, args.namespace or None)
     listen = address(args.listen, "--listen")
     http_listen = None if args.http_listen == "off" else address(args.http_listen, "--http-listen")
     lameduck = _duration(args.lameduck, "--lameduck")

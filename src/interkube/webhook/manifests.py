@@ -26,13 +26,17 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interkube.deploy.options import DEFAULT_IMAGE
 from interkube.errors import RenderError
-from interkube.tlsutil import certs
 from interkube.webhook import mutate
+from interkube.webhook.command import add_pod_arguments, policy_from_args
+
+if TYPE_CHECKING:
+    from interkube.tlsutil.certs import Issued
 
 Obj = dict[str, Any]
 
@@ -69,25 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--run-as-user", type=int, default=65532, metavar="UID",
                        help="the non-root user the container runs as (default %(default)s)")
 
-    dns = parser.add_argument_group("what Pods get")
-    dns.add_argument("--nameserver", action="append", default=[], metavar="IP", required=True,
-                     help="interkube's DNS Service IP; repeatable, at most 3")
-    dns.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
-                     help="the cluster's DNS domain (default %(default)s)")
-    dns.add_argument("--search", action="append", default=[], metavar="DOMAIN",
-                     help="a search domain after the cluster's three (e.g. cluster.all); repeatable")
-    dns.add_argument("--ndots", type=int, default=5, metavar="N", help="the ndots option (default %(default)s)")
-    dns.add_argument("--option", action="append", default=[], metavar="NAME[:VALUE]",
-                     help="another resolv.conf option; repeatable")
-
+    add_pod_arguments(parser.add_argument_group("what Pods get, which never change"))
     which = parser.add_argument_group("which Pods")
     which.add_argument("--opt-in", default="namespace,pod-label", metavar="LIST",
                        help=f"comma-separated, any of {', '.join(OPT_INS)}: a namespace label, a Pod label or a "
                             f"Pod annotation {mutate.OPT_IN_KEY}={mutate.ENABLED} (default %(default)s)")
-    which.add_argument("--exclude-namespace", action="append", default=[], metavar="NS",
-                       help="never inject Pods of NS (kube-system and --namespace never are); repeatable")
-    which.add_argument("--host-network", action="store_true",
-                       help="also inject hostNetwork Pods that use dnsPolicy ClusterFirstWithHostNet")
 
     call = parser.add_argument_group("how the API server calls it")
     call.add_argument("--failure-policy", choices=FAILURE_POLICIES, default="Ignore",
@@ -110,14 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the kind of --issuer (default %(default)s)")
 
 
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+
+
 def _label(text: str, flag: str) -> str:
-    try:
-        label = certs.check_label(text, flag)
-    except certs.CertificateError as exc:
-        raise RenderError(str(exc)) from None
-    if label != text or len(label) > 52:  # room for the "-tls", "-ca" suffixes
-        raise RenderError(f"{flag} {text!r} must be a lower-case DNS label of at most 52 characters")
-    return label
+    # At most 52 characters: room for the "-tls", "-ca" and "-selfsigned" suffixes within 63.
+    if not _LABEL.match(text):
+        raise RenderError(f"{flag} {text!r} must be a lower-case DNS label (a-z, 0-9, '-') of at most 52 characters")
+    return text
 
 
 def _opt_ins(text: str) -> tuple[str, ...]:
@@ -144,16 +134,13 @@ def render(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise RenderError("--ca-dir is for --certs generate")
     if args.cert_days < 1:
         raise RenderError("--cert-days must be at least 1")
-    settings = mutate.dns_settings(args.nameserver, cluster_domain=args.cluster_domain, searches=args.search,
-                                   ndots=args.ndots, options=args.option)
-    policy = mutate.policy(settings, own_namespace=namespace, exclude=args.exclude_namespace,
-                           host_network=args.host_network)
+    policy = policy_from_args(args, namespace)
     labels = {"app.kubernetes.io/name": mutate.OWN_VALUE, "app.kubernetes.io/instance": name,
               "app.kubernetes.io/component": "webhook"}
     meta = {"name": name, "namespace": namespace,
             "labels": {**labels, "app.kubernetes.io/managed-by": "interkube-render"}}
     secret_name = f"{name}-tls"
-    dns_names = [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.{settings.cluster_domain}"]
+    dns_names = [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.{policy.dns.cluster_domain}"]
 
     if args.certs == "generate":
         ca_pem, leaf = _generated_certificate(args, name, dns_names)
@@ -233,7 +220,9 @@ def configuration(meta: Obj, policy: mutate.Policy, opt_ins: tuple[str, ...], fa
 # --- certificates ------------------------------------------------------------------------------
 
 
-def _generated_certificate(args: argparse.Namespace, name: str, dns_names: list[str]) -> tuple[bytes, certs.Issued]:
+def _generated_certificate(args: argparse.Namespace, name: str, dns_names: list[str]) -> tuple[bytes, Issued]:
+    from interkube.tlsutil import certs  # cryptography: only when a certificate is made
+
     common_name = _common_name(dns_names[0], name)
     if args.ca_dir is None:
         ca = certs.create_ca(f"{name} webhook CA")
@@ -251,7 +240,7 @@ def _common_name(service_name: str, name: str) -> str:
     return service_name if len(service_name) <= 64 else name
 
 
-def _secret(meta: Obj, secret_name: str, ca_pem: bytes, leaf: certs.Issued) -> Obj:
+def _secret(meta: Obj, secret_name: str, ca_pem: bytes, leaf: Issued) -> Obj:
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
