@@ -155,6 +155,14 @@ def test_a_ca_dir_keeps_the_certificate_across_renders(tmp_path: Path) -> None:
     assert certs.sans(cert)[0] == ["interkube-webhook.interkube.svc", "interkube-webhook.interkube.svc.cluster.local"]
 
 
+def test_a_ca_dir_certificate_that_no_longer_fits_is_issued_again_by_the_same_ca(tmp_path: Path) -> None:
+    first = rendered("--ca-dir", str(tmp_path), "--namespace", "dns")
+    moved = rendered("--ca-dir", str(tmp_path), "--namespace", "dns2")
+    assert one(moved, "Secret")["data"]["ca.crt"] == one(first, "Secret")["data"]["ca.crt"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(one(moved, "Secret")["data"]["tls.crt"]))
+    assert certs.sans(cert)[0][0] == "interkube-webhook.dns2.svc"
+
+
 def test_cert_manager_issues_and_injects_the_ca() -> None:
     objects = rendered("--certs", "cert-manager")
     assert [o["kind"] for o in objects] == ["MutatingWebhookConfiguration", "Issuer", "Certificate", "Issuer",

@@ -27,6 +27,7 @@ import argparse
 import base64
 import json
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,8 +231,16 @@ def _generated_certificate(args: argparse.Namespace, name: str, dns_names: list[
     layout = certs.Layout(Path(args.ca_dir))
     ca = certs.ensure_ca(layout, common_name=f"{name} webhook CA")
     files = layout.cluster(name)
-    leaf = certs.ensure_leaf(ca, files.server_cert, files.server_key, common_name, dns_names=dns_names,
-                             days=args.cert_days)
+    try:
+        leaf = certs.ensure_leaf(ca, files.server_cert, files.server_key, common_name, dns_names=dns_names,
+                                 days=args.cert_days)
+    except certs.CertificateError as exc:
+        # The directory is the webhook's own: a certificate that no longer fits (names changed,
+        # within a tenth of its validity of the end) is issued again by the same CA, so the
+        # caBundle does not change.
+        print(f"interkube render: issuing {files.server_cert} again: {exc}", file=sys.stderr)
+        leaf = certs.ensure_leaf(ca, files.server_cert, files.server_key, common_name, dns_names=dns_names,
+                                 days=args.cert_days, force=True)
     return ca.cert_pem(), leaf
 
 
