@@ -15,6 +15,7 @@ from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Pod
 
 from interkube.webhook import mutate
+from testkit.kubeapi import KubeAPI
 from testkit.webhook import NAMESERVER, WebhookProcess, dry_run_create, probe_pod, wait_active
 
 pytestmark = pytest.mark.peers
@@ -111,16 +112,23 @@ def test_the_namespace_opt_in_alone_ignores_pod_labels(
     assert not injected(create(kube_client, plain, "by-label", labels=ENABLED))
 
 
-def test_a_pods_own_dns_config_is_merged_within_the_api_servers_limits(
+def test_a_pods_own_dns_config_is_merged_within_the_api_servers_limits_and_the_client_told(
         webhook: WebhookProcess, register: Callable[..., str], namespaces: Callable[..., str],
-        kube_client: Client) -> None:
+        kube_client: Client, kube_api: KubeAPI) -> None:
     ns = namespaces(ENABLED)
     register(webhook, [ns])
     wait_active(kube_client, ns)
     own = {"nameservers": ["192.0.2.1", "192.0.2.2", "192.0.2.3"],
            "searches": [f"d{i}.example" for i in range(32)],
            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
-    pod = create(kube_client, ns, "own-config", dnsConfig=own)  # the API server validates the merge
+    # The API server validates the merged result; the webhook's warnings come back as HTTP
+    # Warning headers, which kubectl prints.
+    resp = kube_api.http().post(f"/api/v1/namespaces/{ns}/pods", json=probe_pod(ns, "own-config", dnsConfig=own))
+    assert resp.status_code == 201, resp.text
+    warnings = resp.headers.get_list("warning")
+    assert any("nameservers beyond 3 dropped: 192.0.2.3" in w for w in warnings), warnings
+    assert any("search domain(s) dropped" in w for w in warnings), warnings
+    pod = kube_client.get(Pod, "own-config", namespace=ns)
     assert pod.spec.dnsConfig.nameservers == [NAMESERVER, "192.0.2.1", "192.0.2.2"]
     assert len(pod.spec.dnsConfig.searches) == mutate.MAX_SEARCHES
     assert [(o.name, o.value) for o in pod.spec.dnsConfig.options] == [("ndots", "2"), ("edns0", None)]
