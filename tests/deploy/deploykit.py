@@ -16,6 +16,42 @@ from testkit.kubeapi import KubeAPI
 
 FIELD_MANAGER = "interkube-render-tests"
 
+Obj = dict[str, Any]
+
+#: A plan of two clusters: east forwards namespace `remote` to west.
+PLAN = """\
+clusters:
+  - name: east
+    nodes: [10.0.0.0/16]
+    pods: [10.0.0.0/16]
+    services: [172.20.0.0/16]
+    dns: {service: 172.20.0.10}
+    forward: [{namespace: remote, to: west}]
+  - name: west
+    nodes: [10.1.0.0/16]
+    pods: [10.1.0.0/16]
+    services: [172.21.0.0/16]
+    dns: {service: 172.21.0.10, endpoints: [10.1.28.194]}
+links:
+  - {kind: peering, between: [east, west], pod_traffic: true}
+"""
+
+
+def by_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in by_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    listed = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''} in {listed}"
+    return found[0]
+
+
+def container(deployment: Obj) -> Obj:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
 
 @functools.cache
 def _resources(api: KubeAPI, group_version: str) -> dict[str, tuple[str, bool]]:
@@ -87,3 +123,54 @@ def token_kubeconfig(api: KubeAPI, path: Path, token: str, cluster: str = "test"
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
     return path
+
+
+def wait_for_grant(api: KubeAPI, namespace: str, service_account: str,
+                   resources: Iterable[tuple[str, str]], timeout: float = 30.0) -> None:
+    """Until RBAC lets the ServiceAccount list every (group, resource): the authorizer reads
+    roles through an informer, so a grant just applied is not in force at once."""
+    from testkit.waiting import wait_until
+
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
+
+    def allowed(group: str, resource: str) -> bool:
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "groups": groups,
+                           "resourceAttributes": {"verb": "list", "group": group, "resource": resource}}}
+        resp = api.http().post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review)
+        return bool(resp.status_code == 201 and resp.json()["status"].get("allowed"))
+
+    for group, resource in resources:
+        wait_until(functools.partial(allowed, group, resource), f"RBAC grant of {resource} to {user}", timeout,
+                   every=0.1)
+
+
+def localize(corefile: str, *, replace: Mapping[str, str] | None = None, kubeconfig: str | None = None,
+             http_ports: Mapping[str, int] | None = None) -> str:
+    """A rendered Corefile made to run on this machine, as the pod would run it, with addresses
+    mapped to loopback: ``bind 127.0.0.1`` in every server block, each text in ``replace``
+    (cluster addresses, mounted directories) replaced, the in-cluster kubernetes stanzas (those
+    without a kubeconfig) given ``kubeconfig`` (the pod's service account, as a file), and
+    health, ready and prometheus moved to ``http_ports`` (by plugin name) on loopback."""
+    for old, new in (replace or {}).items():
+        assert old in corefile, f"{old!r} is not in the Corefile"
+        corefile = corefile.replace(old, new)
+    ports = http_ports or {}
+    lines = corefile.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        words = stripped.split()
+        indent = line[:len(line) - len(line.lstrip())]
+        if words and words[0] in ports and indent == "    ":
+            # `health {`, `ready`, `prometheus :9153`: the address is the optional first argument
+            rest = " {" if stripped.endswith("{") else ""
+            line = f"    {words[0]} 127.0.0.1:{ports[words[0]]}{rest}"
+        out.append(line)
+        if line and not line[0].isspace() and line.endswith("{") and not line.startswith("("):
+            out.append("    bind 127.0.0.1")
+        following = lines[i + 1].split() if i + 1 < len(lines) else []
+        if kubeconfig and words[:1] == ["kubernetes"] and stripped.endswith("{") and following[:1] != ["kubeconfig"]:
+            out.append(f"{indent}    kubeconfig {kubeconfig}")
+    return "\n".join(out) + "\n"

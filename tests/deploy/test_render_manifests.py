@@ -14,6 +14,8 @@ import pytest
 
 from interkube.deploy.render import render_argv
 
+from deploykit import PLAN, by_kind, container, one
+
 pytestmark = pytest.mark.peers
 
 Apply = Callable[[Iterable[Mapping[str, Any]]], list[dict[str, Any]]]
@@ -36,24 +38,6 @@ COREFILE = """\
 }
 """
 
-PLAN = """\
-clusters:
-  - name: east
-    nodes: [10.0.0.0/16]
-    pods: [10.0.0.0/16]
-    services: [172.20.0.0/16]
-    dns: {service: 172.20.0.10}
-    forward: [{namespace: remote, to: west}]
-  - name: west
-    nodes: [10.1.0.0/16]
-    pods: [10.1.0.0/16]
-    services: [172.21.0.0/16]
-    dns: {service: 172.21.0.10, endpoints: [10.1.28.194]}
-links:
-  - {kind: peering, between: [east, west], pod_traffic: true}
-"""
-
-
 @pytest.fixture
 def corefile(tmp_path: Path) -> Path:
     path = tmp_path / "Corefile"
@@ -66,22 +50,6 @@ def plan(tmp_path: Path) -> Path:
     path = tmp_path / "plan.yaml"
     path.write_text(PLAN)
     return path
-
-
-def by_kind(objects: list[Obj], kind: str) -> list[Obj]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
-    found = [o for o in by_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
-    listed = [(o["kind"], o["metadata"]["name"]) for o in objects]
-    assert len(found) == 1, f"{len(found)} {kind} {name or ''} in {listed}"
-    return found[0]
-
-
-def container(deployment: Obj) -> Obj:
-    (c,) = deployment["spec"]["template"]["spec"]["containers"]
-    return dict(c)
 
 
 def test_plain_corefile(corefile: Path, kube_ns: str, dry_run: Apply) -> None:

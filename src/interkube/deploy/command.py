@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``render`` subcommand and its targets."""
     from interkube.deploy import options
 
-    p = subparsers.add_parser("render", help=_HELP, description=_DESCRIPTION,
+    # allow_abbrev=False: an option misspelt as a prefix of another (--replica) is an error, not
+    # silently that other option.
+    p = subparsers.add_parser("render", help=_HELP, description=_DESCRIPTION, allow_abbrev=False,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(p)
     p.set_defaults(func=run_server)
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             if exc.name and module_name.startswith(exc.name):  # not built in this tree yet
                 continue
             raise
-        sub = targets.add_parser(name, help=help_text, description=help_text)
+        sub = targets.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_arguments(sub)
         if not any(a.dest == "output" for a in sub._actions):
             sub.add_argument("-o", "--output", required=True, metavar="DIR|-",

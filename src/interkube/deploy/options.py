@@ -299,7 +299,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse(argv: Sequence[str]) -> RenderOptions:
     """RenderOptions from command-line words (``-o`` may be left out): for Python callers."""
-    p = _Parser(prog="interkube render", add_help=False)
+    p = _Parser(prog="interkube render", add_help=False, allow_abbrev=False)
     add_arguments(p)
     words = list(argv)
     if "-o" not in words and "--output" not in words:
