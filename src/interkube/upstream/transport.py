@@ -298,6 +298,11 @@ class DatagramExchanger:
             return await pending.answer
         finally:
             pending.release()
+            # A failed answer holds its exception, whose traceback holds this frame: without
+            # this, each query that times out is a reference cycle (17 objects, its request
+            # among them) left to the garbage collector, which a silent upstream under load
+            # made long pauses of the whole loop (issue 19).
+            del pending
 
     def close(self) -> None:
         for sock in self._socks:
