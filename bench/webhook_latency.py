@@ -61,6 +61,8 @@ WEBHOOK_CPU, API_CPU = 0, 1
 REQUEST_TIMEOUT = 10.0
 HISTOGRAM = "interkube_webhook_admission_duration_seconds"
 APISERVER_HISTOGRAM = "apiserver_admission_webhook_admission_duration_seconds"
+#: Share of a core other programs may use during a phase before the figures are called noisy.
+NOISY = 0.10
 
 
 @dataclass
@@ -266,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     expected = count * args.rounds
     complete = measured.failed == 0 and measured.mutated == len(measured.latencies) == expected
     verdict = "met" if within >= 0.99 and complete else "short"
+    noise = measured.foreign_cpu / measured.wall
     print(f"  server-side p99 {'<=' if within >= 0.99 else '>'} {GOAL_MS:g} ms; goal <= {GOAL_MS:g} ms: {verdict}"
-          + ("" if complete else f" (only {measured.mutated} of {expected} Pods stored mutated)"))
+          + ("" if complete else f" (only {measured.mutated} of {expected} Pods stored mutated)")
+          + (f"; noisy machine (other programs used {noise * 100:.0f}% of a core): run it again when quiet"
+             if noise > NOISY else ""))
     return 0 if verdict == "met" else 1
 
 
