@@ -11,7 +11,6 @@ import pytest
 
 from interkube.errors import ConfigError
 from interkube.pkg import fallthrough as fall
-from interkube.plugins.template.goregex import PatternError, compile_go
 from interkube.plugins.template.gotemplate import DEP_CASE, DEP_CLIENT, DEP_QUERY
 from interkube.plugins.template.parse import MATCH_ALL, Ederror, parse
 from interkube.server.main import CorefileSource, Server
@@ -137,31 +136,3 @@ def test_a_bad_template_stops_interkube_before_it_starts(tmp_path: Path) -> None
     assert done.returncode != 0
     assert re.search(rf"{re.escape(str(corefile))}:4: template: answer: could not compile template .*"
                      r"\{\{with\}\} is not supported", done.stdout + done.stderr)
-
-
-# --- Go's patterns as Python runs them -------------------------------------------------------
-
-
-@pytest.mark.parametrize(("go", "python"), [
-    (r"(^|[.])ip-(?P<a>[0-9]*)[.]example[.]$", r"(^|[.])ip-(?P<a>[0-9]*)[.]example[.]$"),
-    (r"^(?<host>[a-z]+)\.x\z", r"^(?P<host>[a-z]+)\.x\Z"),
-    (r"^[[:alpha:]][[:digit:]_]+$", r"^[A-Za-z][0-9_]+$"),
-    (r"[a[]", r"[a\[]"),
-    (r"(?i)^WWW[.]", r"(?i)^WWW[.]"),
-    (r"^(?i:www)[.]", r"^(?i:www)[.]"),
-])
-def test_go_patterns_translated(go: str, python: str) -> None:
-    assert compile_go(go).pattern == python
-
-
-def test_go_classes_are_ascii_as_in_go() -> None:
-    # Go's \d and \w are ASCII; Python's str patterns would take other scripts' digits too.
-    assert compile_go(r"^\d+$").search("٣") is None
-    assert compile_go(r"^\w+$").search("é") is None
-
-
-@pytest.mark.parametrize("go", [r"a\1", r"(?=a)", r"(?<=a)b", r"(?>a)", r"a++", r"\pL", r"\Qa\E", r"(?U)a+",
-                                r"[[:^alpha:]]", r"[[:nope:]]", r"a\Z", "x(?i)y", "(", "[a"])
-def test_go_patterns_refused(go: str) -> None:
-    with pytest.raises(PatternError):
-        compile_go(go)

@@ -12,7 +12,7 @@ from interkube.dns.mnemonics import class_number, type_number
 from interkube.errors import ConfigError
 from interkube.pkg import args
 from interkube.pkg import fallthrough as fall
-from interkube.plugins.template.goregex import PatternError, compile_go
+from interkube.pkg.goregex import PatternError, compile_go
 from interkube.plugins.template.gotemplate import GoTemplate, TemplateSyntaxError
 from interkube.plugins.template.gotemplate import parse as parse_template
 

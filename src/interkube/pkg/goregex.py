@@ -1,16 +1,18 @@
-"""Go regular expressions (RE2 syntax, as CoreDNS's `match` takes them) run by Python's re. No I/O.
+"""Go regular expressions (RE2 syntax, as CoreDNS's plugins take them: template's `match`,
+rewrite's `regex`) run by Python's re. No I/O.
 
 For what names look like, the two languages agree on almost everything; the translation handles
 where they differ in spelling, and refuses where they differ in meaning, so that a pattern never
 matches other names here than in CoreDNS:
 
 * ``(?<name>...)`` (Go 1.22) becomes Python's ``(?P<name>...)``; ``\\z`` (end of text) becomes
-  ``\\Z``; ASCII classes ``[[:alpha:]]`` are spelt out.
+  ``\\Z``; ASCII classes ``[[:alpha:]]`` are spelt out; ``\\Q...\\E`` becomes the escaped literal;
+  a ``]`` first in a class is a literal in both, and written so.
 * What Go refuses, Python's re would accept: back-references (``\\1``), look-around
   (``(?=``, ``(?<=``, ...), atomic groups, possessive repeats. Refused, as CoreDNS refuses them.
-* What Go accepts and Python cannot say: Unicode classes (``\\pL``), ``\\Q...\\E``, the ungreedy
-  flag ``(?U)``, negated ASCII classes ``[[:^alpha:]]`` and flags set in the middle of a
-  pattern (``a(?i)b``). Refused as not supported.
+* What Go accepts and Python cannot say alike: Unicode classes (``\\pL``), the ungreedy flag
+  ``(?U)``, negated ASCII classes ``[[:^alpha:]]`` and flags set in the middle of a pattern
+  (``a(?i)b``). Refused as not supported.
 
 Patterns are compiled with re.ASCII, as Go's ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII.
 """
@@ -42,7 +44,6 @@ def translate(pattern: str) -> str:
     i = 0
     n = len(pattern)
     in_class = False
-    class_start = 0
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -53,8 +54,11 @@ def translate(pattern: str) -> str:
                 raise PatternError(f"invalid escape sequence: \\{e} (Go has no back-references)")
             if e in "pP":
                 raise PatternError(f"Unicode classes (\\{e}...) are not supported")
-            if e == "Q":
-                raise PatternError("\\Q...\\E is not supported")
+            if e == "Q" and not in_class:  # \Q...\E: everything between is literal
+                end = pattern.find("\\E", i + 2)
+                out.append(re.escape(pattern[i + 2:] if end < 0 else pattern[i + 2:end]))
+                i = n if end < 0 else end + 2
+                continue
             if e == "Z":
                 raise PatternError("invalid escape sequence: \\Z (Go writes the end of text \\z)")
             out.append("\\Z" if e == "z" else pattern[i:i + 2])
@@ -73,7 +77,7 @@ def translate(pattern: str) -> str:
                 continue
             if c == "[":
                 out.append("\\[")  # a literal in Go; Python warns of nested sets
-            elif c == "]" and i > class_start:
+            elif c == "]":
                 in_class = False
                 out.append(c)
             else:
@@ -87,7 +91,9 @@ def translate(pattern: str) -> str:
             if pattern.startswith("^", i):
                 out.append("^")
                 i += 1
-            class_start = i  # a "]" right here is a literal
+            if pattern.startswith("]", i):  # a "]" first in a class is a literal
+                out.append("\\]")
+                i += 1
             continue
         if pattern.startswith("(?", i):
             i = _group(pattern, i, out)
