@@ -3,7 +3,6 @@ with the session's kube-apiserver for this test's namespaces only, and namespace
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,29 +10,11 @@ from typing import Any
 
 import pytest
 from lightkube import Client
+from webhookkit import of_kind, rendered
 
-from interkube.webhook import manifests
 from testkit.kubeapi import KubeAPI, KubeObjects
 from testkit.peerfixtures import _namespace_name
 from testkit.webhook import NAMESERVER, WebhookProcess, for_loopback, registered
-
-
-def render_args(*argv: str) -> argparse.Namespace:
-    """``interkube render webhook ARGV`` parsed (with -o - and one nameserver unless given)."""
-    parser = argparse.ArgumentParser()
-    manifests.add_arguments(parser)
-    words = list(argv)
-    if "--nameserver" not in words:
-        words += ["--nameserver", NAMESERVER]
-    return parser.parse_args([*words, "-o", "-"])
-
-
-def rendered(*argv: str) -> list[dict[str, Any]]:
-    return manifests.render(render_args(*argv))
-
-
-def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import of_kind, rendered
 from cryptography import x509
+from webhookkit import of_kind, rendered
 
 from interkube.errors import RenderError, WebhookError
 from interkube.tlsutil import certs
