@@ -27,7 +27,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import ssl
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -44,7 +43,6 @@ from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.plugin.request import Request
 from interkube.server.limits import client_address
-from interkube.tlsutil.stream import TlsServerProtocol
 
 if TYPE_CHECKING:
     from interkube.server.listeners import Listener
@@ -502,39 +500,16 @@ class DohConnection(asyncio.Protocol):
         t.close()
 
 
-class DohTlsConnection(TlsServerProtocol):
-    """DoH over TLS: the slot from accept (a handshake that never ends is counted and evicted),
-    the handshake within the shorter of the handshake and idle timeouts."""
-
-    def __init__(self, listener: Listener, context: ssl.SSLContext) -> None:
-        self.conn = DohConnection(listener)
-        opts = listener.options
-        super().__init__(context, self.conn, label=str(listener),
-                         handshake_timeout=min(opts.tls_handshake_timeout, opts.tcp_idle_timeout))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self.conn.admit(transport):
-            self.state = "closed"
-            self.closing = True
-            transport.close()
-            return
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.conn.release()
-
-    def handshake_expired(self) -> None:
-        super().handshake_expired()
-        self.conn.count_close("handshake")
-
-
 def connection_factory(listener: Listener) -> Callable[[], asyncio.Protocol]:
     """What an https:// listener accepts with: TLS when the block has a `tls` directive (the
     listener's context of the moment, so that a reload's applies to new connections), else
     cleartext HTTP."""
+    from interkube.server.listeners import TlsConnection  # (listeners imports this module)
+
     def accept() -> asyncio.Protocol:
         ctx = listener.ssl_context
-        return DohTlsConnection(listener, ctx) if ctx is not None else DohConnection(listener)
+        if ctx is None:
+            return DohConnection(listener)
+        return TlsConnection(listener, ctx, DohConnection(listener))
 
     return accept

@@ -662,10 +662,12 @@ class TcpProtocol(asyncio.Protocol):
 class TlsConnection(TlsServerProtocol):
     """A DNS-over-TLS connection that holds its slot from accept: a client that never finishes
     its handshake is counted against the cap and its address's limit, and evicted like any other
-    idle connection. Its handshake has the shorter of the handshake and idle timeouts."""
+    idle connection. Its handshake has the shorter of the handshake and idle timeouts. ``conn``
+    is what speaks over the TLS: DNS over TCP by default, HTTP for DNS over HTTPS."""
 
-    def __init__(self, listener: Listener, context: ssl.SSLContext) -> None:
-        self.conn = TcpProtocol(listener)
+    def __init__(self, listener: Listener, context: ssl.SSLContext,
+                 conn: TcpProtocol | doh.DohConnection | None = None) -> None:
+        self.conn = conn if conn is not None else TcpProtocol(listener)
         opts = listener.options
         super().__init__(context, self.conn, label=str(listener),
                          handshake_timeout=min(opts.tls_handshake_timeout, opts.tcp_idle_timeout))
