@@ -95,6 +95,12 @@ def no_block(d: Directive) -> None:
         raise d.error("takes no block of options")
 
 
+def bare(d: Directive) -> None:
+    """The parse of a directive that takes no argument and no block (`whoami`, `any`, ...)."""
+    nargs(d, 0, 0)
+    no_block(d)
+
+
 def single_options(d: Directive, plugin: str, seen: dict[str, str] | None = None) -> Iterator[Directive]:
     """The options in ``d``'s block, for plugins whose options are one line each and given at
     most once (an error names both lines). ``seen`` gets option -> file:line as they go, for
@@ -110,6 +116,12 @@ def single_options(d: Directive, plugin: str, seen: dict[str, str] | None = None
 
 def unknown_option(d: Directive, parent: str) -> ConfigError:
     return d.token.error(f"{parent}: unknown option {d.name!r}")
+
+
+def not_supported(tok: Token, plugin: str, what: str, why: str = "") -> ConfigError:
+    """A CoreDNS option (or form) this build does not implement: named, and said to be not
+    supported, rather than reported as a wrong argument count or an unknown option."""
+    return tok.error(f"{plugin}: {what} is not supported" + (f" ({why})" if why else ""))
 
 
 def ip_address(tok: Token) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -9,7 +9,7 @@ from typing import Any
 import dns.message
 import dns.name
 
-from interkube.dns.wire import Query
+from interkube.dns.wire import Query, parse_query
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +91,19 @@ class Request:
     @property
     def client_ip(self) -> str:
         return str(self.client[0])
+
+    def rewrite(self, wire: bytes) -> bool:
+        """Make ``wire`` the query the rest of the chain reads (a plugin changed its flags or its
+        EDNS payload size; the ID and the question stay). False, and nothing changed, when the
+        fast parser does not take ``wire``. Idempotent edits only: a query the fast path sends
+        to the slow path meets the same handlers again."""
+        query = parse_query(wire)
+        if query is None:
+            return False
+        self.wire = wire
+        self.query = query
+        self._message = None
+        return True
 
     def set_meta(self, key: str, value: Any) -> None:
         if self.meta is None:

@@ -37,6 +37,30 @@ Hook = Callable[[], Awaitable[None]]
 ReadinessCheck = Callable[[], dict[str, bool]]
 
 
+@dataclass(frozen=True)
+class ConnectionTimeouts:
+    """A server block's `timeouts` for its TCP and TLS connections (seconds; None: the server's
+    default): ``read`` a query must be whole within, ``write`` an answer must be taken by the
+    client within, ``idle`` a connection may ask nothing for, ``max_queries`` a connection may
+    ask before it is closed (-1: no limit)."""
+
+    read: float | None = None
+    write: float | None = None
+    idle: float | None = None
+    max_queries: int | None = None
+
+    def over(self, earlier: ConnectionTimeouts | None) -> ConnectionTimeouts:
+        """These settings where set, ``earlier``'s elsewhere (blocks sharing a listener: the
+        last one to set a value wins, as in CoreDNS)."""
+        if earlier is None:
+            return self
+        return ConnectionTimeouts(
+            read=earlier.read if self.read is None else self.read,
+            write=earlier.write if self.write is None else self.write,
+            idle=earlier.idle if self.idle is None else self.idle,
+            max_queries=earlier.max_queries if self.max_queries is None else self.max_queries)
+
+
 @dataclass
 class BlockSettings:
     """Server-block properties that config-only plugins (bind, tls, ...) set during setup."""
@@ -44,6 +68,8 @@ class BlockSettings:
     bind: tuple[str, ...] = ()          # addresses to listen on; empty = all interfaces
     bind_except: tuple[str, ...] = ()
     tls: ServerTls | None = None        # the TLS server side of tls:// keys
+    #: The block's `timeouts` (for the listeners of its addresses), None: the defaults.
+    timeouts: ConnectionTimeouts | None = None
     #: The clusters this block's kubernetes stanzas serve, by name, in Corefile order.
     clusters: list[str] = field(default_factory=list)
     #: Objects the directives of one block share (see SharedObjects).
@@ -133,4 +159,4 @@ class Plugin(Generic[ConfigT]):
     doc: str = ""
 
 
-__all__ = ["BlockSettings", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]
+__all__ = ["BlockSettings", "ConnectionTimeouts", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]

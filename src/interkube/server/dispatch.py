@@ -107,8 +107,9 @@ class Dispatcher:
         except Exception:  # a bug in a handler must not take the listener down
             log.exception("handler failed on the fast path; answering SERVFAIL")
             return error_response(req.wire, RCODE_SERVFAIL, q)
-        if resp and req.proto == "udp" and len(resp) > q.udp_limit:
-            resp = truncated(resp, q)
+        # The query as the chain left it: bufsize may have lowered the size the answer must fit.
+        if resp and req.proto == "udp" and len(resp) > req.query.udp_limit:
+            resp = truncated(resp, req.query)
         return resp
 
     # -- slow path ----------------------------------------------------------------------------
@@ -145,8 +146,8 @@ class Dispatcher:
                 return None  # a handler chose to send nothing (acl drop)
             if resp[:2] != req.wire[:2]:
                 resp = req.wire[:2] + resp[2:]
-            if req.proto == "udp" and len(resp) > q.udp_limit:
-                resp = truncated(resp, q)
+            if req.proto == "udp" and len(resp) > req.query.udp_limit:
+                resp = truncated(resp, req.query)
             return resp
         except Exception:
             log.exception("dispatcher failed; dropping the query")

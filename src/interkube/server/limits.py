@@ -44,7 +44,7 @@ MIN_FD_RESERVE = 256
 EVICTION_SCAN = 64
 
 #: Why connections are closed (the ``reason`` label of the closed-connections counter).
-CLOSE_REASONS = ("idle", "frame_deadline", "handshake", "per_client", "evicted", "refused")
+CLOSE_REASONS = ("idle", "frame_deadline", "write_deadline", "handshake", "per_client", "evicted", "refused")
 
 
 class Connection(Protocol):
@@ -135,9 +135,10 @@ class ConnectionTable:
         closed = CounterMetricFamily(
             f"{NAMESPACE}_tcp_connections_closed",
             "Counter of TCP and TLS connections closed or refused by the server, by reason: idle (idle "
-            "timeout), frame_deadline (a message not whole in time), handshake (a TLS handshake not done "
-            "in time), per_client (the client's connection limit), evicted (closed to make room, the "
-            "idle longest), refused (every connection busy).", labels=["server", "reason"])
+            "timeout), frame_deadline (a message not whole in time), write_deadline (an answer not taken in "
+            "time, `timeouts { write }`), handshake (a TLS handshake not done in time), per_client (the "
+            "client's connection limit), evicted (closed to make room, the idle longest), refused (every "
+            "connection busy).", labels=["server", "reason"])
         for (server, reason), n in sorted(self.closed.items()):
             closed.add_metric([server, reason], n)
         yield closed

@@ -16,6 +16,7 @@ half-closes (shuts down its sending side) still gets the answers to what it aske
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
@@ -76,11 +77,32 @@ class ListenerOptions:
     #: Bytes asked for each UDP socket's receive buffer (0: the kernel's default); see
     #: size_receive_buffer.
     udp_rcvbuf: int = DEFAULT_UDP_RCVBUF
+    #: An answer the client has not taken within this long (it stays in our send buffer) closes
+    #: the connection; None: only the idle timeout does (a server block's `timeouts { write }`).
+    tcp_write_timeout: float | None = None
+    #: Queries one connection may ask; the connection is closed once they are answered, and what
+    #: it sent after them is not read (-1: no limit; `timeouts { maxtcpqueries }`).
+    tcp_max_queries: int = -1
     #: Every listener's connections, with the options (so one per process and across reloads).
     table: ConnectionTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.table = ConnectionTable(self.max_tcp_connections, self.max_tcp_per_client)
+
+    def with_timeouts(self, *, read: float | None = None, write: float | None = None,
+                      idle: float | None = None, max_queries: int | None = None) -> ListenerOptions:
+        """These options with a server block's `timeouts` (None keeps a value), sharing this
+        one's connection table. CoreDNS's read timeout bounds the reading of a query: here the
+        frame timeout and the TLS handshake's."""
+        copy = dataclasses.replace(
+            self,
+            tcp_frame_timeout=self.tcp_frame_timeout if read is None else read,
+            tls_handshake_timeout=self.tls_handshake_timeout if read is None else read,
+            tcp_idle_timeout=self.tcp_idle_timeout if idle is None else idle,
+            tcp_write_timeout=self.tcp_write_timeout if write is None else write,
+            tcp_max_queries=self.tcp_max_queries if max_queries is None else max_queries)
+        copy.table = self.table
+        return copy
 
 
 class ListenerStats:
@@ -434,6 +456,10 @@ class TcpProtocol(asyncio.Protocol):
         self.writing_paused = False
         self.outbuf: list[bytes] | None = None
         self.proto = "tls" if listener.ssl_context is not None else "tcp"
+        #: Queries this connection may still ask (-1: no limit; see tcp_max_queries).
+        self.queries_left = listener.options.tcp_max_queries
+        #: When the answers waiting in the send buffer must have been taken (see tcp_write_timeout).
+        self.write_due: float | None = None
 
     # -- the slot -------------------------------------------------------------------------------
 
@@ -536,6 +562,14 @@ class TcpProtocol(asyncio.Protocol):
                 return
             # We stopped reading (answers not read, the pipeline full): the rest is not late.
             due = self.frame_deadline = now + opts.tcp_frame_timeout
+        if self.write_due is not None:
+            if not self.transport.get_write_buffer_size():
+                self.write_due = None  # the client took what was written
+            elif now >= self.write_due:
+                self.close("write_deadline")
+                return
+            else:
+                due = self.write_due if due is None else min(due, self.write_due)
         idle_at = self.active + opts.tcp_idle_timeout
         if now >= idle_at:
             # Idle: no whole query and no answer for the whole timeout. A connection still owed
@@ -547,18 +581,30 @@ class TcpProtocol(asyncio.Protocol):
     # -- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.queries_left == 0:
+            return  # past tcp_max_queries: what comes after the last query is not read
         frames = self.frames
         frames.feed(data)
         took = False
         # Each message taken may start a slow-path task: take no more than the pipeline has room
         # for (a length prefix that lies only waits for the frame deadline).
         while not self.reading_paused:
-            messages = frames.take(MAX_TCP_PIPELINE - len(self.inflight))
+            room = MAX_TCP_PIPELINE - len(self.inflight)
+            messages = frames.take(room if self.queries_left < 0 else min(room, self.queries_left))
             if not messages:
                 break
             took = True
             for msg in messages:
                 self._handle(msg)
+            if self.queries_left > 0:
+                self.queries_left -= len(messages)
+                if self.queries_left == 0:
+                    # The last query this connection may ask: its answers go out, then it closes
+                    # (as when the client half-closes).
+                    self.eof = True
+                    self.frame_deadline = None
+                    self._finish_if_done()
+                    return
         if took or frames:
             self._deadlines(took)
         self._update_reading()
@@ -629,6 +675,10 @@ class TcpProtocol(asyncio.Protocol):
         if out and t is not None and not t.is_closing():
             t.write(b"".join(out))
             self.active = self._loop.time()
+            write_timeout = self.listener.options.tcp_write_timeout
+            if write_timeout is not None and self.write_due is None and t.get_write_buffer_size():
+                self.write_due = self.active + write_timeout  # the client must take it by then
+                self._arm(self.write_due)
         if self.eof:
             self._finish_if_done()
 

@@ -23,7 +23,7 @@ from interkube.errors import ConfigError, InterkubeError, ListenerError
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Route
 from interkube.plugin.services import Services
-from interkube.plugin.setup import BlockSettings, Hooks, Plugin, ReadinessCheck, SetupContext
+from interkube.plugin.setup import BlockSettings, ConnectionTimeouts, Hooks, Plugin, ReadinessCheck, SetupContext
 from interkube.server import registry
 from interkube.server.dispatch import Chain, Dispatcher
 from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
@@ -48,6 +48,8 @@ class Built:
     digest: str = ""
     #: The server key that first asked for each address: where a failure to bind it is reported.
     origin: dict[ListenKey, Token] = field(default_factory=dict)
+    #: The `timeouts` of the blocks on each address (the last block to set a value wins).
+    timeouts: dict[ListenKey, ConnectionTimeouts] = field(default_factory=dict)
 
 
 def _format_server(transport: str, host: str, port: int) -> str:
@@ -117,6 +119,8 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                 lkey: ListenKey = (transport, host, port)
                 chains = built.chains.setdefault(lkey, {})
                 built.origin.setdefault(lkey, zas[0][1])
+                if settings.timeouts is not None:
+                    built.timeouts[lkey] = settings.timeouts.over(built.timeouts.get(lkey))
                 if transport == TRANSPORT_TLS or (transport == TRANSPORT_HTTPS and settings.tls is not None):
                     built.tls[lkey] = settings.tls
                 server_label = _format_server(transport, host, port)
@@ -183,6 +187,13 @@ class Instance:
     def readiness(self) -> list[ReadinessCheck]:
         return [check for hooks in self.built.hooks for check in hooks.readiness]
 
+    def options_for(self, lkey: ListenKey) -> ListenerOptions:
+        """The listener options of an address: the server's, with its blocks' `timeouts`."""
+        t = self.built.timeouts.get(lkey)
+        if t is None:
+            return self.options
+        return self.options.with_timeouts(read=t.read, write=t.write, idle=t.idle, max_queries=t.max_queries)
+
     async def bind(self, existing: dict[ListenKey, Listener] | None = None) -> None:
         """Open the listeners this configuration needs, reusing ``existing`` ones by address.
 
@@ -203,7 +214,7 @@ class Instance:
                     wildcard = wildcard or wildcard_host()
                 tls = self.built.tls.get(lkey)  # tls:// keys, and https:// ones with a tls directive
                 ssl_ctx = tls.context if tls is not None else None
-                listener = Listener(transport, host or wildcard or "", port, disp, self.options, ssl_ctx)
+                listener = Listener(transport, host or wildcard or "", port, disp, self.options_for(lkey), ssl_ctx)
                 try:
                     listener.bind()
                 except ListenerError as exc:
@@ -224,6 +235,7 @@ class Instance:
         """Serve this configuration from now on: swap every listener's dispatcher (no await)."""
         for lkey, listener in self.listeners.items():
             listener.dispatcher = self._dispatchers[lkey]
+            listener.options = self.options_for(lkey)  # a reload's `timeouts` apply to open connections too
             if lkey in self.built.tls:
                 listener.ssl_context = self.built.tls[lkey].context
         self.own = set(self.listeners)  # from now on this instance owns them all

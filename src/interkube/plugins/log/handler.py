@@ -26,6 +26,7 @@ from interkube.dns.wire import (
     name_to_text,
 )
 from interkube.errors import DnsError
+from interkube.plugin import metadata
 from interkube.plugin.handler import Handler
 from interkube.plugin.request import Request
 from interkube.plugins.log.parse import LogConfig, Rule
@@ -42,6 +43,7 @@ EMPTY = "-"
 _YEAR68 = 1 << 31
 TYPE_RRSIG = 46
 TYPE_SOA = 6
+TYPE_NS = 2
 
 
 def _type(req: Request, resp: bytes, d: float) -> str:
@@ -129,8 +131,8 @@ def compile_format(fmt: str) -> Callable[[Request, bytes, float], str]:
     """Turn a format string into a function, as CoreDNS's replacer reads it.
 
     A placeholder is the innermost `{...}` (so `{ {type} }` holds one). `{/LABEL}` is a metadata
-    label: interkube has no metadata plugin, so it prints `-` as CoreDNS does when a label is not
-    set. Anything else in braces is not a placeholder and is printed as written.
+    label: its value when the query has one (see the *metadata* plugin), else `-`, as CoreDNS
+    prints it. Anything else in braces is not a placeholder and is printed as written.
     """
     parts: list[str | Field] = []
     pos = 0
@@ -138,7 +140,7 @@ def compile_format(fmt: str) -> Callable[[Request, bytes, float], str]:
         label = m.group(0)
         field = FIELDS.get(label)
         if field is None and label.startswith("{/"):
-            field = _empty
+            field = _metadata_field(label[2:-1])
         if field is None:
             continue
         parts.append(fmt[pos:m.start()])
@@ -153,8 +155,12 @@ def compile_format(fmt: str) -> Callable[[Request, bytes, float], str]:
     return render
 
 
-def _empty(req: Request, resp: bytes, d: float) -> str:
-    return EMPTY
+def _metadata_field(label: str) -> Field:
+    def field(req: Request, resp: bytes, d: float) -> str:
+        found = metadata.value(req, label)
+        return EMPTY if found is None else found
+
+    return field
 
 
 def _signature_expired(wire: bytes, now: int) -> bool:
@@ -178,36 +184,50 @@ def _signature_expired(wire: bytes, now: int) -> bool:
     return False
 
 
-def classify(req: Request, resp: bytes) -> str:
-    """The answer's class as CoreDNS's response.Typify and Classify decide it."""
+def typify(req: Request, resp: bytes) -> str:
+    """The answer's type as CoreDNS's response.Typify names it (NOERROR, NXDOMAIN, NODATA, ...)."""
     if not resp:
-        return "error"  # nothing was sent (acl drop): CoreDNS's OtherError
+        return "OTHERERROR"  # nothing was sent (acl drop)
     opcode = (resp[2] >> 3) & 0x0F
-    if opcode in (4, 5) or req.query.qtype in ZONE_TRANSFERS:
-        return "error"  # NOTIFY, UPDATE and transfers are Meta/Update: neither success nor denial
+    if opcode == 5:
+        return "UPDATE"
+    if opcode == 4 or req.query.qtype in ZONE_TRANSFERS:
+        return "META"  # NOTIFY and transfers
     # CoreDNS checks signatures when the response's OPT has DO, which its server has set from
     # the query's (request.SizeAndDo) by the time log classifies: so, when the query had DO.
     if req.query.do and _signature_expired(resp, int(time.time())):
-        return "error"
+        return "OTHERERROR"
     rcode = resp[3] & 0x0F
     answers = (resp[6] << 8) | resp[7]
-    if answers:
-        return "success" if rcode == RCODE_NOERROR else "error"  # NXDOMAIN with answers: error
+    if answers and rcode in (RCODE_NOERROR, RCODE_NXDOMAIN):
+        return "NOERROR" if rcode == RCODE_NOERROR else "OTHERERROR"  # NXDOMAIN with answers
+    # A SOA in the authority section makes a NOERROR a NODATA; NS records, a referral.
+    soa = referral = False
+    if rcode == RCODE_NOERROR and (resp[8] or resp[9]):
+        try:
+            authority = read_message(resp).authority
+        except Malformed:
+            return "OTHERERROR"
+        soa = any(rtype == TYPE_SOA for _, rtype, _, _, _ in authority)
+        referral = any(rtype == TYPE_NS for _, rtype, _, _, _ in authority)
+    if soa:
+        return "NODATA"
     if rcode == RCODE_NXDOMAIN:
-        return "denial"
+        return "NXDOMAIN"
     if rcode in (RCODE_SERVFAIL, RCODE_NOTIMP):
-        return "error"
-    if rcode != RCODE_NOERROR:
-        return "error"
-    # NOERROR without answers: NODATA (a denial) if the authority has a SOA, else a delegation
-    # or a bare NOERROR, which CoreDNS counts as successes.
-    if not (resp[8] or resp[9]):
-        return "success"
-    try:
-        authority = read_message(resp).authority
-    except Malformed:
-        return "error"
-    return "denial" if any(rtype == TYPE_SOA for _, rtype, _, _, _ in authority) else "success"
+        return "SERVERERROR"
+    if referral:
+        return "DELEGATION"
+    return "NOERROR" if rcode == RCODE_NOERROR else "OTHERERROR"
+
+
+#: CoreDNS's response.Classify: the class of each type.
+CLASSES = {"NOERROR": "success", "DELEGATION": "success", "NXDOMAIN": "denial", "NODATA": "denial"}
+
+
+def classify(req: Request, resp: bytes) -> str:
+    """The answer's class as CoreDNS's response.Typify and Classify decide it."""
+    return CLASSES.get(typify(req, resp), "error")
 
 
 @dataclass(frozen=True)
@@ -244,6 +264,11 @@ class LogHandler(Handler):
         for rule in self.rules:
             if rule.names.match(lname) is None:
                 continue
+            if req.meta is not None:
+                # CoreDNS's log sets these for its format (and later plugins) when metadata is on.
+                kind = typify(req, resp)
+                metadata.set_value(req, "log/type", kind)
+                metadata.set_value(req, "log/class", CLASSES.get(kind, "error"))
             if rule.every or classify(req, resp) in rule.classes:
                 log.info(rule.render(req, resp, time.monotonic() - req.started))
             return
