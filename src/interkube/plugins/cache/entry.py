@@ -37,7 +37,8 @@ KIND_NAMES: Final = ("success", "denial")
 
 TYPE_SOA = 6
 
-#: RFC 8767 section 4 recommends 30 seconds for records served stale.
+#: RFC 8767 section 4 recommends 30 seconds for records served stale (serve_stale's RESPONSE_TTL
+#: sets another).
 STALE_TTL = 30
 #: CoreDNS's fail-safe TTL for a response with no records at all (dnsutil.MinimalDefaultTTL).
 NO_RECORDS_TTL = 5
@@ -132,11 +133,11 @@ class Entry:
 
     __slots__ = ("key", "kind", "servfail", "prefix", "base", "offsets", "question_end", "stored",
                  "ttl", "expires", "keepttl", "tpl", "until", "_stale", "threshold", "hits",
-                 "last_hit", "failed_until")
+                 "last_hit", "failed_until", "stale_ttl")
 
     def __init__(self, key: bytes, kind: int, servfail: bool, response: bytes, q: Query,
                  offsets: tuple[int, ...], lifetime: float, stored: float, *, keepttl: bool,
-                 prefetch_percentage: int) -> None:
+                 prefetch_percentage: int, stale_ttl: int = STALE_TTL) -> None:
         qe = q.question_end
         flags = (response[2] << 8) | response[3]
         # A cached answer is never authoritative (CoreDNS clears AA). AD stays only for DO
@@ -156,6 +157,7 @@ class Entry:
         self.expires = stored + lifetime
         self.keepttl = keepttl
         self._stale: Template | None = None
+        self.stale_ttl = stale_ttl
         self.threshold = math.ceil(prefetch_percentage / 100 * self.ttl)
         self.hits = 0                       # prefetch popularity (CoreDNS's freq.Freq)
         self.last_hit = -math.inf
@@ -178,7 +180,7 @@ class Entry:
 
     @property
     def stale(self) -> Template:
-        """The response served after expiry, every TTL set to STALE_TTL."""
+        """The response served after expiry, every TTL set to the stale TTL."""
         if self._stale is None:
-            self._stale = self._render(STALE_TTL)
+            self._stale = self._render(self.stale_ttl)
         return self._stale

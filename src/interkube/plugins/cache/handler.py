@@ -32,12 +32,14 @@ from interkube.plugins.cache.entry import (
     DROP,
     KIND_NAMES,
     NO_RECORDS_TTL,
+    STALE_TTL,
+    SUCCESS,
     Analysis,
     Entry,
     analyse,
     patch_ttls,
 )
-from interkube.plugins.cache.parse import CacheConfig
+from interkube.plugins.cache.parse import DEFAULT_STALE_RECHECK, DEFAULT_STALE_VERIFY_TIMEOUT, CacheConfig
 
 if TYPE_CHECKING:
     from interkube.plugin.metrics import Metrics
@@ -45,11 +47,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("interkube.plugin.cache")
 
 #: RFC 8767 section 5, "client response timer": how long a `verify` query waits for the next
-#: plugin before it gets the stale answer; the refresh carries on in the background.
-STALE_CLIENT_TIMEOUT = 1.8
+#: plugin before it gets the stale answer; the refresh carries on in the background (serve_stale's
+#: VERIFY_TIMEOUT argument sets it).
+STALE_CLIENT_TIMEOUT = DEFAULT_STALE_VERIFY_TIMEOUT
 #: RFC 8767 section 5, "failure recheck timer": after a failed refresh, stale answers are given
-#: without asking the next plugin again for this long.
-STALE_RECHECK = 30.0
+#: without asking the next plugin again for this long (serve_stale's FAILURE_RECHECK).
+STALE_RECHECK = DEFAULT_STALE_RECHECK
 #: Answers that replace a stale entry (RFC 8767 section 4): anything else keeps it.
 FRESH_RCODES = frozenset({RCODE_NOERROR, RCODE_NXDOMAIN})
 
@@ -98,6 +101,9 @@ class CacheHandler(Handler):
         self.disabled = (ZoneSet(cfg.disable_success), ZoneSet(cfg.disable_denial))
         self.prefetch_amount = cfg.prefetch.amount
         self.refreshing: dict[bytes, asyncio.Task[bytes | None]] = {}
+        stale = cfg.serve_stale
+        self.recheck = stale.recheck if stale is not None else STALE_RECHECK
+        self.prefer_positive = stale is not None and stale.prefer_positive
 
     # -- fast path -------------------------------------------------------------------------
 
@@ -129,10 +135,10 @@ class CacheHandler(Handler):
         resp = self.next.fast(req)
         if resp is None:
             return None
-        if resp[3] & 0x0F in FRESH_RCODES:
+        if self._refreshes(resp):
             self.stats.misses += 1
             return self._store(req, resp, now)
-        e.failed_until = now + STALE_RECHECK
+        e.failed_until = now + self.recheck
         return self._serve_stale(e, req, now, refresh=False)
 
     def _fast_miss(self, req: Request, expired: Entry | None) -> bytes | None:
@@ -175,10 +181,10 @@ class CacheHandler(Handler):
             return self._serve_stale(e, req, now, refresh=False)
         task = self._refresh(req, prefetch=False)
         try:
-            resp = await asyncio.wait_for(asyncio.shield(task), STALE_CLIENT_TIMEOUT)
+            resp = await asyncio.wait_for(asyncio.shield(task), stale.verify_timeout)
         except TimeoutError:
             resp = None
-        if resp is not None and resp[3] & 0x0F in FRESH_RCODES:
+        if resp is not None and self._refreshes(resp):
             self.stats.misses += 1
             fresh = self.entries.get(e.key)
             if fresh is not None and fresh is not e:
@@ -201,6 +207,14 @@ class CacheHandler(Handler):
         if e.until <= now < e.expires:
             e.age(now)
         return e.tpl
+
+    def _refreshes(self, resp: bytes) -> bool:
+        """Whether the next plugin's answer replaces a stale entry (RFC 8767 section 4: NOERROR
+        or NXDOMAIN; with prefer_positive, only a NOERROR with answer records, CoreDNS's rule
+        reduced to what the header says)."""
+        if self.prefer_positive:
+            return resp[3] & 0x0F == RCODE_NOERROR and resp[6:8] != b"\x00\x00"
+        return resp[3] & 0x0F in FRESH_RCODES
 
     def _stale_usable(self, e: Entry, now: float) -> bool:
         """Whether an expired entry may still be served; a SERVFAIL is no data to keep serving."""
@@ -247,16 +261,23 @@ class CacheHandler(Handler):
             return resp
         assert isinstance(a, Analysis)
         lifetime = self._lifetime(a)
-        if lifetime <= 0 or self.disabled[a.kind].match(q.lname) is not None:
+        if lifetime <= 0 or not self.capacity[a.kind] or self.disabled[a.kind].match(q.lname) is not None:
             return resp
         if a.servfail:
             old = self.entries.get(q.key)
             if old is not None and not old.servfail and (now < old.expires or self._stale_usable(old, now)):
                 # A failed refresh never replaces an answer that can still be given.
-                old.failed_until = now + STALE_RECHECK
+                old.failed_until = now + self.recheck
+                return resp
+        if self.prefer_positive and not _answering(a.kind, a.wire):
+            old = self.entries.get(q.key)
+            if old is not None and _answering(old.kind, old.prefix) \
+                    and (now < old.expires or self._stale_usable(old, now)):
+                # serve_stale_policy prefer_positive: the answer that can still be given stays.
                 return resp
         e = Entry(q.key, a.kind, a.servfail, a.wire, q, a.offsets, lifetime, now,
-                  keepttl=self.cfg.keepttl, prefetch_percentage=self.cfg.prefetch.percentage)
+                  keepttl=self.cfg.keepttl, prefetch_percentage=self.cfg.prefetch.percentage,
+                  stale_ttl=self.cfg.serve_stale.ttl if self.cfg.serve_stale is not None else STALE_TTL)
         self._insert(e)
         # The first answer carries the cache lifetime too (as CoreDNS), so the TTL a client
         # sees does not jump between the miss and the hits that follow.
@@ -311,7 +332,7 @@ class CacheHandler(Handler):
         except Exception as exc:  # a failed refresh leaves the entry as it is
             log.debug("cache refresh of %s failed: %s", req.qname_text, exc)
             if old is not None and self.entries.get(key) is old:
-                old.failed_until = self.clock() + STALE_RECHECK
+                old.failed_until = self.clock() + self.recheck
             return None
         now = self.clock()
         self._store(req, resp, now)
@@ -369,3 +390,8 @@ class CacheHandler(Handler):
             family.add_metric([server, zones, view], value)
             families.append(family)
         return families
+
+
+def _answering(kind: int, head: bytes) -> bool:
+    """A success with records in its answer section (``head`` holds the message header)."""
+    return kind == SUCCESS and head[6:8] != b"\x00\x00"

@@ -6,7 +6,7 @@ Defaults and limits are CoreDNS's (plugin/cache/setup.go), except where noted in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from interkube.corefile.lexer import Token
 from interkube.corefile.parser import Directive
@@ -24,6 +24,15 @@ DEFAULT_PREFETCH_DURATION = 60.0
 DEFAULT_PREFETCH_PERCENTAGE = 10
 DEFAULT_STALE_DURATION = 3600.0
 STALE_MODES = ("immediate", "verify")
+#: What interkube does when serve_stale's optional arguments are left out: RFC 8767's values
+#: (section 5: a 1.8 s client response timer, a 30 s failure recheck timer; section 4: a 30 s
+#: TTL on stale records). CoreDNS's defaults are 0 for all three (see README.md).
+DEFAULT_STALE_VERIFY_TIMEOUT = 1.8
+DEFAULT_STALE_TTL = 30
+DEFAULT_STALE_RECHECK = 30.0
+#: RFC 8767 section 5: the failure recheck timer should not exceed 5 minutes (CoreDNS refuses more).
+MAX_STALE_RECHECK = 300.0
+STALE_POLICIES = ("prefer_positive",)
 KINDS = ("success", "denial")
 
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -53,6 +62,14 @@ class Prefetch:
 class ServeStale:
     duration: float = DEFAULT_STALE_DURATION   # how long after expiry an entry may be served
     verify: bool = False                       # ask the next plugin first ("verify" mode)
+    #: verify: how long a query waits for the next plugin before it gets the stale answer
+    #: (None: as long as the next plugin takes, CoreDNS's `0`).
+    verify_timeout: float | None = DEFAULT_STALE_VERIFY_TIMEOUT
+    ttl: int = DEFAULT_STALE_TTL               # the TTL of records served stale
+    recheck: float = DEFAULT_STALE_RECHECK     # after a failed refresh, stale without asking again
+    #: `serve_stale_policy prefer_positive`: a positive answer that can still be served (fresh
+    #: or stale) is not replaced by a denial, an error or a NOERROR that does not answer.
+    prefer_positive: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,8 @@ def _go_duration(tok: Token) -> float:
 
 def _bucket(opt: Directive, base: Bucket) -> Bucket:
     a = args.nargs(opt, 1, 3)
-    capacity = args.integer(a[0], 1, what=f"{opt.name} capacity")
+    # 0 keeps nothing of that kind (CoreDNS, which rounds capacities to its shards, keeps 1024).
+    capacity = args.integer(a[0], 0, what=f"{opt.name} capacity")
     max_ttl = _ttl(a[1], f"{opt.name} TTL", 1) if len(a) > 1 else base.max_ttl
     min_ttl = _ttl(a[2], f"{opt.name} MINTTL", 0) if len(a) > 2 else base.min_ttl
     return Bucket(capacity, max_ttl, min_ttl)
@@ -116,15 +134,37 @@ def _prefetch(opt: Directive) -> Prefetch:
 
 
 def _serve_stale(opt: Directive) -> ServeStale:
-    a = args.nargs(opt, 0, 2)
-    duration = _go_duration(a[0]) if a else DEFAULT_STALE_DURATION
+    """`serve_stale [DURATION] [immediate [TTL [RECHECK]] | verify [TIMEOUT [TTL [RECHECK]]]]`."""
+    a = list(args.nargs(opt, 0, 5))
+    duration = _go_duration(a.pop(0)) if a else DEFAULT_STALE_DURATION
     verify = False
-    if len(a) > 1:
-        mode = a[1].text.lower()
+    if a:
+        mode = a[0].text.lower()
         if mode not in STALE_MODES:
-            raise a[1].error(f"serve_stale: invalid refresh mode {a[1].text!r} (expected immediate or verify)")
+            raise a[0].error(f"serve_stale: invalid refresh mode {a[0].text!r} (expected immediate or verify)")
         verify = mode == "verify"
-    return ServeStale(duration, verify)
+        a.pop(0)
+    timeout: float | None = DEFAULT_STALE_VERIFY_TIMEOUT
+    if verify and a:
+        tok = a.pop(0)
+        timeout = _go_duration(tok) or None  # 0: wait for the next plugin (CoreDNS's default)
+    ttl = DEFAULT_STALE_TTL
+    if a:
+        tok = a.pop(0)
+        seconds = _go_duration(tok)
+        if seconds != int(seconds) or seconds > 0xFFFFFFFF:
+            raise tok.error(f"serve_stale: response TTL {tok.text!r} must be a whole number of seconds "
+                            "within the DNS TTL range")
+        ttl = int(seconds)
+    recheck = DEFAULT_STALE_RECHECK
+    if a:
+        tok = a.pop(0)
+        recheck = _go_duration(tok)
+        if recheck > MAX_STALE_RECHECK:
+            raise tok.error("serve_stale: the failure recheck cannot exceed 5 minutes")
+    if a:
+        raise a[0].error(f"serve_stale: unexpected {a[0].text!r} (at most 4 arguments with immediate)")
+    return ServeStale(duration, verify, timeout, ttl, recheck)
 
 
 def _servfail(opt: Directive) -> float:
@@ -153,6 +193,7 @@ def parse(d: Directive) -> CacheConfig:
     servfail = DEFAULT_SERVFAIL_TTL
     disabled: dict[str, list[str]] = {"success": [], "denial": []}
     keepttl = False
+    policy: Directive | None = None
     for opt in d.block:
         args.no_block(opt)
         name = opt.name
@@ -175,8 +216,19 @@ def parse(d: Directive) -> CacheConfig:
         elif name == "keepttl":
             args.nargs(opt, 0, 0)
             keepttl = True
+        elif name == "serve_stale_policy":
+            if policy is not None:
+                raise opt.token.error(f"cache: serve_stale_policy can only be specified once (first at {policy.where})")
+            (tok,) = args.nargs(opt, 1, 1)
+            if tok.text.lower() not in STALE_POLICIES:
+                raise tok.error(f"serve_stale_policy: invalid policy {tok.text!r} (expected prefer_positive)")
+            policy = opt
         else:
             raise args.unknown_option(opt, "cache")
+    if policy is not None:
+        if serve_stale is None:
+            raise policy.token.error("cache: serve_stale_policy requires serve_stale")
+        serve_stale = replace(serve_stale, prefer_positive=True)
     return CacheConfig(zones=zones, success=success, denial=denial, prefetch=prefetch,
                        serve_stale=serve_stale, servfail_ttl=servfail,
                        disable_success=tuple(dict.fromkeys(disabled["success"])),
