@@ -27,6 +27,9 @@ def parse(d: Directive) -> FileConfig:
             reload = args.duration(args.nargs(opt, 1, 1)[0])
         elif opt.name == "fallthrough":
             fallthrough = fall.parse(opt)
+        elif opt.name == "reload_by_mtime":
+            raise args.not_supported(opt.token, "file", "option 'reload_by_mtime'",
+                                     "a zone is taken again when its SOA serial changes")
         else:
             raise args.unknown_option(opt, "file")
     return FileConfig(a[0].text, args.zones(a[1:]), reload, fallthrough)

@@ -29,6 +29,7 @@ NOT_SUPPORTED = {
     "apiserver_qps": "client rate limits are not supported",
     "apiserver_burst": "client rate limits are not supported",
     "apiserver_max_inflight": "client rate limits are not supported",
+    "zonal": "zone-scoped names of headless Services are not supported",
 }
 
 

@@ -34,6 +34,25 @@ log = logging.getLogger("interkube.plugin.kubernetes")
 BLOCK_STANZAS = Kind("the kubernetes stanzas of a server block", StanzaGroup)
 
 
+class StanzaClaims(dict[str, tuple[object, object, str, str]]):
+    """Cluster name -> (configuration, source key, source description, file:line) of the last
+    stanza set up with that name, so that two stanzas of one configuration that give one name
+    to two sources are refused at the second one's line, before anything starts."""
+
+
+STANZA_CLAIMS = Kind("the cluster names claimed by kubernetes stanzas", StanzaClaims)
+
+
+def claim(ctx: SetupContext, name: str, source: Source, where: str) -> None:
+    claims = ctx.services.shared.get_or_create(STANZA_CLAIMS, None, StanzaClaims)
+    first = claims.get(name)
+    if first is not None and first[0] is ctx.configuration and first[1] != source.key:
+        raise ctx.error(f"two kubernetes stanzas serve the cluster name {name!r} from different sources "
+                        f"({first[2]} and {source.description}); give one a `cluster NAME` of its own "
+                        f"(first at {first[3]})")
+    claims[name] = (ctx.configuration, source.key, source.description, where)
+
+
 def is_reverse(zone: str) -> bool:
     return zone.endswith(("in-addr.arpa.", "ip6.arpa."))
 
@@ -97,6 +116,7 @@ def setup(cfg: KubernetesConfig, ctx: SetupContext) -> KubernetesHandler:
         worker = ctx.services.worker
         if worker is not None and worker.shared_watch:
             source = shared_source(source, name, worker)
+    claim(ctx, name, source, cfg.where)
     cluster = registry.running(name, source.key)
     if cluster is None:
         cluster = Cluster(name, source, registry.stats(name))

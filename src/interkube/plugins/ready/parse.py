@@ -16,4 +16,8 @@ class ReadyConfig:
 
 
 def parse(d: Directive) -> ReadyConfig:
+    for opt in d.block:
+        if opt.name == "monitor":
+            raise args.not_supported(opt.token, "ready", "option 'monitor'",
+                                     "every request asks the plugins again, as CoreDNS's `monitor continuously`")
     return ReadyConfig(args.optional_address(d, DEFAULT_ADDRESS))

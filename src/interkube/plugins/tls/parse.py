@@ -19,6 +19,10 @@ class TlsConfig:
 
 
 def parse(d: Directive) -> TlsConfig:
+    if not d.args:
+        # CoreDNS's `tls { acme DOMAIN... }` form.
+        raise args.not_supported(d.token, "tls", "automatic certificates (ACME, `tls` without CERT KEY)",
+                                 "give `tls CERT KEY [CA]`")
     a = args.nargs(d, 2, 3)
     client_auth = "nocert"
     keylog = None
