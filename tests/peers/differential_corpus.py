@@ -723,22 +723,28 @@ _STATUS = re.compile(r"^Status: \*\*(\w+)\*\*", re.M)
 _CASE = re.compile(r"^- `([a-z0-9-]+)`: ([a-z, ]+)$", re.M)
 
 
-def documented(path: Path = DIVERGENCES_DOC) -> list[Divergence]:
+def documented(path: Path = DIVERGENCES_DOC, comparison: str = "") -> list[Divergence]:
     """The divergences listed in docs/divergences.md.
 
     Each is a section ``## Dn. Title`` with a ``Status: **intended**`` (or ``**pending**``)
     line, prose giving the reason, and the corpus cases it explains, one per line as
     ``- `case-id`: aspect, aspect``. A section without cases is a divergence the comparison
     does not see (masked, like the SOA serial, or outside the corpus).
+
+    Another comparison that judges its answers alike (same aspects) lists its cases as
+    ``- `COMPARISON/case-id`: ...``, which this corpus does not read; ``comparison`` reads
+    those instead, and only the sections that list some.
     """
     text = path.read_text()
     out = []
     heads = list(_SECTION.finditer(text))
+    case_line = _CASE if not comparison else re.compile(
+        rf"^- `{re.escape(comparison)}/([a-z0-9-]+)`: ([a-z, ]+)$", re.M)
     for i, head in enumerate(heads):
         body = text[head.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]
         status = _STATUS.search(body)
         cases: dict[str, frozenset[str]] = {}
-        for m in _CASE.finditer(body):
+        for m in case_line.finditer(body):
             aspects = frozenset(a.strip() for a in m.group(2).split(","))
             unknown = aspects - set(ASPECTS)
             if unknown:
@@ -747,7 +753,9 @@ def documented(path: Path = DIVERGENCES_DOC) -> list[Divergence]:
             if m.group(1) in cases:
                 raise ValueError(f"{path}: {head.group(1)}: case {m.group(1)} listed twice")
             cases[m.group(1)] = aspects
-        prose = _CASE.sub("", body)
+        if comparison and not cases:
+            continue
+        prose = case_line.sub("", body)
         prose = _STATUS.sub("", prose)
         reason = " ".join(line.strip() for line in prose.strip().splitlines()
                           if line.strip() and not line.startswith("Cases"))
