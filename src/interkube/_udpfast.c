@@ -15,10 +15,11 @@
  * A receive error other than "nothing more to read" raises OSError (on a connected socket,
  * ECONNREFUSED is the ICMP "port unreachable" for something sent earlier).
  *
- * drain_shed(fd, callback, rounds, keys, backlog, limit) reads as drain does, except that while
- * len(backlog) >= limit (>= 1), a datagram whose bytes after the ID are in the set `keys` is not
- * passed to the callback: the oldest entry of the deque `backlog` is dropped and
- * (data, addr, time.monotonic()) appended in its place. It returns how many were shed so.
+ * drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit) reads as drain does, except
+ * that while len(backlog) >= shed_from, a datagram whose bytes after the ID are in the set `keys`
+ * is not passed to the callback: (data, addr, time.monotonic()) is appended to the deque
+ * `backlog`, its oldest entry dropped first when it holds `limit` (>= 1). It returns how many
+ * entries were dropped so.
  * Why in C: under a flood of forwarded names ten times what the upstreams take (the listener's
  * `keys` are the queries its fast path sent to the slow path lately, see
  * interkube.server.listeners.UdpEndpoint), nine datagrams in ten only ever displace an older
@@ -94,8 +95,8 @@ struct shed {
     PyObject *keys;     /* set of bytes: the bytes after the ID of queries to shed */
     PyObject *backlog;  /* collections.deque of (data, addr, arrived) */
     PyObject *popleft, *append;
-    Py_ssize_t limit;
-    long shed;
+    Py_ssize_t shed_from, limit;
+    long dropped;
 };
 
 /* 1: the datagram went to the backlog; 0: the callback is to have it; -1: an error is set. */
@@ -108,7 +109,7 @@ shed_one(struct shed *sh, const char *buf, Py_ssize_t len, struct sockaddr_stora
     Py_ssize_t waiting = PyObject_Size(sh->backlog);
     if (waiting < 0)
         return -1;
-    if (waiting < sh->limit)
+    if (waiting < sh->shed_from)
         return 0;
     PyObject *tail = PyBytes_FromStringAndSize(buf + 2, len - 2);
     if (tail == NULL)
@@ -133,14 +134,23 @@ shed_one(struct shed *sh, const char *buf, Py_ssize_t len, struct sockaddr_stora
     Py_XDECREF(addr);
     if (entry == NULL)
         return -1;
-    PyObject *old = PyObject_CallNoArgs(sh->popleft);
-    PyObject *res = old ? PyObject_CallOneArg(sh->append, entry) : NULL;
+    /* Bytes, an address tuple and a float can be in no reference cycle: left tracked, every
+     * collection of the youngest generation would walk the thousands of these waiting. */
+    PyObject_GC_UnTrack(entry);
+    if (waiting >= sh->limit) {
+        PyObject *old = PyObject_CallNoArgs(sh->popleft);
+        if (old == NULL) {
+            Py_DECREF(entry);
+            return -1;
+        }
+        Py_DECREF(old);
+        sh->dropped++;
+    }
+    PyObject *res = PyObject_CallOneArg(sh->append, entry);
     Py_DECREF(entry);
-    Py_XDECREF(old);
     if (res == NULL)
         return -1;
     Py_DECREF(res);
-    sh->shed++;
     return 1;
 }
 
@@ -258,10 +268,12 @@ drain_shed(PyObject *self, PyObject *args)
 {
     int fd, rounds;
     PyObject *callback;
-    struct shed sh = {NULL, NULL, NULL, NULL, 0, 0};
-    if (!PyArg_ParseTuple(args, "iOiO!On:drain_shed", &fd, &callback, &rounds, &PySet_Type, &sh.keys,
-                          &sh.backlog, &sh.limit))
+    struct shed sh = {NULL, NULL, NULL, NULL, 0, 0, 0};
+    if (!PyArg_ParseTuple(args, "iOiO!Onn:drain_shed", &fd, &callback, &rounds, &PySet_Type, &sh.keys,
+                          &sh.backlog, &sh.shed_from, &sh.limit))
         return NULL;
+    if (sh.shed_from < 1)
+        sh.shed_from = 1;
     PyObject *read;
     if (sh.limit < 1) { /* no backlog to shed into: a plain drain */
         read = drain_impl(fd, callback, rounds, NULL);
@@ -278,7 +290,7 @@ drain_shed(PyObject *self, PyObject *args)
     if (read == NULL)
         return NULL;
     Py_DECREF(read);
-    return PyLong_FromLong(sh.shed);
+    return PyLong_FromLong(sh.dropped);
 }
 
 /* Fill a sockaddr from Python's (host, port[, flowinfo, scope_id]) tuple. */
@@ -502,8 +514,8 @@ static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
     {"drain_shed", drain_shed, METH_VARARGS,
-     "drain_shed(fd, callback, rounds, keys, backlog, limit) -> int: drain, queueing known slow queries "
-     "while the backlog is full; how many were queued so."},
+     "drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit) -> int: drain, queueing known slow "
+     "queries while the backlog holds shed_from or more; how many older ones that dropped."},
     {"tally_setup", tally_setup, METH_VARARGS, "tally_setup(type_slots, size_buckets, duration_bounds)"},
     {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
      "tally(by_route, plugins, req, resp) -> bool: count one answer (see store.py)."},

@@ -235,6 +235,26 @@ async def test_a_full_backlog_takes_a_query_sent_slow_lately_without_asking_the_
             assert recorder.slow() == ["n0.fwd.test.", "n1.fwd.test.", "n9.fwd.test.", "n3.fwd.test."]
 
 
+async def test_shedding_starts_at_half_the_backlog_and_drops_nothing_below_its_limit(
+        reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Far behind already (half the backlog waiting), the slow path gets a repeated query
+    without the chain asked again; nothing is dropped until the backlog is full."""
+    monkeypatch.setattr(listeners, "SLOW_KEYS_TTL", 3600.0)
+    recorder = Counting()
+    async with endpoint(recorder) as ep:
+        ep.backlog_limit = 8
+        ep.inflight_limit = 0
+        with client() as c:
+            target = ep.sock.getsockname()
+            for name in ("n0", "n1", "n0", "n2", "n3", "n0", "n1"):
+                c.sendto(wire(f"{name}.fwd.test."), target)
+            await until(lambda: len(ep.backlog) == 7, "all wait")
+            # Below half (4), a repeat is asked of the chain as ever; from there on, not.
+            assert recorder.asked == [f"{name}.fwd.test." for name in ("n0", "n1", "n0", "n2", "n3")]
+            assert waiting(ep) == [f"{name}.fwd.test." for name in ("n0", "n1", "n0", "n2", "n3", "n0", "n1")]
+            assert ep.dropped + ep.listener.stats.dropped_udp == 0
+
+
 async def test_a_query_is_asked_of_the_chain_again_after_a_while_and_after_a_reload(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """What the fast path decided is remembered for SLOW_KEYS_TTL (a cache may learn the name

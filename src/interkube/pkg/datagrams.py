@@ -26,10 +26,11 @@ class UdpFast(Protocol):
         """Read datagrams in batches and pass each with its source address to ``callback``."""
 
     def drain_shed(self, fd: int, callback: Callable[[bytes, Any], object], rounds: int, keys: set[bytes],
-                   backlog: deque[tuple[bytes, Any, float]], limit: int, /) -> int:
-        """As drain, but while ``len(backlog) >= limit``, a datagram whose bytes after the ID are
-        in ``keys`` replaces the oldest entry of ``backlog`` (as ``(data, addr, monotonic time)``)
-        instead of going to ``callback``; returns how many did."""
+                   backlog: deque[tuple[bytes, Any, float]], shed_from: int, limit: int, /) -> int:
+        """As drain, but while ``len(backlog) >= shed_from``, a datagram whose bytes after the ID
+        are in ``keys`` is appended to ``backlog`` as ``(data, addr, monotonic time)`` instead of
+        going to ``callback``, the oldest entry dropped first when ``backlog`` holds ``limit``;
+        returns how many were dropped so."""
 
     def send_batch(self, fd: int, items: list[Datagram], /) -> int:
         """Send ``items`` with sendmmsg; how many were sent."""

@@ -212,14 +212,14 @@ class UdpEndpoint:
     it runs on the dispatcher of the moment it starts (after a reload, the new one); a started
     one finishes on the chain it started with.
 
-    While the backlog is full, a query that the fast path sent to the slow path in the last
-    SLOW_KEYS_TTL seconds (the same bytes after the ID) goes to the backlog at once, without a
-    Request or a walk of the chain: under a flood ten times what the upstreams take, nine in
-    ten such queries only ever displace an older one, and reading them was what the server
-    spent its time on (see bench/flood_probe.py), until the kernel dropped datagrams, answers
-    from memory among them. Each still starts on the whole chain (cache included) if it
-    starts; a name the fast path would now answer (a cache that has learnt it, a reload) is
-    queued instead for SLOW_KEYS_TTL at most.
+    While the backlog is half full or more (the slow path is far behind), a query that the fast
+    path sent to the slow path in the last SLOW_KEYS_TTL seconds (the same bytes after the ID)
+    goes to the backlog at once, without a Request or a walk of the chain: under a flood ten
+    times what the upstreams take, nine in ten such queries only ever displace an older one,
+    and reading them was what the server spent its time on (see bench/flood_probe.py), until
+    the kernel dropped datagrams, answers from memory among them. Each still starts on the
+    whole chain (cache included) if it starts; a name the fast path would now answer (a cache
+    that has learnt it, a reload) is queued instead for SLOW_KEYS_TTL at most.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket) -> None:
@@ -263,16 +263,15 @@ class UdpEndpoint:
     def _read(self) -> None:
         if _udpfast is not None:
             try:
-                # (The C helper sheds as handle() does, without calling it: see drain_shed.)
-                shed = _udpfast.drain_shed(self.fd, self.handle, UDP_ROUNDS, self.slow_keys, self.backlog,
-                                           self.backlog_limit)
+                # The C helper sheds as handle() does, without calling it (see drain_shed). (Not
+                # `self.dropped += ...`: handle() adds to it during the call.)
+                dropped = _udpfast.drain_shed(self.fd, self.handle, UDP_ROUNDS, self.slow_keys, self.backlog,
+                                              self.backlog_limit // 2, self.backlog_limit)
+                self.dropped += dropped
             except OSError as exc:
                 log.debug("udp receive error on %s: %s", self.listener, exc)
-                return
-            if shed:
-                self.dropped += shed
-                if self._pump_handle is None:
-                    self._pump_handle = self._loop.call_soon(self._pump)
+            if self.backlog and self._pump_handle is None:
+                self._pump_handle = self._loop.call_soon(self._pump)
             return
         recv = self.sock.recvfrom
         send = self.sock.sendto
@@ -299,10 +298,12 @@ class UdpEndpoint:
             return None
         backlog = self.backlog
         tail = data[2:]
-        if len(backlog) >= self.backlog_limit and tail in self.slow_keys:
+        waiting = len(backlog)
+        if waiting >= self.backlog_limit // 2 and tail in self.slow_keys:
             # Shed: what the fast path would do (see the class's docstring), at a fifth of the cost.
-            backlog.popleft()
-            self.dropped += 1
+            if waiting >= self.backlog_limit:
+                backlog.popleft()
+                self.dropped += 1
             backlog.append((data, addr, time.monotonic()))
             if self._pump_handle is None:
                 self._pump_handle = self._loop.call_soon(self._pump)
