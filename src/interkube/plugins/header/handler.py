@@ -15,8 +15,12 @@ from interkube.plugins.header.parse import FlagEdit, HeaderConfig
 
 def edit_flags(wire: bytes, edit: FlagEdit) -> bytes:
     """``wire`` with its flags word changed by ``edit`` (the same bytes when nothing changes)."""
+    return _edited(wire, edit.set, edit.clear)
+
+
+def _edited(wire: bytes, set_mask: int, clear_mask: int) -> bytes:
     flags = wire[2] << 8 | wire[3]
-    new = edit.apply(flags)
+    new = (flags | set_mask) & ~clear_mask
     if new == flags:
         return wire
     return wire[:2] + bytes((new >> 8, new & 0xFF)) + wire[4:]
@@ -26,25 +30,29 @@ class HeaderHandler(Handler):
     plugin = "header"
 
     def __init__(self, cfg: HeaderConfig) -> None:
-        self.query = cfg.query
-        self.response = cfg.response
+        # Plain ints: the masks are read for every query and every answer.
+        self.query_set, self.query_clear = cfg.query.set, cfg.query.clear
+        self.edits_query = bool(cfg.query)
+        self.response_set, self.response_clear = cfg.response.set, cfg.response.clear
+        self.edits_response = bool(cfg.response)
 
     def _edit_query(self, req: Request) -> None:
-        if self.query:
-            wire = edit_flags(req.wire, self.query)
-            if wire is not req.wire:
-                req.rewrite(wire)
+        wire = _edited(req.wire, self.query_set, self.query_clear)
+        if wire is not req.wire:
+            req.rewrite(wire)
 
     def fast(self, req: Request) -> bytes | None:
-        self._edit_query(req)
+        if self.edits_query:
+            self._edit_query(req)
         resp = self.next.fast(req)
-        if resp and self.response:
-            return edit_flags(resp, self.response)
+        if resp and self.edits_response:
+            return _edited(resp, self.response_set, self.response_clear)
         return resp
 
     async def serve(self, req: Request) -> bytes:
-        self._edit_query(req)
+        if self.edits_query:
+            self._edit_query(req)
         resp = await self.next.serve(req)
-        if resp and self.response:
-            return edit_flags(resp, self.response)
+        if resp and self.edits_response:
+            return _edited(resp, self.response_set, self.response_clear)
         return resp

@@ -64,9 +64,11 @@ def _records(wire: bytes) -> list[list[_Rec]] | None:
 
 
 def balanced(wire: bytes, qtype: int) -> bool:
-    """Whether CoreDNS reorders this answer: NOERROR, not a transfer, more than one record."""
+    """Whether this answer may need reordering: NOERROR, not a transfer (CoreDNS leaves those
+    alone), and a section with two records (the usual answer, one record and an OPT record, is
+    passed after this look at its header: walking it would cost more than answering it)."""
     return (len(wire) > HEADER_LEN and wire[3] & 0x0F == RCODE_NOERROR and qtype not in ZONE_TRANSFERS
-            and (wire[6] << 8 | wire[7]) + (wire[8] << 8 | wire[9]) + (wire[10] << 8 | wire[11]) > 1)
+            and (wire[6] > 0 or wire[7] > 1 or wire[8] > 0 or wire[9] > 1 or wire[10] > 0 or wire[11] > 1))
 
 
 # -- round_robin ------------------------------------------------------------------------------
