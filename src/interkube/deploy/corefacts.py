@@ -14,23 +14,26 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from interkube.corefile.keys import TRANSPORT_TLS, check_no_duplicates, parse_keys
 from interkube.corefile.parser import Directive, ServerBlock, parse_text
 from interkube.errors import ConfigError
-from interkube.plugins.clusterset.parse import ClustersetConfig
-from interkube.plugins.file.parse import FileConfig
-from interkube.plugins.forward.parse import ForwardConfig
-from interkube.plugins.health.parse import HealthConfig
-from interkube.plugins.hosts.parse import HostsConfig
-from interkube.plugins.kubernetes.parse import KubernetesConfig
-from interkube.plugins.kubernetes.setup import cluster_name
-from interkube.plugins.merge.parse import MergeConfig
-from interkube.plugins.prometheus.parse import PrometheusConfig
-from interkube.plugins.ready.parse import ReadyConfig
-from interkube.plugins.tls.parse import TlsConfig
 from interkube.server.runtime import parse_directives
+
+if TYPE_CHECKING:
+    # Only for types: a plugin's package is imported (by the registry) when a Corefile uses it,
+    # and some are heavy, which a command's start pays for.
+    from interkube.plugins.clusterset.parse import ClustersetConfig
+    from interkube.plugins.file.parse import FileConfig
+    from interkube.plugins.forward.parse import ForwardConfig
+    from interkube.plugins.health.parse import HealthConfig
+    from interkube.plugins.hosts.parse import HostsConfig
+    from interkube.plugins.kubernetes.parse import KubernetesConfig
+    from interkube.plugins.merge.parse import MergeConfig
+    from interkube.plugins.prometheus.parse import PrometheusConfig
+    from interkube.plugins.ready.parse import ReadyConfig
+    from interkube.plugins.tls.parse import TlsConfig
 
 #: Files every pod has (the kubelet writes them): a Corefile may read them without a mount.
 POD_FILES = frozenset({"/etc/resolv.conf", "/etc/hosts"})
@@ -104,8 +107,8 @@ def read_corefile(text: str, file: str = "Corefile", env: Mapping[str, str] | No
             if not any(p.transport == za.transport and p.port == za.port for p in facts.ports):
                 facts.ports.append(Port(za.transport, za.port, tok.where))
         zones = tuple(dict.fromkeys(za.zone for za, _ in keys))
-        for _, _, cfg, d in parsed:
-            _collect(facts, cfg, d, zones)
+        for _, plugin, cfg, d in parsed:
+            _collect(facts, plugin.name, cfg, d, zones)
     check_no_duplicates(keyed)
     return facts
 
@@ -135,44 +138,53 @@ def _http_port(address: str, d: Directive, what: str) -> HttpEndpoint:
     return HttpEndpoint(int(port), d.where)
 
 
-def _collect(facts: CorefileFacts, cfg: Any, d: Directive, zones: tuple[str, ...]) -> None:
-    if isinstance(cfg, HealthConfig):
-        facts.health = facts.health or _http_port(cfg.address, d, "liveness probe")
-        facts.lameduck = max(facts.lameduck, cfg.lameduck)
-    elif isinstance(cfg, ReadyConfig):
-        facts.ready = facts.ready or _http_port(cfg.address, d, "readiness probe")
-    elif isinstance(cfg, PrometheusConfig):
-        facts.metrics = facts.metrics or HttpEndpoint(_port_of(cfg.address, d), d.where)
-    elif isinstance(cfg, KubernetesConfig):
-        facts.kubernetes.append(cfg)
-        facts.cluster_names.append(cluster_name(cfg, cfg.zones or zones))
-        if cfg.kubeconfig:
-            _read(facts, cfg.kubeconfig, d, "kubeconfig")
-        for path in cfg.snapshot:
+def _collect(facts: CorefileFacts, plugin: str, cfg: Any, d: Directive, zones: tuple[str, ...]) -> None:
+    """Note what one directive (parsed by ``plugin``'s own parser into ``cfg``) needs."""
+    if plugin == "health":
+        health = cast("HealthConfig", cfg)
+        facts.health = facts.health or _http_port(health.address, d, "liveness probe")
+        facts.lameduck = max(facts.lameduck, health.lameduck)
+    elif plugin == "ready":
+        facts.ready = facts.ready or _http_port(cast("ReadyConfig", cfg).address, d, "readiness probe")
+    elif plugin == "prometheus":
+        facts.metrics = facts.metrics or HttpEndpoint(_port_of(cast("PrometheusConfig", cfg).address, d), d.where)
+    elif plugin == "kubernetes":
+        from interkube.plugins.kubernetes.setup import cluster_name
+
+        kube = cast("KubernetesConfig", cfg)
+        facts.kubernetes.append(kube)
+        facts.cluster_names.append(cluster_name(kube, kube.zones or zones))
+        if kube.kubeconfig:
+            _read(facts, kube.kubeconfig, d, "kubeconfig")
+        for path in kube.snapshot:
             _read(facts, path, d, "snapshot file")
-        if cfg.tls and not cfg.kubeconfig:
-            for path in cfg.tls:
+        if kube.tls and not kube.kubeconfig:
+            for path in kube.tls:
                 _read(facts, path, d, "API client certificate file")
-    elif isinstance(cfg, ClustersetConfig):
-        if cfg.mcs and not facts.mcs:
+    elif plugin == "clusterset":
+        if cast("ClustersetConfig", cfg).mcs and not facts.mcs:
             facts.mcs, facts.mcs_where = True, d.where
-    elif isinstance(cfg, TlsConfig):
-        for tls_path in (cfg.cert, cfg.key, cfg.ca):
+    elif plugin == "tls":
+        tls = cast("TlsConfig", cfg)
+        for tls_path in (tls.cert, tls.key, tls.ca):
             if tls_path:
                 _read(facts, tls_path, d, "tls file")
-    elif isinstance(cfg, ForwardConfig | MergeConfig):
-        if cfg.tls is not None:
-            for client_path in (cfg.tls.cert, cfg.tls.key, cfg.tls.ca):
+    elif plugin in ("forward", "merge"):
+        client = cast("ForwardConfig | MergeConfig", cfg)
+        if client.tls is not None:
+            for client_path in (client.tls.cert, client.tls.key, client.tls.ca):
                 if client_path:
                     _read(facts, client_path, d, "tls client file")
-        if isinstance(cfg, ForwardConfig):
-            for spec in cfg.to:
+        if plugin == "forward":
+            for spec in cast("ForwardConfig", cfg).to:
                 if spec.path:
                     _read(facts, spec.path, d, "resolv.conf")
-    elif isinstance(cfg, FileConfig):
-        _read(facts, cfg.path, d, "zone file")
-    elif isinstance(cfg, HostsConfig) and not cfg.inline:
-        _read(facts, cfg.path, d, "hosts file")
+    elif plugin == "file":
+        _read(facts, cast("FileConfig", cfg).path, d, "zone file")
+    elif plugin == "hosts":
+        hosts = cast("HostsConfig", cfg)
+        if not hosts.inline:
+            _read(facts, hosts.path, d, "hosts file")
 
 
 def _port_of(address: str, d: Directive) -> int:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from interkube.deploy.corefacts import CorefileFacts
-from interkube.plugins.kubernetes.parse import KubernetesConfig
+if TYPE_CHECKING:  # the plugins' modules are heavy: `render remote-access` and --help do without them
+    from interkube.deploy.corefacts import CorefileFacts
+    from interkube.plugins.kubernetes.parse import KubernetesConfig
 
 Obj = dict[str, Any]
 READ = ["list", "watch"]
