@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ssl as ssl_module
 import threading
 from collections.abc import Callable, Iterator
@@ -135,10 +136,22 @@ class FakeUpstream:
                     if self.answered == fake.behaviour.close_after:
                         self.transport.close()
 
-        self._tcp = await loop.create_server(Tcp, self.host, self.port, ssl=self.ssl)
-        self.port = self._tcp.sockets[0].getsockname()[1]
-        self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
-        return self
+        chosen = self.port
+        for attempt in range(20):
+            self._tcp = await loop.create_server(Tcp, self.host, chosen, ssl=self.ssl)
+            self.port = self._tcp.sockets[0].getsockname()[1]
+            try:
+                self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
+                return self
+            except OSError as exc:
+                # A free TCP port whose UDP twin another process holds (tests run side by side
+                # on this machine): try another, unless the caller asked for this one.
+                self._tcp.close()
+                await self._tcp.wait_closed()
+                self._tcp = None
+                if chosen or exc.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
+        raise AssertionError("unreachable")  # (the last attempt returns or raises)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

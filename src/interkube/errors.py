@@ -88,6 +88,10 @@ class NoHealthyUpstream(DnsError):
     """Every upstream of a forward stanza is marked down."""
 
 
+class InvalidRewrite(DnsError):
+    """A rewrite rule made the question name into something that is not a domain name."""
+
+
 class ListenerError(InterkubeError):
     """A socket could not be opened for serving."""
 
