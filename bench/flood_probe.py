@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import functools
 import json
-import os
 import re
 import shutil
 import socket
@@ -46,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
 
 from bench.generators import Loadgen, LoadResult, LoadSpec
-from bench.procs import GENERATOR_CPU, SERVER_CPU, Proc, stop_all, wait_until
+from bench.procs import GENERATOR_CPU, SERVER_CPU, Proc, proc_user_system_seconds, stop_all, wait_until
 from bench.runner import Upstream
 from testkit.servers import free_port, query
 
@@ -144,9 +143,7 @@ class Server:
     def cpu(self) -> tuple[float, float]:
         """The server's CPU seconds so far: user (mostly Python) and system (mostly the kernel's
         UDP receive and send)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
+        return proc_user_system_seconds(self.proc.pid)
 
 
 def _answers(port: int) -> bool:

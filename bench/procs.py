@@ -161,15 +161,26 @@ def status_kib(pid: int, field: str) -> int:
     return 0
 
 
+def _cpu_ticks(pid: int) -> list[int]:
+    """utime, stime, cutime and cstime of /proc/PID/stat, in clock ticks; zeros if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return [int(f) for f in fields[11:15]]
+    except (OSError, ValueError, IndexError):
+        return [0, 0, 0, 0]
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """CPU seconds of one process and of its children that it has reaped (utime, stime,
     cutime, cstime); 0 if it is gone. Counting reaped children keeps dnsmasq's short-lived
     TCP children in the server's figure rather than lost between two readings."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / _CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    return sum(_cpu_ticks(pid)) / _CLK_TCK
+
+
+def proc_user_system_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of one process in user mode and in the kernel (its system calls)."""
+    utime, stime, _, _ = _cpu_ticks(pid)
+    return utime / _CLK_TCK, stime / _CLK_TCK
 
 
 def machine_busy_seconds() -> float:

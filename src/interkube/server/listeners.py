@@ -253,6 +253,12 @@ class UdpEndpoint:
         self.rcvbuf = size_receive_buffer(sock, listener.options.udp_rcvbuf, str(listener))
         self._loop.add_reader(self.fd, self._readable)
 
+    @property
+    def shed_from(self) -> int:
+        """Queries waiting in the backlog from which those sent to the slow path lately are
+        shed (see the class's docstring): half the backlog."""
+        return max(1, self.backlog_limit // 2)
+
     def _readable(self) -> None:
         started = time.monotonic()
         try:
@@ -266,7 +272,7 @@ class UdpEndpoint:
                 # The C helper sheds as handle() does, without calling it (see drain_shed). (Not
                 # `self.dropped += ...`: handle() adds to it during the call.)
                 dropped = _udpfast.drain_shed(self.fd, self.handle, UDP_ROUNDS, self.slow_keys, self.backlog,
-                                              self.backlog_limit // 2, self.backlog_limit)
+                                              self.shed_from, self.backlog_limit)
                 self.dropped += dropped
             except OSError as exc:
                 log.debug("udp receive error on %s: %s", self.listener, exc)
@@ -299,7 +305,7 @@ class UdpEndpoint:
         backlog = self.backlog
         tail = data[2:]
         waiting = len(backlog)
-        if waiting >= self.backlog_limit // 2 and tail in self.slow_keys:
+        if waiting >= self.shed_from and tail in self.slow_keys:
             # Shed: what the fast path would do (see the class's docstring), at a fifth of the cost.
             if waiting >= self.backlog_limit:
                 backlog.popleft()
