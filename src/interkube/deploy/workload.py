@@ -192,8 +192,12 @@ def deployment(w: Workload) -> Obj:
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}},
         "template": {"metadata": {"labels": w.labels()}, "spec": pod_spec},
     }
-    if w.pod_annotations:
-        spec["template"]["metadata"]["annotations"] = dict(w.pod_annotations)
+    annotations = dict(w.pod_annotations)
+    if facts.metrics is not None:
+        # The convention Prometheus' kubernetes_sd examples scrape by (as CoreDNS's manifests).
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(facts.metrics.port)})
+    if annotations:
+        spec["template"]["metadata"]["annotations"] = annotations
     if o.hpa_max is not None:
         del spec["replicas"]  # the autoscaler owns the count; an apply must not reset it
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": w.meta(), "spec": spec}
@@ -222,9 +226,11 @@ def autoscaler(w: Workload) -> Obj | None:
 #: Internal load balancer annotations, per cloud.
 LB_ANNOTATIONS: Mapping[str, Mapping[str, str]] = {
     # AWS load balancer controller: an internal NLB straight to the pods' addresses.
+    # The NLB keeps the client's address (off by default for ip targets), which the acl checks.
     "aws": {"service.beta.kubernetes.io/aws-load-balancer-type": "external",
             "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
-            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip"},
+            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+            "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes": "preserve_client_ip.enabled=true"},
     "gcp": {"networking.gke.io/load-balancer-type": "Internal"},
     "azure": {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"},
 }
