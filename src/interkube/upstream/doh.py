@@ -196,9 +196,10 @@ class DohExchanger:
         self._closed = True
         for task in list(self._retired):
             task.cancel()
-        transport = self._transport
-        loop = asyncio.get_event_loop()
-        if loop.is_running():
-            closing = loop.create_task(transport.aclose())
-            self._retired.add(closing)
-            closing.add_done_callback(self._retired.discard)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop any more: the sockets go with the process
+        closing = loop.create_task(self._transport.aclose())
+        self._retired.add(closing)
+        closing.add_done_callback(self._retired.discard)
