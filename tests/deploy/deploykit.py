@@ -65,6 +65,9 @@ def _resources(api: KubeAPI, group_version: str) -> dict[str, tuple[str, bool]]:
 def object_path(api: KubeAPI, obj: Mapping[str, Any]) -> str:
     group_version, kind = obj["apiVersion"], obj["kind"]
     known = _resources(api, group_version)
+    if kind not in known:  # a CRD installed since the group was first looked at (the webhook's Issuer)
+        _resources.cache_clear()
+        known = _resources(api, group_version)
     assert kind in known, f"{group_version} serves no kind {kind} (it serves {sorted(known)})"
     plural, namespaced = known[kind]
     base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
