@@ -27,6 +27,7 @@ from interkube.plugin.request import Request
 from interkube.plugins.rewrite import handler as rewrite_handler
 from testkit.fakekube import service, write_snapshot
 from testkit.fakeupstream import FakeUpstream
+from testkit.waiting import until
 
 Serve = Callable[[str], Awaitable[Any]]
 HOSTS = "    hosts {\n        192.0.2.1 www.example.org\n        192.0.2.2 db.example.org\n    }\n"
@@ -368,6 +369,20 @@ async def test_rewritten_questions_are_answered_on_the_fast_path_from_a_kept_ans
     assert calls == ["transform"]
 
 
+async def test_edns0_blocks_keep_answers_per_query_bytes_and_rewritten_query(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = await serve(block("rewrite edns0 local set 0xffee {client_ip}"))
+    calls: list[str] = []
+    real = rewrite_handler.transform
+    monkeypatch.setattr(rewrite_handler, "transform", lambda *a, **k: calls.append("t") or real(*a, **k))
+    r = await ask(srv, "www.example.org", use_edns=0)
+    assert options(r) == [(0xFFEE, bytes([127, 0, 0, 1]))]
+    for qid in range(5):
+        answer = fast(srv, dns.message.make_query("www.example.org", "A", use_edns=0, id=qid).to_wire())
+        assert answer is not None and options(dns.message.from_wire(answer)) == [(0xFFEE, bytes([127, 0, 0, 1]))]
+    assert calls == ["t"]
+
+
 async def test_behind_cache_the_kept_answer_follows_the_ttls(serve: Serve, upstream: FakeUpstream,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     upstream.behaviour.records = {("www.example.org.", "A"): ["192.0.2.1"]}
@@ -428,3 +443,24 @@ async def test_queries_in_flight_each_get_their_own_answer(serve: Serve, upstrea
                             tail=f"    forward . {upstream.address}\n"))
     answers = await asyncio.gather(*(ask(srv, f"a{i}.example.org") for i in range(1, 21)))
     assert [texts(r.answer) for r in answers] == [[f"a{i}.example.org. 30 a 192.0.2.{i}"] for i in range(1, 21)]
+
+
+async def test_a_kept_answer_follows_the_data_of_the_plugin_behind(serve: Serve, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from interkube.kube import snapshot as kube_snapshot
+
+    monkeypatch.setattr(kube_snapshot, "CHECK_INTERVAL", 0.05)
+    path = tmp_path / "cluster.yaml"
+    write_snapshot(path, [service("default", "foo", cluster_ips=["10.96.0.40"])])
+    srv = await serve(block("rewrite name foo.example.com foo.default.svc.cluster.local",
+                            tail=f"    kubernetes cluster.local {{\n        snapshot {path}\n    }}\n"))
+    wire = dns.message.make_query("foo.example.com", "A").to_wire()
+    assert texts((await ask(srv, "foo.example.com")).answer) == ["foo.example.com. 5 a 10.96.0.40"]
+    assert fast(srv, wire) is not None  # answered from the kept answer
+    write_snapshot(path, [service("default", "foo", cluster_ips=["10.96.0.41"])])
+
+    def moved() -> bool:
+        answer = fast(srv, wire)
+        return answer is not None and texts(dns.message.from_wire(answer).answer) == ["foo.example.com. 5 a 10.96.0.41"]
+
+    await until(moved, "the rewritten name answered with the Service's new address")
