@@ -195,8 +195,8 @@ class RewriteHandler(Handler):
             nxt = self.next
             self._next_plugin = nxt.plugin
             # (a plugin whose fast path does more than serve its template is asked as any other)
-            plain = isinstance(nxt, TemplateHandler) and type(nxt).fast is TemplateHandler.fast
-            self._template = nxt.template if plain else None
+            if isinstance(nxt, TemplateHandler) and type(nxt).fast is TemplateHandler.fast:
+                self._template = nxt.template
         q = req.query
         if not self.dynamic:
             known = self._known.get(q.key)
