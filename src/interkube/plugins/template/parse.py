@@ -39,7 +39,8 @@ MATCH_ALL = Pattern(".*", re.compile(".*"))
 
 @dataclass(frozen=True)
 class RecordTemplate:
-    """One `answer`, `additional` or `authority` argument: a record in zone-file form to be."""
+    """One `answer`, `additional` or `authority` argument: a template that prints one record in
+    zone-file form."""
 
     section: str
     template: GoTemplate
