@@ -119,3 +119,12 @@ def test_a_directory_not_written_by_render_is_not_replaced(work: Path) -> None:
     assert result.returncode == 1
     assert "was not written by interkube render: not replacing it" in result.stderr
     assert listing(mine) == {"notes.txt": "mine"}
+
+
+def test_grace_period_shorter_than_the_lameduck_is_refused(work: Path) -> None:
+    (work / "Corefile").write_text(".:53 {\n    health {\n        lameduck 7s\n    }\n    ready\n}\n")
+    result = render("-conf", "Corefile", "--grace-period", "7", "-o", "out", cwd=work)
+    assert result.returncode == 1
+    assert "--grace-period 7s must exceed health's lameduck (7s at Corefile:2)" in result.stderr, result.stderr
+    assert not (work / "out").exists()
+    assert render("-conf", "Corefile", "--grace-period", "8", "-o", "out", cwd=work).returncode == 0

@@ -144,13 +144,12 @@ def check(o: RenderOptions) -> None:
     for quantity, what in quantities:
         if quantity is not None and not _QUANTITY.match(quantity):
             raise RenderError(f"{what} {quantity!r} is not a Kubernetes quantity (e.g. 100m, 128Mi)")
-    if o.grace_period is not None and o.grace_period <= o.lameduck:
+    if o.plan is not None and o.grace_period is not None and o.grace_period <= o.lameduck:
         raise RenderError(f"--grace-period {o.grace_period}s must exceed the lameduck ({o.lameduck:g}s): "
                           "the pod would be killed while still draining")
     if not 1 <= o.dns_port <= 65535:
         raise RenderError("--dns-port must be a port number")
-    if (o.from_api or o.remote_dns or o.kubeconfigs) and o.plan is None and \
-            (o.from_api or o.remote_dns):
+    if (o.from_api or o.remote_dns) and o.plan is None:
         raise RenderError("--from-api and --remote-dns name clusters of a --plan")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,7 +298,3 @@ def objects(w: Workload) -> list[Obj]:
         out.append(hpa)
     out.extend(services(w))
     return out
-
-
-def names(objs: Sequence[Obj]) -> list[str]:
-    return [f"{o['kind']}/{o['metadata']['name']}" for o in objs]
