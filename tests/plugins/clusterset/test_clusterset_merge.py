@@ -12,8 +12,8 @@ from interkube.kube.cluster import Cluster
 from interkube.kube.dnsrecords import Outcome
 from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex, DepKey
+from interkube.kube.merge import Merge, Options, Source
 from interkube.kube.snapshot import SnapshotSource, build_index
-from interkube.plugins.clusterset.lookup import Merge, Options, Source
 from testkit.fakekube import write_snapshot
 
 from clusterset_data import CLUSTERS, cluster_objects

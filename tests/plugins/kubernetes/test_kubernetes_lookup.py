@@ -11,8 +11,8 @@ import dns.rdatatype
 from interkube.kube.cluster import Cluster
 from interkube.kube.filters import Filters
 from interkube.kube.index import ClusterIndex
+from interkube.kube.lookup import INVALID, Lookup, Options, Request, parse_request
 from interkube.kube.snapshot import SnapshotSource, build_index
-from interkube.plugins.kubernetes.lookup import INVALID, Lookup, Options, Request, parse_request
 from testkit.fakekube import endpoint_slice, service
 
 ZONE = "cluster.local."

@@ -1,6 +1,6 @@
 """The clusterset handler: merged answers from the clusters' data, served as pre-encoded templates.
 
-Answers are built once per question with :class:`~.lookup.Merge` and kept as templates, as the
+Answers are built once per question with :class:`~interkube.kube.merge.Merge` and kept as templates, as the
 kubernetes handler keeps its own. What an answer depends on has two parts:
 
 * *which clusters answer*: a cluster is left out while it has no data (never synced) or its
@@ -30,13 +30,13 @@ from interkube.dns.wire import ZONE_TRANSFERS
 from interkube.kube.cluster import Cluster, Listener
 from interkube.kube.dnsrecords import respond
 from interkube.kube.index import ClusterIndex, DepKey
+from interkube.kube.merge import Merge, Options, Source
 from interkube.kube.registry import ClusterRegistry
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
 from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
-from interkube.plugins.clusterset.lookup import Merge, Options, Source
 from interkube.plugins.clusterset.parse import ClustersetConfig
 
 log = logging.getLogger("interkube.plugin.clusterset")

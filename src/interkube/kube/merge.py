@@ -1,5 +1,8 @@
 """The answer to one question from several clusters' data: the clusterset's merge rules. Pure.
 
+Used by the *clusterset* plugin, and by a kubernetes stanza's ``multicluster`` zones (its one
+cluster, in MCS mode).
+
 A function of the question, the zone, the options and the *answering* clusters (synced and
 reachable, local first, then in the configured order), each read through an
 :class:`~interkube.kube.index.IndexView` that records what the answer depends on. The names,

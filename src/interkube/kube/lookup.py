@@ -1,4 +1,5 @@
-"""The answer to one question from one cluster's data, as CoreDNS's kubernetes plugin gives it.
+"""The answer to one question from one cluster's data, as CoreDNS's kubernetes plugin gives it
+(for the kubernetes and kubernetai stanzas of :mod:`interkube.plugin.kubestanza`).
 
 Pure: a function of the question, the zone, the options and the index (read through an
 :class:`~interkube.kube.index.IndexView`, which records what each answer depends on). The steps

@@ -1,0 +1,301 @@
+"""A kubernetes stanza: one cluster under its zones, answered from pre-encoded templates.
+
+The *kubernetes* plugin and CoreDNS's external *kubernetai* plugin (several stanzas per server
+block, one cluster each) have the same stanza; both plugins set theirs up here, each under its
+own name (in logs, metrics and readiness). *k8s_external* reads the stanzas of its server block
+through :data:`BLOCK_STANZAS`.
+
+Answers are built once per question shape with dnspython (see :mod:`interkube.kube.lookup`) and
+served as templates after that. Each template remembers the index lookups it was built from;
+when a watch event changes an object, the cluster reports the dependency keys it touched and
+exactly those templates are dropped (the next query builds them again from the new data). A
+relist replaces the index, and with it the whole generation of templates.
+
+The stanza's ``multicluster`` zones (MCS, ``clusterset.local``) are answered by the clusterset
+merge rules in MCS mode (:mod:`interkube.kube.merge`) over the stanza's one cluster, as a
+``clusterset ZONE { mcs; clusters NAME; local NAME }`` beside it would answer them.
+
+Until its cluster first syncs, the stanza answers SERVFAIL for its zones (names a
+``fallthrough`` covers go on to the next plugin, as CoreDNS does for names it cannot find).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Hashable
+
+import dns.rcode
+import dns.rdataclass
+
+from interkube.dns.message import make_response, render
+from interkube.dns.names import ZoneSet
+from interkube.dns.wire import ZONE_TRANSFERS
+from interkube.errors import KubeError
+from interkube.kube.access import ApiAccess
+from interkube.kube.cluster import Cluster, Source
+from interkube.kube.dnsrecords import respond
+from interkube.kube.filters import Filters
+from interkube.kube.index import ClusterIndex, DepKey
+from interkube.kube.live import live_source
+from interkube.kube.lookup import Lookup, Options
+from interkube.kube.merge import Merge
+from interkube.kube.merge import Options as MergeOptions
+from interkube.kube.merge import Source as MergeSource
+from interkube.kube.registry import ClusterRegistry, cluster_registry
+from interkube.kube.shared import shared_source
+from interkube.kube.snapshot import SnapshotSource
+from interkube.kube.stanza import KubernetesConfig, check_multicluster, cluster_name, is_reverse, local_addresses
+from interkube.pkg.shared import Kind
+from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
+from interkube.plugin.request import Request
+from interkube.plugin.setup import SetupContext
+
+log = logging.getLogger("interkube.plugin.kubernetes")
+
+
+#: Stands in for a template while the cluster has no data.
+UNSYNCED = SERVFAIL
+
+
+class StanzaGroup:
+    """The kubernetes (and kubernetai) handlers of one server block, in chain order: their
+    clusters start together."""
+
+    def __init__(self, handlers: list[KubernetesHandler] | None = None) -> None:
+        self.handlers: list[KubernetesHandler] = handlers if handlers is not None else []
+
+
+#: The kubernetes and kubernetai stanzas of one server block.
+BLOCK_STANZAS = Kind("the kubernetes stanzas of a server block", StanzaGroup)
+
+
+class KubernetesHandler(TemplateHandler):
+    plugin = "kubernetes"
+
+    def __init__(self, cfg: KubernetesConfig, zones: tuple[str, ...], options: Options, cluster: Cluster,
+                 registry: ClusterRegistry, configuration: object,
+                 group: StanzaGroup | None = None) -> None:
+        self.zones = ZoneSet(zones)
+        #: The zones answered by the MCS rules (``multicluster``), as ZoneSet.match gives them.
+        self.mcs_zones = frozenset(self.zones.match_text(z) for z in cfg.multicluster)
+        self.cfg = cfg
+        self.options = options
+        self.cluster = cluster
+        self.registry = registry
+        #: Identifies the configuration this handler belongs to (see ClusterRegistry.attach).
+        self.configuration = configuration
+        #: The kubernetes handlers of the same server block, whose clusters start together.
+        self.group = group if group is not None else StanzaGroup([self])
+        self.generation: DependentGeneration[ClusterIndex | None] = DependentGeneration(cluster.index)
+        self.attached = False
+        #: Answers built since start (the rest of the queries were served from templates).
+        self.built = 0
+
+    # --- answering -------------------------------------------------------------------------
+
+    def template(self, req: Request) -> Entry:
+        q = req.query
+        zone = self.zones.match(q.lname)
+        if zone is None:
+            return PASS
+        if q.qtype in ZONE_TRANSFERS:
+            return REFUSED
+        index = self.cluster.index
+        if index is None:
+            return PASS if self.cfg.fallthrough.applies(q.lname) else UNSYNCED
+        gen = self.generation
+        if gen.data is not index:
+            gen = self.generation = DependentGeneration(index)
+        tpl = gen.templates.get(q.key)
+        if tpl is None:
+            tpl = gen.build(q, lambda deps: self._build(req, index, deps, zone))
+            self.built += 1
+        return tpl
+
+    def _build(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
+        """The response bytes, or None to pass the question to the next plugin."""
+        q = req.query
+        if q.qclass != dns.rdataclass.IN:
+            return None
+        if zone in self.mcs_zones:
+            return self._build_mcs(req, index, deps, zone)
+        lookup = Lookup(index.view(deps), zone, self.options)
+        outcome = lookup.answer(req.qname, q.qtype)
+        if outcome.name_error and self.cfg.fallthrough.applies(q.lname):
+            return None
+        return respond(req.message, outcome, lookup.soa(lookup.zone_name))
+
+    def _build_mcs(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
+        """A ``multicluster`` zone: the clusterset's MCS rules over this stanza's cluster alone,
+        the local one."""
+        name = self.cluster.name
+        merge = Merge([MergeSource(name, index.view(deps))], (name,), zone,
+                      MergeOptions(ttl=self.cfg.ttl, local=name, mcs=True))
+        outcome = merge.answer(req.qname, req.query.qtype)
+        if outcome is None:  # only a cluster left out could say: never the case with one
+            response = make_response(req.message, authoritative=False)
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return render(response)
+        if outcome.name_error and self.cfg.fallthrough.applies(req.query.lname):
+            return None
+        return respond(req.message, outcome, merge.soa(merge.zone_name))
+
+    def _changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
+        """The cluster's data changed: drop the answers that looked at what changed."""
+        gen = self.generation
+        if gen.data is not index:
+            return  # templates of an older index; replaced at the next query
+        if keys is None:
+            self.generation = DependentGeneration(index)
+        else:
+            gen.templates.invalidate(keys)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def attach(self) -> None:
+        """Start this stanza's cluster (or join the same one already running)."""
+        if self.attached:
+            return
+        cluster = await self.registry.attach(self.cluster, self, self.configuration)
+        self.attached = True
+        if cluster is not self.cluster:
+            self.cluster = cluster
+            self.generation = DependentGeneration(cluster.index)
+        cluster.subscribe(self._changed)
+
+    async def detach(self) -> None:
+        if self.attached:
+            self.attached = False
+            self.cluster.unsubscribe(self._changed)
+            await self.registry.detach(self.cluster, self)
+
+    async def start(self) -> None:
+        # The clusters of one server block start together, so that their first syncs overlap
+        # instead of each waiting out the last one's startup_timeout.
+        started = []
+        try:
+            for handler in self.group.handlers:
+                if not handler.attached:
+                    await handler.attach()
+                    started.append(handler)
+        except BaseException:
+            for handler in started:
+                await handler.detach()
+            raise
+        cluster = self.cluster
+        if not await cluster.wait_synced(self.cfg.startup_timeout):
+            log.warning("cluster %s: no first sync within %gs (startup_timeout); serving anyway, its "
+                        "zones answer SERVFAIL until it syncs", cluster.name, self.cfg.startup_timeout)
+        self.registry.publish(cluster)
+
+    async def stop(self) -> None:
+        await self.detach()
+
+    def readiness(self) -> dict[str, bool]:
+        return {f"{self.plugin}:{self.cluster.name}": self.cluster.synced}
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+class StanzaClaims(dict[str, tuple[object, object, str, str]]):
+    """Cluster name -> (configuration, source key, source description, file:line) of the last
+    stanza set up with that name, so that two stanzas of one configuration that give one name
+    to two sources are refused at the second one's line, before anything starts."""
+
+
+STANZA_CLAIMS = Kind("the cluster names claimed by kubernetes stanzas", StanzaClaims)
+
+
+def claim(ctx: SetupContext, name: str, source: Source, where: str) -> None:
+    claims = ctx.services.shared.get_or_create(STANZA_CLAIMS, None, StanzaClaims)
+    first = claims.get(name)
+    if first is not None and first[0] is ctx.configuration and first[1] != source.key:
+        raise ctx.error(f"two kubernetes stanzas serve the cluster name {name!r} from different sources "
+                        f"({first[2]} and {source.description}); give one a `cluster NAME` of its own "
+                        f"(first at {first[3]})")
+    claims[name] = (ctx.configuration, source.key, source.description, where)
+
+
+def free_name(ctx: SetupContext, name: str, source: Source) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... when another source of this configuration has
+    it: kubernetai stanzas may serve one zone from two clusters without a `cluster NAME`."""
+    claims = ctx.services.shared.get_or_create(STANZA_CLAIMS, None, StanzaClaims)
+    candidate, n = name, 1
+    while True:
+        first = claims.get(candidate)
+        if first is None or first[0] is not ctx.configuration or first[1] == source.key:
+            return candidate
+        n += 1
+        candidate = f"{name}-{n}"
+
+
+def stanza_source(cfg: KubernetesConfig, ctx: SetupContext, name: str) -> Source:
+    """Where the stanza reads its cluster: snapshot files, or the API (in-cluster, kubeconfig,
+    endpoint), through worker 0 in a server with several workers."""
+    filters = Filters(namespaces=cfg.namespaces, selector=cfg.labels, pods=cfg.pods == "verified",
+                      endpoints=not cfg.noendpoints)
+    if cfg.snapshot:
+        return SnapshotSource(cfg.snapshot, filters, max_drop=cfg.snapshot_max_drop)
+    if cfg.kubeconfig and cfg.endpoint:
+        log.warning("%s: `kubeconfig` is used and `endpoint` is ignored (as CoreDNS does)", cfg.where)
+    access = ApiAccess(kubeconfig=os.path.abspath(cfg.kubeconfig) if cfg.kubeconfig else None,
+                       context=cfg.context, endpoint=None if cfg.kubeconfig else cfg.endpoint,
+                       tls=None if cfg.kubeconfig else cfg.tls)
+    source = live_source(access, filters, name)
+    worker = ctx.services.worker
+    if worker is not None and worker.shared_watch:
+        return shared_source(source, name, worker)
+    return source
+
+
+def setup_stanza(cfg: KubernetesConfig, ctx: SetupContext, handler_class: type[KubernetesHandler] = KubernetesHandler,
+                 *, unique_names: bool = False) -> KubernetesHandler:
+    """Wire a stanza: its zones and cluster name, its source, its handler (of ``handler_class``,
+    whose ``plugin`` names it). With ``unique_names``, a default cluster name another source of
+    this configuration already serves gets a suffix (``-2``) instead of being refused.
+
+    Setup reads what can be wrong in files (the kubeconfig and its certificates, the snapshot
+    files) so that a mistake stops the configuration with the Corefile line and the file's own
+    words; contacting the API waits for the handler's start.
+    """
+    zones = cfg.zones or ctx.zones
+    primary = next((z for z in zones if not is_reverse(z)), None)
+    if primary is None:
+        raise ctx.error("needs a zone that is not a reverse zone (PTR answers are named in it)")
+    if not cfg.zones:  # the server block's zones: known only now
+        check_multicluster(cfg.multicluster, zones, ctx.error)
+    name = cluster_name(cfg, zones)
+    registry = cluster_registry(ctx.services.shared, ctx.services.metrics)
+    source = stanza_source(cfg, ctx, name)
+    if unique_names and not cfg.cluster:
+        renamed = free_name(ctx, name, source)
+        if renamed != name:
+            log.info("%s: cluster %s is served from another source already; this one is %s", cfg.where,
+                     name, renamed)
+            name = renamed
+            source = stanza_source(cfg, ctx, name)
+    claim(ctx, name, source, cfg.where)
+    cluster = registry.running(name, source.key)
+    if cluster is None:
+        cluster = Cluster(name, source, registry.stats(name))
+        if isinstance(source, SnapshotSource):
+            try:
+                cluster.preload(source.load(cluster))
+            except KubeError as exc:
+                raise ctx.error(str(exc)) from exc
+    options = Options(ttl=cfg.ttl, pods=cfg.pods, endpoint_pod_names=cfg.endpoint_pod_names,
+                      ignore_empty_service=cfg.ignore_empty_service, primary_zone=primary,
+                      local_ips=local_addresses(ctx.block.bind))
+    group = ctx.block.shared.get_or_create(BLOCK_STANZAS, None, StanzaGroup)
+    handler = handler_class(cfg, zones, options, cluster, registry, ctx.configuration, group)
+    group.handlers.append(handler)
+    ctx.block.clusters.append(name)
+    ctx.on_startup(handler.start)
+    ctx.on_shutdown(handler.stop)
+    ctx.readiness(handler.readiness)
+    return handler
+
+
+__all__ = ["BLOCK_STANZAS", "STANZA_CLAIMS", "KubernetesHandler", "StanzaGroup", "setup_stanza"]
