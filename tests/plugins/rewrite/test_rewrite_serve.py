@@ -383,6 +383,20 @@ async def test_edns0_blocks_keep_answers_per_query_bytes_and_rewritten_query(
     assert calls == ["t"]
 
 
+async def test_a_forwarded_answer_that_repeats_is_rewritten_once(serve: Serve, upstream: FakeUpstream,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream.behaviour.records = {("www.example.org.", "A"): ["192.0.2.1"]}
+    srv = await serve(block("rewrite name suffix .alias.test. .example.org. answer auto",
+                            tail=f"    forward . {upstream.address}\n"))
+    calls: list[str] = []
+    real = rewrite_handler.transform
+    monkeypatch.setattr(rewrite_handler, "transform", lambda *a, **k: calls.append("t") or real(*a, **k))
+    for name in ("www.alias.test", "WWW.Alias.Test", "www.alias.test"):
+        r = await ask(srv, name)
+        assert [rs.name.to_text() for rs in r.answer] == [f"{name}."]
+    assert (len(upstream.queries), calls) == (3, ["t"])
+
+
 async def test_behind_cache_the_kept_answer_follows_the_ttls(serve: Serve, upstream: FakeUpstream,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     upstream.behaviour.records = {("www.example.org.", "A"): ["192.0.2.1"]}
