@@ -49,6 +49,7 @@ from interkube.kube.stanza import KubernetesConfig, check_multicluster, cluster_
 from interkube.pkg.shared import Kind
 from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
 from interkube.plugin.request import Request
+from interkube.plugin.searchpath import PodSearchPaths, SearchPath, client_ip, host_search, search_path_sources
 from interkube.plugin.setup import SetupContext
 
 log = logging.getLogger("interkube.plugin.kubernetes")
@@ -91,6 +92,8 @@ class KubernetesHandler(TemplateHandler):
         self.attached = False
         #: Answers built since start (the rest of the queries were served from templates).
         self.built = 0
+        #: The pods' search lists, for autopath (the host's search domains read now, as CoreDNS).
+        self.search_paths = PodSearchPaths(host_search())
 
     # --- answering -------------------------------------------------------------------------
 
@@ -195,6 +198,20 @@ class KubernetesHandler(TemplateHandler):
     def readiness(self) -> dict[str, bool]:
         return {f"{self.plugin}:{self.cluster.name}": self.cluster.synced}
 
+    # --- autopath --------------------------------------------------------------------------
+
+    def search_path(self, req: Request) -> SearchPath | None:
+        """autopath's ``@kubernetes`` (CoreDNS's AutoPath): for a name in this stanza's zones,
+        the search list of the pod with the client's address (its namespace's; the first pod
+        the index has at that address); None without ``pods verified``, before the first sync,
+        or for a client that is no pod."""
+        zone = self.zones.match(req.query.lname)
+        index = self.cluster.index
+        if zone is None or index is None or self.cfg.pods != "verified":
+            return None
+        namespaces = index.pod_namespaces_at(client_ip(req))
+        return self.search_paths.get(namespaces[0], zone) if namespaces else None
+
 
 # --- setup -----------------------------------------------------------------------------------
 
@@ -291,6 +308,7 @@ def setup_stanza(cfg: KubernetesConfig, ctx: SetupContext, handler_class: type[K
     group = ctx.block.shared.get_or_create(BLOCK_STANZAS, None, StanzaGroup)
     handler = handler_class(cfg, zones, options, cluster, registry, ctx.configuration, group)
     group.handlers.append(handler)
+    search_path_sources(ctx.block.shared).add(handler.plugin, handler.search_path)
     ctx.block.clusters.append(name)
     ctx.on_startup(handler.start)
     ctx.on_shutdown(handler.stop)

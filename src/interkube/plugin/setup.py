@@ -14,6 +14,11 @@ hooks of whatever runs beside the queries (CoreDNS's ``OnStartup``/``OnShutdown`
   server still answers (health's lameduck); not on reload.
 * ``readiness``: a check that names the parts that must be ready before the server is
   (what ``ready`` reports).
+
+A directive that needs what a sibling's setup provides (autopath's ``@PLUGIN``, set up before
+the plugin it names) checks it with ``on_configured``: called once every directive of the
+server block is set up, before anything starts; it raises ConfigError (``ctx.error``) when what
+it needs is not there. ``BlockSettings.plugins`` names the block's plugins from the start.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from interkube.corefile.parser import Directive
 from interkube.errors import ConfigError
 from interkube.pkg.shared import SharedObjects
 from interkube.plugin.handler import Handler
+from interkube.plugin.request import Request
 from interkube.plugin.services import Services
 from interkube.tlsutil.contexts import ServerTls
 
@@ -61,6 +67,16 @@ class ConnectionTimeouts:
             max_queries=earlier.max_queries if self.max_queries is None else self.max_queries)
 
 
+@dataclass(frozen=True)
+class View:
+    """A server block's `view`: its name (the `view` label of metrics) and whether a query is
+    for this block. The blocks of one zone and port are asked in Corefile order; the first that
+    accepts, or the first without a view, answers (interkube.server.views)."""
+
+    name: str
+    accepts: Callable[[Request], bool]
+
+
 @dataclass
 class BlockSettings:
     """Server-block properties that config-only plugins (bind, tls, ...) set during setup."""
@@ -70,8 +86,12 @@ class BlockSettings:
     tls: ServerTls | None = None        # the TLS server side of tls:// keys
     #: The block's `timeouts` (for the listeners of its addresses), None: the defaults.
     timeouts: ConnectionTimeouts | None = None
+    #: The plugins of the block's directives, in execution order (known before any setup).
+    plugins: tuple[str, ...] = ()
     #: The clusters this block's kubernetes stanzas serve, by name, in Corefile order.
     clusters: list[str] = field(default_factory=list)
+    #: The block's `view` (None: it takes every query of its zones).
+    view: View | None = None
     #: Objects the directives of one block share (see SharedObjects).
     shared: SharedObjects = field(default_factory=SharedObjects)
 
@@ -86,6 +106,7 @@ class Hooks:
     serving: list[Hook] = field(default_factory=list)
     final_shutdown: list[Hook] = field(default_factory=list)
     readiness: list[ReadinessCheck] = field(default_factory=list)
+    configured: list[Callable[[], None]] = field(default_factory=list)
 
     async def start(self) -> None:
         for hook in self.startup:
@@ -146,6 +167,10 @@ class SetupContext:
     def readiness(self, check: ReadinessCheck) -> None:
         self.hooks.readiness.append(check)
 
+    def on_configured(self, check: Callable[[], None]) -> None:
+        """Run ``check`` once every directive of the block is set up (see the module docstring)."""
+        self.hooks.configured.append(check)
+
 
 @dataclass(frozen=True)
 class Plugin(Generic[ConfigT]):
@@ -159,4 +184,4 @@ class Plugin(Generic[ConfigT]):
     doc: str = ""
 
 
-__all__ = ["BlockSettings", "ConnectionTimeouts", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]
+__all__ = ["BlockSettings", "View", "ConnectionTimeouts", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +92,9 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
             by_port[(za.transport, za.port)].append((za, tok))
         for (transport, port), zas in by_port.items():
             zones = tuple(dict.fromkeys(za.zone for za, _ in zas))
-            settings = BlockSettings()
+            settings = BlockSettings(plugins=tuple(plugin.name for _, plugin, _, _ in parsed))
             handlers: list[Handler] = []
+            configured: list[Callable[[], None]] = []
             for _, plugin, cfg, d in parsed:
                 hooks = Hooks(plugin.name)
                 ctx = SetupContext(zones=zones, port=port, transport=transport, corefile=corefile,
@@ -106,9 +108,12 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                     raise d.error(str(exc)) from exc
                 if handler is not None:
                     handlers.append(handler)
+                configured.extend(hooks.configured)
                 if hooks.startup or hooks.shutdown or hooks.serving or hooks.final_shutdown \
                         or hooks.readiness:
                     built.hooks.append(hooks)
+            for check in configured:  # (what a directive needs of its siblings' setups)
+                check()
             built.handlers.extend(handlers)
             built.settings.append(settings)
             head = link(handlers)
