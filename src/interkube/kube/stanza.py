@@ -200,10 +200,10 @@ def check_multicluster(multicluster: tuple[str, ...], zones: tuple[str, ...],
     """The MCS zones must be zones the stanza serves (as CoreDNS requires), and not reverse ones."""
     for zone in multicluster:
         if zone not in zones:
-            raise error(f"is not authoritative for the multicluster zone {zone} (authoritative zones: "
-                        f"{' '.join(zones)})")
+            raise error(f"zone {zone} is not one of the stanza's zones ({' '.join(zones)}); a multicluster "
+                        "zone must be served by its stanza")
         if is_reverse(zone):
-            raise error(f"the multicluster zone {zone} is a reverse zone")
+            raise error(f"zone {zone} is a reverse zone; a multicluster zone holds Services")
 
 
 def cluster_name(cfg: KubernetesConfig, zones: tuple[str, ...]) -> str:
