@@ -140,6 +140,13 @@ class LocalHandler(TemplateHandler):
         self.zones = ZoneSet(ZONES)
         self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
 
+    def fast(self, req: Request) -> bytes | None:
+        lname = req.query.lname
+        if not lname.endswith(_LOCALHOST) and not lname.startswith(_LOCALHOST_LABEL) \
+                and self.zones.match(lname) is None:
+            return self.next.fast(req)  # not a local name (nearly every query): no template lookup
+        return super().fast(req)
+
     def special(self, lname: bytes) -> bool:
         """A name below `localhost.`, or (with the prefix on) one that begins with `localhost.`."""
         if len(lname) <= len(_LOCALHOST):
