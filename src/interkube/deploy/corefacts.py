@@ -98,9 +98,10 @@ def read_corefile(text: str, file: str = "Corefile", env: Mapping[str, str] | No
     for block in blocks:
         _only_this_file(block, file)
         keys = parse_keys(block.keys)
-        keyed.append(keys)
         parsed = parse_directives(block)
         names = {plugin.name for _, plugin, _, _ in parsed}
+        if "view" not in names:  # blocks with a view may share their zone (the view plugin)
+            keyed.append(keys)
         for za, tok in keys:
             if za.transport == TRANSPORT_TLS and "tls" not in names:
                 raise tok.error("a tls:// server block needs a `tls CERT KEY [CA]` directive")

@@ -22,6 +22,7 @@ class Route:
 
     zone: str
     server: str      # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
+    view: str = ""   # the block's `view` name, the "view" label of metrics ("" without one)
 
 
 #: The route of a request the dispatcher has not matched to a zone yet.
@@ -109,3 +110,18 @@ class Request:
         if self.meta is None:
             self.meta = {}
         self.meta[key] = value
+
+
+def local_address(req: Request) -> tuple[str, int]:
+    """The address the query came in on: the socket's when the listener says, else the server
+    block's (``dns://HOST:PORT``; a block on every interface has the unspecified address)."""
+    if req.local:
+        return str(req.local[0]), int(req.local[1])
+    server = req.route.server
+    hostport = server.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]") or ("::" if req.family == 6 else "0.0.0.0")
+    try:
+        return host, int(port)
+    except ValueError:
+        return host, 0

@@ -45,6 +45,7 @@ from interkube.errors import DnsError
 from interkube.plugin.handler import Handler
 from interkube.plugin.metrics import MALFORMED_QUERIES
 from interkube.plugin.request import Request, Route
+from interkube.server.views import ViewChain, ViewRouter
 
 log = logging.getLogger("interkube.server")
 
@@ -86,11 +87,15 @@ malformed_log = RateLimitedLog(MALFORMED_LOG_INTERVAL)
 class Dispatcher:
     """The zones one listener serves, and how a query finds its chain."""
 
-    def __init__(self, chains: dict[str, Chain]) -> None:
+    def __init__(self, chains: dict[str, Chain], views: dict[str, list[ViewChain]] | None = None) -> None:
         self.chains = chains
-        self.zones = ZoneSet(chains)
+        # Zones with blocks chosen by `view` (interkube.server.views); None: no view anywhere.
+        self.views = ViewRouter(chains, views) if views else None
+        self.zones = ZoneSet({**(views or {}), **chains})
         # The `server` label of this listener's counts: every block on one listener shares it.
-        self.server = next(iter(chains.values()))[0].server if chains else ""
+        routes = [*(route for route, _ in chains.values()),
+                  *(chain[0] for vs in (views or {}).values() for _, chain in vs)]
+        self.server = routes[0].server if routes else ""
 
     # -- fast path: synchronous, inside the socket callback ---------------------------------
 
@@ -98,9 +103,10 @@ class Dispatcher:
         """The response (b"" to send nothing), or None when the slow path must run."""
         q = req.query
         zone = self.zones.match(q.lname)
-        if zone is None:
+        chain = None if zone is None else self.chains[zone] if self.views is None else self.views.pick(req, zone)
+        if chain is None:
             return error_response(req.wire, RCODE_REFUSED, q)
-        route, head = self.chains[zone]
+        route, head = chain
         req.route = route
         try:
             resp = head.fast(req)
@@ -130,9 +136,10 @@ class Dispatcher:
         try:
             q = req.query
             zone = self.zones.match(q.lname)
-            if zone is None:
+            chain = None if zone is None else self.chains[zone] if self.views is None else self.views.pick(req, zone)
+            if chain is None:
                 return error_response(req.wire, RCODE_REFUSED, q)
-            route, head = self.chains[zone]
+            route, head = chain
             req.route = route
             try:
                 resp = await head.serve(req)

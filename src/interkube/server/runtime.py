@@ -24,10 +24,11 @@ from interkube.errors import ConfigError, InterkubeError, ListenerError
 from interkube.plugin.handler import Handler, link
 from interkube.plugin.request import Route
 from interkube.plugin.services import Services
-from interkube.plugin.setup import BlockSettings, ConnectionTimeouts, Hooks, Plugin, ReadinessCheck, SetupContext
+from interkube.plugin.setup import BlockSettings, ConnectionTimeouts, Hooks, Plugin, ReadinessCheck, SetupContext, View
 from interkube.server import registry
 from interkube.server.dispatch import Chain, Dispatcher
 from interkube.server.listeners import Listener, ListenerOptions, wildcard_host
+from interkube.server.views import ViewChain
 
 log = logging.getLogger("interkube.server")
 
@@ -51,6 +52,9 @@ class Built:
     origin: dict[ListenKey, Token] = field(default_factory=dict)
     #: The `timeouts` of the blocks on each address (the last block to set a value wins).
     timeouts: dict[ListenKey, ConnectionTimeouts] = field(default_factory=dict)
+    #: The blocks with a `view`, per address and zone, in Corefile order (before the zone's
+    #: block without one, in ``chains``, if it has one).
+    views: dict[ListenKey, dict[str, list[ViewChain]]] = field(default_factory=dict)
 
 
 def _format_server(transport: str, host: str, port: int) -> str:
@@ -130,13 +134,32 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                     built.tls[lkey] = settings.tls
                 server_label = _format_server(transport, host, port)
                 for za, tok in zas:
+                    line = f"{za.zone}:{port}" if not host else f"{za.zone}:{port} on {host}"
+                    if line not in built.zone_lines:
+                        built.zone_lines.append(line)
+                    if settings.view is not None:  # one of several blocks of the zone (server/views.py)
+                        _add_view(built, lkey, za.zone, tok, settings.view, (
+                            Route(zone=za.zone, server=server_label, view=settings.view.name), head), owner)
+                        continue
                     if (lkey, za.zone) in owner:
                         first = owner[(lkey, za.zone)]
                         raise tok.error(f"zone {za} is defined more than once (first at {first.where})")
                     owner[(lkey, za.zone)] = tok
                     chains[za.zone] = (Route(zone=za.zone, server=server_label), head)
-                    built.zone_lines.append(f"{za.zone}:{port}" if not host else f"{za.zone}:{port} on {host}")
     return built
+
+
+def _add_view(built: Built, lkey: ListenKey, zone: str, tok: Token, view: View, chain: Chain,
+              owner: dict[tuple[ListenKey, str], Token]) -> None:
+    """A block with a view joins its zone's blocks, after those before it in the Corefile."""
+    hidden_by = owner.get((lkey, zone))
+    if hidden_by is not None:
+        # As CoreDNS: allowed, and never asked (the block without a view takes every query).
+        log.warning("%s: the view %r of zone %s is never used: the block at %s, which has no view, comes "
+                    "first and answers every query (write blocks with a view first)",
+                    tok.where, view.name, zone, hidden_by.where)
+        return
+    built.views.setdefault(lkey, {}).setdefault(zone, []).append((view.accepts, chain))
 
 
 class Instance:
@@ -154,7 +177,7 @@ class Instance:
         self.listeners: dict[ListenKey, Listener] = {}
         self.own: set[ListenKey] = set()       # listeners this instance opened (vs adopted)
         self.started: list[Hooks] = []
-        self._dispatchers = {k: Dispatcher(chains) for k, chains in built.chains.items()}
+        self._dispatchers = {k: Dispatcher(chains, built.views.get(k)) for k, chains in built.chains.items()}
 
     async def start_handlers(self) -> None:
         """Run every directive's startup hooks at once: a hook may wait (a cluster's first sync,

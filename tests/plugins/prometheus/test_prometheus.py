@@ -91,8 +91,8 @@ def test_c_tally_counts_exactly_as_the_python_path() -> None:
     for _ in range(3):
         req.started = time.monotonic()
         assert store_mod._tally(store.by_route, store.plugins, req, resp)
-    [entry] = store.by_name[("dns://127.0.0.1:53", "example.")].values()
+    [entry] = store.by_name[("dns://127.0.0.1:53", "example.", "")].values()
     counts = list(entry)
     assert counts[0] == 4 and counts[2] == 4 * len(wire) and counts[3] == 4 * len(resp)
     [row] = list(store._entries())
-    assert row[:7] == ("dns://127.0.0.1:53", "example.", "tcp", "2", "AAAA", "NOERROR", "file")
+    assert row[:8] == ("dns://127.0.0.1:53", "example.", "", "tcp", "2", "AAAA", "NOERROR", "file")

@@ -81,7 +81,7 @@ class DnsMetrics:
 
     def __init__(self) -> None:
         self.by_route: dict[Route, dict[int, array[float]]] = {}
-        self.by_name: dict[tuple[str, str], dict[int, array[float]]] = {}
+        self.by_name: dict[tuple[str, str, str], dict[int, array[float]]] = {}
         self.plugins: dict[str, int] = {"": 0}
         self.plugin_names: list[str] = [""]
         #: Counts one answer: in C where the extension is built, else in Python.
@@ -92,8 +92,8 @@ class DnsMetrics:
             self.record = self._record_c
 
     def _counts_for(self, route: Route) -> dict[int, array[float]]:
-        # Reloads make new routes for the same (server, zone): their counts continue.
-        counts = self.by_name.setdefault((route.server, route.zone), {})
+        # Reloads make new routes for the same (server, zone, view): their counts continue.
+        counts = self.by_name.setdefault((route.server, route.zone, route.view), {})
         self.by_route[route] = counts
         return counts
 
@@ -129,13 +129,13 @@ class DnsMetrics:
             e[2] += lw
             e[3] += lr
 
-    def _entries(self) -> Iterator[tuple[str, str, str, str, str, str, str, int, int, int,
+    def _entries(self) -> Iterator[tuple[str, str, str, str, str, str, str, str, int, int, int,
                                          float, float, float, float]]:
-        """(server, zone, proto, family, type, rcode, plugin, req bucket, resp bucket, duration
-        bucket, count, seconds, req bytes, resp bytes) for every count kept."""
-        for (server, zone), counts in list(self.by_name.items()):
+        """(server, zone, view, proto, family, type, rcode, plugin, req bucket, resp bucket,
+        duration bucket, count, seconds, req bytes, resp bytes) for every count kept."""
+        for (server, zone, view), counts in list(self.by_name.items()):
             for key, (count, seconds, req_bytes, resp_bytes) in list(counts.items()):
-                yield (server, zone, _PROTO_NAMES[(key >> 22) & 3], "2" if (key >> 21) & 1 else "1",
+                yield (server, zone, view, _PROTO_NAMES[(key >> 22) & 3], "2" if (key >> 21) & 1 else "1",
                        TYPE_LABELS[(key >> 40) & 0xFF], _rcode_text((key >> 32) & 0xFF),
                        self.plugin_names[(key >> 24) & 0xFF], (key >> 16) & 0x1F, (key >> 8) & 0xFF,
                        key & 0xFF, count, seconds, req_bytes, resp_bytes)
@@ -148,15 +148,15 @@ class DnsMetrics:
         durations: dict[tuple[str, ...], list[float]] = {}
         req_sizes: dict[tuple[str, ...], list[float]] = {}
         resp_sizes: dict[tuple[str, ...], list[float]] = {}
-        for (server, zone, proto, family, qtype, rcode, plugin, rqb, rsb, db,
+        for (server, zone, view, proto, family, qtype, rcode, plugin, rqb, rsb, db,
              count, seconds, req_bytes, resp_bytes) in self._entries():
-            requests[(server, zone, "", proto, family, qtype)] += count
-            responses[(server, zone, "", rcode, plugin)] += count
-            h = durations.setdefault((server, zone, "", qtype), [0.0] * (nd + 1))
+            requests[(server, zone, view, proto, family, qtype)] += count
+            responses[(server, zone, view, rcode, plugin)] += count
+            h = durations.setdefault((server, zone, view, qtype), [0.0] * (nd + 1))
             h[db] += count
             h[nd] += seconds
             for table, bucket, total in ((req_sizes, rqb, req_bytes), (resp_sizes, rsb, resp_bytes)):
-                h = table.setdefault((server, zone, "", proto), [0.0] * (ns + 1))
+                h = table.setdefault((server, zone, view, proto), [0.0] * (ns + 1))
                 h[bucket] += count
                 h[ns] += total
         fam = CounterMetricFamily(f"{NAMESPACE}_dns_requests",

@@ -20,7 +20,7 @@ import dns.exception
 import dns.name
 
 from interkube.dns.wire import Query, name_to_text, opt_record
-from interkube.plugin.request import Request
+from interkube.plugin.request import Request, local_address
 from interkube.plugins.rewrite.parse import (
     APPEND,
     CONTINUE,
@@ -408,21 +408,6 @@ def _address_bytes(family: int, host: str) -> bytes | None:
     if isinstance(addr, ipaddress.IPv4Address):
         return ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + addr.packed).packed
     return addr.packed
-
-
-def local_address(req: Request) -> tuple[str, int]:
-    """The address the query came in on: the socket's when the listener says, else the server
-    block's (``dns://HOST:PORT``; a block on every interface has the unspecified address)."""
-    if req.local:
-        return str(req.local[0]), int(req.local[1])
-    server = req.route.server
-    hostport = server.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    host = host.strip("[]") or ("::" if req.family == 6 else "0.0.0.0")
-    try:
-        return host, int(port)
-    except ValueError:
-        return host, 0
 
 
 def subnet(req: Request, v4_bits: int, v6_bits: int) -> bytes | None:

@@ -217,7 +217,7 @@ class TemplatingHandler(TemplateHandler):
         if not isinstance(data, Data):
             return data
         stats = self.stats
-        labels = (self.server, data.zone, "", data.class_, data.type_)
+        labels = (self.server, data.zone, req.route.view, data.class_, data.type_)
         matched = stats.cell(stats.matches, labels)
         cfg = self.cfg
         if cfg.rcode == dns.rcode.SERVFAIL:
