@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -837,6 +837,37 @@ def report(verdict: Verdict) -> str:
         lines.append("  STALE entries in docs/divergences.md:")
         lines.extend(f"    {key} {case}: {why}" for key, case, why in verdict.stale)
     return "\n".join(lines)
+
+
+def comparison_report(title: str, results: list[Result], undocumented: list[Result], comparison: str) -> str:
+    """The figures of another comparison that lists its cases as ``COMPARISON/case`` (see
+    :func:`documented`): questions compared, identical, each divergence with the cases seen."""
+    identical = sum(1 for r in results if not r.differs)
+    lines = [f"{title}: interkube vs CoreDNS {coredns_version()}",
+             f"  queries compared: {len(results)}",
+             f"  identical:        {identical}",
+             f"  different:        {len(results) - identical} (documented: "
+             f"{len(results) - identical - len(undocumented)}, undocumented: {len(undocumented)})"]
+    by_case = {r.case.id: r for r in results}
+    for d in documented(comparison=comparison):
+        seen = [c for c in d.cases if c in by_case and by_case[c].differs]
+        lines.append(f"    {d.key} [{d.status}] {d.title} ({len(seen)}): {', '.join(seen)}")
+    lines.extend("  UNDOCUMENTED " + r.describe().replace("\n", "\n    ") for r in undocumented)
+    return "\n".join(lines)
+
+
+def check_comparison(title: str, results: list[Result], comparison: str,
+                     peer_report: Callable[[str], None]) -> Verdict:
+    """Judge another comparison's results against docs/divergences.md, report the figures, and
+    fail on a difference the document does not list or a listed one that is gone."""
+    verdict = judge(results, documented(comparison=comparison))
+    peer_report(comparison_report(title, results, verdict.undocumented, comparison))
+    assert not verdict.undocumented, (
+        "answers differ from CoreDNS's in ways docs/divergences.md does not list; fix interkube or "
+        "document the divergence:\n" + "\n".join(r.describe() for r in verdict.undocumented))
+    assert not verdict.stale, "docs/divergences.md is out of date:\n" + "\n".join(
+        f"{key} {comparison}/{case}: {why}" for key, case, why in verdict.stale)
+    return verdict
 
 
 def coredns_version() -> str:
