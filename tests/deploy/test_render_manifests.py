@@ -180,6 +180,28 @@ def test_mcs_grants_service_exports_and_imports(tmp_path: Path, kube_ns: str, dr
                        ("multicluster.x-k8s.io", "serviceimports")}
 
 
+def test_kubernetai_and_multicluster_are_read_like_kubernetes(tmp_path: Path, kube_ns: str,
+                                                             dry_run: Apply) -> None:
+    path = tmp_path / "Corefile"
+    path.write_text(".:53 {\n    health\n    ready\n"
+                    "    kubernetai cluster.local {\n        pods verified\n    }\n"
+                    "    kubernetai cluster.west {\n        kubeconfig /etc/kubeconfigs/west.yaml\n    }\n}\n"
+                    "clusterset.local:53 {\n    kubernetes clusterset.local {\n        multicluster clusterset.local\n"
+                    "        noendpoints\n    }\n}\n")
+    objects = render_argv(["-conf", str(path), "--namespace", kube_ns])
+    dry_run(objects)
+    role = one(objects, "ClusterRole")
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    # pods: the in-cluster kubernetai stanza; MCS objects: multicluster; EndpointSlices: the
+    # kubernetai stanza, though the kubernetes one says noendpoints.
+    assert granted == {("", "services"), ("", "namespaces"), ("", "pods"), ("discovery.k8s.io", "endpointslices"),
+                       ("multicluster.x-k8s.io", "serviceexports"), ("multicluster.x-k8s.io", "serviceimports")}
+    # The kubernetai stanza with a kubeconfig gets its Secret mounted.
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "projected" in v]
+    assert volume["projected"]["sources"][0]["secret"]["name"] == "interkube-kubeconfig-west"
+
+
 def test_kubeconfig_stanza_mounts_its_secret(tmp_path: Path, kube_ns: str, dry_run: Apply) -> None:
     path = tmp_path / "Corefile"
     path.write_text(".:53 {\n    health\n    ready\n"

@@ -24,12 +24,12 @@ from interkube.server.runtime import parse_directives
 if TYPE_CHECKING:
     # Only for types: a plugin's package is imported (by the registry) when a Corefile uses it,
     # and some are heavy, which a command's start pays for.
+    from interkube.kube.stanza import KubernetesConfig
     from interkube.plugins.clusterset.parse import ClustersetConfig
     from interkube.plugins.file.parse import FileConfig
     from interkube.plugins.forward.parse import ForwardConfig
     from interkube.plugins.health.parse import HealthConfig
     from interkube.plugins.hosts.parse import HostsConfig
-    from interkube.plugins.kubernetes.parse import KubernetesConfig
     from interkube.plugins.merge.parse import MergeConfig
     from interkube.plugins.prometheus.parse import PrometheusConfig
     from interkube.plugins.ready.parse import ReadyConfig
@@ -72,7 +72,7 @@ class CorefileFacts:
     lameduck: float = 0.0
     ready: HttpEndpoint | None = None
     metrics: HttpEndpoint | None = None
-    #: Every kubernetes stanza, with its directive's file:line in ``where``.
+    #: Every kubernetes (and kubernetai) stanza, with its directive's file:line in ``where``.
     kubernetes: list[KubernetesConfig] = field(default_factory=list)
     #: The cluster name of each stanza (as the plugin names it: `cluster`, context or zone).
     cluster_names: list[str] = field(default_factory=list)
@@ -149,8 +149,8 @@ def _collect(facts: CorefileFacts, plugin: str, cfg: Any, d: Directive, zones: t
         facts.ready = facts.ready or _http_port(cast("ReadyConfig", cfg).address, d, "readiness probe")
     elif plugin == "prometheus":
         facts.metrics = facts.metrics or HttpEndpoint(_port_of(cast("PrometheusConfig", cfg).address, d), d.where)
-    elif plugin == "kubernetes":
-        from interkube.plugins.kubernetes.setup import cluster_name
+    elif plugin in ("kubernetes", "kubernetai"):  # one stanza syntax, one cluster each
+        from interkube.kube.stanza import cluster_name
 
         kube = cast("KubernetesConfig", cfg)
         facts.kubernetes.append(kube)

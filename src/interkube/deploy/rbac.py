@@ -1,11 +1,11 @@
 """RBAC derived from what the Corefile's plugins read, and nothing more.
 
-A ``kubernetes`` stanza lists and watches Services, EndpointSlices (unless ``noendpoints``) and
-Namespaces, plus Pods with ``pods verified``; a ``clusterset`` stanza with ``mcs`` reads
-ServiceExports and ServiceImports (see interkube.kube.filters and interkube.kube.live). Only the
-stanzas that use the pod's own service account (no ``kubeconfig``, ``endpoint`` or
-``snapshot``) need a grant in this cluster; a stanza with a kubeconfig is granted by the other
-cluster (``interkube render remote-access``).
+A ``kubernetes`` (or ``kubernetai``) stanza lists and watches Services, EndpointSlices (unless
+``noendpoints``) and Namespaces, plus Pods with ``pods verified`` and ServiceExports and
+ServiceImports with ``multicluster``; a ``clusterset`` stanza with ``mcs`` reads the MCS objects
+too (see interkube.kube.filters and interkube.kube.live). Only the stanzas that use the pod's own
+service account (no ``kubeconfig``, ``endpoint`` or ``snapshot``) need a grant in this cluster; a
+stanza with a kubeconfig is granted by the other cluster (``interkube render remote-access``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the plugins' modules are heavy: `render remote-access` and --help do without them
     from interkube.deploy.corefacts import CorefileFacts
-    from interkube.plugins.kubernetes.parse import KubernetesConfig
+    from interkube.kube.stanza import KubernetesConfig
 
 Obj = dict[str, Any]
 READ = ["list", "watch"]
@@ -47,7 +47,8 @@ def local_needs(facts: CorefileFacts) -> Needs | None:
         return None
     needs = Needs(endpoints=False)
     for k in stanzas:
-        needs = needs | Needs(endpoints=not k.noendpoints, pods=k.pods == "verified")
+        # `multicluster ZONES` answers clusterset.local from ServiceImports (as CoreDNS's option).
+        needs = needs | Needs(endpoints=not k.noendpoints, pods=k.pods == "verified", mcs=bool(k.multicluster))
     return needs | Needs(endpoints=False, mcs=facts.mcs)
 
 
