@@ -128,6 +128,23 @@ def test_unprivileged_port_needs_no_capability(tmp_path: Path, kube_ns: str, dry
     assert {(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {(53, 5353)}
 
 
+def test_every_listener_is_exposed(tmp_path: Path, kube_ns: str, dry_run: Apply) -> None:
+    path = tmp_path / "Corefile"
+    path.write_text(".:53 {\n    health\n    ready\n    forward . /etc/resolv.conf\n}\n"
+                    "example.org:5300 {\n    whoami\n}\n"
+                    "https://.:8443 {\n    whoami\n}\n")
+    objects = render_argv(["-conf", str(path), "--namespace", kube_ns])
+    dry_run(objects)
+    svc = one(objects, "Service")
+    # Several DNS ports keep their numbers; the one DoH port is 443 on the Service.
+    assert sorted((p["name"], p["port"], p["targetPort"], p["protocol"]) for p in svc["spec"]["ports"]) == sorted([
+        ("dns-5300", 5300, 5300, "UDP"), ("dns-5300-tcp", 5300, 5300, "TCP"),
+        ("dns-53", 53, 53, "UDP"), ("dns-53-tcp", 53, 53, "TCP"), ("doh", 443, 8443, "TCP")])
+    ports = container(one(objects, "Deployment"))["ports"]
+    assert {(p["containerPort"], p["protocol"]) for p in ports} == {
+        (53, "UDP"), (53, "TCP"), (5300, "UDP"), (5300, "TCP"), (8443, "TCP"), (8080, "TCP"), (8181, "TCP")}
+
+
 @pytest.mark.parametrize(("cloud", "annotations"), [
     ("aws", {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
              "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip"}),

@@ -43,7 +43,7 @@ POD_FILES = frozenset({"/etc/resolv.conf", "/etc/hosts"})
 class Port:
     """One port the server listens on, and the server key that asked for it."""
 
-    transport: str  # "dns" (UDP and TCP) or "tls" (TCP)
+    transport: str  # "dns" (UDP and TCP), "tls" or "https" (TCP)
     port: int
     where: str
 

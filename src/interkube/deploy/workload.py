@@ -99,24 +99,41 @@ def grace_period(w: Workload) -> int:
     return math.ceil(w.facts.lameduck) + GRACE_MARGIN
 
 
-def _container_ports(facts: CorefileFacts) -> list[Obj]:
-    ports: list[Obj] = []
+#: Per server-key transport: the port name, the Service's port when the Corefile has one port of
+#: that transport, and the protocols it is served over.
+TRANSPORTS: Mapping[str, tuple[str, int, tuple[str, ...]]] = {
+    "dns": ("dns", 53, ("UDP", "TCP")),
+    "tls": ("dot", 853, ("TCP",)),
+    "https": ("doh", 443, ("TCP",)),
+}
+
+
+def _listen_ports(facts: CorefileFacts) -> list[tuple[str, int, int, str]]:
+    """(name, Service port, container port, protocol) of every port the Corefile listens on: the
+    well-known port of each transport when the Corefile has one port of it, its own otherwise.
+    Names are at most 15 characters, as Kubernetes wants."""
     for p in facts.ports:
-        if p.transport == "tls":
-            ports.append({"name": _port_name("dot", p.port, facts), "containerPort": p.port, "protocol": "TCP"})
-        else:
-            name = _port_name("dns", p.port, facts)
-            ports.append({"name": name, "containerPort": p.port, "protocol": "UDP"})
-            ports.append({"name": f"{name}-tcp"[:15], "containerPort": p.port, "protocol": "TCP"})
+        if p.transport not in TRANSPORTS:  # a transport added to the server but not here yet
+            raise RenderError(f"{p.where}: cannot expose {p.transport}:// listeners yet")
+    out = []
+    for transport, (base, well_known, protocols) in TRANSPORTS.items():
+        ports = [p.port for p in facts.ports if p.transport == transport]
+        for port in ports:
+            name = base if len(ports) == 1 else f"{base}-{port}"
+            service_port = well_known if len(ports) == 1 else port
+            for protocol in protocols:
+                suffix = "-tcp" if protocol == "TCP" and len(protocols) > 1 else ""
+                out.append((f"{name}{suffix}"[:15], service_port, port, protocol))
+    return out
+
+
+def _container_ports(facts: CorefileFacts) -> list[Obj]:
+    ports = [{"name": name, "containerPort": port, "protocol": protocol}
+             for name, _, port, protocol in _listen_ports(facts)]
     for name, ep in (("health", facts.health), ("ready", facts.ready), ("metrics", facts.metrics)):
         if ep is not None and not any(x["containerPort"] == ep.port and x["protocol"] == "TCP" for x in ports):
             ports.append({"name": name, "containerPort": ep.port, "protocol": "TCP"})
     return ports
-
-
-def _port_name(base: str, port: int, facts: CorefileFacts) -> str:
-    same = [p for p in facts.ports if (p.transport == "tls") == (base == "dot")]
-    return base if len(same) == 1 else f"{base}-{port}"[:11]
 
 
 def deployment(w: Workload) -> Obj:
@@ -237,20 +254,10 @@ LB_ANNOTATIONS: Mapping[str, Mapping[str, str]] = {
 
 
 def service_ports(facts: CorefileFacts) -> list[Obj]:
-    """The Service's ports: DNS on 53 (UDP and TCP) and DoT on 853 when the Corefile has one
-    port of each; the Corefile's own numbers otherwise."""
-    dns = [p for p in facts.ports if p.transport == "dns"]
-    tls = [p for p in facts.ports if p.transport == "tls"]
-    ports: list[Obj] = []
-    for p in dns:
-        name = _port_name("dns", p.port, facts)
-        port = 53 if len(dns) == 1 else p.port
-        ports.append({"name": name, "port": port, "targetPort": p.port, "protocol": "UDP"})
-        ports.append({"name": f"{name}-tcp"[:15], "port": port, "targetPort": p.port, "protocol": "TCP"})
-    for p in tls:
-        ports.append({"name": _port_name("dot", p.port, facts), "port": 853 if len(tls) == 1 else p.port,
-                      "targetPort": p.port, "protocol": "TCP"})
-    return ports
+    """The Service's ports: DNS on 53 (UDP and TCP), DoT on 853, DoH on 443 when the Corefile has
+    one port of each; the Corefile's own numbers otherwise."""
+    return [{"name": name, "port": service_port, "targetPort": port, "protocol": protocol}
+            for name, service_port, port, protocol in _listen_ports(facts)]
 
 
 def services(w: Workload) -> list[Obj]:
