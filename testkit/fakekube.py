@@ -749,6 +749,18 @@ def write_kubeconfig(path: str | Path, fakes: Mapping[str, FakeKube], current: s
     return target
 
 
+def unreachable_kubeconfig(path: str | Path, port: int) -> Path:
+    """A kubeconfig whose API is ``http://127.0.0.1:PORT``, where nothing is to listen (a free
+    port): a cluster that never syncs."""
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
+              "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+              "users": [{"name": "gone", "user": {"token": "t"}}],
+              "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}
+    target = Path(path)
+    target.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return target
+
+
 def _cluster_entry(fake: FakeKube) -> Obj:
     entry: Obj = {"server": fake.url}
     if fake.tls:

@@ -15,6 +15,7 @@ every lookup made, so a cache of answers can drop exactly the answers a change a
   when they are kept);
 * ``("i", ip)``        -- which Services (ClusterIP) and endpoints hold the address ip;
 * ``("p", ip)``        -- which Pods have the address ip (``pods verified``);
+* ``("e", ip)``        -- which Services have ip among their external addresses (k8s_external);
 * ``("m", ns, name)``  -- the ServiceExport and ServiceImport ns/name.
 """
 
@@ -113,6 +114,7 @@ class ClusterIndex:
         self._namespaces: dict[str, int] = {}       # ns -> how many Services (and kept Pods)
         self._namespace_objects: set[str] = set()   # Namespace objects (when readable)
         self._cluster_ips: dict[str, Key | list[Key]] = {}
+        self._external_ips: dict[str, Key | list[Key]] = {}
         self._endpoint_ips: dict[str, Key | list[Key]] = {}
         self._pod_ips: dict[str, str | tuple[str, ...]] = {}   # "ns/name" -> IP(s)
         self._pods_at: dict[str, str | list[str]] = {}   # IP -> "ns/name"
@@ -139,6 +141,10 @@ class ClusterIndex:
     def services_at(self, ip: str) -> tuple[Service, ...]:
         """Services with ``ip`` among their ClusterIPs."""
         return tuple(self._services[k] for k in _values(self._cluster_ips, ip) if k in self._services)
+
+    def services_external_at(self, ip: str) -> tuple[Service, ...]:
+        """Services with ``ip`` among their external addresses (externalIPs, load balancer)."""
+        return tuple(self._services[k] for k in sorted(_values(self._external_ips, ip)) if k in self._services)
 
     def endpoints_at(self, ip: str) -> tuple[tuple[EndpointSlice, Endpoint], ...]:
         """Every endpoint address equal to ``ip``, with its slice (ready or not)."""
@@ -236,6 +242,13 @@ class ClusterIndex:
             _add(self._cluster_ips, ip, key)
         # PTR answers for addresses the Service gained or lost; the Service key covers the rest.
         changed.update(("i", ip) for ip in old_ips ^ new_ips)
+        old_ext = set(old.external_ips) if old is not None else set()
+        new_ext = set(new.external_ips) if new is not None else set()
+        for ip in old_ext - new_ext:
+            _remove(self._external_ips, ip, key)
+        for ip in new_ext - old_ext:
+            _add(self._external_ips, ip, key)
+        changed.update(("e", ip) for ip in old_ext ^ new_ext)
         return changed
 
     def put_slice(self, key: Key, new: EndpointSlice | None) -> set[DepKey]:
@@ -345,6 +358,10 @@ class IndexView:
     def endpoints_at(self, ip: str) -> tuple[tuple[EndpointSlice, Endpoint], ...]:
         self.deps.add(("i", ip))
         return self.index.endpoints_at(ip)
+
+    def services_external_at(self, ip: str) -> tuple[Service, ...]:
+        self.deps.add(("e", ip))
+        return self.index.services_external_at(ip)
 
     def pod_namespaces_at(self, ip: str) -> tuple[str, ...]:
         self.deps.add(("p", ip))

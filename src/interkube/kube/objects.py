@@ -5,7 +5,8 @@ The API's JSON (and the YAML of ``kubectl get -o yaml``) is decoded with msgspec
 building it, so a 5 KB Pod costs a few hundred bytes to read. The wire structs are then turned
 into the frozen records below, which are what a cluster index keeps:
 
-* :class:`Service` -- name, type, ClusterIPs, ports, ExternalName, publishNotReadyAddresses;
+* :class:`Service` -- name, type, ClusterIPs, ports, ExternalName, publishNotReadyAddresses,
+  and its external addresses (``externalIPs`` and load balancer ingress, for *k8s_external*);
 * :class:`EndpointSlice` -- its Service, ports and :class:`Endpoint` s (one per address);
 * :class:`Pod` -- namespace, name and primary IP (only kept for ``pods verified``);
 * :class:`ServiceExport` and :class:`ServiceImport` -- the MCS objects (multicluster.x-k8s.io);
@@ -48,6 +49,9 @@ class Service:
     ports: tuple[Port, ...]
     external_name: str = ""
     publish_not_ready: bool = False
+    #: spec.externalIPs, then status.loadBalancer.ingress (each its ip, else its hostname), as
+    #: CoreDNS keeps them for k8s_external; names lower case without the final dot.
+    external_ips: tuple[str, ...] = ()
 
     @property
     def is_external(self) -> bool:
@@ -142,11 +146,26 @@ class _ServiceSpec(msgspec.Struct):
     ports: list[_ServicePort] | None = None
     externalName: str = ""
     publishNotReadyAddresses: bool = False
+    externalIPs: list[str] | None = None
+
+
+class _Ingress(msgspec.Struct):
+    ip: str = ""
+    hostname: str = ""
+
+
+class _LoadBalancer(msgspec.Struct):
+    ingress: list[_Ingress] | None = None
+
+
+class _ServiceStatus(msgspec.Struct):
+    loadBalancer: _LoadBalancer = msgspec.field(default_factory=_LoadBalancer)
 
 
 class _ServiceWire(msgspec.Struct):
     metadata: _Meta
     spec: _ServiceSpec = msgspec.field(default_factory=_ServiceSpec)
+    status: _ServiceStatus = msgspec.field(default_factory=_ServiceStatus)
 
 
 class _Conditions(msgspec.Struct):
@@ -269,7 +288,18 @@ def _service(w: _ServiceWire) -> Service:
         headless=headless, ports=ports,
         external_name=spec.externalName.rstrip(".") if external else "",
         publish_not_ready=spec.publishNotReadyAddresses,
+        external_ips=_external_addresses(spec.externalIPs, w.status.loadBalancer.ingress),
     )
+
+
+def _external_addresses(ips: list[str] | None, ingress: list[_Ingress] | None) -> tuple[str, ...]:
+    out: list[str] = [str(ipaddress.ip_address(_ip(ip, "externalIP"))) for ip in ips or ()]
+    for lb in ingress or ():
+        if lb.ip:
+            out.append(str(ipaddress.ip_address(_ip(lb.ip, "loadBalancer ingress ip"))))
+        elif lb.hostname:
+            out.append(sys.intern(lb.hostname.lower().rstrip(".")))
+    return tuple(out)
 
 
 def _slice(w: _SliceWire) -> EndpointSlice | None:

@@ -17,6 +17,7 @@ from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
 from interkube.plugin.services import Services
 from interkube.server.runtime import build
+from testkit.fakekube import unreachable_kubeconfig
 from testkit.servers import free_port
 
 NOERROR, NXDOMAIN, SERVFAIL = dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL
@@ -150,14 +151,7 @@ async def test_a_stanza_not_synced_yet_passes_its_fallthrough_names_on(serve: Se
     # The first cluster's API does not answer: with `fallthrough` its names go on to the next
     # stanza (kubernetai answers SERVFAIL there: one cluster would break the other); without it,
     # SERVFAIL (docs/divergences.md).
-    kubeconfig = tmp_path / "gone.kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-current-context: gone
-clusters: [{{name: gone, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
-users: [{{name: gone, user: {{token: t}}}}]
-contexts: [{{name: gone, context: {{cluster: gone, user: gone}}}}]
-""")
+    kubeconfig = unreachable_kubeconfig(tmp_path / "gone.kubeconfig", free_port())
     k = await serve(f""".:PORT {{
     bind 127.0.0.1
     kubernetai cluster.local {{
