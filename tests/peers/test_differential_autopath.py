@@ -38,7 +38,7 @@ from testkit.kubeapi import KubeAPI, KubeObjects
 from testkit.servers import LOOPBACK, free_port, interkube_process, process_output, unbound
 from testkit.waiting import wait_until
 
-from differential_corpus import Case, Result, coredns_version, documented, judge, summarize
+from differential_corpus import Case, Result, check_comparison, summarize
 
 pytestmark = pytest.mark.peers
 
@@ -142,21 +142,6 @@ def loopback_pod_ips(count: int) -> list[str]:
     return [f"{base}.{i}" for i in range(10, 10 + count)]
 
 
-def report(results: list[Result], undocumented: list[Result]) -> str:
-    identical = sum(1 for r in results if not r.differs)
-    lines = [f"autopath differential: interkube vs CoreDNS {coredns_version()}",
-             f"  queries compared: {len(results)}",
-             f"  identical:        {identical}",
-             f"  different:        {len(results) - identical} (documented: "
-             f"{len(results) - identical - len(undocumented)}, undocumented: {len(undocumented)})"]
-    by_case = {r.case.id: r for r in results}
-    for d in documented(comparison=COMPARISON):
-        seen = [c for c in d.cases if c in by_case and by_case[c].differs]
-        lines.append(f"    {d.key} [{d.status}] {d.title} ({len(seen)}): {', '.join(seen)}")
-    lines.extend("  UNDOCUMENTED " + r.describe().replace("\n", "\n    ") for r in undocumented)
-    return "\n".join(lines)
-
-
 def test_autopath_answers_as_coredns_or_as_documented(
         kube_api: KubeAPI, kube: KubeObjects, kube_ns: str, coredns: Callable[..., CoreDNS],
         peer_report: Callable[[str], None], tmp_path: Path) -> None:
@@ -198,13 +183,7 @@ def test_autopath_answers_as_coredns_or_as_documented(
                     results.append(Result(ask.case(), name, summary(a), summary(b)))
     finally:
         kube_api.delete_namespace(other)
-    verdict = judge(results, documented(comparison=COMPARISON))
-    peer_report(report(results, verdict.undocumented))
-    assert not verdict.undocumented, (
-        "answers differ from CoreDNS's in ways docs/divergences.md does not list; fix interkube or "
-        "document the divergence:\n" + "\n".join(r.describe() for r in verdict.undocumented))
-    assert not verdict.stale, "docs/divergences.md is out of date:\n" + "\n".join(
-        f"{key} autopath/{case}: {why}" for key, case, why in verdict.stale)
+    check_comparison("autopath differential", results, COMPARISON, peer_report)
     # Not a comparison of failures: the walked questions got their CNAME answers from both.
     walked = [r for r in results if r.case.id.startswith(("other-", "upstream-", "third")) and not r.differs]
     assert sum(1 for r in walked if any(" CNAME " in line for line in r.interkube["answer"])) >= 8
