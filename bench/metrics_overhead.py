@@ -50,8 +50,8 @@ def endpoint_for(corefile: str) -> UdpEndpoint:
     """The UDP listener of ``corefile``'s one server block, on a socket nothing sends to: the
     benchmark calls its per-datagram handler directly. Needs a running event loop."""
     built = build(parse_text(corefile), "bench", Services())
-    [chains] = built.chains.values()
-    listener = Listener("dns", "127.0.0.1", 0, Dispatcher(chains))
+    [(lkey, chains)] = built.chains.items()
+    listener = Listener("dns", "127.0.0.1", 0, Dispatcher(chains, built.views.get(lkey)))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)

@@ -84,6 +84,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
     """Parse and set up every server block. Raises ConfigError (file:line) on any mistake."""
     built = Built()
     owner: dict[tuple[ListenKey, str], Token] = {}
+    hidden: set[tuple[str, str]] = set()  # (view line, zone) said to be hidden (once, not per address)
     for block in blocks:
         keyed = parse_keys(block.keys, dns_port)
         # Parse every directive first: parsing is pure, so a typo anywhere stops everything.
@@ -139,7 +140,7 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
                         built.zone_lines.append(line)
                     if settings.view is not None:  # one of several blocks of the zone (server/views.py)
                         _add_view(built, lkey, za.zone, tok, settings.view, (
-                            Route(zone=za.zone, server=server_label, view=settings.view.name), head), owner)
+                            Route(zone=za.zone, server=server_label, view=settings.view.name), head), owner, hidden)
                         continue
                     if (lkey, za.zone) in owner:
                         first = owner[(lkey, za.zone)]
@@ -150,10 +151,13 @@ def build(blocks: list[ServerBlock], corefile: str, services: Services,
 
 
 def _add_view(built: Built, lkey: ListenKey, zone: str, tok: Token, view: View, chain: Chain,
-              owner: dict[tuple[ListenKey, str], Token]) -> None:
+              owner: dict[tuple[ListenKey, str], Token], hidden: set[tuple[str, str]]) -> None:
     """A block with a view joins its zone's blocks, after those before it in the Corefile."""
     hidden_by = owner.get((lkey, zone))
     if hidden_by is not None:
+        if (tok.where, zone) in hidden:
+            return
+        hidden.add((tok.where, zone))
         # As CoreDNS: allowed, and never asked (the block without a view takes every query).
         log.warning("%s: the view %r of zone %s is never used: the block at %s, which has no view, comes "
                     "first and answers every query (write blocks with a view first)",

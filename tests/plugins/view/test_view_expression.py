@@ -110,7 +110,7 @@ def test_incidr() -> None:
     ("'b' > 'a' && 'ab' < 'b'", True),                   # strings by byte order
     ("1 < 2 < 3", True),
     ("3 > 2 > 2", False),                                # a chain: 3 > 2 and 2 > 2
-    ("2 >= 2.0 && -1 < +0", True),
+    ("2 >= 2.0 && -1 < +0 && 1 == 1.0 && 1 != 1.5", True),
     ("0x10 == 16 && 0o10 == 8 && 0b10 == 2 && 1_000 == 1000 && 1e3 == 1000 && .5 == 0.5", True),
     ("nil == nil && name() != nil", True),
     ("true || false && false", True),                    # and binds tighter than or

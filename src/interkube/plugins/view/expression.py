@@ -127,11 +127,18 @@ class Function:
     varies: bool = False
 
 
+_IP_BYTES: Memo[str, bytes] = Memo(8192)
+
+
 def _go_ip(text: str) -> bytes:
     """Go's net.ParseIP: an address without a zone, as 4 or 16 bytes; ValueError if not one."""
-    if "%" in text:
-        raise ValueError(f"{text!r} has a zone")
-    return ipaddress.ip_address(text).packed
+    packed = _IP_BYTES.table.get(text)
+    if packed is None:
+        if "%" in text:
+            raise ValueError(f"{text!r} has a zone")
+        packed = ipaddress.ip_address(text).packed
+        _IP_BYTES.remember(text, packed)
+    return packed
 
 
 _V4_IN_V6 = bytes(10) + b"\xff\xff"
@@ -384,6 +391,16 @@ class Compiler:
             if lk == LIST or rk == LIST:
                 raise ExpressionError("comparing lists is not supported", node.column)
             same = op == "=="
+            if (lk == rk and lk in (STR, BOOL)) or (lk in _NUMBERS and rk in _NUMBERS):
+                # Both sides of one type (the checker says): Python's == is expr-lang's.
+                if right.constant:
+                    want_value = right.value
+                    if same:
+                        return Compiled(BOOL, lambda req: lr(req) == want_value)
+                    return Compiled(BOOL, lambda req: lr(req) != want_value)
+                if same:
+                    return Compiled(BOOL, lambda req: lr(req) == rr(req))
+                return Compiled(BOOL, lambda req: lr(req) != rr(req))
             if right.constant:
                 want = _tag(right.value)
                 return Compiled(BOOL, lambda req: (_tag(lr(req)) == want) is same)

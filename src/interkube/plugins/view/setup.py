@@ -21,4 +21,4 @@ def setup(cfg: ViewConfig, ctx: SetupContext) -> None:
         metadata.set_value(req, "view/name", name)
 
     metadata.providers(ctx.block.shared).append(provide)
-    ctx.block.view = View(name, ViewCondition(cfg.programs, collect))
+    ctx.block.view = View(name, ViewCondition(cfg.programs, collect).accepts)
