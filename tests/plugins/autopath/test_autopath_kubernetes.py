@@ -178,35 +178,8 @@ async def test_zones_limit_the_walk(serve: Serve, tmp_path: Path, upstream: Fake
     assert (await ask(srv, f"db.data.{SHOP}", CLIENT)).rcode() == dns.rcode.NXDOMAIN
 
 
-async def test_a_pods_repeated_lookup_is_answered_from_memory(server: Running, monkeypatch: pytest.MonkeyPatch,
-                                                              upstream: FakeUpstream) -> None:
-    handler = server.handler("autopath")
-    slow: list[str] = []
-    serve_slowly = handler.serve
-
-    async def counted(req: Any) -> bytes:
-        slow.append(req.qname_text)
-        return await serve_slowly(req)
-
-    handler.serve = counted
-    first = await ask(server, f"db.data.{SHOP}", CLIENT)
-    built: list[bytes] = []
-    with_cname = autopath_handler.with_cname
-    monkeypatch.setattr(autopath_handler, "with_cname", lambda resp, q: built.append(resp) or with_cname(resp, q))
-    for _ in range(3):
-        again = await ask(server, f"db.data.{SHOP}", CLIENT)
-        assert again.answer == first.answer
-    # The kubernetes templates answer every name of the walk: no slow path, and the answer with
-    # its CNAME is the kept one (nothing parsed again).
-    assert slow == [] and built == []
-    # A forwarded name takes the slow path; once the cache holds it, it does not either.
-    assert records(await ask(server, f"www.example.com.{SHOP}", CLIENT))[1] == "www.example.com. 30 A 192.0.2.1"
-    assert slow == [f"www.example.com.{SHOP}."]
-
-
-async def test_a_cached_walk_is_answered_from_memory(serve: Serve, tmp_path: Path, upstream: FakeUpstream,
-                                                     host_resolv_conf: Path) -> None:
-    srv = await serve(corefile(write_snapshot(tmp_path / "cluster.yaml", objects()), upstream, cache=True))
+def slow_path(srv: Running) -> list[str]:
+    """The questions autopath's slow path will have been given (its fast path answered the rest)."""
     handler = srv.handler("autopath")
     slow: list[str] = []
     serve_slowly = handler.serve
@@ -216,6 +189,31 @@ async def test_a_cached_walk_is_answered_from_memory(serve: Serve, tmp_path: Pat
         return await serve_slowly(req)
 
     handler.serve = counted
+    return slow
+
+
+async def test_a_pods_repeated_lookup_is_answered_from_memory(server: Running, monkeypatch: pytest.MonkeyPatch,
+                                                              upstream: FakeUpstream) -> None:
+    first = await ask(server, f"db.data.{SHOP}", CLIENT)  # (its answers built: on either path)
+    slow = slow_path(server)
+    built: list[bytes] = []
+    with_cname = autopath_handler.with_cname
+    monkeypatch.setattr(autopath_handler, "with_cname", lambda resp, q: built.append(resp) or with_cname(resp, q))
+    for _ in range(3):
+        again = await ask(server, f"db.data.{SHOP}", CLIENT)
+        assert again.answer == first.answer
+    # The kubernetes templates answer every name of the walk: no slow path, and the answer with
+    # its CNAME is the kept one (nothing parsed again).
+    assert slow == [] and built == []
+    # A name the walk forwards waits for the upstream: the slow path (no cache in this block).
+    assert records(await ask(server, f"www.example.com.{SHOP}", CLIENT))[1] == "www.example.com. 30 A 192.0.2.1"
+    assert slow == [f"www.example.com.{SHOP}."]
+
+
+async def test_a_cached_walk_is_answered_from_memory(serve: Serve, tmp_path: Path, upstream: FakeUpstream,
+                                                     host_resolv_conf: Path) -> None:
+    srv = await serve(corefile(write_snapshot(tmp_path / "cluster.yaml", objects()), upstream, cache=True))
+    slow = slow_path(srv)
     for _ in range(3):
         r = await ask(srv, f"www.example.com.{SHOP}", CLIENT)
         assert records(r)[1].endswith("A 192.0.2.1")

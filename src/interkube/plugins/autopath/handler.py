@@ -28,7 +28,7 @@ Per query, on the fast path as on the slow one:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import dns.exception
@@ -158,6 +158,43 @@ def with_cname(resp: bytes, client: Query) -> bytes:
     return msg.to_wire(max_size=65535)
 
 
+def other_names(req: Request, path: SearchPath, walk: Walk) -> Iterator[tuple[int, Query]]:
+    """The walk's names after the question, as queries with their place in the list: the client's
+    header, base name (in its letters) and OPT record with each later search domain, then the
+    root. A name too long with a domain is left out (there is no such name)."""
+    q = req.query
+    wire = req.wire
+    head = wire[:HEADER_LEN + walk.base_len]
+    rest = wire[q.qname_end:]
+    wires = path.wires
+    for at in range(1, len(wires)):
+        sub = parse_query(head + wires[at] + rest)
+        if sub is not None:
+            yield at, sub
+
+
+class Asking:
+    """``with Asking(req, sub):`` the request asks ``sub`` while the chain reads it (no copy of
+    the request), and the client's question again after, whatever happens."""
+
+    __slots__ = ("req", "saved")
+
+    def __init__(self, req: Request, sub: Query) -> None:
+        self.req = req
+        self.saved = (req.wire, req.query, req._message)
+        req.wire = sub.wire
+        req.query = sub
+        req._message = None
+        req.answered_by = ""
+
+    def __enter__(self) -> Asking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        req = self.req
+        req.wire, req.query, req._message = self.saved
+
+
 class AutopathHandler(Handler):
     plugin = "autopath"
 
@@ -208,49 +245,25 @@ class AutopathHandler(Handler):
         found = self.walk(req)
         if found is None:
             return self.next.fast(req)
-        path, walk = found
         req.answered_by = ""
         first = self.next.fast(req)
         if first is None:
             return SLOW
         first_by = req.answered_by
-        if not goes_on(first, first_by):
-            self.success[0] += 1
+        if self.settles(first, first_by):
             return first
-        q = req.query
-        wire = req.wire
-        message = req._message
-        head = wire[:HEADER_LEN + walk.base_len]
-        rest = wire[q.qname_end:]
-        wires = path.wires
-        answer = b""
-        at = 0
-        try:
-            for at in range(1, len(wires)):
-                sub = parse_query(head + wires[at] + rest)
-                if sub is None:
-                    continue  # (a name too long with this domain: there is none)
-                req.wire = sub.wire
-                req.query = sub
-                req._message = None
-                req.answered_by = ""
+        for at, sub in other_names(req, *found):
+            with Asking(req, sub):
                 resp = self.next.fast(req)
-                if resp is None:
-                    return SLOW
-                if not goes_on(resp, req.answered_by):
-                    answer = resp
-                    break
-        finally:
-            req.wire = wire
-            req.query = q
-            req._message = message
-        if not answer:
-            req.answered_by = first_by
-            return first
-        try:
-            return self.answer(req, walk, at, answer, fast=True)
-        except (Deferred, MalformedMessage):
-            return SLOW  # (over the fast path's budget for building, or for the errors plugin to report)
+            if resp is None:
+                return SLOW
+            if not goes_on(resp, req.answered_by):
+                try:
+                    return self.answer(req, found[1], at, resp, fast=True)
+                except (Deferred, MalformedMessage):
+                    return SLOW  # (over the fast path's budget for building, or for the errors plugin)
+        req.answered_by = first_by
+        return first
 
     # -- the slow path ---------------------------------------------------------------------------
 
@@ -258,37 +271,25 @@ class AutopathHandler(Handler):
         found = self.walk(req)
         if found is None:
             return await self.next.serve(req)
-        path, walk = found
         req.answered_by = ""
         first = await self.next.serve(req)
         first_by = req.answered_by
-        if not goes_on(first, first_by):
-            self.success[0] += 1
+        if self.settles(first, first_by):
             return first
-        q = req.query
-        wire = req.wire
-        message = req._message
-        head = wire[:HEADER_LEN + walk.base_len]
-        rest = wire[q.qname_end:]
-        wires = path.wires
-        for at in range(1, len(wires)):
-            sub = parse_query(head + wires[at] + rest)
-            if sub is None:
-                continue
-            req.wire = sub.wire
-            req.query = sub
-            req._message = None
-            req.answered_by = ""
-            try:
+        for at, sub in other_names(req, *found):
+            with Asking(req, sub):
                 resp = await self.next.serve(req)  # (a failure fails the query, as in CoreDNS)
-            finally:
-                req.wire = wire
-                req.query = q
-                req._message = message
             if not goes_on(resp, req.answered_by):
-                return self.answer(req, walk, at, resp, fast=False)
+                return self.answer(req, found[1], at, resp, fast=False)
         req.answered_by = first_by
         return first
+
+    def settles(self, first: bytes, by: str) -> bool:
+        """Whether the question's own answer is the answer (counted as CoreDNS counts it)."""
+        if goes_on(first, by):
+            return False
+        self.success[0] += 1
+        return True
 
     # -- the answer ------------------------------------------------------------------------------
 
@@ -314,5 +315,5 @@ class AutopathHandler(Handler):
         return out
 
 
-__all__ = ["AUTOPATH_STATS", "OUTSIDE", "WALK_LIMIT", "AutopathHandler", "AutopathStats", "Walk", "goes_on",
-           "walk_for", "with_cname"]
+__all__ = ["AUTOPATH_STATS", "OUTSIDE", "WALK_LIMIT", "Asking", "AutopathHandler", "AutopathStats", "Walk", "goes_on",
+           "other_names", "walk_for", "with_cname"]

@@ -20,15 +20,14 @@ log = logging.getLogger("interkube.plugin.autopath")
 
 
 def _stats(ctx: SetupContext) -> AutopathStats:
-    shared = ctx.services.shared
-    stats = shared.get(AUTOPATH_STATS)
-    if stats is None:
-        # One set of counts per process, published from the first autopath on (CoreDNS's is a
-        # package-level counter): reloads keep counting into it.
+    """The process's counts (CoreDNS's is a package-level counter): published from the first
+    autopath on, counted into by every reload's."""
+    def make() -> AutopathStats:
         stats = AutopathStats()
-        shared.put(AUTOPATH_STATS, None, stats)
         ctx.services.metrics.add_source(stats, stats.collect)
-    return stats
+        return stats
+
+    return ctx.services.shared.get_or_create(AUTOPATH_STATS, None, make)
 
 
 def _nobody(_: Request) -> SearchPath | None:
