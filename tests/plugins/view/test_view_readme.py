@@ -79,6 +79,12 @@ class Example:
         return answers(r)
 
     async def ask_from(self, client: str, name: str, rdtype: str = "A", *, proto: str = "udp") -> list[str]:
+        return answers(await self.from_network(client, name, rdtype, proto))
+
+    async def rcode_from(self, client: str, name: str, rdtype: str = "A") -> int:
+        return (await self.from_network(client, name, rdtype, "udp")).rcode()
+
+    async def from_network(self, client: str, name: str, rdtype: str, proto: str) -> dns.message.Message:
         wire = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype)).to_wire()
         q = parse_query(wire)
         assert q is not None
@@ -86,7 +92,7 @@ class Example:
         dispatcher = next(iter(self.running.server.instance.listeners.values())).dispatcher
         resp = await dispatcher.serve(Request(wire, q, peer, proto))
         assert resp is not None
-        return answers(dns.message.from_wire(resp))
+        return dns.message.from_wire(resp)
 
 
 def answers(r: dns.message.Message) -> list[str]:
@@ -124,8 +130,9 @@ async def split_horizon(ex: Example, up: dict[str, FakeUpstream], caplog: pytest
     assert await ex.ask_from("10.9.8.7", "www.example.org") == ["10.1.0.10"]
     assert await ex.ask_from("198.51.100.7", "www.example.org") == ["203.0.113.10"]
     assert await ex.ask_from("2001:db8::7", "www.example.org") == ["203.0.113.10"]
-    assert await ex.ask("www.example.net") == ["198.51.100.1"]              # forwarded, for everyone
-    assert await ex.ask_from("198.51.100.7", "www.example.net") == ["198.51.100.1"]
+    assert await ex.ask("www.example.net") == ["198.51.100.1"]              # forwarded, for internal clients
+    assert await ex.ask_from("10.9.8.7", "www.example.net") == ["198.51.100.1"]
+    assert await ex.rcode_from("198.51.100.7", "www.example.net") == dns.rcode.REFUSED  # the acl
     logged = [r.getMessage() for r in caplog.records if r.name == "interkube.query"]
     assert logged[:3] == ["127.0.0.1 www.example.org. A internal"] * 2 + ["10.9.8.7 www.example.org. A internal"]
 

@@ -31,6 +31,7 @@ import dns.rdatatype
 
 from interkube.dns.memo import Memo
 from interkube.dns.wire import name_to_text
+from interkube.pkg.goregex import PatternError, compile_go
 from interkube.plugin import metadata
 from interkube.plugin.request import Request, local_address
 from interkube.plugins.view.syntax import (
@@ -452,84 +453,21 @@ class Compiler:
 _ORDER_FUNCTIONS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 
-#: Go's POSIX classes ([[:alpha:]]) as Python class bodies.
-_POSIX_CLASSES: Final = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7F", "blank": "\\t ", "cntrl": "\\x00-\\x1F\\x7F",
-    "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z", "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f"}
-#: Group openings Python has and Go's RE2 refuses (look-arounds, comments, named references).
-_NOT_RE2 = ("(?=", "(?!", "(?<=", "(?<!", "(?#", "(?P=", "(?P>")
 _GO_REGEXPS: Memo[str, re.Pattern[str]] = Memo(1024)
 
 
 def go_regexp(pattern: str) -> re.Pattern[str]:
-    """``pattern`` (Go's regexp syntax) as a Python pattern matching the same strings;
-    ValueError naming the problem where Go would refuse it or where Python reads it otherwise."""
+    """``pattern`` (Go's regexp syntax, as ``matches`` takes it) compiled by interkube.pkg.goregex,
+    remembered (a pattern that is not a constant is compiled when first met); ValueError where Go
+    would refuse it or Python could not read it alike."""
     compiled = _GO_REGEXPS.table.get(pattern)
-    if compiled is not None:
-        return compiled
-    try:
-        compiled = re.compile(_python_regexp(pattern))
-    except re.error as exc:
-        raise ValueError(f"error parsing regexp {pattern!r}: {exc}") from None
-    _GO_REGEXPS.remember(pattern, compiled)
+    if compiled is None:
+        try:
+            compiled = compile_go(pattern)
+        except PatternError as exc:
+            raise ValueError(f"error parsing regexp {pattern!r}: {exc}") from None
+        _GO_REGEXPS.remember(pattern, compiled)
     return compiled
-
-
-def _python_regexp(pattern: str) -> str:
-    """Go's syntax rewritten where Python's differs: \\z, \\Q...\\E, [[:class:]], (?<name>...)."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            nxt = pattern[i + 1:i + 2]
-            if nxt == "Q":
-                end = pattern.find("\\E", i + 2)
-                literal = pattern[i + 2:] if end < 0 else pattern[i + 2:end]
-                out.append(re.escape(literal))
-                i = n if end < 0 else end + 2
-                continue
-            if nxt in ("p", "P"):
-                raise ValueError(f"regexp {pattern!r}: Unicode classes (\\{nxt}{{...}}) are not supported")
-            if "1" <= nxt <= "9":  # an octal character code in Go, a back-reference in Python
-                raise ValueError(f"regexp {pattern!r}: octal escapes (\\{nxt}...) are not supported")
-            if nxt in ("Z", "G", "g"):
-                raise ValueError(f"error parsing regexp {pattern!r}: invalid escape sequence \\{nxt}")
-            out.append("\\Z" if nxt == "z" else pattern[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            if ch == "[" and pattern.startswith("[:", i):
-                end = pattern.find(":]", i + 2)
-                name = pattern[i + 2:end] if end > 0 else ""
-                body = _POSIX_CLASSES.get(name)
-                if body is None:
-                    raise ValueError(f"error parsing regexp {pattern!r}: invalid character class range")
-                out.append(body)
-                i = end + 2
-                continue
-            if ch == "]":
-                in_class = False
-        elif ch == "[":
-            in_class = True
-            # A ] right after [ or [^ is a literal ], in both syntaxes.
-            head = "[^]" if pattern.startswith("[^]", i) else "[]" if pattern.startswith("[]", i) else "["
-            out.append(head)
-            i += len(head)
-            continue
-        elif ch == "(" and pattern.startswith("(?", i):
-            if pattern.startswith(_NOT_RE2, i):
-                raise ValueError(f"error parsing regexp {pattern!r}: invalid or unsupported Perl syntax "
-                                 "(look-arounds, comments and back-references are not Go regexp syntax)")
-            if pattern.startswith("(?<", i):
-                out.append("(?P<")
-                i += 3
-                continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
 
 
 # --- programs --------------------------------------------------------------------------------
