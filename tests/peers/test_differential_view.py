@@ -29,7 +29,7 @@ import pytest
 from testkit.coredns import CoreDNS
 from testkit.servers import dnsmasq, free_port, interkube_process
 
-from differential_corpus import Case, Result, coredns_version, documented, judge, summarize
+from differential_corpus import Case, Result, check_comparison, summarize
 
 pytestmark = pytest.mark.peers
 
@@ -304,30 +304,9 @@ def results(tmp_path_factory: pytest.TempPathFactory, coredns_binary: Path) -> I
                       summarize(exchange(port, ask))) for ask in ASKS]
 
 
-def report(results: list[Result], undocumented: list[Result]) -> str:
-    identical = sum(1 for r in results if not r.differs)
-    lines = [f"view differential: interkube vs CoreDNS {coredns_version()}",
-             f"  queries compared: {len(results)} (from {', '.join(SOURCES)})",
-             f"  identical:        {identical}",
-             f"  different:        {len(results) - identical} (documented: "
-             f"{len(results) - identical - len(undocumented)}, undocumented: {len(undocumented)})"]
-    by_case = {r.case.id: r for r in results}
-    for d in documented(comparison=COMPARISON):
-        seen = [c for c in d.cases if c in by_case and by_case[c].differs]
-        lines.append(f"    {d.key} [{d.status}] {d.title} ({len(seen)}): {', '.join(seen)}")
-    lines.extend("  UNDOCUMENTED " + r.describe().replace("\n", "\n    ") for r in undocumented)
-    return "\n".join(lines)
-
-
 def test_views_choose_blocks_as_coredns_does_or_as_documented(
         results: list[Result], peer_report: Callable[[str], None]) -> None:
-    verdict = judge(results, documented(comparison=COMPARISON))
-    peer_report(report(results, verdict.undocumented))
-    assert not verdict.undocumented, (
-        "answers differ from CoreDNS's in ways docs/divergences.md does not list; fix interkube or "
-        "document the divergence:\n" + "\n".join(r.describe() for r in verdict.undocumented))
-    assert not verdict.stale, "docs/divergences.md is out of date:\n" + "\n".join(
-        f"{key} view/{case}: {why}" for key, case, why in verdict.stale)
+    check_comparison(f"view differential (from {', '.join(SOURCES)})", results, COMPARISON, peer_report)
 
 
 def test_the_comparison_means_something(results: list[Result]) -> None:

@@ -78,16 +78,19 @@ def question_name(req: Request) -> str:
 def question_type(req: Request) -> str:
     qtype = req.query.qtype
     text = _TYPE_TEXT.get(qtype)
-    if text is None:
-        text = _TYPE_TEXT[qtype] = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
-    return text
+    return _mnemonic(_TYPE_TEXT, qtype, dns.rdatatype) if text is None else text
 
 
 def question_class(req: Request) -> str:
     qclass = req.query.qclass
     text = _CLASS_TEXT.get(qclass)
-    if text is None:
-        text = _CLASS_TEXT[qclass] = dns.rdataclass.to_text(dns.rdataclass.RdataClass.make(qclass))
+    return _mnemonic(_CLASS_TEXT, qclass, dns.rdataclass) if text is None else text
+
+
+def _mnemonic(table: dict[int, str], code: int, module: Any) -> str:
+    """A type's or class's name (``TYPE65280`` for one without), kept in ``table``."""
+    text: str = module.to_text(code)
+    table[code] = text
     return text
 
 

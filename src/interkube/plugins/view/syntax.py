@@ -368,33 +368,26 @@ class Parser:
         if tok.kind == STRING:
             return Literal(tok.value, tok.column)
         if tok.kind == BRACKET and tok.value == "[":
-            return ListOf(self.items(), tok.column)
+            return ListOf(self.sequence("]"), tok.column)
         if tok.kind == BRACKET and tok.value == "{":
             raise _unsupported("maps ({...})", tok)
         raise ExpressionError(f"unexpected {tok.shown()}", tok.column)
 
     def arguments(self) -> tuple[Node, ...]:
         self.expect(BRACKET, "(")
-        args: list[Node] = []
-        while not (self.cur.kind == BRACKET and self.cur.value == ")"):
-            if args:
-                self.expect(OPERATOR, ",")
-                if self.cur.kind == BRACKET and self.cur.value == ")":
-                    break
-            args.append(self.expression(0))
-        self.expect(BRACKET, ")")
-        return tuple(args)
+        return self.sequence(")")
 
-    def items(self) -> tuple[Node, ...]:
-        items: list[Node] = []
-        while not (self.cur.kind == BRACKET and self.cur.value == "]"):
-            if items:
+    def sequence(self, close: str) -> tuple[Node, ...]:
+        """Expressions separated by commas (one may end the list) up to ``close``."""
+        nodes: list[Node] = []
+        while not (self.cur.kind == BRACKET and self.cur.value == close):
+            if nodes:
                 self.expect(OPERATOR, ",")
-                if self.cur.kind == BRACKET and self.cur.value == "]":
+                if self.cur.kind == BRACKET and self.cur.value == close:
                     break
-            items.append(self.expression(0))
-        self.expect(BRACKET, "]")
-        return tuple(items)
+            nodes.append(self.expression(0))
+        self.expect(BRACKET, close)
+        return tuple(nodes)
 
     def postfix(self, node: Node) -> Node:
         tok = self.cur
