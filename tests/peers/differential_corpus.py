@@ -723,7 +723,8 @@ _STATUS = re.compile(r"^Status: \*\*(\w+)\*\*", re.M)
 _CASE = re.compile(r"^- `([a-z0-9-]+)`: ([a-z, ]+)$", re.M)
 
 
-def documented(path: Path = DIVERGENCES_DOC, comparison: str = "") -> list[Divergence]:
+def documented(path: Path = DIVERGENCES_DOC, comparison: str = "",
+               aspects: tuple[str, ...] = ASPECTS) -> list[Divergence]:
     """The divergences listed in docs/divergences.md.
 
     Each is a section ``## Dn. Title`` with a ``Status: **intended**`` (or ``**pending**``)
@@ -733,7 +734,8 @@ def documented(path: Path = DIVERGENCES_DOC, comparison: str = "") -> list[Diver
 
     Another comparison that judges its answers alike (same aspects) lists its cases as
     ``- `COMPARISON/case-id`: ...``, which this corpus does not read; ``comparison`` reads
-    those instead, and only the sections that list some.
+    those instead, and only the sections that list some; a comparison that judges other parts
+    of its answers names them (``aspects``).
     """
     text = path.read_text()
     out = []
@@ -745,14 +747,14 @@ def documented(path: Path = DIVERGENCES_DOC, comparison: str = "") -> list[Diver
         status = _STATUS.search(body)
         cases: dict[str, frozenset[str]] = {}
         for m in case_line.finditer(body):
-            aspects = frozenset(a.strip() for a in m.group(2).split(","))
-            unknown = aspects - set(ASPECTS)
+            listed = frozenset(a.strip() for a in m.group(2).split(","))
+            unknown = listed - set(aspects)
             if unknown:
                 raise ValueError(f"{path}: {head.group(1)}: case {m.group(1)}: unknown aspect(s) "
-                                 f"{sorted(unknown)}; known: {', '.join(ASPECTS)}")
+                                 f"{sorted(unknown)}; known: {', '.join(aspects)}")
             if m.group(1) in cases:
                 raise ValueError(f"{path}: {head.group(1)}: case {m.group(1)} listed twice")
-            cases[m.group(1)] = aspects
+            cases[m.group(1)] = listed
         if comparison and not cases:
             continue
         prose = case_line.sub("", body)
@@ -762,6 +764,40 @@ def documented(path: Path = DIVERGENCES_DOC, comparison: str = "") -> list[Diver
         out.append(Divergence(head.group(1), head.group(2).strip(),
                               status.group(1) if status else "intended", cases, reason))
     return out
+
+
+@dataclass
+class Compared:
+    """What both servers gave for one case of a comparison with aspects of its own (``- `NAME/
+    case``` lines in docs/divergences.md), by aspect."""
+
+    case: str
+    coredns: dict[str, Any]
+    interkube: dict[str, Any]
+
+    def differs(self, aspects: tuple[str, ...]) -> list[str]:
+        return [a for a in aspects if self.coredns[a] != self.interkube[a]]
+
+
+def check_documented(results: list[Compared], comparison: str, aspects: tuple[str, ...], title: str,
+                     report: Callable[[str], None], prefix: str = "") -> None:
+    """Report the counts of ``results`` (the cases starting with ``prefix`` of ``comparison``);
+    fail on a difference docs/divergences.md does not list, or on a case it lists (among those
+    starting with ``prefix``) that no longer differs in exactly its aspects."""
+    doc = {case: (d.key, listed) for d in documented(comparison=comparison, aspects=aspects)
+           for case, listed in d.cases.items() if case.startswith(prefix)}
+    differs = {r.case: r.differs(aspects) for r in results}
+    different = [r for r in results if differs[r.case]]
+    lines = [f"{title}: {len(results) - len(different)} identical, {len(different)} different (of {len(results)})"]
+    lines += [f"  {r.case}: {', '.join(differs[r.case])} ({doc[r.case][0] if r.case in doc else 'UNDOCUMENTED'})"
+              for r in different]
+    report("\n".join(lines))
+    undocumented = [r for r in different if set(differs[r.case]) - doc.get(r.case, ("", frozenset()))[1]]
+    assert not undocumented, "\n".join(
+        f"{r.case}:\n" + "\n".join(f"  {a}: coredns {r.coredns[a]!r}\n  {' ' * len(a)}  interkube {r.interkube[a]!r}"
+                                   for a in differs[r.case]) for r in undocumented)
+    stale = [case for case, (_, listed) in doc.items() if case not in differs or set(differs[case]) != listed]
+    assert not stale, f"docs/divergences.md lists {comparison} differences that are gone (or differ otherwise): {stale}"
 
 
 @dataclass

@@ -128,11 +128,13 @@ def _port_matches(r: Request, port: Port) -> bool:
 class Lookup:
     """One question against one cluster: the steps of CoreDNS's handler and backend."""
 
-    def __init__(self, view: IndexView, zone: str, opts: Options) -> None:
+    def __init__(self, view: IndexView, zone: str, opts: Options, serial: int | None = None) -> None:
         self.view = view
         self.zone = zone                    # the matched zone, lower case, fully qualified
         self.zone_name = dns.name.from_text(zone)
         self.opts = opts
+        #: The SOA serial; None: the index's (see interkube.kube.xfr.ChangeSerial for the other).
+        self.serial = serial
 
     # --- names -----------------------------------------------------------------------------
 
@@ -395,7 +397,7 @@ class Lookup:
         return outcome, False
 
     def soa(self, owner: dns.name.Name) -> dns.rrset.RRset:
-        return soa_rrset(owner, self.zone, self.view.serial, self.opts.ttl)
+        return soa_rrset(owner, self.zone, self.view.serial if self.serial is None else self.serial, self.opts.ttl)
 
     # --- the handler's switch --------------------------------------------------------------
 

@@ -35,7 +35,8 @@ DEFAULT_STARTUP_TIMEOUT = 5.0
 #: CoreDNS options this build does not implement, and what to say about each.
 NOT_SUPPORTED = {
     "namespace_labels": "filtering namespaces by label needs a watch on Namespaces, which interkube does not keep",
-    "transfer": "zone transfers of Kubernetes zones are not supported",
+    "transfer": "removed from CoreDNS; zone transfers are the transfer plugin's (`transfer { to ADDRESS }` in the "
+                "server block)",
     "resyncperiod": "removed from CoreDNS; watches need no resync",
     "upstream": "removed from CoreDNS; ExternalName targets are left to the resolver",
     "apiserver_qps": "client rate limits are not supported",

@@ -20,6 +20,7 @@ started and stopped by hooks its setup registers (see :mod:`interkube.plugin.set
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import ClassVar, Final
 
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
@@ -27,6 +28,24 @@ from interkube.plugin.request import Request
 
 #: What ``fast()`` returns to ask for the slow path ("I must wait; call my serve()").
 SLOW: Final = None
+
+
+class Streamed(bytes):
+    """A response that more messages follow on the same connection (a zone transfer, RFC 5936).
+
+    The bytes are the first message, so every handler and listener reads it as the one response
+    it knows; the DNS-over-TCP and DNS-over-TLS listeners then write each message of ``more`` in
+    order, as the client takes them, and close ``more`` when the connection goes. A handler that
+    returns one answers only over those (``req.proto`` tcp or tls, not from a DoH route): another
+    transport sends the first message alone. Built on the slow path only.
+    """
+
+    more: AsyncGenerator[bytes, None]
+
+    def __new__(cls, first: bytes, more: AsyncGenerator[bytes, None]) -> Streamed:
+        response = super().__new__(cls, first)
+        response.more = more
+        return response
 
 
 class Handler:
@@ -66,4 +85,4 @@ def link(handlers: list[Handler]) -> Handler:
     return nxt
 
 
-__all__ = ["SLOW", "Handler", "Terminal", "link"]
+__all__ = ["SLOW", "Handler", "Streamed", "Terminal", "link"]

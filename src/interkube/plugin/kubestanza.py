@@ -27,6 +27,7 @@ from collections.abc import Hashable
 
 import dns.rcode
 import dns.rdataclass
+import dns.rdatatype
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
@@ -46,11 +47,13 @@ from interkube.kube.registry import ClusterRegistry, cluster_registry
 from interkube.kube.shared import shared_source
 from interkube.kube.snapshot import SnapshotSource
 from interkube.kube.stanza import KubernetesConfig, check_multicluster, cluster_name, is_reverse, local_addresses
+from interkube.kube.xfr import SERIAL_DEP, ChangeSerial, changes_transfer, zone_records, zone_soa
 from interkube.pkg.shared import Kind
 from interkube.plugin.answers import PASS, REFUSED, SERVFAIL, DependentGeneration, Entry, TemplateHandler
 from interkube.plugin.request import Request
 from interkube.plugin.searchpath import PodSearchPaths, SearchPath, client_ip, host_search, search_path_sources
 from interkube.plugin.setup import SetupContext
+from interkube.plugin.transfer import ZoneCopy, ZoneListener
 
 log = logging.getLogger("interkube.plugin.kubernetes")
 
@@ -94,6 +97,10 @@ class KubernetesHandler(TemplateHandler):
         self.built = 0
         #: The pods' search lists, for autopath (the host's search domains read now, as CoreDNS).
         self.search_paths = PodSearchPaths(host_search())
+        #: Zone transfers (interkube.plugin.transfer): who is told of changes, and the serial,
+        #: which follows the changes once someone is (None until then: the index's).
+        self.zone_listeners: list[ZoneListener] = []
+        self.zone_serial: ChangeSerial | None = None
 
     # --- answering -------------------------------------------------------------------------
 
@@ -123,10 +130,13 @@ class KubernetesHandler(TemplateHandler):
             return None
         if zone in self.mcs_zones:
             return self._build_mcs(req, index, deps, zone)
-        lookup = Lookup(index.view(deps), zone, self.options)
+        serial = None if self.zone_serial is None else self.zone_serial.read(index)
+        lookup = Lookup(index.view(deps), zone, self.options, serial)
         outcome = lookup.answer(req.qname, q.qtype)
         if outcome.name_error and self.cfg.fallthrough.applies(q.lname):
             return None
+        if serial is not None and (not outcome.answer or q.qtype == dns.rdatatype.SOA):
+            deps.add(SERIAL_DEP)  # the answer shows the serial, which the next change moves
         return respond(req.message, outcome, lookup.soa(lookup.zone_name))
 
     def _build_mcs(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
@@ -145,14 +155,41 @@ class KubernetesHandler(TemplateHandler):
         return respond(req.message, outcome, merge.soa(merge.zone_name))
 
     def _changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
-        """The cluster's data changed: drop the answers that looked at what changed."""
+        """The cluster's data changed: drop the answers that looked at what changed (and, when
+        the zones are transferred, those showing the serial; and tell the transfer)."""
         gen = self.generation
-        if gen.data is not index:
-            return  # templates of an older index; replaced at the next query
-        if keys is None:
-            self.generation = DependentGeneration(index)
-        else:
-            gen.templates.invalidate(keys)
+        moved = self.zone_serial is not None and changes_transfer(keys)
+        serial_shown = moved and self.zone_serial is not None and self.zone_serial.changed()
+        if gen.data is index:  # (else: templates of an older index, replaced at the next query)
+            if keys is None:
+                self.generation = DependentGeneration(index)
+            else:
+                gen.templates.invalidate({*keys, SERIAL_DEP} if serial_shown else keys)
+        if moved:
+            for zone in self.transfer_zones():
+                for listener in self.zone_listeners:
+                    listener(zone)
+
+    # --- zone transfers (interkube.plugin.transfer.ZoneSource) -----------------------------
+
+    def transfer_zones(self) -> tuple[str, ...]:
+        """The zones a transfer can copy: not reverse zones, nor ``multicluster`` ones (CoreDNS
+        copies those too; see docs/divergences.md)."""
+        return tuple(z for z in self.zones if not is_reverse(z) and z not in self.mcs_zones)
+
+    def zone_copy(self, zone: str) -> ZoneCopy | None:
+        index = self.cluster.index
+        if index is None or zone not in self.transfer_zones():
+            return None
+        serial = index.serial if self.zone_serial is None else self.zone_serial.read(index)
+        return ZoneCopy(zone_soa(zone, serial, self.options), zone_records(index, zone, self.options))
+
+    def watch_zones(self, listener: ZoneListener) -> None:
+        """From now on the serial follows the changes (answers built before showed the index's)."""
+        self.zone_listeners.append(listener)
+        if self.zone_serial is None:
+            self.zone_serial = ChangeSerial()
+            self.generation = DependentGeneration(self.cluster.index)
 
     # --- lifecycle -------------------------------------------------------------------------
 

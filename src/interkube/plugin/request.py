@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ class Request:
                  "meta", "answered_by")
 
     def __init__(self, wire: bytes, query: Query, client: tuple[Any, ...], proto: str,
-                 local: tuple[Any, ...] | None = None) -> None:
+                 local: tuple[Any, ...] | None = None, message: dns.message.Message | None = None) -> None:
         self.wire = wire
         self.query = query
         self.client = client
@@ -49,7 +50,9 @@ class Request:
         self.local = local
         self.route = UNROUTED
         self.started = time.monotonic()
-        self._message: dns.message.Message | None = None
+        #: ``message``: the client's query as dnspython read it, when ``wire`` is a normalized
+        #: form that left out what a handler needs (an IXFR's SOA in the authority section).
+        self._message: dns.message.Message | None = message
         self.meta: dict[str, Any] | None = None
         #: The plugin whose answer this is (the `plugin` label of responses_total); set by the
         #: handler that produces the bytes.
@@ -92,6 +95,15 @@ class Request:
     @property
     def client_ip(self) -> str:
         return str(self.client[0])
+
+    @property
+    def client_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The client's address, an IPv4 client of a dual-stack socket (::ffff:a.b.c.d) as IPv4
+        and without an IPv6 scope: what access lists compare."""
+        addr = ipaddress.ip_address(str(self.client[0]).split("%", 1)[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+        return addr
 
     def rewrite(self, wire: bytes) -> bool:
         """Make ``wire`` the query the rest of the chain reads (a plugin changed its flags or its

@@ -25,6 +25,7 @@ import dns.exception
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 
 from interkube.dns import message as dnsmsg
 from interkube.dns.names import ZoneSet
@@ -192,7 +193,9 @@ class Dispatcher:
         q = parse_query(normal)
         if q is None:
             return self._malformed(wire, client, REASON_MESSAGE, "not a plain query once normalized")
-        return Request(normal, q, client, proto)
+        # An IXFR names the client's version in its authority section, which the normalized
+        # form leaves out: the chain reads the client's own message (Request.message).
+        return Request(normal, q, client, proto, message=msg if q.qtype == dns.rdatatype.IXFR else None)
 
     def _malformed(self, wire: bytes, client: tuple[Any, ...], reason: str, why: str) -> bytes:
         """FORMERR for a malformed query, counted, and logged at most once a minute."""

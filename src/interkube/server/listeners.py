@@ -16,6 +16,7 @@ half-closes (shuts down its sending side) still gets the answers to what it aske
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -23,7 +24,7 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
+from interkube.plugin.handler import Streamed
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
 from interkube.server import doh
@@ -467,6 +469,8 @@ class TcpProtocol(asyncio.Protocol):
         self.queries_left = listener.options.tcp_max_queries
         #: When the answers waiting in the send buffer must have been taken (see tcp_write_timeout).
         self.write_due: float | None = None
+        #: Resolved when the client has taken enough of what was written (see _stream).
+        self.drained: asyncio.Future[None] | None = None
 
     # -- the slot -------------------------------------------------------------------------------
 
@@ -656,6 +660,29 @@ class TcpProtocol(asyncio.Protocol):
         resp = await answer
         if resp is not None:
             self._send(resp)
+            if isinstance(resp, Streamed):
+                await self._stream(resp.more)
+
+    async def _stream(self, more: AsyncGenerator[bytes, None]) -> None:
+        """Write the messages that follow a response (a zone transfer), in order: each once the
+        one before has left for the socket, and while the client keeps taking them (back-pressure
+        as for answers). Closing the connection cancels this task, which closes ``more``; a
+        failure of ``more`` closes the connection (the client must not take a part for the whole)."""
+        try:
+            async with contextlib.aclosing(more):
+                async for message in more:
+                    t = self.transport
+                    if t is None or t.is_closing():
+                        return
+                    self._send(message)
+                    await asyncio.sleep(0)  # the flush _send scheduled, and other work, between two messages
+                    while self.writing_paused and self.transport is not None:
+                        self.drained = self._loop.create_future()
+                        await self.drained
+        except Exception:
+            log.exception("%s: a streamed answer failed; closing the connection", self.listener)
+            if self.transport is not None:
+                self.transport.close()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
@@ -697,6 +724,8 @@ class TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
         self._update_reading()
         if not self.reading_paused and self.frames:
             self.data_received(b"")

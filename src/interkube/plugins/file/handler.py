@@ -20,8 +20,10 @@ from interkube.pkg.ticker import Ticker
 from interkube.plugin.answers import MemoryHandler
 from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.request import Request
+from interkube.plugin.transfer import ZoneCopy, ZoneListener
 from interkube.plugins.file.lookup import Outcome, lookup
 from interkube.plugins.file.parse import FileConfig
+from interkube.plugins.file.xfr import zone_copy
 from interkube.plugins.file.zone import ZoneData, ZoneFileInvalid, load_zone
 
 log = logging.getLogger("interkube.plugin.file")
@@ -75,6 +77,8 @@ class FileHandler(MemoryHandler[Zones]):
         self.cfg = cfg
         self.watched = watched
         self.ticker = Ticker(cfg.reload, self.check, log)
+        #: Told of each zone a reload changed (the transfer plugin's NOTIFY).
+        self.zone_listeners: list[ZoneListener] = []
 
     def build(self, req: Request, data: Zones, zone: str) -> bytes | None:
         q = req.query
@@ -122,3 +126,19 @@ class FileHandler(MemoryHandler[Zones]):
                          data.serial)
         if changed:
             self.swap(MappingProxyType(updated))
+            for zone in fresh:
+                if updated[zone] is fresh[zone]:
+                    for listener in self.zone_listeners:
+                        listener(zone)
+
+    # -- zone transfers (interkube.plugin.transfer.ZoneSource) ---------------------------------
+
+    def transfer_zones(self) -> tuple[str, ...]:
+        return tuple(self.data)
+
+    def zone_copy(self, zone: str) -> ZoneCopy | None:
+        data = self.data.get(zone)
+        return None if data is None else zone_copy(data)
+
+    def watch_zones(self, listener: ZoneListener) -> None:
+        self.zone_listeners.append(listener)
