@@ -22,8 +22,9 @@ Per query, on the fast path as on the slow one:
    the query goes to the slow path, which awaits them;
 4. an answer found under another name is given the client's question and the CNAME with
    dnspython; the walk keeps the last one as a template, reused while the chain answers that
-   name with the same bytes: a pod's repeated lookup costs one chain lookup per name tried and
-   a template render, nothing parsed.
+   name with the same bytes, and patched when only their TTLs change (the cache behind counting
+   down): a pod's repeated lookup costs one chain lookup per name tried and a template render,
+   nothing parsed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from interkube.dns.memo import Memo
 from interkube.dns.names import ZoneSet
+from interkube.dns.reader import TYPE_OPT, Malformed
+from interkube.dns.reader import Walk as WireWalk
 from interkube.dns.wire import (
     HEADER_LEN,
     RCODE_FORMERR,
@@ -49,7 +52,6 @@ from interkube.dns.wire import (
     RCODE_NXDOMAIN,
     RCODE_REFUSED,
     Query,
-    Template,
     label_offsets,
     parse_query,
     template_for,
@@ -108,18 +110,82 @@ class AutopathStats:
 AUTOPATH_STATS = Kind("autopath statistics", AutopathStats)
 
 
+class Kept:
+    """The last answer a walk found under another name: the chain's answer (``down``), the
+    client's made of it (``out``, and as a template), and where their TTLs are, so that an answer
+    that differs from the kept one only in its TTLs (a cache counting down) is patched, not
+    parsed and rendered again."""
+
+    __slots__ = ("at", "down", "size", "tail", "out", "template", "ttls", "copies")
+
+    def __init__(self, at: int, down: bytes, out: bytes, query: Query,
+                 ttls: tuple[int, ...], copies: tuple[tuple[int, int], ...] | None) -> None:
+        self.at = at                    # the name's place in the search list
+        self.down = down
+        self.size = len(down)
+        self.tail = down[2:]            # what the next answer is compared with (all but the ID)
+        self.out = out
+        self.template = template_for(out, query)
+        self.ttls = ttls                # the TTL fields of ``down`` (OPT's aside)
+        #: (offset in ``out``, offset in ``down``) of each TTL of ``out``; None when the records
+        #: do not correspond.
+        self.copies = copies
+
+    @classmethod
+    def made(cls, at: int, down: bytes, out: bytes, query: Query, inserted: int) -> Kept:
+        """``out`` made of ``down`` with a CNAME at record ``inserted`` (-1: none), which takes the
+        TTL of the record after it."""
+        try:
+            ttls, theirs = ttl_offsets(down), ttl_offsets(out)
+        except Malformed:
+            return cls(at, down, out, query, (), None)
+        sources = list(range(len(ttls)))
+        if inserted >= 0:
+            sources.insert(inserted, inserted)
+        copies = tuple((o, ttls[i]) for o, i in zip(theirs, sources, strict=True)) \
+            if len(sources) == len(theirs) else None
+        return cls(at, down, out, query, ttls, copies)
+
+    def same(self, at: int, resp: bytes) -> bool:
+        return at == self.at and len(resp) == self.size and resp.endswith(self.tail)
+
+    def retimed(self, at: int, resp: bytes, query: Query) -> Kept | None:
+        """This answer with ``resp``'s TTLs when ``resp`` differs from ``down`` in nothing else
+        (its ID aside); None otherwise."""
+        copies = self.copies
+        if copies is None or at != self.at or len(resp) != self.size:
+            return None
+        old = self.down
+        start = 2
+        for off in self.ttls:
+            if resp[start:off] != old[start:off]:
+                return None
+            start = off + 4
+        if resp[start:] != old[start:]:
+            return None
+        out = bytearray(self.out)
+        for out_off, down_off in copies:
+            out[out_off:out_off + 4] = resp[down_off:down_off + 4]
+        return Kept(at, resp, bytes(out), query, self.ttls, copies)
+
+
+def ttl_offsets(wire: bytes) -> tuple[int, ...]:
+    """Where the TTL of each record of ``wire`` is, in order (the OPT record's aside); raises
+    Malformed."""
+    return tuple(rdata - 6 for *_, rtype, _rclass, _ttl, rdata, _rdlen in WireWalk(wire).records()
+                 if rtype != TYPE_OPT)
+
+
 class Walk:
     """What autopath does with one question for one search list: the length of the question's
     base name (its labels before the list's first domain, in wire form) and the last answer
-    found under another name, kept as a template."""
+    found under another name."""
 
     __slots__ = ("base_len", "found")
 
     def __init__(self, base_len: int) -> None:
         self.base_len = base_len
-        #: (the name's place in the list, the chain's answer's size and bytes after the ID,
-        #: the client's answer made of it), or None.
-        self.found: tuple[int, int, bytes, Template] | None = None
+        self.found: Kept | None = None
 
 
 #: The walk of a question outside the list's first domain: the query passes untouched.
@@ -139,12 +205,12 @@ def walk_for(path: SearchPath, q: Query) -> Walk:
     return Walk(base_len)
 
 
-def with_cname(resp: bytes, client: Query) -> bytes:
+def with_cname(resp: bytes, client: Query) -> tuple[bytes, int]:
     """``resp`` (the chain's answer to another name of the search list) as the answer to the
     client's question: the client's question, and in front of the first answer record owned by
     another name a CNAME from the question to that name, with that record's TTL (CoreDNS's
-    rule: an answer without such a record gets none). Raises dnspython's errors (DNSException,
-    ValueError) when ``resp`` cannot be read."""
+    rule: an answer without such a record gets none); and where the CNAME went (-1: nowhere).
+    Raises dnspython's errors (DNSException, ValueError) when ``resp`` cannot be read."""
     msg = dns.message.from_wire(resp, one_rr_per_rrset=True, ignore_trailing=True)
     name, _ = dns.name.from_wire(client.wire, HEADER_LEN)
     msg.question = [dns.rrset.RRset(name, dns.rdataclass.RdataClass.make(client.qclass),
@@ -154,8 +220,8 @@ def with_cname(resp: bytes, client: Query) -> bytes:
             target = dns.rdtypes.ANY.CNAME.CNAME(  # type: ignore[no-untyped-call]  # (dnspython does not annotate it)
                 dns.rdataclass.IN, dns.rdatatype.CNAME, rrset.name)
             msg.answer.insert(i, dns.rrset.from_rdata(name, rrset.ttl, target))
-            break
-    return msg.to_wire(max_size=65535)
+            return msg.to_wire(max_size=65535), i
+    return msg.to_wire(max_size=65535), -1
 
 
 def other_names(req: Request, path: SearchPath, walk: Walk) -> Iterator[tuple[int, Query]]:
@@ -297,23 +363,24 @@ class AutopathHandler(Handler):
         """The client's answer made of ``resp``, the chain's answer to the ``at``-th name."""
         q = req.query
         kept = walk.found
-        if kept is not None and kept[0] == at and len(resp) == kept[1] and resp.endswith(kept[2]):
-            out = kept[3].render(q)
-        else:
-            started = INLINE_BUILDS.begin() if fast else 0.0  # (raises Deferred over budget)
-            try:
-                out = with_cname(resp, q)
-            except (dns.exception.DNSException, ValueError) as exc:
-                raise MalformedMessage(f"autopath: the answer to a name of the search path cannot be read: "
-                                       f"{exc}") from exc
-            finally:
-                if fast:
-                    INLINE_BUILDS.end(started)
-            walk.found = (at, len(resp), resp[2:], template_for(out, q))
+        if kept is None or not kept.same(at, resp):
+            kept = kept.retimed(at, resp, q) if kept is not None else None
+            if kept is None:
+                started = INLINE_BUILDS.begin() if fast else 0.0  # (raises Deferred over budget)
+                try:
+                    out, inserted = with_cname(resp, q)
+                except (dns.exception.DNSException, ValueError) as exc:
+                    raise MalformedMessage(f"autopath: the answer to a name of the search path cannot be read: "
+                                           f"{exc}") from exc
+                finally:
+                    if fast:
+                        INLINE_BUILDS.end(started)
+                kept = Kept.made(at, resp, out, q, inserted)
+            walk.found = kept
         self.success[0] += 1
         req.answered_by = self.plugin
-        return out
+        return kept.template.render(q)
 
 
-__all__ = ["AUTOPATH_STATS", "OUTSIDE", "WALK_LIMIT", "Asking", "AutopathHandler", "AutopathStats", "Walk", "goes_on",
-           "other_names", "walk_for", "with_cname"]
+__all__ = ["AUTOPATH_STATS", "OUTSIDE", "WALK_LIMIT", "Asking", "AutopathHandler", "AutopathStats", "Kept", "Walk",
+           "goes_on", "other_names", "ttl_offsets", "walk_for", "with_cname"]
