@@ -22,6 +22,7 @@ registry rather than through the kubernetes handlers. The API for them::
     index.namespace_exists(ns)      # True when the namespace holds Services (or kept Pods)
     index.service_export(ns, name)  # ServiceExport | None  (multicluster.x-k8s.io)
     index.service_import(ns, name)  # ServiceImport | None  (type, ips, ports, clusters)
+    index.services_external_at(ip)  # Services with ip among their external_ips (k8s_external)
     index.serial                    # SOA serial: when this index was built
     index.view(deps)                # the same reads, adding each lookup's key to the set deps
 
