@@ -3,9 +3,10 @@
 From the bottom: the wire core and the Corefile syntax (``dns``, ``corefile``, ``errors``); the
 shared helpers (``pkg``); transports, TLS, cluster sources and address plans (``upstream``,
 ``tlsutil``, ``kube``, ``netplan``); the plugin contract (``plugin``); the plugins; the runtime
-(``server``) and the commands beside it (``deploy``, ``webhook``, ``proxy``); the command line. A module may import its own layer and the ones below, and a
-plugin no other plugin. Read from the source with ``ast``, so that an import inside a function
-counts as much as one at the top.
+(``server``) and the commands beside it (``deploy``, ``webhook``, ``proxy``); the command
+line. A module may import its own layer and the ones below, and a plugin no other plugin. Read
+from the source with ``ast``, so that an import inside a function counts as much as one at the
+top.
 """
 
 from __future__ import annotations
