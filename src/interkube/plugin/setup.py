@@ -26,15 +26,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from interkube.corefile.parser import Directive
 from interkube.errors import ConfigError
 from interkube.pkg.shared import SharedObjects
-from interkube.plugin.handler import Handler
-from interkube.plugin.request import Request
-from interkube.plugin.services import Services
-from interkube.tlsutil.contexts import ServerTls
+
+if TYPE_CHECKING:
+    # Annotations only: a tool that merely parses Corefiles (interkube render) imports every
+    # plugin's registration, and these pull in prometheus_client, TLS and dnspython's messages.
+    from interkube.plugin.handler import Handler
+    from interkube.plugin.request import Request
+    from interkube.plugin.services import Services
+    from interkube.tlsutil.contexts import ServerTls
 
 ConfigT = TypeVar("ConfigT")
 
