@@ -36,6 +36,8 @@ A, CNAME, NS, SRV = dns.rdatatype.A, dns.rdatatype.CNAME, dns.rdatatype.NS, dns.
 #: The dependency key of every answer that shows the zone's serial (NODATA, NXDOMAIN, SOA): what
 #: a change drops when the serial follows the changes (see ChangeSerial).
 SERIAL_DEP = ("serial",)
+#: An owner name and its records (interkube.plugin.transfer.Owned, which this layer cannot import).
+Owned = tuple[dns.name.Name, dns.rrset.RRset]
 
 
 #: The kinds of dependency keys (see interkube.kube.index) whose changes change what a transfer
@@ -82,9 +84,9 @@ def zone_soa(zone: str, serial: int, opts: Options) -> dns.rrset.RRset:
     return soa_rrset(dns.name.from_text(zone), zone, serial, opts.ttl)
 
 
-def zone_records(index: ClusterIndex, zone: str, opts: Options) -> Iterator[list[dns.rrset.RRset]]:
-    """Every record of ``zone`` but its SOA, in transfer order: one batch for the name servers,
-    then one per Service."""
+def zone_records(index: ClusterIndex, zone: str, opts: Options) -> Iterator[list[Owned]]:
+    """Every record of ``zone`` but its SOA, in transfer order, as (owner, RRset): one batch for
+    the name servers, then one per Service."""
     origin = dns.name.from_text(zone)
     lookup = Lookup(index.view(set()), zone, opts)
     servers = lookup.ns_addresses()
@@ -93,14 +95,14 @@ def zone_records(index: ClusterIndex, zone: str, opts: Options) -> Iterator[list
         batch = [rrset(origin, opts.ttl, NS, *hosts)]
         for e in servers:
             batch.extend(_addresses(e.name, (e.host,), opts.ttl))
-        yield batch
+        yield [(rs.name, rs) for rs in batch]
     # Listed now: the index changes under a long transfer (a Service's own records are read
     # when its turn comes, as CoreDNS reads its endpoints).
     services = sorted(index.services(), key=lambda s: (s.name, s.namespace))
     for svc in services:
         batch = _service(index, svc, zone, opts)
         if batch:
-            yield batch
+            yield [(rs.name, rs) for rs in batch]
 
 
 def _service(index: ClusterIndex, svc: Service, zone: str, opts: Options) -> list[dns.rrset.RRset]:

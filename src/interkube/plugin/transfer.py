@@ -9,7 +9,7 @@ imports the other:
 * :meth:`ZoneSource.transfer_zones`: the zones it can copy (NOTIFY is sent for those);
 * :meth:`ZoneSource.zone_copy`: one zone as it is now: its SOA, and its other records in the
   order a transfer sends them, produced lazily a few at a time (a cluster's zone can hold tens of
-  thousands of records, and the transfer writes them between other work of the event loop);
+  thousands of records, and the transfer makes them between other work of the event loop);
   None when it holds no zone of exactly that name (CoreDNS's ErrNotAuthoritative);
 * :meth:`ZoneSource.watch_zones`: call a listener with a zone's name after each change of the
   zone's data, so that secondaries are sent a NOTIFY. A source whose answers carry a serial it
@@ -23,19 +23,24 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import dns.name
+import dns.rdataset
 import dns.rrset
 
 #: Called with the zone (lower case, fully qualified text) whose data changed.
 ZoneListener = Callable[[str], None]
+#: An owner name and its records of one type (an RRset is one too: ``(rrset.name, rrset)``), so
+#: that a source that keeps rdatasets by name (a zone file) need not copy them into RRsets.
+Owned = tuple[dns.name.Name, dns.rdataset.Rdataset]
 
 
 @dataclass(frozen=True)
 class ZoneCopy:
     """One zone for a transfer: its SOA (the first and the last record sent) and every other
-    record, in transfer order, a batch at a time (each batch a few RRsets, cheap to make)."""
+    record, in transfer order, a batch at a time (each batch a few record sets, cheap to make)."""
 
     soa: dns.rrset.RRset
-    records: Iterator[Sequence[dns.rrset.RRset]]
+    records: Iterator[Sequence[Owned]]
 
     @property
     def serial(self) -> int:
@@ -57,4 +62,4 @@ class ZoneSource(Protocol):
         """Call ``listener(zone)`` after each change of one of this handler's zones."""
 
 
-__all__ = ["ZoneCopy", "ZoneListener", "ZoneSource"]
+__all__ = ["Owned", "ZoneCopy", "ZoneListener", "ZoneSource"]

@@ -36,7 +36,7 @@ TTL7 = Options(ttl=7)
 
 
 def texts(idx: ClusterIndex, opts: Options = TTL7) -> list[list[str]]:
-    return [[f"{rs.name} {rs.ttl} {dns.rdatatype.to_text(rs.rdtype)} {rd}" for rs in batch for rd in rs]
+    return [[f"{name} {rs.ttl} {dns.rdatatype.to_text(rs.rdtype)} {rd}" for name, rs in batch for rd in rs]
             for batch in zone_records(idx, "cluster.local.", opts)]
 
 

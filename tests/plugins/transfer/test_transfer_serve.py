@@ -163,7 +163,7 @@ async def test_a_large_zone_streams_in_several_messages(tmp_path: Path) -> None:
     port = free_port()
     async with in_process(corefile(db, port, "*")):
         got = await transfer(port, "example.org", do=True)
-    assert got.complete and len(got.messages) > 5
+    assert got.complete and len(got.messages) >= 3
     first = got.messages[0]
     for reply, wire in zip(got.messages, got.wires, strict=True):
         assert reply.id == first.id and reply.question == first.question
@@ -181,7 +181,7 @@ def tls_block(scheme: str, port: int, pki: Pki, db: Path, to: str) -> str:
 
 async def test_axfr_over_tls(tmp_path: Path, pki: Pki) -> None:
     text = "$TTL 60\n@ IN SOA ns hostmaster 7 1 1 1 1\n@ IN NS ns\n" + "".join(
-        f"h{i} IN A 10.1.{i // 256}.{i % 256}\n" for i in range(2000))
+        f"h{i} IN A 10.1.{i // 256}.{i % 256}\n" for i in range(5000))
     db = tmp_path / "db"
     db.write_text(text)
     port = free_port()

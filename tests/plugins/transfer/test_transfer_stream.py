@@ -4,6 +4,7 @@ transfer (not the server's memory, not the event loop), and one that goes away e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import struct
@@ -12,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from interkube.plugins.transfer import envelopes
+from interkube.plugins.transfer.envelopes import MESSAGE_BUDGET
 from interkube.server.listeners import TCP_WRITE_HIGH_WATER, TcpProtocol
 from testkit.servers import LOOPBACK, aquery, free_port, in_process
 from testkit.waiting import until
-from testkit.xfr import transfer_query
+from testkit.xfr import transfer, transfer_query
 
 #: 15,000 A records: some 600 KB on the wire, more than the listener's high-water mark and the
 #: (small, see hold_back) socket buffers hold.
@@ -71,7 +74,7 @@ async def test_a_client_that_does_not_read_holds_its_transfer(
             for _ in range(200):  # the loop turns, and the transfer stays where it is
                 await asyncio.sleep(0)
             assert conn.transport is not None
-            assert conn.transport.get_write_buffer_size() == buffered <= TCP_WRITE_HIGH_WATER + 20_000
+            assert conn.transport.get_write_buffer_size() == buffered <= TCP_WRITE_HIGH_WATER + MESSAGE_BUDGET + 100
             assert not conn.drained.done()
             assert "Outgoing transfer of" not in interkube_caplog.text
             # Meanwhile the server answers.
@@ -100,6 +103,39 @@ async def test_a_client_that_goes_away_ends_its_transfer(
         await until(lambda: "ended after" in interkube_caplog.text, "the transfer ended")
         assert "the connection closed" in interkube_caplog.text
         assert not connections(server)
+
+
+async def test_the_loop_runs_while_a_message_is_made(big_zone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop gets its turn every few records made, not once per message: a task that counts
+    its turns runs many times between two messages (each some 1,500 records here)."""
+    turns = 0
+    at_message: list[int] = []
+    real_message = envelopes.Envelope.message
+
+    def message(self: envelopes.Envelope) -> bytes:
+        at_message.append(turns)
+        return real_message(self)
+
+    monkeypatch.setattr(envelopes.Envelope, "message", message)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    port = free_port()
+    async with in_process(f"example.org:{port} {{\n bind 127.0.0.1\n transfer {{\n  to *\n }}\n"
+                          f" file {big_zone}\n}}\n"):
+        counter = asyncio.create_task(count_turns())
+        try:
+            got = await transfer(port, "example.org")
+        finally:
+            counter.cancel()
+    assert got.complete and len(got.messages) == len(at_message) > 3
+    between = [b - a for a, b in itertools.pairwise(at_message)]
+    per_message = envelopes.MESSAGE_BUDGET // 40 // envelopes.PAUSE_RECORDS  # records of some 40 bytes
+    assert min(between[:-1]) >= per_message // 2, between
 
 
 async def _read(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import dns.rdatatype
-import dns.rrset
 
-from interkube.plugin.transfer import ZoneCopy
+from interkube.plugin.transfer import Owned, ZoneCopy
 from interkube.plugins.file.lookup import rrset
 from interkube.plugins.file.zone import ZoneData
 
@@ -25,14 +24,14 @@ def zone_copy(z: ZoneData) -> ZoneCopy:
     return ZoneCopy(rrset(z.origin, z.soa), _records(z))
 
 
-def _records(z: ZoneData) -> Iterator[list[dns.rrset.RRset]]:
-    """One batch per name: its RRsets (the apex's SOA and NS aside: those go first)."""
+def _records(z: ZoneData) -> Iterator[list[Owned]]:
+    """One batch per name: its record sets (the apex's SOA and NS aside: those go first)."""
     if z.ns:
-        yield [rrset(z.origin, z.ns)]
-    for name in sorted(z.nodes):
+        yield [(z.origin, z.ns)]
+    for name in z.canonical_order:
         node = z.nodes[name]
         at_apex = name == z.origin
-        batch = [rrset(name, found) for found in sorted(node.rdatasets, key=lambda r: (r.rdtype, r.covers))
+        batch = [(name, found) for found in sorted(node.rdatasets, key=lambda r: (r.rdtype, r.covers))
                  if not (at_apex and found.rdtype in _APEX_FIRST)]
         if batch:
             yield batch

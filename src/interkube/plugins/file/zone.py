@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,13 @@ class ZoneData:
     def serial(self) -> int:
         return int(self.soa[0].serial)
 
+    @functools.cached_property
+    def canonical_order(self) -> tuple[dns.name.Name, ...]:
+        """The owner names in DNSSEC canonical order (RFC 4034 6.1), for zone transfers (labels
+        compared from the right as lower-case octets, in C: dnspython's own comparison of names
+        costs three times as much)."""
+        return tuple(sorted(self.nodes, key=lambda n: tuple(label.lower() for label in reversed(n.labels))))
+
     def rdataset(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.rdataset.Rdataset | None:
         node = self.nodes.get(name)
         return None if node is None else node.get_rdataset(dns.rdataclass.IN, rdtype)
@@ -63,4 +71,7 @@ def load_zone(text: str, origin: str, filename: str) -> ZoneData:
             name = name.parent()
     names.add(apex_name)
     ns = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
-    return ZoneData(apex_name, dict(zone.nodes), frozenset(names), soa, ns or None)
+    data = ZoneData(apex_name, dict(zone.nodes), frozenset(names), soa, ns or None)
+    # Sorted here, where a reload parses (off the event loop), not by the first transfer.
+    _ = data.canonical_order
+    return data

@@ -7,11 +7,13 @@ authority section gets SERVFAIL. Otherwise the first handler after this one that
 exactly the question's name (a :class:`~interkube.plugin.transfer.ZoneSource`) copies it: an
 IXFR whose serial is the zone's gets that SOA alone (no journal: nothing smaller than the whole
 zone can be sent otherwise), every other transfer gets the whole zone, streamed in several
-messages (see :mod:`.envelopes`). No source for the name: the question goes on.
+messages (see :mod:`.envelopes`), the loop running between every few records made. No source
+for the name: the question goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterator
 
@@ -24,7 +26,7 @@ from interkube.dns.wire import RCODE_REFUSED, RCODE_SERVFAIL, ZONE_TRANSFERS, er
 from interkube.plugin.handler import SLOW, Handler, Streamed
 from interkube.plugin.request import Request
 from interkube.plugin.transfer import ZoneCopy, ZoneSource
-from interkube.plugins.transfer.envelopes import Envelope, single_message, transfer_messages
+from interkube.plugins.transfer.envelopes import Envelope, Part, single_message, transfer_messages
 from interkube.plugins.transfer.notify import Notifier
 from interkube.plugins.transfer.parse import Address, TransferConfig
 
@@ -103,11 +105,12 @@ class TransferHandler(Handler):
         if serial is not None and serial == copy.serial:
             log.info("Outgoing noop, incremental transfer for up to date zone %s to %s for %d SOA serial",
                      zone, req.client_address, copy.serial)
-            return single_message(q, [copy.soa], authoritative=False)
+            return single_message(q, [(copy.soa.name, copy.soa)], authoritative=False)
         envelope = Envelope(q)
-        messages = transfer_messages(envelope, copy)
-        first = next(messages)
-        return Streamed(first, self._rest(messages, envelope, zone, req.client_address, copy.serial))
+        parts = transfer_messages(envelope, copy)
+        first = await _next(parts)
+        assert first is not None  # a transfer has a message at least
+        return Streamed(first, self._rest(parts, envelope, zone, req.client_address, copy.serial))
 
     def copy(self, zone: str) -> ZoneCopy | None:
         """``zone`` from the first source that holds it."""
@@ -117,21 +120,21 @@ class TransferHandler(Handler):
                 return copy
         return None
 
-    async def _rest(self, messages: Iterator[bytes], envelope: Envelope, zone: str, client: Address,
+    async def _rest(self, parts: Iterator[Part], envelope: Envelope, zone: str, client: Address,
                     serial: int) -> AsyncGenerator[bytes, None]:
         """The messages after the first; each is made when the listener asks for it."""
         whole = False
         try:
-            for message in messages:
+            while (message := await _next(parts)) is not None:
                 yield message
             whole = True
         finally:
             if whole:
                 log.info("Outgoing transfer of %d records of zone %s to %s for %d SOA serial",
-                         envelope.records, zone, client, serial)
+                         envelope.added, zone, client, serial)
             else:
                 log.info("Outgoing transfer of zone %s to %s for %d SOA serial ended after %d records: "
-                         "the connection closed", zone, client, serial, envelope.records)
+                         "the connection closed", zone, client, serial, envelope.added)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -160,6 +163,15 @@ class TransferHandler(Handler):
         self.stopped = True
         for stanza in self.stanzas:
             await stanza.notifier.stop()
+
+
+async def _next(parts: Iterator[Part]) -> bytes | None:
+    """The next message of a transfer (None: none left), letting the loop run at each pause."""
+    for part in parts:
+        if part is not None:
+            return part
+        await asyncio.sleep(0)
+    return None
 
 
 def zone_sources(handler: Handler) -> Iterator[ZoneSource]:
