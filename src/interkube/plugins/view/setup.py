@@ -4,7 +4,6 @@ and the `view/name` metadata label."""
 from __future__ import annotations
 
 from interkube.plugin import metadata
-from interkube.plugin.metadata import PROVIDERS
 from interkube.plugin.request import Request
 from interkube.plugin.setup import SetupContext, View
 from interkube.plugins.view.filter import ViewCondition
@@ -12,13 +11,13 @@ from interkube.plugins.view.parse import ViewConfig
 
 
 def setup(cfg: ViewConfig, ctx: SetupContext) -> None:
-    # The providers list exists when a metadata plugin was set up before (it is first in the
-    # plugin order, view last); without one, metadata() reads nothing, as in CoreDNS.
-    collect = ctx.block.shared.get(PROVIDERS)
     name = cfg.name
 
     def provide(req: Request) -> None:
         metadata.set_value(req, "view/name", name)
 
-    metadata.providers(ctx.block.shared).append(provide)
+    providers = metadata.providers(ctx.block.shared)
+    providers.append(provide)
+    # Without *metadata* in the block, metadata() reads nothing, as in CoreDNS.
+    collect = providers if "metadata" in ctx.block.plugins else None
     ctx.block.view = View(name, ViewCondition(cfg.programs, collect).accepts)
