@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from interkube.kube import snapshot
 from interkube.kube.objects import Namespace, Port, Service
 from interkube.plugins.transfer.notify import ATTEMPTS, Notifier
 from interkube.plugins.transfer.parse import Secondary
+from testkit.processes import stop_process
 from testkit.servers import LOOPBACK, aquery, free_port, in_process
 from testkit.waiting import until
 from testkit.xfr import NotifyListener, is_notify, transfer
@@ -85,6 +88,49 @@ async def test_a_notify_not_accepted_is_tried_again_and_logged(
             assert len(secondary.received) == ATTEMPTS
     assert (f"NOTIFY for zone example.org. was not accepted by 127.0.0.1:{secondary.port}: rcode was REFUSED"
             in interkube_caplog.text)
+
+
+async def test_one_worker_of_several_tells_the_secondaries(tmp_path: Path) -> None:
+    """`interkube serve --workers 2`: both workers answer transfers, the first alone sends
+    NOTIFY (one server, one NOTIFY per change)."""
+    db = tmp_path / "db"
+    db.write_text(zone(1))
+    port = free_port()
+    async with NotifyListener() as secondary:
+        core = tmp_path / "Corefile"
+        core.write_text(f"example.org:{port} {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1:{secondary.port}\n"
+                        f" }}\n file {db} {{\n  reload 1s\n }}\n}}\n")
+        proc = subprocess.Popen([sys.executable, "-m", "interkube", "serve", "-conf", str(core), "--workers", "2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await until(lambda: len(workers_of(proc.pid)) == 2, "two workers", alive=lambda: proc.poll() is None)
+            await until(lambda: secondary.notified("example.org."), "NOTIFY at start")
+            serials = [await serial_by_transfer(port) for _ in range(20)]  # new connections: both workers
+            assert serials == [1] * 20
+            # Both serve (each sent its NOTIFY at start, if it sends any): one came.
+            assert len(secondary.notified("example.org.")) == 1
+            db.write_text(zone(2))
+            await until(lambda: serials_are(port, 2), "both workers serving serial 2")
+            await until(lambda: len(secondary.notified("example.org.")) >= 2, "NOTIFY of the reload")
+            assert len(secondary.notified("example.org.")) == 2
+        finally:
+            stop_process(proc)
+
+
+async def serial_by_transfer(port: int) -> int:
+    got = await transfer(port, "example.org")
+    assert got.rcode == "NOERROR"
+    return int(got.records[0][0].serial)
+
+
+async def serials_are(port: int, serial: int, connections: int = 20) -> bool:
+    """Whether ``connections`` new connections in a row (spread over the workers) all transfer
+    ``serial``."""
+    return all([await serial_by_transfer(port) == serial for _ in range(connections)])
+
+
+def workers_of(pid: int) -> list[str]:
+    return subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
 
 
 async def test_changes_during_a_round_make_one_more_round() -> None:

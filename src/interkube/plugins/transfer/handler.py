@@ -39,11 +39,13 @@ STREAMS = ("tcp", "tls")
 class Stanza:
     """One `transfer` directive: its zones, who may transfer them, and its NOTIFY rounds."""
 
-    def __init__(self, cfg: TransferConfig, zones: tuple[str, ...]) -> None:
+    def __init__(self, cfg: TransferConfig, zones: tuple[str, ...], *, notify: bool = True) -> None:
         self.cfg = cfg
         self.zones = zones
         self.allowed: frozenset[Address] = frozenset(s.address for s in cfg.to)
-        self.notifier = Notifier(cfg.to, cfg.source)
+        #: NOTIFY goes to the `to` addresses (none when ``notify`` is off: a worker other than
+        #: the first of a multi-worker server).
+        self.notifier = Notifier(cfg.to if notify else (), cfg.source)
 
     def allows(self, client: Address) -> bool:
         return self.cfg.anyone or client in self.allowed

@@ -23,7 +23,9 @@ def setup(cfg: TransferConfig, ctx: SetupContext) -> TransferHandler | None:
     if handler is None:
         handler = TransferHandler()
         ctx.block.shared.put(BLOCK_TRANSFER, None, handler)
-    handler.add(Stanza(cfg, cfg.zones or ctx.zones))
+    # Every worker of a multi-worker server answers transfers; one of them tells the secondaries.
+    worker = ctx.services.worker
+    handler.add(Stanza(cfg, cfg.zones or ctx.zones, notify=worker is None or worker.index == 0))
     if not first:
         return None
     ctx.on_startup(handler.start)
