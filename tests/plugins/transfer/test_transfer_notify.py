@@ -90,6 +90,28 @@ async def test_a_notify_not_accepted_is_tried_again_and_logged(
             in interkube_caplog.text)
 
 
+async def test_a_reloaded_configuration_tells_its_own_secondaries(tmp_path: Path) -> None:
+    """A new Corefile is a new start (as CoreDNS's OnStartup): its `to` addresses are told, and
+    transfer as it says; the old configuration's stanza is gone."""
+    db = tmp_path / "db"
+    db.write_text(zone(1))
+    port = free_port()
+    async with NotifyListener() as first, NotifyListener() as second:
+        def block(secondary: NotifyListener) -> str:
+            return (f"example.org:{port} {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1:{secondary.port}"
+                    f" 127.0.0.{2 if secondary is second else 3}\n }}\n file {db}\n}}\n")
+
+        async with in_process(block(first)) as server:
+            await until(lambda: first.notified("example.org."), "the first configuration's NOTIFY")
+            assert (await transfer(port, "example.org", source="127.0.0.3")).rcode == "NOERROR"
+            Path(server.source.path).write_text(block(second))
+            assert await server.reload()
+            await until(lambda: second.notified("example.org."), "the new configuration's NOTIFY")
+            assert (await transfer(port, "example.org", source="127.0.0.2")).rcode == "NOERROR"
+            assert (await transfer(port, "example.org", source="127.0.0.3")).rcode == "REFUSED"
+            assert len(first.notified("example.org.")) == 1
+
+
 async def test_one_worker_of_several_tells_the_secondaries(tmp_path: Path) -> None:
     """`interkube serve --workers 2`: both workers answer transfers, the first alone sends
     NOTIFY (one server, one NOTIFY per change)."""
