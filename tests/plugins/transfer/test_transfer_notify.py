@@ -190,33 +190,35 @@ def write_snapshot(path: Path, *services: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def cluster_block(port: int, secondary: NotifyListener, snap: Path) -> str:
+    return (f"cluster.local:{port} {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1:{secondary.port}\n }}\n"
+            f" kubernetes cluster.local {{\n  snapshot {snap}\n }}\n}}\n")
+
+
 async def test_a_cluster_change_notifies_and_moves_the_serial(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshot, "CHECK_INTERVAL", 0.05)
     snap = tmp_path / "cluster.json"
     write_snapshot(snap, service("web", "10.96.0.10"))
     port = free_port()
-    async with NotifyListener() as secondary:
-        block = (f"cluster.local:{port} {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1:{secondary.port}\n }}\n"
-                 f" kubernetes cluster.local {{\n  snapshot {snap}\n }}\n}}\n")
-        async with in_process(block):
-            await until(lambda: secondary.notified("cluster.local."), "NOTIFY at start")
-            before = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
-            nx_before = (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial
-            assert nx_before == before
-            up_to_date = await transfer(port, "cluster.local", "IXFR", serial=before)
-            assert [r.rdtype for r in up_to_date.records] == [dns.rdatatype.SOA]
+    async with NotifyListener() as secondary, in_process(cluster_block(port, secondary, snap)):
+        await until(lambda: secondary.notified("cluster.local."), "NOTIFY at start")
+        before = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
+        nx_before = (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial
+        assert nx_before == before
+        up_to_date = await transfer(port, "cluster.local", "IXFR", serial=before)
+        assert [r.rdtype for r in up_to_date.records] == [dns.rdatatype.SOA]
 
-            write_snapshot(snap, service("web", "10.96.0.10"), service("api", "10.96.0.11"))
-            await until(lambda: len(secondary.notified("cluster.local.")) == 2, "NOTIFY after the change")
-            after = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
-            assert after > before
-            # Answers that show the serial show the new one (the kept NXDOMAIN was dropped).
-            assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == after
-            # The secondary's IXFR with the old serial gets the whole new zone.
-            got = await transfer(port, "cluster.local", "IXFR", serial=before)
-            assert got.complete and got.records[0][0].serial == after
-            assert "api.app.svc.cluster.local. 5 IN A 10.96.0.11" in got.texts()
+        write_snapshot(snap, service("web", "10.96.0.10"), service("api", "10.96.0.11"))
+        await until(lambda: len(secondary.notified("cluster.local.")) == 2, "NOTIFY after the change")
+        after = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
+        assert after > before
+        # Answers that show the serial show the new one (the kept NXDOMAIN was dropped).
+        assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == after
+        # The secondary's IXFR with the old serial gets the whole new zone.
+        got = await transfer(port, "cluster.local", "IXFR", serial=before)
+        assert got.complete and got.records[0][0].serial == after
+        assert "api.app.svc.cluster.local. 5 IN A 10.96.0.11" in got.texts()
 
 
 async def test_a_watch_event_moves_the_serial_when_it_changes_what_a_transfer_holds(tmp_path: Path) -> None:
@@ -226,31 +228,28 @@ async def test_a_watch_event_moves_the_serial_when_it_changes_what_a_transfer_ho
     snap = tmp_path / "cluster.json"
     write_snapshot(snap, service("web", "10.96.0.10"))
     port = free_port()
-    async with NotifyListener() as secondary:
-        block = (f"cluster.local:{port} {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1:{secondary.port}\n }}\n"
-                 f" kubernetes cluster.local {{\n  snapshot {snap}\n }}\n}}\n")
-        async with in_process(block) as server:
-            handlers = server.instance.built.handlers
-            cluster = next(h for h in handlers if h.plugin == "kubernetes").cluster
-            notifier = next(h for h in handlers if h.plugin == "transfer").stanzas[0].notifier
-            await until(lambda: secondary.notified("cluster.local.") and not notifier._rounds,
-                        "the NOTIFY of the start, and its round over")
-            before = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
-            assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == before
+    async with NotifyListener() as secondary, in_process(cluster_block(port, secondary, snap)) as server:
+        handlers = server.instance.built.handlers
+        cluster = next(h for h in handlers if h.plugin == "kubernetes").cluster
+        notifier = next(h for h in handlers if h.plugin == "transfer").stanzas[0].notifier
+        await until(lambda: secondary.notified("cluster.local.") and not notifier._rounds,
+                    "the NOTIFY of the start, and its round over")
+        before = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
+        assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == before
 
-            cluster.apply("namespaces", ("", "other"), Namespace("other"))
-            assert not notifier._rounds
-            assert (await aquery("cluster.local", "SOA", port)).answer[0][0].serial == before
+        cluster.apply("namespaces", ("", "other"), Namespace("other"))
+        assert not notifier._rounds
+        assert (await aquery("cluster.local", "SOA", port)).answer[0][0].serial == before
 
-            api = Service("app", "api", "ClusterIP", ("10.96.0.11",), False, (Port("http", "TCP", 80),))
-            cluster.apply("services", ("app", "api"), api)
-            assert notifier._rounds  # told at once
-            after = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
-            assert after > before
-            assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == after
-            await until(lambda: len(secondary.notified("cluster.local.")) == 2, "NOTIFY of the change")
-            got = await transfer(port, "cluster.local", "IXFR", serial=after)
-            assert [r.rdtype for r in got.records] == [dns.rdatatype.SOA]
+        api = Service("app", "api", "ClusterIP", ("10.96.0.11",), False, (Port("http", "TCP", 80),))
+        cluster.apply("services", ("app", "api"), api)
+        assert notifier._rounds  # told at once
+        after = (await aquery("cluster.local", "SOA", port)).answer[0][0].serial
+        assert after > before
+        assert (await aquery("nope.app.svc.cluster.local", "A", port)).authority[0][0].serial == after
+        await until(lambda: len(secondary.notified("cluster.local.")) == 2, "NOTIFY of the change")
+        got = await transfer(port, "cluster.local", "IXFR", serial=after)
+        assert [r.rdtype for r in got.records] == [dns.rdatatype.SOA]
 
 
 async def test_without_transfer_the_cluster_serial_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
