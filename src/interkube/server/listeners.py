@@ -46,8 +46,12 @@ log = logging.getLogger("interkube.server")
 #: that a flood cannot grow memory without bound (CoreDNS bounds this with forward's
 #: max_concurrent; unbound has 1024 per thread). Each holds a dozen objects (task, coroutines,
 #: future) that the garbage collector walks at every full collection: with 10,000 waiting on
-#: a silent upstream, a collection paused the loop for 200 ms.
-MAX_UDP_INFLIGHT = 2048
+#: a silent upstream, a collection paused the loop for 200 ms. And queries started together on
+#: a silent upstream time out together: 2,048 of them finishing in one pass held answers from
+#: memory for 15-20 ms (bench/flood_probe.py, silent phase: p99 20.7 ms at 2,048, 3.6 ms at
+#: 512). 512 still carries ~10,000 forwarded queries a second per socket to an upstream 50 ms
+#: away; beyond that they wait in the backlog.
+MAX_UDP_INFLIGHT = 512
 #: The UDP receive buffer asked for by default (``interkube serve --udp-rcvbuf``): bursts wait
 #: in it while a pass runs instead of being dropped by the kernel (its usual 208 KiB holds a
 #: few hundred small datagrams: a 250k-query burst lost 8,682 of them).
@@ -146,8 +150,9 @@ MAX_UDP_WAIT = 2.0
 #: per pass shrinks (halves) when the pass, less the reader's own time, took longer than this,
 #: and grows (by UDP_STARTS_STEP) when it did not. The reader gets its turn once per pass, so
 #: this bounds how long an answer from memory waits in the socket behind the slow path,
-#: whatever one slow query costs.
-UDP_PASS_TARGET = 0.002
+#: whatever one slow query costs. (2 ms left the probe's p99 at 5.1 ms with every forward
+#: refused at 10x the forwarding capacity; 1 ms, 4.1 ms.)
+UDP_PASS_TARGET = 0.001
 UDP_STARTS_MIN = 1
 UDP_STARTS_MAX = 256
 UDP_STARTS_STEP = 4
