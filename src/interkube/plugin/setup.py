@@ -23,10 +23,11 @@ it needs is not there. ``BlockSettings.plugins`` names the block's plugins from 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from interkube.corefile.parser import Directive
 from interkube.errors import ConfigError
@@ -188,4 +189,22 @@ class Plugin(Generic[ConfigT]):
     doc: str = ""
 
 
-__all__ = ["BlockSettings", "View", "ConnectionTimeouts", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext"]
+def deferred(module: str) -> Callable[[Any, SetupContext], Handler | None]:
+    """The ``setup`` function of ``module``, imported when it is first called.
+
+    A plugin's registration (its package's ``PLUGIN``) names its setup through this, so that
+    reading a Corefile imports only the parsers: setup modules pull in what serving needs
+    (aiohttp, dnspython's async queries, the Kubernetes client), about a second of imports for a
+    tool that only parses (interkube render)."""
+
+    def setup(config: Any, ctx: SetupContext) -> Handler | None:
+        function: Callable[[Any, SetupContext], Handler | None] = importlib.import_module(module).setup
+        return function(config, ctx)
+
+    setup.__qualname__ = setup.__name__ = f"deferred({module})"
+    setup.module = module  # type: ignore[attr-defined]  # read by the test that every module exists
+    return setup
+
+
+__all__ = ["BlockSettings", "ConnectionTimeouts", "Hook", "Hooks", "Plugin", "ReadinessCheck", "SetupContext", "View",
+           "deferred"]

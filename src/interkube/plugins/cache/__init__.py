@@ -1,7 +1,6 @@
 """cache: answers repeated questions from memory, on the fast path."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.cache.parse import parse
-from interkube.plugins.cache.setup import setup
 
-PLUGIN = Plugin(name="cache", parse=parse, setup=setup)
+PLUGIN = Plugin(name="cache", parse=parse, setup=deferred("interkube.plugins.cache.setup"))

@@ -1,7 +1,6 @@
 """forward: send queries to upstream DNS servers."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.forward.parse import parse
-from interkube.plugins.forward.setup import setup
 
-PLUGIN = Plugin(name="forward", parse=parse, setup=setup, multiple=True)
+PLUGIN = Plugin(name="forward", parse=parse, setup=deferred("interkube.plugins.forward.setup"), multiple=True)

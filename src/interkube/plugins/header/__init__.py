@@ -1,7 +1,6 @@
 """header: set or clear the AA, RA and RD flags of queries and responses."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.header.parse import parse
-from interkube.plugins.header.setup import setup
 
-PLUGIN = Plugin(name="header", parse=parse, setup=setup)
+PLUGIN = Plugin(name="header", parse=parse, setup=deferred("interkube.plugins.header.setup"))

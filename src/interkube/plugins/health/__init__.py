@@ -1,7 +1,6 @@
 """health: an HTTP endpoint that says the process is alive."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.health.parse import parse
-from interkube.plugins.health.setup import setup
 
-PLUGIN = Plugin(name="health", parse=parse, setup=setup)
+PLUGIN = Plugin(name="health", parse=parse, setup=deferred("interkube.plugins.health.setup"))

@@ -1,9 +1,8 @@
 """kubernetes: Services, endpoints and pods of one or many clusters, as CoreDNS's kubernetes plugin."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.kubernetes.parse import parse
-from interkube.plugins.kubernetes.setup import setup
 
 # One stanza per cluster: several may share a server block (`kubernetes cluster.east {...}`,
 # `kubernetes cluster.west {...}`), each answering for its own zones.
-PLUGIN = Plugin(name="kubernetes", parse=parse, setup=setup, multiple=True)
+PLUGIN = Plugin(name="kubernetes", parse=parse, setup=deferred("interkube.plugins.kubernetes.setup"), multiple=True)

@@ -1,7 +1,6 @@
 """loadbalance: randomize the order of A, AAAA and MX records."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.loadbalance.parse import parse
-from interkube.plugins.loadbalance.setup import setup
 
-PLUGIN = Plugin(name="loadbalance", parse=parse, setup=setup)
+PLUGIN = Plugin(name="loadbalance", parse=parse, setup=deferred("interkube.plugins.loadbalance.setup"))

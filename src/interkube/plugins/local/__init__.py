@@ -1,7 +1,6 @@
 """local: answer localhost and the loopback reverse zones without asking anyone."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.local.parse import parse
-from interkube.plugins.local.setup import setup
 
-PLUGIN = Plugin(name="local", parse=parse, setup=setup)
+PLUGIN = Plugin(name="local", parse=parse, setup=deferred("interkube.plugins.local.setup"))

@@ -1,7 +1,6 @@
 """log: one line per query."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.log.parse import parse
-from interkube.plugins.log.setup import setup
 
-PLUGIN = Plugin(name="log", parse=parse, setup=setup, multiple=True)
+PLUGIN = Plugin(name="log", parse=parse, setup=deferred("interkube.plugins.log.setup"), multiple=True)

@@ -1,7 +1,6 @@
 """loop: detect a forwarding loop at start-up and stop."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.loop.parse import parse
-from interkube.plugins.loop.setup import setup
 
-PLUGIN = Plugin(name="loop", parse=parse, setup=setup)
+PLUGIN = Plugin(name="loop", parse=parse, setup=deferred("interkube.plugins.loop.setup"))

@@ -1,7 +1,6 @@
 """minimal: send only the answer section of successful answers."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.minimal.parse import parse
-from interkube.plugins.minimal.setup import setup
 
-PLUGIN = Plugin(name="minimal", parse=parse, setup=setup)
+PLUGIN = Plugin(name="minimal", parse=parse, setup=deferred("interkube.plugins.minimal.setup"))

@@ -1,7 +1,6 @@
 """nsid: identify this server in answers to queries that ask for it (RFC 5001)."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.nsid.parse import parse
-from interkube.plugins.nsid.setup import setup
 
-PLUGIN = Plugin(name="nsid", parse=parse, setup=setup)
+PLUGIN = Plugin(name="nsid", parse=parse, setup=deferred("interkube.plugins.nsid.setup"))

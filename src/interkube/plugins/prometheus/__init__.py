@@ -1,7 +1,6 @@
 """prometheus: metrics for every answer, and the /metrics endpoint."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.prometheus.parse import parse
-from interkube.plugins.prometheus.setup import setup
 
-PLUGIN = Plugin(name="prometheus", parse=parse, setup=setup)
+PLUGIN = Plugin(name="prometheus", parse=parse, setup=deferred("interkube.plugins.prometheus.setup"))

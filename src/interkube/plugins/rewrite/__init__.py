@@ -1,7 +1,6 @@
 """rewrite: answer a rewritten question (name, type, class, EDNS options) and rewrite the answer."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.rewrite.parse import parse
-from interkube.plugins.rewrite.setup import setup
 
-PLUGIN = Plugin(name="rewrite", parse=parse, setup=setup, multiple=True)
+PLUGIN = Plugin(name="rewrite", parse=parse, setup=deferred("interkube.plugins.rewrite.setup"), multiple=True)

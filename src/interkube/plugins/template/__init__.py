@@ -1,7 +1,6 @@
 """template: answers made from Go templates for names that match regular expressions."""
 
-from interkube.plugin.setup import Plugin
+from interkube.plugin.setup import Plugin, deferred
 from interkube.plugins.template.parse import parse
-from interkube.plugins.template.setup import setup
 
-PLUGIN = Plugin(name="template", parse=parse, setup=setup, multiple=True)
+PLUGIN = Plugin(name="template", parse=parse, setup=deferred("interkube.plugins.template.setup"), multiple=True)
