@@ -49,9 +49,11 @@ async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstrea
             await asyncio.sleep(0.005)
 
     async def latest_is(addr: str) -> bool:
+        """Whether the next few answers, however long a busy machine takes to give them, all
+        come from ``addr``."""
         n = len(answers)
-        await asyncio.sleep(0.1)
-        return len(answers) > n and answers[-1] == addr and all(x == addr for x in answers[n:])
+        await until(lambda: len(answers) >= n + 4, "more answers")
+        return all(x == addr for x in answers[n:])
 
     with interkube_process(core, port) as proc:
         clients = [asyncio.create_task(client(tcp)) for tcp in (False, True, False, True)]
@@ -73,8 +75,7 @@ async def test_reload_under_load_valid_invalid_valid(tmp_path: Path, two_upstrea
         stop.set()
         await asyncio.gather(*clients)
         out = process_output(proc)
-    assert failures == []
-    assert len(answers) > 100
+    assert failures == []  # (answers came in every phase: latest_is waits for them)
     assert f"{core}:4: unknown plugin 'forwrd'" in out
     assert out.count("Reloading complete") == 2
 
