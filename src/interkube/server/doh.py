@@ -42,7 +42,7 @@ import h11
 from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.plugin.request import Request
-from interkube.server.limits import client_address
+from interkube.server.limits import TableSlot
 
 if TYPE_CHECKING:
     from interkube.server.listeners import Listener
@@ -124,7 +124,7 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
 
 
-class DohConnection(asyncio.Protocol):
+class DohConnection(TableSlot, asyncio.Protocol):
     """One HTTP connection of a DoH listener (after TLS, if any): HTTP/2 or HTTP/1.1."""
 
     def __init__(self, listener: Listener) -> None:
@@ -147,34 +147,10 @@ class DohConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.eof = False
 
-    # -- the slot (interkube.server.limits.Connection) ------------------------------------------
-
-    def admit(self, raw: asyncio.BaseTransport) -> bool:
-        self.raw = raw
-        self.peer = raw.get_extra_info("peername")
-        self.client = client_address(self.peer)
-        self.last_query = self.active = self._loop.time()
-        if not self.table.admit(self, str(self.listener)):
-            return False
-        self.admitted = True
-        self.listener.connections.add(self)  # closed by the listener's stop
-        return True
-
-    def release(self) -> None:
-        if self.admitted:
-            self.admitted = False
-            self.table.release(self)
-            self.listener.connections.discard(self)
+    # -- the slot (interkube.server.limits.TableSlot) ---------------------------------------------
 
     def is_idle(self) -> bool:
         return not self.inflight
-
-    def evict(self, reason: str) -> None:
-        self.release()
-        self.close(reason)
-
-    def count_close(self, reason: str) -> None:
-        self.listener.count_close(reason)
 
     def close(self, reason: str | None = None) -> None:
         t = self.transport or self.raw

@@ -25,11 +25,16 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from interkube.pkg.metrics import NAMESPACE
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from interkube.server.listeners import Listener
 
 log = logging.getLogger("interkube.server")
 
@@ -64,6 +69,59 @@ class Connection(Protocol):
     def count_close(self, reason: str) -> None:
         """Count a close (or a refusal) of this connection for ``reason``."""
 
+
+
+class TableSlot:
+    """A stream connection's slot in its listener's table: taken at accept, given back when it
+    closes or is evicted. Shared by the DNS-over-TCP/TLS and the DoH connections; each sets the
+    attributes below in its __init__ and provides is_idle() and close(reason)."""
+
+    listener: Listener
+    table: ConnectionTable
+    _loop: asyncio.AbstractEventLoop
+    #: Where answers go (over TLS: the plaintext side, once the handshake is done).
+    transport: Any
+    #: The accepted socket's transport (over TLS: the ciphertext side, set at accept).
+    raw: Any
+    peer: Any
+    client: str
+    admitted: bool
+    #: Loop time of the last whole query (or of the accept): eviction takes the oldest first.
+    last_query: float
+    #: Loop time of the last whole query or answer written: the idle timeout counts from it.
+    active: float
+
+    def is_idle(self) -> bool:
+        raise NotImplementedError
+
+    def close(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def admit(self, raw: asyncio.BaseTransport) -> bool:
+        """Take a slot for the socket just accepted; False: it is refused (the caller closes it)."""
+        self.raw = raw
+        self.peer = raw.get_extra_info("peername")
+        self.client = client_address(self.peer)
+        self.last_query = self.active = self._loop.time()
+        if not self.table.admit(self, str(self.listener)):
+            return False
+        self.admitted = True
+        self.listener.connections.add(self)  # closed by the listener's stop
+        return True
+
+    def release(self) -> None:
+        """Give the slot back (closed, or closing). Idempotent."""
+        if self.admitted:
+            self.admitted = False
+            self.table.release(self)
+            self.listener.connections.discard(self)
+
+    def evict(self, reason: str) -> None:
+        self.release()
+        self.close(reason)
+
+    def count_close(self, reason: str) -> None:
+        self.listener.count_close(reason)
 
 class ConnectionTable:
     """Every accepted TCP and TLS connection of the process, least recently active first."""
@@ -225,6 +283,6 @@ def describe(table: ConnectionTable, before: int, after: int) -> str:
     return f"{limit}; TCP and TLS connections: at most {table.cap}, {per}"
 
 
-__all__ = ["ConnectionTable", "Connection", "client_address", "open_files_limit", "raise_open_files_limit",
+__all__ = ["ConnectionTable", "Connection", "TableSlot", "client_address", "open_files_limit", "raise_open_files_limit",
            "tcp_cap_for", "fd_reserve", "describe", "CLOSE_REASONS", "DEFAULT_MAX_TCP_CONNECTIONS",
            "DEFAULT_MAX_TCP_PER_CLIENT"]

@@ -37,7 +37,7 @@ from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
 from interkube.server import doh
 from interkube.server.dispatch import Dispatcher
-from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, client_address
+from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, TableSlot
 from interkube.tlsutil.stream import TlsServerProtocol
 
 log = logging.getLogger("interkube.server")
@@ -436,7 +436,7 @@ def _dropped(exc: OSError) -> None:
     log.debug("udp answers not sent: %s", exc)
 
 
-class TcpProtocol(asyncio.Protocol):
+class TcpProtocol(TableSlot, asyncio.Protocol):
     """One TCP (or TLS) connection: framing, pipelining, deadlines, back-pressure, its slot.
 
     Plain TCP takes its slot in the connection table in connection_made; over TLS the
@@ -477,36 +477,10 @@ class TcpProtocol(asyncio.Protocol):
         #: Resolved when the client has taken enough of what was written (see _stream).
         self.drained: asyncio.Future[None] | None = None
 
-    # -- the slot -------------------------------------------------------------------------------
-
-    def admit(self, raw: asyncio.BaseTransport) -> bool:
-        """Take a slot for the socket just accepted; False: it is refused (the caller closes it)."""
-        self.raw = raw  # type: ignore[assignment]  # a stream's; uvloop's is no asyncio.Transport
-        self.peer = raw.get_extra_info("peername")
-        self.client = client_address(self.peer)
-        self.last_query = self.active = self._loop.time()
-        if not self.table.admit(self, str(self.listener)):
-            return False
-        self.admitted = True
-        self.listener.connections.add(self)
-        return True
-
-    def release(self) -> None:
-        """Give the slot back (closed, or closing). Idempotent."""
-        if self.admitted:
-            self.admitted = False
-            self.table.release(self)
-            self.listener.connections.discard(self)
+    # -- the slot (TableSlot) -------------------------------------------------------------------
 
     def is_idle(self) -> bool:
         return not self.inflight and self.outbuf is None
-
-    def evict(self, reason: str) -> None:
-        self.release()
-        self.close(reason)
-
-    def count_close(self, reason: str) -> None:
-        self.listener.count_close(reason)
 
     def close(self, reason: str) -> None:
         """Close for ``reason`` (counted): gracefully, unless answers are stuck in its buffer."""
@@ -824,7 +798,7 @@ class Listener:
         self.options = options or ListenerOptions()
         self.ssl_context = ssl_context
         self.stats = ListenerStats()
-        self.connections: set[TcpProtocol | doh.DohConnection] = set()
+        self.connections: set[TableSlot] = set()
         self._udp: UdpEndpoint | None = None
         self._tcp: asyncio.base_events.Server | None = None
         #: Sockets bound but not yet served (TCP first, then UDP for dns://); see bind().
