@@ -29,8 +29,9 @@ LAYERS: dict[str, int] = {
     "plugin": 3,
     "plugins": 4,
     "server": 5,
-    # commands beside the server: manifests, the admission webhook, the Service proxy
-    "deploy": 5, "webhook": 5, "proxy": 5,
+    # commands beside the server: manifests, the admission webhook, the Service proxy, the
+    # ExternalName controller, the network-namespace lab and the doctor that checks a setup
+    "deploy": 5, "webhook": 5, "proxy": 5, "externalnames": 5, "lab": 5, "doctor": 5,
     "cli": 6,
 }
 

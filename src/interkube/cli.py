@@ -22,6 +22,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "interkube.deploy.command",    # render
     "interkube.webhook.command",   # webhook
     "interkube.proxy.command",     # proxy
+    "interkube.externalnames.command",  # externalnames
+    "interkube.lab.command",       # lab
+    "interkube.doctor.command",    # doctor
     "interkube.tlsutil.command",   # certs
 )
 
