@@ -45,6 +45,21 @@ class Filters:
             kinds.append(PODS)
         return (*kinds, NAMESPACES, SERVICE_EXPORTS, SERVICE_IMPORTS)
 
+    @property
+    def scope(self) -> str | None:
+        """The one namespace read, when the filter keeps exactly one: its objects are then
+        listed and watched in that namespace (what a Role in it grants), not cluster-wide."""
+        return next(iter(self.namespaces)) if len(self.namespaces) == 1 else None
+
+    def path(self, kind: Kind[Any]) -> str:
+        """Where ``kind`` is listed and watched: its namespace's collection in :attr:`scope`
+        (Namespaces themselves are cluster-wide), else the cluster-wide one."""
+        scope = self.scope
+        if scope is None or kind is NAMESPACES:
+            return kind.path
+        base, _, resource = kind.path.rpartition("/")
+        return f"{base}/namespaces/{scope}/{resource}"
+
     def keep(self, kind: Kind[Any], read: Read) -> Record | None:
         """The record to keep for ``read``; None when the filter leaves the object out."""
         if self.namespaces and (read.name if kind is NAMESPACES else read.namespace) not in self.namespaces:

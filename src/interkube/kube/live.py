@@ -152,6 +152,9 @@ def describe_failure(exc: BaseException, server: str) -> str:
 
 _TRANSIENT = (httpx2.HTTPError, OSError, ssl.SSLError, LightkubeConfigError, msgspec.DecodeError,
               msgspec.ValidationError)
+#: Failures of a call to an API server that a retry may get past (for the other API clients:
+#: the ExternalName controller's writes); describe_failure() puts them in words.
+TRANSIENT = _TRANSIENT
 
 
 class LiveSource:
@@ -264,7 +267,7 @@ class LiveSource:
         assert self._client is not None
         params = {**self._params(), "limit": str(self.options.page_size)}
         while True:
-            resp = await self._client.get(kind.path, params=params)
+            resp = await self._client.get(self.filters.path(kind), params=params)
             if resp.status_code == 410 and "continue" in params:
                 # The continue token expired (the list took longer than the API keeps it): the
                 # pages read so far are of an old version, so the whole list starts again.
@@ -272,7 +275,8 @@ class LiveSource:
                                    context=self.context)
             if resp.status_code != 200:
                 if kind.resource in OPTIONAL and resp.status_code in (403, 404):
-                    if kind is NAMESPACES and not self._warned_namespaces:
+                    # (Scoped to one namespace, as a sidecar with a Role is, that is expected.)
+                    if kind is NAMESPACES and not self._warned_namespaces and self.filters.scope is None:
                         self._warned_namespaces = True
                         log.warning("cluster %s: cannot list namespaces (HTTP %d): a namespace then exists "
                                     "for DNS only while it holds a Service (grant list and watch on "
@@ -341,7 +345,7 @@ class LiveSource:
                   "resourceVersion": self.versions[kind.resource],
                   "timeoutSeconds": str(random.randint(low, high))}
         timeout = httpx2.Timeout(self.options.request_timeout, read=self.options.silence)
-        async with self._client.stream("GET", kind.path, params=params, timeout=timeout) as resp:
+        async with self._client.stream("GET", self.filters.path(kind), params=params, timeout=timeout) as resp:
             if resp.status_code != 200:
                 raise http_error(resp.status_code, await resp.aread(), "watch", kind, cluster.name, self.context)
             cluster.contact(kind.resource)
