@@ -45,11 +45,17 @@ def local_needs(facts: CorefileFacts) -> Needs | None:
     stanzas = [k for k in facts.kubernetes if in_cluster(k)]
     if not stanzas:
         return None
+    return needs_of(stanzas, facts.mcs)
+
+
+def needs_of(stanzas: Iterable[KubernetesConfig], mcs: bool = False) -> Needs:
+    """What reading a cluster for ``stanzas`` (and clusterset's ``mcs``) takes (interkube doctor
+    checks a kubeconfig's grants against it)."""
     needs = Needs(endpoints=False)
     for k in stanzas:
         # `multicluster ZONES` answers clusterset.local from ServiceImports (as CoreDNS's option).
         needs = needs | Needs(endpoints=not k.noendpoints, pods=k.pods == "verified", mcs=bool(k.multicluster))
-    return needs | Needs(endpoints=False, mcs=facts.mcs)
+    return needs | Needs(endpoints=False, mcs=mcs)
 
 
 def rules(needs: Needs) -> list[Obj]:

@@ -96,11 +96,14 @@ def _field(obj: Any, *names: str) -> Any:
 class _ClusterReader:
     """Reads one context; every API problem becomes a KubeError naming cluster and context."""
 
-    def __init__(self, client: Any, name: str, context: str, index: int) -> None:
+    def __init__(self, client: Any, name: str, context: str, index: int,
+                 dns_service: tuple[str, Sequence[str]] = (DNS_NAMESPACE, DNS_SERVICE_NAMES)) -> None:
         self.client = client
         self.name = name
         self.context = context
         self.path = f"clusters[{index}]"
+        #: Where the cluster DNS Service is looked for: a namespace and names, first found wins.
+        self.dns_namespace, self.dns_names = dns_service[0], tuple(dns_service[1])
 
     def error(self, exc: Exception, what: str) -> KubeError:
         from lightkube import ApiError
@@ -222,15 +225,15 @@ class _ClusterReader:
         from lightkube.resources.discovery_v1 import EndpointSlice
 
         services = {s.metadata.name: s for s in await self.list_objects(Service, "listing DNS services",
-                                                                         namespace=DNS_NAMESPACE) or []}
-        name = next((n for n in DNS_SERVICE_NAMES if n in services), None)
+                                                                         namespace=self.dns_namespace) or []}
+        name = next((n for n in self.dns_names if n in services), None)
         if name is None:
             return None
         cluster_ip = _field(services[name], "spec", "clusterIP")
         service = None
         if cluster_ip and cluster_ip != "None":
             service = Address(ipaddress.ip_address(cluster_ip), Origin(f"{self.path}.dns.service"))
-        slices = await self.list_objects(EndpointSlice, "listing DNS endpoints", namespace=DNS_NAMESPACE,
+        slices = await self.list_objects(EndpointSlice, "listing DNS endpoints", namespace=self.dns_namespace,
                                          labels={"kubernetes.io/service-name": name}) or []
         ips: list[IPAddress] = []
         for endpoint_slice in slices:
@@ -243,6 +246,13 @@ class _ClusterReader:
         endpoints = tuple(Address(ip, Origin(f"{self.path}.dns.endpoints[{i}]"))
                           for i, ip in enumerate(sorted(set(ips), key=lambda a: (a.version, int(a)))))
         return ClusterDns(service=service, endpoints=endpoints)
+
+
+async def read_cluster(client: Any, name: str, context: str, *,
+                       dns_service: tuple[str, Sequence[str]] = (DNS_NAMESPACE, DNS_SERVICE_NAMES)) -> Cluster:
+    """One cluster read through a lightkube ``AsyncClient`` (what ``interkube doctor`` compares
+    with the plan), its DNS Service looked for in ``dns_service``'s namespace by its names."""
+    return await _ClusterReader(client, name, context, 0, dns_service).read()
 
 
 async def discover(kubeconfig: str | Path, contexts: Sequence[str], *, trust_env: bool = True,

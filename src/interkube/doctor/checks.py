@@ -1,0 +1,84 @@
+"""Which checks run for the options given, in the order they print."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from interkube.doctor.findings import Finding, fail
+
+
+@dataclass(frozen=True)
+class Options:
+    corefile: str | None = None
+    dns_port: int | None = None
+    plan: str | None = None
+    kubeconfig: str | None = None
+    contexts: tuple[str, ...] = ()
+    dns_service: str | None = None
+    webhook: str | None = None
+    ready: tuple[str, ...] = ()
+    proxy: str | None = None
+    probe: str | None = None
+    probe_cluster: str | None = None
+    probe_dns: str | None = None
+    timeout: float = 2.0
+
+
+def default_kubeconfig() -> str:
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
+
+
+async def run_checks(options: Options) -> list[Finding]:
+    """Every check the options ask for; a check that cannot run says so as a finding."""
+    from interkube.deploy.rbac import Needs, needs_of
+    from interkube.errors import PlanError
+
+    found: list[Finding] = []
+    plan = None
+    if options.plan:
+        from interkube.doctor.plan import check_plan
+        from interkube.netplan.parse import load_plan
+
+        try:
+            plan = load_plan(options.plan)
+        except PlanError as exc:
+            found.append(fail("plan.parse", options.plan, f"does not parse: {exc}", "correct the line named"))
+        else:
+            found += check_plan(plan)
+
+    model = None
+    if options.corefile:
+        from interkube.doctor import corefile, upstreams
+
+        model, parsed = corefile.load(options.corefile, options.dns_port)
+        found += parsed
+        if model is not None:
+            found += corefile.check_open_resolver(model)
+            found += corefile.check_self_loops(model)
+            found += await upstreams.check_forwarded_zones(model, options.timeout)
+
+    if options.contexts:
+        from interkube.doctor.cluster import Target, check_clusters
+
+        needs = needs_of(model.kubernetes, model.mcs) if model is not None and model.kubernetes else Needs()
+        targets = [Target.parse(c) for c in options.contexts]
+        found += await check_clusters(options.kubeconfig or default_kubeconfig(), targets, plan, needs,
+                                      options.dns_service, options.timeout)
+        from interkube.doctor.components import check_webhooks
+
+        found += await check_webhooks(options.kubeconfig or default_kubeconfig(), targets, options.webhook,
+                                      options.timeout)
+
+    from interkube.doctor.components import check_proxy, check_ready
+
+    found += await check_ready(model, options.ready, options.timeout)
+    proxied = plan is not None and any(link.service_proxy for link in plan.links)
+    if options.proxy or options.probe or proxied:
+        found += await check_proxy(options.proxy, options.probe, options.timeout)
+    if options.probe:
+        from interkube.doctor.probe import run_probe
+
+        found += await run_probe(options, plan, model)
+    return found

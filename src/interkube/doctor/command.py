@@ -1,0 +1,65 @@
+"""``interkube doctor``: check a real setup, each check printing ok / warn / fail with evidence and a fix."""
+
+from __future__ import annotations
+
+import argparse
+
+_HELP = "check a setup: the plan, the Corefile and its upstreams, the clusters, a probe from a pod"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``doctor`` subcommand."""
+    p = subparsers.add_parser(
+        "doctor", help=_HELP,
+        description=_HELP + ". Exit status 1 when any check fails, 0 otherwise (warnings included).")
+    p.add_argument("-conf", "--conf", dest="conf", metavar="FILE", help="the Corefile interkube serves")
+    p.add_argument("-dns.port", "--dns-port", dest="dns_port", type=int, metavar="PORT",
+                   help="default port for server keys without one, as `interkube serve -dns.port` (default 53)")
+    p.add_argument("--plan", metavar="PLAN", help="the address plan (as for `interkube check`)")
+    p.add_argument("--kubeconfig", metavar="FILE",
+                   help="kubeconfig of the clusters (default $KUBECONFIG or ~/.kube/config with --context)")
+    p.add_argument("--context", action="append", default=[], metavar="NAME",
+                   help="a kubeconfig context to check; repeat for each cluster")
+    p.add_argument("--dns-service", default=None, metavar="NAMESPACE/NAME",
+                   help="the cluster DNS Service (default kube-system/kube-dns, else kube-system/coredns)")
+    p.add_argument("--webhook", metavar="NAME", default=None,
+                   help="the MutatingWebhookConfiguration to check (default: those labelled "
+                        "app.kubernetes.io/name=interkube)")
+    p.add_argument("--ready", action="append", default=[], metavar="URL",
+                   help="interkube's /ready URL (default: the Corefile's ready address on 127.0.0.1); repeat "
+                        "for each cluster's server")
+    p.add_argument("--proxy", metavar="URL", default=None,
+                   help="`interkube proxy`'s HTTP endpoint (http://ADDR:PORT); its nftables table is read in "
+                        "the current network namespace or the --probe one")
+    p.add_argument("--probe", metavar="NETNS", default=None,
+                   help="run the scenario's checks from inside this network namespace")
+    p.add_argument("--probe-cluster", metavar="NAME", default=None,
+                   help="the plan cluster the probe namespace belongs to (default: the first that forwards)")
+    p.add_argument("--probe-dns", metavar="ADDRESS[:PORT]", default=None,
+                   help="the DNS server the probe asks (default: its cluster's DNS Service, else endpoint)")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="how long one network check waits (default 2)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.set_defaults(func=lambda args: run(args, p))
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import asyncio
+    import shutil
+
+    from interkube.doctor import findings
+    from interkube.doctor.checks import Options, run_checks
+
+    if not (args.conf or args.plan or args.context or args.probe or args.ready or args.proxy):
+        parser.error("give something to check: -conf, --plan, --context, --probe, --ready or --proxy")
+    options = Options(corefile=args.conf, dns_port=args.dns_port, plan=args.plan, kubeconfig=args.kubeconfig,
+                      contexts=tuple(args.context), dns_service=args.dns_service, webhook=args.webhook,
+                      ready=tuple(args.ready), proxy=args.proxy, probe=args.probe,
+                      probe_cluster=args.probe_cluster, probe_dns=args.probe_dns, timeout=args.timeout)
+    found = asyncio.run(run_checks(options))
+    if args.json:
+        print(findings.render_json(found), end="")
+    else:
+        width = max(60, shutil.get_terminal_size((100, 24)).columns - 8)
+        print(findings.render_text(found, width=width), end="")
+    return 1 if findings.worst(found) is findings.Level.FAIL else 0
