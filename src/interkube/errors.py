@@ -139,3 +139,17 @@ class WebhookError(InterkubeError):
 
 class MalformedReview(WebhookError):
     """A request body that is not an admission.k8s.io/v1 AdmissionReview the webhook can answer."""
+
+
+# --- Service proxy -----------------------------------------------------------------------------
+
+
+class ProxyError(InterkubeError):
+    """``interkube proxy`` cannot program or read its nftables tables (nft missing or failing)."""
+
+
+# --- ExternalName controller -------------------------------------------------------------------
+
+
+class ExternalNamesError(InterkubeError):
+    """``interkube externalnames`` cannot run as asked (a flag's value, a source that never syncs)."""

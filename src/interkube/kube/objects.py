@@ -52,6 +52,9 @@ class Service:
     #: spec.externalIPs, then status.loadBalancer.ingress (each its ip, else its hostname), as
     #: CoreDNS keeps them for k8s_external; names lower case without the final dot.
     external_ips: tuple[str, ...] = ()
+    #: sessionAffinity ClientIP: its timeoutSeconds (10800 unless set); 0 for None (for
+    #: interkube proxy, which keeps a client on one endpoint as kube-proxy does).
+    affinity_timeout: int = 0
 
     @property
     def is_external(self) -> bool:
@@ -139,6 +142,14 @@ class _ServicePort(msgspec.Struct):
     protocol: str = "TCP"
 
 
+class _ClientIPConfig(msgspec.Struct):
+    timeoutSeconds: int = 10800
+
+
+class _AffinityConfig(msgspec.Struct):
+    clientIP: _ClientIPConfig = msgspec.field(default_factory=_ClientIPConfig)
+
+
 class _ServiceSpec(msgspec.Struct):
     type: str = "ClusterIP"
     clusterIP: str = ""
@@ -147,6 +158,8 @@ class _ServiceSpec(msgspec.Struct):
     externalName: str = ""
     publishNotReadyAddresses: bool = False
     externalIPs: list[str] | None = None
+    sessionAffinity: str = "None"
+    sessionAffinityConfig: _AffinityConfig | None = None
 
 
 class _Ingress(msgspec.Struct):
@@ -289,7 +302,17 @@ def _service(w: _ServiceWire) -> Service:
         external_name=spec.externalName.rstrip(".") if external else "",
         publish_not_ready=spec.publishNotReadyAddresses,
         external_ips=_external_addresses(spec.externalIPs, w.status.loadBalancer.ingress),
+        affinity_timeout=_affinity_timeout(spec),
     )
+
+
+def _affinity_timeout(spec: _ServiceSpec) -> int:
+    if spec.sessionAffinity != "ClientIP":
+        return 0
+    timeout = (spec.sessionAffinityConfig or _AffinityConfig()).clientIP.timeoutSeconds
+    if not 0 < timeout <= 86400:  # the API server's validation bounds
+        raise MalformedObject(f"sessionAffinityConfig.clientIP.timeoutSeconds {timeout} is not in 1..86400")
+    return timeout
 
 
 def _external_addresses(ips: list[str] | None, ingress: list[_Ingress] | None) -> tuple[str, ...]:
