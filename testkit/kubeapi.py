@@ -137,6 +137,21 @@ def write_kubeconfig(path: Path, server: str, ca_pem: bytes, cert_pem: bytes, ke
     return path
 
 
+def kubeconfig_with_contexts(path: Path, apis: Mapping[str, KubeAPI]) -> Path:
+    """One kubeconfig with a context per API (named by the keys, each its admin credentials),
+    the first one current: what a command reading two clusters from one file is given."""
+    config: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    for name, api in apis.items():
+        theirs = yaml.safe_load(api.kubeconfig.read_text())
+        config["clusters"].append({"name": name, "cluster": theirs["clusters"][0]["cluster"]})
+        config["users"].append({"name": name, "user": theirs["users"][0]["user"]})
+        config["contexts"].append({"name": name, "context": {"cluster": name, "user": name}})
+    config["current-context"] = next(iter(apis))
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
 # --- etcd ------------------------------------------------------------------------------------
 
 # urllib would honour http_proxy from the environment; loopback calls must never leave the host.

@@ -16,7 +16,7 @@ import pytest
 from lightkube import Client
 
 from testkit.coredns import CoreDNS
-from testkit.kubeapi import KubeAPI, KubeObjects
+from testkit.kubeapi import KubeAPI, KubeObjects, kubeconfig_with_contexts
 from testkit.peers import PEERS, build_hint, find_peer, skip_message
 
 _REPORTS = pytest.StashKey[list[str]]()
@@ -71,6 +71,27 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
         yield api
     finally:
         api.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api_b(tmp_path_factory: pytest.TempPathFactory, kube_api: KubeAPI) -> Iterator[KubeAPI]:
+    """A second cluster for tests across two: etcd and kube-apiserver of its own on loopback,
+    its contexts named ``interkube-test-b`` (``kube_api`` is ``interkube-test``)."""
+    api = KubeAPI(tmp_path_factory.mktemp("kubeapi-b"), require_peer("kube-apiserver"), require_peer("etcd"),
+                  name="interkube-test-b")
+    try:
+        api.start()
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="session")
+def two_clusters_kubeconfig(tmp_path_factory: pytest.TempPathFactory, kube_api: KubeAPI,
+                            kube_api_b: KubeAPI) -> Path:
+    """One kubeconfig with the context ``a`` (``kube_api``, current) and ``b`` (``kube_api_b``)."""
+    return kubeconfig_with_contexts(tmp_path_factory.mktemp("two-clusters") / "kubeconfig",
+                                    {"a": kube_api, "b": kube_api_b})
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,20 @@ def interkube_process(corefile: str | Path | None, port: int, *, env: dict[str, 
         stop_process(proc)
 
 
+@contextlib.contextmanager
+def interkube_command(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``interkube ARGS`` (any subcommand: a controller, a proxy) as a process whose output
+    :func:`process_output` reads; stopped by its PID afterwards."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "interkube", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+    _OUTPUT[proc] = log
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
 def process_output(proc: subprocess.Popen[bytes]) -> str:
     """What a process started by this module has printed so far."""
     log = _OUTPUT[proc]

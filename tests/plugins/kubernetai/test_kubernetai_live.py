@@ -9,14 +9,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import dns.rcode
 import dns.rdatatype
 import pytest
-import yaml
 
-from testkit.kubeapi import KubeAPI, KubeObjects
+from testkit.kubeapi import KubeAPI, KubeObjects, kubeconfig_with_contexts
 from testkit.readme import on_port, readme_examples
 from testkit.servers import aquery, free_port, in_process
 from testkit.waiting import until
@@ -49,19 +47,6 @@ def west(west_api: KubeAPI, kube_ns: str) -> Iterator[KubeObjects]:
     finally:
         west_api.delete_namespace(kube_ns)
         client.close()
-
-
-def contexts(path: Path, apis: dict[str, KubeAPI]) -> Path:
-    """One kubeconfig with a context per API (named by the keys), from their admin kubeconfigs."""
-    config: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
-    for name, api in apis.items():
-        theirs = yaml.safe_load(api.kubeconfig.read_text())
-        config["clusters"].append({"name": name, "cluster": theirs["clusters"][0]["cluster"]})
-        config["users"].append({"name": name, "user": theirs["users"][0]["user"]})
-        config["contexts"].append({"name": name, "context": {"cluster": name, "user": name}})
-    config["current-context"] = next(iter(apis))
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +99,7 @@ async def test_one_zone_from_two_clusters_the_local_one_first(
     west.headless_service(ns, "idle")
     west.endpoint_slice(ns, "idle-a", service="idle", addresses=["10.245.0.9"])
     pay = west.service(ns, "pay").spec.clusterIP
-    kubeconfig = contexts(tmp_path / "kubeconfig", {"local": kube_api, "remote": west_api})
+    kubeconfig = kubeconfig_with_contexts(tmp_path / "kubeconfig", {"local": kube_api, "remote": west_api})
     async with readme_example(3, {"/etc/interkube/kubeconfig": kubeconfig}) as port:
         assert await ask(port, f"web.{ns}.svc.cluster.local") == ("NOERROR", [local_web])
         assert await ask(port, f"idle.{ns}.svc.cluster.local") == ("NOERROR", ["10.245.0.9"])
