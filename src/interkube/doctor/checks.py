@@ -20,6 +20,7 @@ class Options:
     webhook: str | None = None
     ready: tuple[str, ...] = ()
     proxy: str | None = None
+    proxy_netns: str | None = None
     probe: str | None = None
     probe_cluster: str | None = None
     probe_dns: str | None = None
@@ -75,8 +76,8 @@ async def run_checks(options: Options) -> list[Finding]:
 
     found += await check_ready(model, options.ready, options.timeout)
     proxied = plan is not None and any(link.service_proxy for link in plan.links)
-    if options.proxy or options.probe or proxied:
-        found += await check_proxy(options.proxy, options.probe, options.timeout)
+    if options.proxy or options.proxy_netns or options.probe or proxied:
+        found += await check_proxy(options.proxy, options.proxy_netns or options.probe, options.timeout)
     if options.probe:
         from interkube.doctor.probe import run_probe
 

@@ -29,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="interkube's /ready URL (default: the Corefile's ready address on 127.0.0.1); repeat "
                         "for each cluster's server")
     p.add_argument("--proxy", metavar="URL", default=None,
-                   help="`interkube proxy`'s HTTP endpoint (http://ADDR:PORT); its nftables table is read in "
-                        "the current network namespace or the --probe one")
+                   help="`interkube proxy`'s HTTP endpoint (http://ADDR:PORT)")
+    p.add_argument("--proxy-netns", metavar="NETNS", default=None,
+                   help="the network namespace the proxy runs in: its tables are read and --proxy asked there "
+                        "(default: the --probe namespace, else this one)")
     p.add_argument("--probe", metavar="NETNS", default=None,
                    help="run the scenario's checks from inside this network namespace")
     p.add_argument("--probe-cluster", metavar="NAME", default=None,
@@ -50,11 +52,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from interkube.doctor import findings
     from interkube.doctor.checks import Options, run_checks
 
-    if not (args.conf or args.plan or args.context or args.probe or args.ready or args.proxy):
+    if not (args.conf or args.plan or args.context or args.probe or args.ready or args.proxy or args.proxy_netns):
         parser.error("give something to check: -conf, --plan, --context, --probe, --ready or --proxy")
     options = Options(corefile=args.conf, dns_port=args.dns_port, plan=args.plan, kubeconfig=args.kubeconfig,
                       contexts=tuple(args.context), dns_service=args.dns_service, webhook=args.webhook,
-                      ready=tuple(args.ready), proxy=args.proxy, probe=args.probe,
+                      ready=tuple(args.ready), proxy=args.proxy, proxy_netns=args.proxy_netns, probe=args.probe,
                       probe_cluster=args.probe_cluster, probe_dns=args.probe_dns, timeout=args.timeout)
     found = asyncio.run(run_checks(options))
     if args.json:

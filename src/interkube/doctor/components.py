@@ -23,7 +23,12 @@ OWN_SELECTOR = {"app.kubernetes.io/name": "interkube"}
 PROXY_TABLES = (("ip", "interkube"), ("ip6", "interkube"))
 
 
-async def http_get(url: str, timeout: float) -> tuple[int, str]:
+async def http_get(url: str, timeout: float, netns: str | None = None) -> tuple[int, str]:
+    """GET ``url``: the status and the body; from inside ``netns`` when given."""
+    if netns:
+        from interkube.doctor.netns import http_get_in
+
+        return await http_get_in(netns, url, timeout)
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False) as session, \
@@ -235,9 +240,30 @@ async def proxy_tables(netns: str | None, timeout: float) -> list[tuple[str, int
     return found
 
 
+def status_finding(base: str, status: dict[str, Any]) -> Finding:
+    """What the proxy's /status says it programmed (docs/proxy.md): per cluster its Services and
+    endpoints; Services without a ready endpoint reject connections."""
+    clusters = status.get("clusters") or {}
+    services = status.get("services") or []
+    parts = [f"cluster {name}: {c.get('services', 0)} services, {c.get('endpoints', 0)} endpoints"
+             + (f", down ({c['down']})" if c.get("down") else "")
+             for name, c in clusters.items() if isinstance(c, dict)]
+    rejecting = [f"{s.get('service')} {s.get('vip')}:{s.get('port')}" for s in services
+                 if isinstance(s, dict) and s.get("rejects")]
+    evidence = "; ".join(parts) or "no cluster"
+    if not status.get("programmed"):
+        return fail("proxy.status", base, f"tables not programmed: {status.get('last_error') or 'no sync yet'}",
+                    "read the proxy's log: nft refused its transaction or no cluster answered")
+    if rejecting:
+        return warn("proxy.status", base, f"{evidence}; without a ready endpoint (rejected): {', '.join(rejecting)}",
+                    "check the remote Services' pods")
+    return ok("proxy.status", base, evidence)
+
+
 async def check_proxy(url: str | None, netns: str | None, timeout: float) -> list[Finding]:
-    """The proxy's tables in this (or the probe's) network namespace and its /ready and /status;
-    skipped with a note when this build has no proxy and none is named."""
+    """The proxy's tables in its network namespace (``netns``, else this one), its /ready and its
+    /status (asked from inside ``netns``); skipped with a note when this build has no proxy and
+    none is named."""
     built = importlib.util.find_spec("interkube.proxy") is not None
     where = f"netns {netns}" if netns else "this network namespace"
     if not built and url is None:
@@ -257,7 +283,7 @@ async def check_proxy(url: str | None, netns: str | None, timeout: float) -> lis
         return out
     base = url.rstrip("/")
     try:
-        status, body = await http_get(f"{base}/ready", timeout)
+        status, body = await http_get(f"{base}/ready", timeout, netns)
     except (TimeoutError, OSError) as exc:
         return [*out, fail("proxy.ready", base, f"nothing answers: {exc}", "check that `interkube proxy` runs with "
                            "`http` at that address")]
@@ -267,13 +293,12 @@ async def check_proxy(url: str | None, netns: str | None, timeout: float) -> lis
         out.append(fail("proxy.ready", base, f"/ready answers HTTP {status}: {body.strip()}",
                         "a cluster whose API is not reachable keeps its last rules: check the proxy's access"))
     try:
-        status, body = await http_get(f"{base}/status", timeout)
+        status, body = await http_get(f"{base}/status", timeout, netns)
         summary = json.loads(body) if status == 200 else None
     except (TimeoutError, OSError, ValueError):
         summary = None
     if isinstance(summary, dict):
-        out.append(ok("proxy.status", base, "/status: " + ", ".join(
-            f"{k}: {len(v) if isinstance(v, (list, dict)) else v}" for k, v in list(summary.items())[:8])))
+        out.append(status_finding(base, summary))
     else:
         out.append(warn("proxy.status", base, "/status did not answer JSON", "check the proxy's version"))
     return out

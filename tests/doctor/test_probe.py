@@ -1,0 +1,139 @@
+"""``--probe NETNS`` and the proxy checks in network namespaces this test makes (testkit.netns):
+a client pod of cluster1 with its interkube, cluster1's router running ``interkube proxy`` for
+cluster2's Service range, and a pod of cluster2 serving its DNS. As root; skipped otherwise.
+
+    client (10.250.0.2, DNS 10.0.0.10) -- router (proxy) -- cluster2 pod (10.1.0.53: DNS on 53)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from interkube.doctor.findings import Finding, Level
+from testkit.fakekube import endpoint_slice, service, write_snapshot
+from testkit.netns import Lab, Netns, unavailable
+from testkit.servers import free_port
+from testkit.waiting import wait_until
+from tests.doctor.helpers import ZONE, doctor, one, zone_file
+
+LOCAL_DNS, REMOTE_POD, REMOTE_VIP = "10.0.0.10", "10.1.0.53", "172.20.0.10"
+
+
+@dataclass
+class Scenario:
+    lab: Lab
+    tmp: Path
+    client: Netns
+    router: Netns
+    remote: Netns
+    proxy_port: int
+    proxy: subprocess.Popen[bytes] | None = None
+
+    def serve(self, ns: Netns, corefile: str, name: str) -> None:
+        path = self.tmp / name
+        path.write_text(corefile)
+        log = (self.tmp / f"{name}.log").open("wb")
+        ns.start([sys.executable, "-m", "interkube", "serve", "-conf", str(path)], stdout=log,
+                 stderr=subprocess.STDOUT)
+
+    def start_proxy(self) -> None:
+        snapshot = write_snapshot(self.tmp / "cluster2.yaml", [
+            service("kube-system", "kube-dns", cluster_ips=[REMOTE_VIP], ports=[("dns-tcp", 53, "TCP")]),
+            endpoint_slice("kube-system", "kube-dns-1", "kube-dns", [{"ip": REMOTE_POD}],
+                           ports=[("dns-tcp", 53, "TCP")])])
+        conf = self.tmp / "proxy.conf"
+        conf.write_text(f"proxy {{\n    cluster cluster2 {{\n        snapshot {snapshot}\n"
+                        f"        service_cidr 172.20.0.0/16\n    }}\n    http 127.0.0.1:{self.proxy_port}\n}}\n")
+        log = (self.tmp / "proxy.log").open("wb")
+        self.proxy = self.router.start([sys.executable, "-m", "interkube", "proxy", "-conf", str(conf)],
+                                       stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.router.run("nft", "list", "table", "ip", "interkube", check=False).returncode == 0,
+                   "the proxy's table", 30)
+
+    def stop_proxy(self) -> None:
+        assert self.proxy is not None
+        self.proxy.terminate()  # SIGTERM: the proxy removes its tables
+        self.proxy.wait(30)
+        self.proxy = None
+
+    def plan(self) -> str:
+        path = self.tmp / "plan.yaml"
+        path.write_text(yaml.safe_dump({
+            "clusters": [
+                {"name": "cluster1", "nodes": ["10.250.0.0/24"], "pods": ["10.0.0.0/16"], "services": ["172.21.0.0/16"],
+                 "forward": [{"namespace": "remote", "to": "cluster2"}]},
+                {"name": "cluster2", "nodes": ["10.251.0.0/24"], "pods": ["10.1.0.0/16"], "services": ["172.20.0.0/16"],
+                 "dns": {"service": REMOTE_VIP, "endpoints": [REMOTE_POD]}}],
+            "links": [{"between": ["cluster1", "cluster2"], "pod_traffic": True, "service_proxy": True}]}))
+        return str(path)
+
+    async def doctor(self) -> list[Finding]:
+        return await doctor(plan=self.plan(), probe=self.client.name, probe_dns=LOCAL_DNS,
+                            proxy=f"http://127.0.0.1:{self.proxy_port}", proxy_netns=self.router.name)
+
+
+def answers(ns: Netns, server: str) -> bool:
+    out = ns.run("dig", "+short", "+time=1", "+tries=1", f"@{server}", ZONE, "SOA", check=False)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Iterator[Scenario]:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with Lab(prefix="ikdoc") as lab:
+        client, router, remote = lab.netns("cli"), lab.netns("rtr"), lab.netns("pod2")
+        lab.link(client, router, ["10.250.0.2/24"], ["10.250.0.1/24"])
+        lab.link(router, remote, ["10.251.0.1/24"], ["10.251.0.2/24"])
+        router.sysctl("net.ipv4.ip_forward", "1")
+        client.ip("addr", "add", f"{LOCAL_DNS}/32", "dev", "lo")
+        client.ip("route", "add", "default", "via", "10.250.0.1")
+        remote.ip("addr", "add", f"{REMOTE_POD}/32", "dev", "lo")
+        remote.ip("route", "add", "default", "via", "10.251.0.1")
+        router.ip("route", "add", "10.1.0.0/16", "via", "10.251.0.2")
+        s = Scenario(lab, tmp_path, client, router, remote, free_port())
+        s.serve(remote, f"{ZONE}:53 {{\n bind {REMOTE_POD}\n file {zone_file(tmp_path / 'remote.zone')}\n}}\n",
+                "Corefile.cluster2")
+        s.serve(client, f"{ZONE}:53 {{\n bind {LOCAL_DNS}\n forward . {REMOTE_POD}\n}}\n", "Corefile.cluster1")
+        wait_until(lambda: answers(client, LOCAL_DNS), "cluster1's DNS answering through cluster2's", 30)
+        yield s
+
+
+async def test_probe_through_dns_pod_and_proxied_vip(scenario: Scenario) -> None:
+    scenario.start_proxy()
+    found = await scenario.doctor()
+    dns = one(found, "probe.dns")
+    assert dns.level is Level.OK and ZONE in dns.subject and "serial 7" in dns.evidence
+    connects = {f.subject: f.level for f in found if f.id == "probe.connect"}
+    assert connects == {f"tcp {REMOTE_POD}:53 (a pod of cluster cluster2 (its DNS))": Level.OK,
+                        f"tcp {REMOTE_VIP}:53 (the Service VIP of cluster cluster2's DNS, through interkube proxy)":
+                            Level.OK}, found
+    for id in ("proxy.table", "proxy.ready", "proxy.status"):
+        assert one(found, id).level is Level.OK, one(found, id)
+    assert "cluster cluster2: 1 services, 1 endpoints" in one(found, "proxy.status").evidence
+
+
+async def test_probe_without_a_route_and_without_the_proxy(scenario: Scenario) -> None:
+    scenario.start_proxy()
+    scenario.stop_proxy()
+    found = await scenario.doctor()
+    assert one(found, "probe.dns").level is Level.OK
+    connects = {f.subject.split()[1]: f for f in found if f.id == "probe.connect"}
+    assert connects[f"{REMOTE_POD}:53"].level is Level.OK
+    vip = connects[f"{REMOTE_VIP}:53"]  # no proxy: nothing answers for the VIP
+    assert vip.level is Level.FAIL and vip.fix
+    for id in ("proxy.table", "proxy.ready"):
+        assert one(found, id).level is Level.FAIL, one(found, id)
+
+    scenario.router.ip("route", "del", "10.1.0.0/16")  # the remote pod range is no longer routed
+    found = await scenario.doctor()
+    assert one(found, "probe.dns").level is Level.FAIL
+    assert all(f.level is Level.FAIL for f in found if f.id == "probe.connect")
