@@ -20,14 +20,40 @@ started and stopped by hooks its setup registers (see :mod:`interkube.plugin.set
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import ClassVar, Final
+import os
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, ClassVar, Final, TypeVar
 
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
 from interkube.plugin.request import Request
 
+_Fast = TypeVar("_Fast", bound=Callable[..., Any])
+
 #: What ``fast()`` returns to ask for the slow path ("I must wait; call my serve()").
 SLOW: Final = None
+
+#: Whether chains may answer on the callback path (LATER); INTERKUBE_NO_CALLBACK_PATH=1 turns it
+#: off for a process, so that benchmarks measure before and after in one run (and for debugging).
+CALLBACK_PATH: Final = not os.environ.get("INTERKUBE_NO_CALLBACK_PATH")
+
+
+class Later(bytes):
+    """The type of :data:`LATER` (empty bytes: a listener that knows nothing of it sends nothing)."""
+
+
+#: What ``fast()`` returns when the answer will come later, on the callback path (a UDP query
+#: forwarded from the socket callback: see :mod:`interkube.plugin.later`). Only a handler whose
+#: ``later_ok`` is set returns it, and only for a request with a ``replier``.
+LATER: Final = Later()
+
+
+def passes_later(fast: _Fast) -> _Fast:
+    """Mark a ``fast`` method that copes with :data:`LATER` from the next handler: it registers
+    what it does to an answer with :func:`interkube.plugin.later.after` instead of doing it now
+    (or clears ``req.replier`` before asking the next handler). A handler whose class overrides
+    fast() without this mark keeps every handler behind it off the callback path."""
+    fast.passes_later = True  # type: ignore[attr-defined]
+    return fast
 
 
 class Streamed(bytes):
@@ -54,6 +80,9 @@ class Handler:
     #: The plugin name; used in logs, metrics ("plugin" label) and readiness.
     plugin: ClassVar[str] = ""
     next: Handler
+    #: Set by link(): whether every handler ahead of this one in its chain passes LATER on (see
+    #: passes_later), so that this one may answer on the callback path.
+    later_ok: bool = False
 
     def fast(self, req: Request) -> bytes | None:
         """Answer synchronously from memory, return SLOW for the slow path, or pass on."""
@@ -82,7 +111,12 @@ def link(handlers: list[Handler]) -> Handler:
     for h in reversed(handlers):
         h.next = nxt
         nxt = h
+    ok = CALLBACK_PATH
+    for h in handlers:
+        h.later_ok = ok
+        fast = type(h).fast
+        ok = ok and (fast is Handler.fast or getattr(fast, "passes_later", False))
     return nxt
 
 
-__all__ = ["SLOW", "Handler", "Streamed", "Terminal", "link"]
+__all__ = ["LATER", "SLOW", "Handler", "Later", "Streamed", "Terminal", "link", "passes_later"]

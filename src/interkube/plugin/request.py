@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.message
 import dns.name
 
 from interkube.dns.wire import Query, parse_query
+
+if TYPE_CHECKING:
+    from interkube.plugin.later import Pending, Replier
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +42,7 @@ class Request:
     """
 
     __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
-                 "meta", "answered_by")
+                 "meta", "answered_by", "replier", "later")
 
     def __init__(self, wire: bytes, query: Query, client: tuple[Any, ...], proto: str,
                  local: tuple[Any, ...] | None = None, message: dns.message.Message | None = None) -> None:
@@ -57,6 +60,12 @@ class Request:
         #: The plugin whose answer this is (the `plugin` label of responses_total); set by the
         #: handler that produces the bytes.
         self.answered_by = ""
+        #: Where an answer that comes later goes (set by the UDP listener; None: the answer must
+        #: come from fast() or serve()). See interkube.plugin.later.
+        self.replier: Replier | None = None
+        #: The answer to come on the callback path: what handlers do to it, or how the slow
+        #: path carries on (interkube.plugin.later).
+        self.later: Pending | None = None
 
     @property
     def message(self) -> dns.message.Message:

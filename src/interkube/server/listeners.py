@@ -236,6 +236,8 @@ class UdpEndpoint:
         self.inflight: set[asyncio.Task[None]] = set()
         #: (query, client, when it arrived) of each query waiting for the slow path, oldest first.
         self.backlog: deque[tuple[bytes, Any, float]] = deque()
+        #: Requests the callback path handed back (slow()), with when: started before the backlog.
+        self.resumed: deque[tuple[Request, float]] = deque()
         self.backlog_limit = MAX_UDP_BACKLOG
         self.inflight_limit = MAX_UDP_INFLIGHT
         #: Queries dropped from the backlog and not yet counted in the metric (see _count_drops).
@@ -324,6 +326,7 @@ class UdpEndpoint:
         q = parse_query(data)
         if q is not None:
             req = Request(data, q, addr, "udp")
+            req.replier = self  # an answer may come later (interkube.plugin.later): reply(), slow()
             resp = self.listener.dispatcher.fast(req)
             if resp is not None:
                 return resp
@@ -352,7 +355,7 @@ class UdpEndpoint:
             self._count_drops()
         backlog = self.backlog
         reading, self._reading = self._reading, 0.0
-        if self.closed or not backlog:
+        if self.closed or not (backlog or self.resumed):
             self._last_pump = None
             return
         now = time.monotonic()
@@ -371,7 +374,7 @@ class UdpEndpoint:
             else:
                 starts = min(UDP_STARTS_MAX, starts + UDP_STARTS_STEP)
             self.starts_per_pass = starts
-        n = min(len(backlog), starts, self.inflight_limit - len(self.inflight))
+        n = min(len(backlog) + len(self.resumed), starts, self.inflight_limit - len(self.inflight))
         if n <= 0:
             # Every slot is taken: a task that finishes schedules the next pump (_done).
             self._last_pump = None
@@ -383,6 +386,7 @@ class UdpEndpoint:
         while backlog and backlog[0][2] < too_old:
             backlog.popleft()
             self.dropped += 1
+        n -= self._start_resumed(n, too_old)
         for _ in range(min(n, len(backlog))):
             data, addr, arrived = backlog.popleft()
             q = parse_query(data)  # (remembered: a dict lookup)
@@ -395,11 +399,46 @@ class UdpEndpoint:
             task = create_task(self._slow(answer, addr))
             inflight.add(task)
             task.add_done_callback(self._done)
-        if backlog:
+        if backlog or self.resumed:
             self._last_pump = now
             self._pump_handle = self._loop.call_soon(self._pump)
         else:
             self._last_pump = None
+
+    def _start_resumed(self, n: int, too_old: float) -> int:
+        """Start up to ``n`` of the requests the callback path handed back; how many started."""
+        resumed = self.resumed
+        while resumed and resumed[0][1] < too_old:
+            resumed.popleft()
+            self.dropped += 1
+        started = 0
+        while resumed and started < n:
+            req, _ = resumed.popleft()
+            task = self._loop.create_task(self._slow(self.listener.dispatcher.serve(req), req.client))
+            self.inflight.add(task)
+            task.add_done_callback(self._done)
+            started += 1
+        return started
+
+    # -- the callback path's replier (interkube.plugin.later.Replier) ---------------------------
+
+    def reply(self, req: Request, resp: bytes) -> None:
+        """An answer that came later (forward's callback path): it leaves with this pass's."""
+        if not self.closed:
+            self.outbox.put((resp, req.client))
+
+    def slow(self, req: Request) -> None:
+        """A request the callback path hands back: it waits for the slow path as the backlog's
+        queries do (bounded as the backlog is, dropping its oldest), ahead of them."""
+        if self.closed:
+            return
+        resumed = self.resumed
+        if len(resumed) >= self.backlog_limit:
+            resumed.popleft()
+            self.dropped += 1
+        resumed.append((req, time.monotonic()))
+        if self._pump_handle is None:
+            self._pump_handle = self._loop.call_soon(self._pump)
 
     def _count_drops(self) -> None:
         dropped, self.dropped = self.dropped, 0
@@ -408,7 +447,7 @@ class UdpEndpoint:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
-        if self.backlog and self._pump_handle is None and not self.closed:
+        if (self.backlog or self.resumed) and self._pump_handle is None and not self.closed:
             self._pump_handle = self._loop.call_soon(self._pump)
 
     async def _slow(self, answer: Coroutine[Any, Any, bytes | None], addr: Any) -> None:
@@ -423,6 +462,7 @@ class UdpEndpoint:
             self._loop.remove_reader(self.fd)
             self.sock.close()
             self.backlog.clear()
+            self.resumed.clear()
             if self.dropped:
                 self._count_drops()
             if self._pump_handle is not None:

@@ -31,6 +31,7 @@ import ssl
 import sys
 from collections.abc import Container
 from dataclasses import dataclass
+from typing import Protocol
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
@@ -85,6 +86,18 @@ def _fresh_id(pending: Container[int]) -> int:
     return _ids.fresh(pending)
 
 
+class AnswerSink(Protocol):
+    """What waits for a UDP answer in a socket's ID table: a future (exchange, launch), or an
+    object that acts on the answer from the socket's read callback (forward's callback path:
+    no future and no task per query). Its methods must not raise."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: bytes, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 #: How often a UDP socket looks for queries past their deadline. One sweep per socket instead of
 #: a timer per query (a heap push and pop each); timeouts fire at most this much late.
 SWEEP_INTERVAL = 0.05
@@ -103,8 +116,8 @@ class _UdpSocket:
         self.sock = sock
         self.fd = sock.fileno()
         self.loop = asyncio.get_running_loop()
-        #: qid -> (future, lower-cased question, deadline)
-        self.pending: dict[int, tuple[asyncio.Future[bytes], bytes, float]] = {}
+        #: qid -> (future or sink, lower-cased question, deadline)
+        self.pending: dict[int, tuple[AnswerSink, bytes, float]] = {}
         self.born = self.loop.time()
         self.retired = False
         self.closed = False
@@ -120,11 +133,14 @@ class _UdpSocket:
 
     def send(self, qid: int, question: bytes, wire: bytes, timeout: float) -> asyncio.Future[bytes]:
         fut: asyncio.Future[bytes] = self.loop.create_future()
-        self.pending[qid] = (fut, question, self.loop.time() + timeout)
+        self.send_to(qid, question, wire, timeout, fut)
+        return fut
+
+    def send_to(self, qid: int, question: bytes, wire: bytes, timeout: float, sink: AnswerSink) -> None:
+        self.pending[qid] = (sink, question, self.loop.time() + timeout)
         self.outbox.put(wire)
         if self._sweeping is None:
             self._sweeping = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-        return fut
 
     def _send_failed(self, exc: OSError) -> None:
         if isinstance(exc, (BlockingIOError, InterruptedError)):
@@ -183,7 +199,7 @@ class _UdpSocket:
             if not fut.done():
                 fut.set_exception(err)
 
-    def forget(self, qid: int, fut: asyncio.Future[bytes]) -> None:
+    def forget(self, qid: int, fut: AnswerSink) -> None:
         """Stop waiting for ``fut``. Only its own entry goes: once answered, its ID may already
         have been given to a new query, whose entry this must not remove."""
         entry = self.pending.get(qid)
@@ -282,14 +298,26 @@ class DatagramExchanger:
         task per query; the caller must ``release()`` the result once done with it.
         Raises UpstreamError when no socket can be opened.
         """
-        try:
-            sock = self._socket()
-        except OSError as exc:
-            raise UpstreamError(self.name, f"cannot open a UDP socket: {exc.strerror or exc}") from exc
+        sock = self._open_socket()
         qid = _fresh_id(sock.pending)
         fut = sock.send(qid, question_key(wire) if question is None else question,
                         qid.to_bytes(2, "big") + wire[2:], timeout)
         return PendingAnswer(sock, qid, fut)
+
+    def send_to(self, wire: bytes, timeout: float, question: bytes, sink: AnswerSink) -> None:
+        """Send ``wire`` now; ``sink`` gets its answer (or UpstreamTimeout / UpstreamError) from
+        the socket's callbacks. Nothing to release: the answer, the deadline sweep or the
+        socket's close takes the entry out of the ID table. Raises UpstreamError when no socket
+        can be opened."""
+        sock = self._open_socket()
+        qid = _fresh_id(sock.pending)
+        sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], timeout, sink)
+
+    def _open_socket(self) -> _UdpSocket:
+        try:
+            return self._socket()
+        except OSError as exc:
+            raise UpstreamError(self.name, f"cannot open a UDP socket: {exc.strerror or exc}") from exc
 
     async def exchange(self, wire: bytes, timeout: float, question: bytes | None = None) -> bytes:
         """Send ``wire`` and return the answer (see :meth:`launch`)."""

@@ -120,20 +120,34 @@ class Upstream:
         self.stats.requests += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
+        udp = False
         try:
             if self.doh is not None:
                 resp = await self.doh.exchange(wire, timeout, question)
             elif self.udp is None or tcp:
                 resp = await self.stream.exchange(wire, timeout)
             else:
+                udp = True
                 resp = await self.udp.exchange(wire, timeout, question)
-                if header_flags(resp) & FLAG_TC:
-                    self.stats.truncated_retries += 1
-                    resp = await self.stream.exchange(wire, timeout)
         except UpstreamError:
             self.stats.failures += 1
             raise
+        if udp and header_flags(resp) & FLAG_TC:
+            return await self.retry_truncated(wire, timeout, started)
         self.stats.observe(rcode_of(resp), loop.time() - started)
+        return resp
+
+    async def retry_truncated(self, wire: bytes, timeout: float, started: float) -> bytes:
+        """The TCP half of a query whose UDP answer (sent at loop time ``started``, counted in
+        the requests then) came truncated: the whole answer. Counted as exchange() counts it:
+        one request, its failure or its answer's rcode and duration from ``started``."""
+        self.stats.truncated_retries += 1
+        try:
+            resp = await self.stream.exchange(wire, timeout)
+        except UpstreamError:
+            self.stats.failures += 1
+            raise
+        self.stats.observe(rcode_of(resp), asyncio.get_running_loop().time() - started)
         return resp
 
     # -- health -----------------------------------------------------------------------------

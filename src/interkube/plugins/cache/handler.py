@@ -26,7 +26,8 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, ZONE_TRANSFERS, Query, Template
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.cache.entry import (
     DROP,
@@ -107,6 +108,7 @@ class CacheHandler(Handler):
 
     # -- fast path -------------------------------------------------------------------------
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         q = req.query
         e = self.entries.get(q.key)
@@ -131,7 +133,9 @@ class CacheHandler(Handler):
             return self._serve_stale(e, req, now, refresh=True)
         if now < e.failed_until:
             return self._serve_stale(e, req, now, refresh=False)
-        # verify: the next plugin first; it may answer from memory (file, hosts below us).
+        # verify: the next plugin first; it may answer from memory (file, hosts below us). Not
+        # on the callback path (interkube.plugin.later): the stale answer depends on its outcome.
+        req.replier = None
         resp = self.next.fast(req)
         if resp is None:
             return None
@@ -148,6 +152,12 @@ class CacheHandler(Handler):
         q = req.query
         if not self._covers(q):
             return resp
+        if resp is LATER:  # stored when it comes (interkube.plugin.later)
+            later.after(req, functools.partial(self._store_miss, expired=expired))
+            return resp
+        return self._store_miss(req, resp, expired)
+
+    def _store_miss(self, req: Request, resp: bytes, expired: Entry | None) -> bytes:
         self.stats.misses += 1
         out = self._store(req, resp, self.clock())
         if expired is not None:

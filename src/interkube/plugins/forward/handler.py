@@ -22,9 +22,11 @@ from interkube.dns.wire import RCODE_REFUSED, error_response, rcode_of
 from interkube.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
 from interkube.pkg.metrics import DURATION_BUCKETS, NAMESPACE
 from interkube.pkg.shared import Kind
-from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.handler import LATER, SLOW, Handler, passes_later
+from interkube.plugin.later import take_resume
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
+from interkube.plugins.forward.flight import Flight, launch
 from interkube.plugins.forward.parse import ForwardConfig
 from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
 
@@ -34,6 +36,10 @@ QUERY_DEADLINE = 5.0
 #: default): enough to ride out one lost datagram, bounded so that a dead upstream answering
 #: "port unreachable" at once does not make us spin until the deadline.
 ATTEMPTS_PER_UPSTREAM = 2
+#: Queries one forward has on the callback path at once (see flight.py); past it they take the
+#: slow path, which has its own bounds (the listener's backlog and in-flight limit). Bounds the
+#: queries that time out together on a silent upstream and go to the slow path in one sweep.
+MAX_CALLBACK_INFLIGHT = 1024
 
 
 class ForwardStats:
@@ -70,16 +76,43 @@ class ForwardHandler(Handler):
         # An `except` name never excludes FROM itself (CoreDNS: `forward example.org ... { except
         # example.org }` still forwards example.org).
         self._from_names = frozenset(to_wire(z) for z in cfg.from_zones)
+        #: See callback_path() (known once the chain is linked).
+        self._callback_path: bool | None = None
+        #: The whole budget of a query (seconds).
+        self.deadline_seconds = QUERY_DEADLINE
 
     def matches(self, lname: bytes) -> bool:
         if self.from_zones.match(lname) is None:
             return False
         return self.except_zones.match(lname) is None or lname in self._from_names
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
-        if self.matches(req.query.lname):
-            return SLOW  # needs the network
-        return self.next.fast(req)
+        q = req.query
+        if not self.matches(q.lname):
+            return self.next.fast(req)
+        # The callback path (interkube.plugins.forward.flight) for a plain UDP query; else the
+        # slow path, which needs the network.
+        if req.replier is None or not self.later_ok or not self.callback_path():
+            return SLOW
+        max_concurrent = self.cfg.max_concurrent
+        if (max_concurrent and self.inflight >= max_concurrent) or self.inflight >= MAX_CALLBACK_INFLIGHT:
+            return SLOW  # the slow path refuses it, or it waits in the listener's backlog
+        if launch(self, req, req.wire[12:q.question_end].lower()):
+            return LATER
+        return SLOW
+
+    def callback_path(self) -> bool:
+        """Whether this forward may send a UDP client's query from the socket callback: plain
+        UDP upstreams only (no TLS, HTTPS or force_tcp), and no `next` to a following forward
+        (which the slow path's serve() hands answers to)."""
+        ok = self._callback_path
+        if ok is None:
+            cfg = self.cfg
+            ok = self._callback_path = (
+                not cfg.force_tcp and all(up.udp is not None and up.doh is None for up in self.upstreams)
+                and not ((cfg.next_rcodes or cfg.next_on_nodata) and isinstance(self.next, ForwardHandler)))
+        return ok
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
@@ -121,33 +154,51 @@ class ForwardHandler(Handler):
         cfg = self.cfg
         tcp = cfg.force_tcp or (req.proto != "udp" and not cfg.prefer_udp)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + QUERY_DEADLINE
         # The lower-cased question section, which answers are matched against.
         question = req.wire[12:req.query.question_end].lower()
-        ups = self.order()
         n = len(self.upstreams)
         max_attempts = ATTEMPTS_PER_UPSTREAM * n if cfg.max_connect_attempts is None else cfg.max_connect_attempts
-        attempts = skipped = failovers = i = 0
-        last: UpstreamError | None = None
+        last: BaseException | None
+        flight = take_resume(req)
+        truncated: Flight | None = None
+        if isinstance(flight, Flight) and flight.handler is self:
+            # The callback path made the first attempt (see flight.py): carry on from there.
+            deadline, ups, i, skipped = flight.deadline, flight.ups, flight.i, flight.skipped
+            attempts, failovers, last = flight.attempts, flight.failovers, flight.error
+            if flight.truncated:
+                truncated = flight
+            flight = None
+        else:
+            deadline = loop.time() + self.deadline_seconds
+            ups = self.order()
+            attempts = skipped = failovers = i = 0
+            last = None
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (max_attempts and attempts >= max_attempts):
-                break
-            if i >= len(ups):
-                i = skipped = 0
-            up = ups[i]
-            i += 1
-            if up.down:
-                skipped += 1
-                if skipped < n:
-                    continue
-                self.stats.no_healthy += 1
-                if cfg.failfast_all_unhealthy:
-                    raise NoHealthyUpstream(f"all {n} upstreams are down")
-                # Every upstream looks down: assume the health checks are what is broken and try one.
-                up = random.choice(self.upstreams)
+            if truncated is not None:
+                # The answer over UDP was truncated: the whole of it over TCP, as exchange() does.
+                up = truncated.up
+                attempt = up.retry_truncated(req.wire, truncated.timeout, truncated.started)
+                truncated = None
+            else:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (max_attempts and attempts >= max_attempts):
+                    break
+                if i >= len(ups):
+                    i = skipped = 0
+                up = ups[i]
+                i += 1
+                if up.down:
+                    skipped += 1
+                    if skipped < n:
+                        continue
+                    self.stats.no_healthy += 1
+                    if cfg.failfast_all_unhealthy:
+                        raise NoHealthyUpstream(f"all {n} upstreams are down")
+                    # Every upstream looks down: assume the health checks are what is broken and try one.
+                    up = random.choice(self.upstreams)
+                attempt = up.exchange(req.wire, tcp, min(cfg.read_timeout, remaining), question)
             try:
-                resp = await up.exchange(req.wire, tcp, min(cfg.read_timeout, remaining), question)
+                resp = await attempt
             except UpstreamError as exc:
                 last = exc
                 up.kick_health_check(cfg.force_tcp)

@@ -32,7 +32,8 @@ from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import HEADER_LEN, RCODE_NOERROR, ZONE_TRANSFERS
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.ticker import Ticker
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.loadbalance.parse import Network
 from interkube.plugins.loadbalance.weights import Weights
@@ -230,8 +231,15 @@ class LoadbalanceHandler(Handler):
             return resp
         return shuffle_answer(resp, self.rng, self.prefer)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         resp = self.next.fast(req)
+        if resp is LATER:
+            later.after(req, self._balanced)
+            return resp
+        return self.balance(resp, req) if resp else resp
+
+    def _balanced(self, req: Request, resp: bytes) -> bytes:
         return self.balance(resp, req) if resp else resp
 
     async def serve(self, req: Request) -> bytes:

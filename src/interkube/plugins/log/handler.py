@@ -26,8 +26,8 @@ from interkube.dns.wire import (
     name_to_text,
 )
 from interkube.errors import DnsError
-from interkube.plugin import metadata
-from interkube.plugin.handler import Handler
+from interkube.plugin import later, metadata
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.log.parse import LogConfig, Rule
 
@@ -273,10 +273,18 @@ class LogHandler(Handler):
                 log.info(rule.render(req, resp, time.monotonic() - req.started))
             return
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         resp = self.next.fast(req)
         if resp is not None:
-            self._emit(req, resp)
+            if resp is LATER:
+                later.after(req, self._emitted)
+            else:
+                self._emit(req, resp)
+        return resp
+
+    def _emitted(self, req: Request, resp: bytes) -> bytes:
+        self._emit(req, resp)
         return resp
 
     async def serve(self, req: Request) -> bytes:

@@ -7,7 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from interkube.dns.wire import RCODE_SERVFAIL, error_response
 from interkube.errors import DnsError
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.http import HttpEndpoint
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
@@ -26,8 +27,16 @@ class PrometheusHandler(Handler):
         self.metrics = metrics
         self.record = store.record
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         resp = self.next.fast(req)
+        if resp:
+            self.record(req, resp)
+        elif resp is LATER:
+            later.after(req, self._recorded)
+        return resp
+
+    def _recorded(self, req: Request, resp: bytes) -> bytes:
         if resp:
             self.record(req, resp)
         return resp
