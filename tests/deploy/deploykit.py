@@ -129,9 +129,10 @@ def token_kubeconfig(api: KubeAPI, path: Path, token: str, cluster: str = "test"
 
 
 def wait_for_grant(api: KubeAPI, namespace: str, service_account: str,
-                   resources: Iterable[tuple[str, str]], timeout: float = 30.0) -> None:
-    """Until RBAC lets the ServiceAccount list every (group, resource): the authorizer reads
-    roles through an informer, so a grant just applied is not in force at once."""
+                   resources: Iterable[tuple[str, str]], timeout: float = 30.0, *, scoped: bool = False) -> None:
+    """Until RBAC lets the ServiceAccount list every (group, resource) (with ``scoped``: in its
+    own namespace, what a Role grants): the authorizer reads roles through an informer, so a
+    grant just applied is not in force at once."""
     from testkit.waiting import wait_until
 
     user = f"system:serviceaccount:{namespace}:{service_account}"
@@ -140,7 +141,8 @@ def wait_for_grant(api: KubeAPI, namespace: str, service_account: str,
     def allowed(group: str, resource: str) -> bool:
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                   "spec": {"user": user, "groups": groups,
-                           "resourceAttributes": {"verb": "list", "group": group, "resource": resource}}}
+                           "resourceAttributes": {"verb": "list", "group": group, "resource": resource,
+                                                  **({"namespace": namespace} if scoped else {})}}}
         resp = api.http().post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review)
         return bool(resp.status_code == 201 and resp.json()["status"].get("allowed"))
 

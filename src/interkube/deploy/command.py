@@ -3,6 +3,7 @@
     interkube render [-conf COREFILE | --plan PLAN --cluster NAME] [options] -o DIR|-
     interkube render remote-access [options] -o DIR|-
     interkube render webhook [options] -o DIR|-          (when interkube.webhook is built)
+    interkube render sidecar [options] -o DIR|-          (split DNS beside a StatefulSet's pods)
 
 Heavy imports happen inside the functions, so that ``interkube --help`` stays instant.
 """
@@ -33,6 +34,8 @@ _TARGETS: tuple[tuple[str, str, str], ...] = (
      "for a remote cluster: the read-only ServiceAccount, token Secret and ClusterRole its kubeconfig is made of"),
     ("webhook", "interkube.webhook.manifests",
      "the pod DNS injection webhook: configuration, Service, Deployment, PDB, certificate"),
+    ("sidecar", "interkube.deploy.sidecar",
+     "a split-DNS resolver beside each pod of a StatefulSet: container, ConfigMap, dnsConfig, Role"),
 )
 
 
@@ -75,11 +78,13 @@ def run_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target(render: Callable[[argparse.Namespace], list[dict[str, Any]]]) -> Callable[[argparse.Namespace], int]:
+def _target(render: Callable[[argparse.Namespace], list[dict[str, Any]] | None]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from interkube.deploy.output import write_manifests
 
         objects = render(args)  # may do its own work (e.g. write a kubeconfig) and return nothing
+        if objects is None:  # it wrote its output itself (the sidecar's kustomize Component)
+            return 0
         if args.output:
             write_manifests(objects, args.output)
         return 0

@@ -91,6 +91,12 @@ def check_label(what: str, value: str, longest: int = 63) -> None:
         raise RenderError(f"{what} {value!r} is not a DNS label of at most {longest} characters")
 
 
+def check_quantity(what: str, quantity: str | None) -> None:
+    """A Kubernetes resource quantity (or None: not given)."""
+    if quantity is not None and not _QUANTITY.match(quantity):
+        raise RenderError(f"{what} {quantity!r} is not a Kubernetes quantity (e.g. 100m, 128Mi)")
+
+
 def check(o: RenderOptions) -> None:
     """Raise RenderError for values that cannot be rendered (before anything is read)."""
     # Other names are made from it (NAME-dot, NAME-kubeconfig-CLUSTER, NAME-udp): room for them.
@@ -142,8 +148,7 @@ def check(o: RenderOptions) -> None:
         (o.cpu_request, "--cpu"), (o.memory_request, "--memory"), (o.memory_limit, "--memory-limit"),
         (o.cpu_limit, "--cpu-limit"))
     for quantity, what in quantities:
-        if quantity is not None and not _QUANTITY.match(quantity):
-            raise RenderError(f"{what} {quantity!r} is not a Kubernetes quantity (e.g. 100m, 128Mi)")
+        check_quantity(what, quantity)
     if o.plan is not None and o.grace_period is not None and o.grace_period <= o.lameduck:
         raise RenderError(f"--grace-period {o.grace_period}s must exceed the lameduck ({o.lameduck:g}s): "
                           "the pod would be killed while still draining")

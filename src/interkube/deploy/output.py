@@ -84,11 +84,21 @@ def write_manifests(objects: Sequence[Mapping[str, Any]], dest: str) -> None:
     (see the module's docstring). Raises RenderError, having written nothing, when the
     directory cannot be written or is not ours to replace."""
     if dest == "-":
-        text = stream(objects)  # whole before the first byte goes out
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_text(stream(objects))  # whole before the first byte goes out
         return
-    _write_directory(Path(dest), files(objects))
+    write_directory(Path(dest), files(objects))
+
+
+def write_text(text: str) -> None:
+    """A whole YAML stream on stdout."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def write_directory(dest: Path, content: Mapping[str, str]) -> None:
+    """File name -> content written as the directory ``dest``, whole or not at all (see the
+    module's docstring), for targets that make their own files (a kustomize Component)."""
+    _write_directory(dest, content)
 
 
 def _ours(path: Path) -> bool:
