@@ -232,6 +232,17 @@ async def aquery(name: str, rdtype: str | int = "A", port: int = 53, host: str =
     return await dns.asyncquery.udp(q, host, port=port, timeout=timeout, ignore_unexpected=True)
 
 
+async def aaddresses(name: str, port: int, rdtype: str = "A") -> tuple[str, list[str]]:
+    """(rcode, the answer's addresses of ``rdtype`` sorted) of one query: what a test of which
+    addresses a name has compares."""
+    import dns.rcode
+
+    msg = await aquery(name, rdtype, port)
+    wanted = dns.rdatatype.RdataType.make(rdtype)
+    return dns.rcode.to_text(msg.rcode()), sorted(rd.to_text() for rrset in msg.answer
+                                                  if rrset.rdtype == wanted for rd in rrset)
+
+
 async def read_frame(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes:
     """The next message on a DNS-over-TCP (or TLS) stream, without its length prefix (write
     with ``interkube.pkg.framing.frame``); ``timeout`` only bounds a stream that goes quiet."""

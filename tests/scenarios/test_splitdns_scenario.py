@@ -22,12 +22,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.rcode
-import dns.rdatatype
 import pytest
 
 from testkit.kubeapi import KubeAPI, KubeObjects
-from testkit.servers import aquery, free_port, in_process, unbound
+from testkit.servers import aaddresses, free_port, in_process, unbound
 from testkit.waiting import until
 
 pytestmark = pytest.mark.peers
@@ -72,9 +70,7 @@ ns IN A 203.0.113.1
 
 
 async def addresses(port: int, name: str) -> tuple[str, list[str]]:
-    msg = await aquery(name, "A", port)
-    return dns.rcode.to_text(msg.rcode()), sorted(rd.to_text() for rrset in msg.answer
-                                                  if rrset.rdtype == dns.rdatatype.A for rd in rrset)
+    return await aaddresses(name, port)
 
 
 async def test_split_dns_in_a_and_the_service_name_variant_in_b(

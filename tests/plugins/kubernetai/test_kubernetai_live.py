@@ -10,13 +10,11 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import dns.rcode
-import dns.rdatatype
 import pytest
 
 from testkit.kubeapi import KubeAPI, KubeObjects, kubeconfig_with_contexts
 from testkit.readme import on_port, readme_examples
-from testkit.servers import aquery, free_port, in_process
+from testkit.servers import aaddresses, free_port, in_process
 from testkit.waiting import until
 
 pytestmark = pytest.mark.peers
@@ -60,9 +58,7 @@ async def readme_example(index: int, paths: dict[str, Path]) -> AsyncIterator[in
 
 
 async def ask(port: int, name: str) -> tuple[str, list[str]]:
-    msg = await aquery(name, "A", port)
-    return dns.rcode.to_text(msg.rcode()), sorted(rd.to_text() for rrset in msg.answer
-                                                  if rrset.rdtype == dns.rdatatype.A for rd in rrset)
+    return await aaddresses(name, port)
 
 
 async def test_the_scenarios_corefile_serves_each_cluster_under_its_own_domain(
