@@ -161,9 +161,11 @@ def _name(prefix: str, identity: str, readable: str) -> str:
 
 
 def _port_identity(sp: ServicePort) -> tuple[str, str]:
+    # The element key is part of the identity: the chains of a key are its own, so that one
+    # key's chains going while another's come (a port renumbered) never meet in one batch.
     port = sp.port_name or str(sp.port)
     readable = f"{cluster_tag(sp.cluster)}/{sp.namespace}/{sp.service}/{sp.protocol}/{port}"
-    return f"{sp.cluster}\0{sp.namespace}\0{sp.service}\0{sp.protocol}\0{port}", readable
+    return f"{sp.cluster}\0{sp.namespace}\0{sp.service}\0{sp.protocol}\0{port}\0{sp.vip}\0{sp.port}", readable
 
 
 def service_chain(sp: ServicePort) -> str:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from interkube.kube.snapshot import SnapshotSource
 from interkube.pkg.backoff import retry_delay
 from interkube.proxy import nft, rules
 from interkube.proxy.config import ClusterConfig, ProxyConfig
+from interkube.proxy.config import load as load_config
 from interkube.proxy.rules import Contribution, Key, ServicePort, Transaction
 
 log = logging.getLogger("interkube.proxy")
@@ -411,7 +414,10 @@ class Announcer:
 
     def start(self) -> None:
         if self._ip("link", "show", "dev", self.device, check=False).returncode != 0:
-            self._ip("link", "add", self.device, "type", "dummy")
+            made = self._ip("link", "add", self.device, "type", "dummy", check=False)
+            if made.returncode != 0:
+                raise InterkubeError(f"announce {self.device}: cannot make a dummy interface "
+                                     f"({made.stderr.strip()}); make {self.device} beforehand (any type)")
             self.created = True
         self._ip("link", "set", self.device, "up")
         for network in self.networks:
@@ -463,6 +469,17 @@ async def run(config: ProxyConfig, **kw: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    restart: list[ProxyConfig] = []
+
+    def reload() -> None:
+        try:
+            restart.append(load_config(config.file))
+        except InterkubeError as exc:
+            log.error("SIGHUP: keeping the running configuration: %s", exc)
+            return
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     announcer = None
     runner = None
     syncs: asyncio.Task[None] | None = None
@@ -475,7 +492,8 @@ async def run(config: ProxyConfig, **kw: Any) -> int:
             announcer.start()
         syncs = asyncio.create_task(proxy.run_syncs(stop))
         await stop.wait()
-        log.info("stopping: removing tables %s", ", ".join(f"{f} {rules.TABLE}" for f in rules.FAMILIES.values()))
+        if not restart:
+            log.info("stopping: removing tables %s", ", ".join(f"{f} {rules.TABLE}" for f in rules.FAMILIES.values()))
     finally:
         if syncs is not None:
             syncs.cancel()
@@ -483,6 +501,12 @@ async def run(config: ProxyConfig, **kw: Any) -> int:
         await proxy.stop()
         if runner is not None:
             await runner.cleanup()
+    if restart:
+        # The tables stay while the process runs again with the new file: its first
+        # transaction replaces them whole, so traffic never meets a missing rule.
+        log.info("SIGHUP: running again with %s (the tables stay until replaced)", config.file)
+        logging.shutdown()
+        os.execv(sys.executable, sys.orig_argv)
     proxy.remove_tables()
     if announcer is not None:
         announcer.stop()
