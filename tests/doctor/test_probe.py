@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,7 +24,8 @@ from testkit.servers import free_port
 from testkit.waiting import wait_until
 from tests.doctor.helpers import ZONE, doctor, one, zone_file
 
-LOCAL_DNS, REMOTE_POD, REMOTE_VIP = "10.0.0.10", "10.1.0.53", "172.20.0.10"
+LOCAL_DNS, REMOTE_POD, SECOND_POD, REMOTE_VIP = "10.0.0.10", "10.1.0.53", "10.1.0.54", "172.20.0.10"
+SRV = f"_couchbase._tcp.cb-example-srv.{ZONE}"
 
 
 @dataclass
@@ -74,9 +76,10 @@ class Scenario:
             "links": [{"between": ["cluster1", "cluster2"], "pod_traffic": True, "service_proxy": True}]}))
         return str(path)
 
-    async def doctor(self) -> list[Finding]:
-        return await doctor(plan=self.plan(), probe=self.client.name, probe_dns=LOCAL_DNS,
-                            proxy=f"http://127.0.0.1:{self.proxy_port}", proxy_netns=self.router.name)
+    async def doctor(self, **options: Any) -> list[Finding]:
+        return await doctor(**{"plan": self.plan(), "probe": self.client.name, "probe_dns": LOCAL_DNS,
+                               "proxy": f"http://127.0.0.1:{self.proxy_port}", "proxy_netns": self.router.name,
+                               **options})
 
 
 def answers(ns: Netns, server: str) -> bool:
@@ -100,8 +103,14 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
         remote.ip("route", "add", "default", "via", "10.251.0.1")
         router.ip("route", "add", "10.1.0.0/16", "via", "10.251.0.2")
         s = Scenario(lab, tmp_path, client, router, remote, free_port())
-        s.serve(remote, f"{ZONE}:53 {{\n bind {REMOTE_POD}\n file {zone_file(tmp_path / 'remote.zone')}\n}}\n",
-                "Corefile.cluster2")
+        remote.ip("addr", "add", f"{SECOND_POD}/32", "dev", "lo")
+        zone = Path(zone_file(tmp_path / "remote.zone"))
+        zone.write_text(zone.read_text() + "".join(
+            f"_couchbase._tcp.{name} 30 IN SRV 0 50 53 {target}\n"
+            for name, target in (("cb-example-srv", "cb-0.cb-example-srv"), ("cb-example-srv", "cb-1.cb-example-srv"),
+                                 ("broken", "cb-9.broken")))
+            + f"cb-0.cb-example-srv 30 IN A {REMOTE_POD}\ncb-1.cb-example-srv 30 IN A {SECOND_POD}\n")
+        s.serve(remote, f"{ZONE}:53 {{\n bind {REMOTE_POD} {SECOND_POD}\n file {zone}\n}}\n", "Corefile.cluster2")
         s.serve(client, f"{ZONE}:53 {{\n bind {LOCAL_DNS}\n forward . {REMOTE_POD}\n}}\n", "Corefile.cluster1")
         wait_until(lambda: answers(client, LOCAL_DNS), "cluster1's DNS answering through cluster2's", 30)
         yield s
@@ -137,3 +146,20 @@ async def test_probe_without_a_route_and_without_the_proxy(scenario: Scenario) -
     found = await scenario.doctor()
     assert one(found, "probe.dns").level is Level.FAIL
     assert all(f.level is Level.FAIL for f in found if f.id == "probe.connect")
+
+
+async def test_probe_srv_targets(scenario: Scenario) -> None:
+    # The forwarded-DNS scenario by hand: the SRV through the local interkube, each target's
+    # address, a TCP connection to each.
+    found = await scenario.doctor(probe_srv=(SRV,), proxy=None, proxy_netns=None)
+    srv = one(found, "probe.srv")
+    assert srv.level is Level.OK and "2 targets" in srv.evidence, srv
+    targets = {f.subject: f.level for f in found if f.id == "probe.connect" and "SRV target" in f.subject}
+    assert targets == {f"tcp {REMOTE_POD}:53 (SRV target cb-0.cb-example-srv.{ZONE})": Level.OK,
+                       f"tcp {SECOND_POD}:53 (SRV target cb-1.cb-example-srv.{ZONE})": Level.OK}, found
+
+    found = await scenario.doctor(probe_srv=(f"_couchbase._tcp.broken.{ZONE}", f"_couchbase._tcp.none.{ZONE}"),
+                                  proxy=None, proxy_netns=None)
+    broken, none = [f for f in found if f.id == "probe.srv"]
+    assert broken.level is Level.FAIL and "1 of 1 targets without an address" in broken.evidence
+    assert none.level is Level.FAIL and "NXDOMAIN" in none.evidence

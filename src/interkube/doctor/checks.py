@@ -24,6 +24,7 @@ class Options:
     probe: str | None = None
     probe_cluster: str | None = None
     probe_dns: str | None = None
+    probe_srv: tuple[str, ...] = ()
     timeout: float = 2.0
 
 

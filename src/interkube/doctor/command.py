@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="the plan cluster the probe namespace belongs to (default: the first that forwards)")
     p.add_argument("--probe-dns", metavar="ADDRESS[:PORT]", default=None,
                    help="the DNS server the probe asks (default: its cluster's DNS Service, else endpoint)")
+    p.add_argument("--probe-srv", action="append", default=[], metavar="NAME",
+                   help="an SRV name the probe resolves and connects to every target of, as the forwarded-DNS "
+                        "scenario does (_couchbase._tcp.cb-example-srv.remote.svc.cluster.local); repeatable")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
                    help="how long one network check waits (default 2)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     options = Options(corefile=args.conf, dns_port=args.dns_port, plan=args.plan, kubeconfig=args.kubeconfig,
                       contexts=tuple(args.context), dns_service=args.dns_service, webhook=args.webhook,
                       ready=tuple(args.ready), proxy=args.proxy, proxy_netns=args.proxy_netns, probe=args.probe,
-                      probe_cluster=args.probe_cluster, probe_dns=args.probe_dns, timeout=args.timeout)
+                      probe_cluster=args.probe_cluster, probe_dns=args.probe_dns,
+                      probe_srv=tuple(args.probe_srv), timeout=args.timeout)
     found = asyncio.run(run_checks(options))
     if args.json:
         print(findings.render_json(found), end="")

@@ -39,6 +39,9 @@ class Spec:
     zones: list[str] = field(default_factory=list)
     #: (host, port, what): e.g. a remote DNS pod, or a remote Service VIP through the proxy.
     connects: list[tuple[str, int, str]] = field(default_factory=list)
+    #: SRV names whose targets are resolved and connected to (the forwarded-DNS scenario's
+    #: ``_couchbase._tcp.cb-example-srv.remote.svc.cluster.local``).
+    srv: list[str] = field(default_factory=list)
     timeout: float = 2.0
 
 
@@ -60,7 +63,7 @@ def _probe_cluster(plan: Plan, name: str | None) -> Cluster | None:
 
 def build_spec(options: Options, plan: Plan | None, model: Corefile | None) -> tuple[Spec, list[Finding]]:
     """The probe's targets from the plan (and the Corefile's forwarded zones)."""
-    spec = Spec(timeout=options.timeout)
+    spec = Spec(timeout=options.timeout, srv=list(options.probe_srv))
     notes: list[Finding] = []
     cluster = _probe_cluster(plan, options.probe_cluster) if plan is not None else None
     if options.probe_dns:
@@ -88,7 +91,7 @@ def build_spec(options: Options, plan: Plan | None, model: Corefile | None) -> t
                           "give --probe-dns ADDRESS, or the probe cluster's dns.service in the plan"))
     if not spec.zones:
         notes.append(note("probe.dns", options.probe or "", "no forwarded zone in the plan or the Corefile"))
-    if not spec.connects:
+    if not spec.connects and not spec.srv:
         notes.append(note("probe.connect", options.probe or "", "no remote pod address in the plan: not checked",
                           "give the remote cluster's dns.endpoints in the plan"))
     return spec, notes
@@ -98,6 +101,8 @@ async def run_probe(options: Options, plan: Plan | None, model: Corefile | None)
     """Run the probe in ``options.probe``'s network namespace; its findings."""
     spec, notes = build_spec(options, plan, model)
     if not spec.dns and not spec.connects:
+        return notes
+    if not options.probe:
         return notes
     argv = ["ip", "netns", "exec", options.probe or "", sys.executable, "-m", "interkube.doctor.probe",
             json.dumps(asdict(spec))]
@@ -152,6 +157,61 @@ async def probe_dns(spec: Spec, zone: str) -> Finding:
     return fail("probe.dns", subject, why, "check interkube's forward for this zone (interkube doctor -conf)")
 
 
+async def probe_srv(spec: Spec, name: str) -> list[Finding]:
+    """The scenario's lookup: ``name`` SRV through the probe's DNS server, each target's addresses
+    (from the additional section, else asked), and a TCP connection to each target's port."""
+    import dns.asyncquery
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+
+    subject = f"{name} SRV through {spec.dns}:{spec.dns_port}"
+
+    async def ask(qname: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        query = dns.message.make_query(qname, rdtype)
+        response = await dns.asyncquery.udp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout,
+                                            ignore_unexpected=True)
+        if response.flags & dns.flags.TC:
+            response = await dns.asyncquery.tcp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout)
+        return response
+
+    try:
+        response = await ask(name, dns.rdatatype.SRV)
+    except (OSError, dns.exception.DNSException) as exc:
+        return [fail("probe.srv", subject, f"no answer: {exc}", "check the pod's DNS server and its forward")]
+    targets = [(str(rr.target), int(rr.port)) for rrset in response.answer if rrset.rdtype == dns.rdatatype.SRV
+               for rr in rrset]
+    if not targets:
+        return [fail("probe.srv", subject, f"answers {dns.rcode.to_text(response.rcode())} without SRV records",
+                     "check that the remote Service exists and its zone is forwarded to the remote cluster")]
+    glue = {str(rrset.name): [str(rr) for rr in rrset] for rrset in response.additional
+            if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)}
+    connects: list[tuple[str, int, str]] = []
+    resolved: list[str] = []
+    unresolved = 0
+    for target, port in targets:
+        addresses = glue.get(target)
+        if not addresses:
+            try:
+                answer = await ask(target, dns.rdatatype.A)
+                addresses = [str(rr) for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset]
+            except (OSError, dns.exception.DNSException):
+                addresses = []
+        unresolved += not addresses
+        resolved.append(f"{target}:{port} -> {', '.join(addresses) or 'no address'}")
+        connects += [(address, port, f"SRV target {target}") for address in addresses]
+    if unresolved:
+        found = [fail("probe.srv", subject, f"{unresolved} of {len(targets)} targets without an address: "
+                      + "; ".join(resolved),
+                      "check the remote headless Service's endpoints (hostnames) and the forward of its zone")]
+    else:
+        found = [ok("probe.srv", subject, f"{len(targets)} targets: " + "; ".join(resolved))]
+    found += await asyncio.gather(*(probe_connect(h, p, what, spec.timeout) for h, p, what in connects))
+    return found
+
+
 async def probe_connect(host: str, port: int, what: str, timeout: float) -> Finding:
     subject = f"tcp {host}:{port} ({what})"
     try:
@@ -175,7 +235,11 @@ async def probe(spec: Spec) -> list[Finding]:
     if spec.dns:
         checks += [probe_dns(spec, zone) for zone in spec.zones]
     checks += [probe_connect(h, p, what, spec.timeout) for h, p, what in spec.connects]
-    return list(await asyncio.gather(*checks))
+    found: list[Finding] = list(await asyncio.gather(*checks))
+    if spec.dns:
+        for name in spec.srv:
+            found += await probe_srv(spec, name)
+    return found
 
 
 def main(argv: Sequence[str]) -> int:
