@@ -219,3 +219,11 @@ async def test_dot_certificate_for_another_name_or_ca_fails(tmp_path: Path) -> N
     chain = one(found, "upstream.tls-chain")
     assert chain.level is Level.FAIL and "another CA" in chain.evidence
     assert one(found, "upstream.soa").level is Level.FAIL
+
+
+def test_probe_pod_needs_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--probe-pod", "cluster1/client", "--lab-state", str(tmp_path / "none")]) == 1
+    out = capsys.readouterr().out
+    assert "fail   probe  lab pod cluster1/client" in out and "interkube lab up" in out
+    assert main(["doctor", "--probe-pod", "cluster1"]) == 1
+    assert "--probe-pod takes CLUSTER/POD" in capsys.readouterr().out

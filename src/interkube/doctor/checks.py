@@ -22,6 +22,8 @@ class Options:
     proxy: str | None = None
     proxy_netns: str | None = None
     probe: str | None = None
+    probe_pod: str | None = None
+    lab_state: str | None = None
     probe_cluster: str | None = None
     probe_dns: str | None = None
     probe_srv: tuple[str, ...] = ()
@@ -38,6 +40,10 @@ async def run_checks(options: Options) -> list[Finding]:
     from interkube.errors import PlanError
 
     found: list[Finding] = []
+    if options.probe_pod:
+        options, failed = from_lab(options)
+        if failed is not None:
+            return [failed]
     plan = None
     if options.plan:
         from interkube.doctor.plan import check_plan
@@ -84,3 +90,30 @@ async def run_checks(options: Options) -> list[Finding]:
 
         found += await run_probe(options, plan, model)
     return found
+
+
+def from_lab(options: Options) -> tuple[Options, Finding | None]:
+    """``--probe-pod CLUSTER/POD``: the pod's namespace, its cluster, that cluster's DNS Service
+    and the lab's plan, from the state of ``interkube lab up`` (docs/lab.md)."""
+    import dataclasses
+    import importlib
+
+    cluster, _, pod = (options.probe_pod or "").partition("/")
+    subject = f"lab pod {options.probe_pod}"
+    if not cluster or not pod:
+        return options, fail("probe", subject, "--probe-pod takes CLUSTER/POD", "name a pod as `lab status` lists it")
+    try:
+        build = importlib.import_module("interkube.lab.build")
+    except ModuleNotFoundError:
+        return options, fail("probe", subject, "`interkube lab` is not part of this build", "use --probe NETNS")
+    from interkube.errors import InterkubeError
+
+    try:
+        lab = build.Lab.load(options.lab_state or build.DEFAULT_STATE)
+        netns = str(lab.netns(cluster, pod))
+        dns = [str(a) for a in lab.cluster(cluster).dns_service] or [str(lab.dns_address(cluster))]
+    except InterkubeError as exc:
+        return options, fail("probe", subject, str(exc), "start the lab (interkube lab up PLAN) or give --lab-state")
+    return dataclasses.replace(options, probe=netns, probe_cluster=options.probe_cluster or cluster,
+                               probe_dns=options.probe_dns or dns[0],
+                               plan=options.plan or str(lab.plan_path)), None

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "(default: the --probe namespace, else this one)")
     p.add_argument("--probe", metavar="NETNS", default=None,
                    help="run the scenario's checks from inside this network namespace")
+    p.add_argument("--probe-pod", metavar="CLUSTER/POD", default=None,
+                   help="run the probe from a pod of `interkube lab` (its namespace, cluster, DNS and plan)")
+    p.add_argument("--lab-state", metavar="DIR", default=None, help="the lab's state folder (as `interkube lab`)")
     p.add_argument("--probe-cluster", metavar="NAME", default=None,
                    help="the plan cluster the probe namespace belongs to (default: the first that forwards)")
     p.add_argument("--probe-dns", metavar="ADDRESS[:PORT]", default=None,
@@ -55,11 +58,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from interkube.doctor import findings
     from interkube.doctor.checks import Options, run_checks
 
-    if not (args.conf or args.plan or args.context or args.probe or args.ready or args.proxy or args.proxy_netns):
+    if not (args.conf or args.plan or args.context or args.probe or args.probe_pod or args.ready or args.proxy
+            or args.proxy_netns):
         parser.error("give something to check: -conf, --plan, --context, --probe, --ready or --proxy")
     options = Options(corefile=args.conf, dns_port=args.dns_port, plan=args.plan, kubeconfig=args.kubeconfig,
                       contexts=tuple(args.context), dns_service=args.dns_service, webhook=args.webhook,
                       ready=tuple(args.ready), proxy=args.proxy, proxy_netns=args.proxy_netns, probe=args.probe,
+                      probe_pod=args.probe_pod, lab_state=args.lab_state,
                       probe_cluster=args.probe_cluster, probe_dns=args.probe_dns,
                       probe_srv=tuple(args.probe_srv), timeout=args.timeout)
     found = asyncio.run(run_checks(options))
