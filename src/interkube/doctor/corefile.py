@@ -20,6 +20,7 @@ from interkube.corefile.parser import Directive, ServerBlock, parse_file
 from interkube.dns.names import is_subdomain
 from interkube.doctor.findings import Finding, fail, note, ok
 from interkube.errors import InterkubeError
+from interkube.plugins.bind.parse import is_address
 
 if TYPE_CHECKING:
     from interkube.kube.stanza import KubernetesConfig
@@ -117,7 +118,7 @@ def _read_block(model: Corefile, block: ServerBlock, parsed: list[tuple[int, Any
     hosts: list[str] = []
     for name, cfg, _ in configs:
         if name == "bind":
-            hosts += [h for h in cfg.include if _is_address(h)]  # interfaces: addresses unknown here
+            hosts += [h for h in cfg.include if is_address(h)]  # interfaces: addresses unknown here
     listens = tuple(dict.fromkeys((za.transport, h, za.port) for za, _ in keys for h in (hosts or [""])))
     zones = tuple(dict.fromkeys(za.zone for za, _ in keys))
     for listen in listens:
@@ -136,14 +137,6 @@ def _read_block(model: Corefile, block: ServerBlock, parsed: list[tuple[int, Any
             model.mcs = True
         elif name == "ready" and model.ready is None:
             model.ready = (cfg.address, d.where)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- open resolver -------------------------------------------------------------------------------
