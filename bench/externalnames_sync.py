@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,24 +113,18 @@ async def changes(a: KubeAPI, b: KubeAPI, count: int, services: int) -> list[flo
                 name = f"svc-{next_new}"
                 next_new += 1
                 resp = await source.post(path, json=service(next_new - 1))
-
-                def shows(r: httpx2.Response) -> bool:
-                    return r.status_code == 200
+                shows: Callable[[httpx2.Response], bool] = lambda r: r.status_code == 200  # noqa: E731
             elif n % 10 == 7:
                 name = f"svc-{i}"
                 resp = await source.delete(f"{path}/{name}")
-
-                def shows(r: httpx2.Response) -> bool:
-                    return r.status_code == 404
+                shows = lambda r: r.status_code == 404  # noqa: E731
             else:
                 name = f"svc-{i}"
                 port = 1000 + n
                 resp = await source.patch(f"{path}/{name}", content=f'{{"spec":{{"ports":[{{"name":"http",'
                                           f'"port":{port},"protocol":"TCP"}}]}}}}',
                                           headers={"Content-Type": "application/merge-patch+json"})
-
-                def shows(r: httpx2.Response, port: int = port) -> bool:
-                    return r.status_code == 200 and r.json()["spec"]["ports"][0]["port"] == port
+                shows = functools.partial(has_port, port)
             if resp.status_code not in (200, 201):
                 raise RuntimeError(f"change {n} of {name}: {resp.status_code} {resp.text[:200]}")
             while True:
@@ -139,6 +135,10 @@ async def changes(a: KubeAPI, b: KubeAPI, count: int, services: int) -> list[flo
                     raise RuntimeError(f"change {n} of {name} never showed in the target")
                 await asyncio.sleep(0.005)
     return out
+
+
+def has_port(port: int, resp: httpx2.Response) -> bool:
+    return resp.status_code == 200 and resp.json()["spec"]["ports"][0]["port"] == port
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -175,7 +175,7 @@ def main() -> int:
                                           str(kubeconfig), "--source", "a", "--target", "b", "--namespace",
                                           NAMESPACE, "--http", f"127.0.0.1:{port}", "--concurrency",
                                           str(args.concurrency), "--quiet"], work / "externalnames.log")
-            ours = [Adopted(n, p.apiserver.pid) for n, p in (("a", a), ("b", b))]
+            ours = [Adopted(n, p.apiserver.pid or 0) for n, p in (("a", a), ("b", b))]
             with started(proc):
                 with CpuMeter([proc, *ours]) as first:
                     initial = asyncio.run(wait_managed(port, args.services, proc))

@@ -155,6 +155,9 @@ def test_a_hand_made_service_is_a_conflict_left_alone(
         kube_api.http().delete(f"/api/v1/namespaces/{ns}/services/web").raise_for_status()
         kube_api.http().delete(f"/api/v1/namespaces/{ns}/services/api").raise_for_status()
         wait_until(lambda: "api" not in target(kube_api_b, ns), "api deleted", WAIT)
+        # No longer wanted, the hand-made Service is no conflict any more.
+        wait_until(lambda: metric(kube_api, port, "interkube_externalnames_conflicts") == 0.0,
+                   "the conflict gone with the source Service", WAIT)
         out = process_output(proc)
     web = target(kube_api_b, ns)["web"]
     assert web["metadata"]["resourceVersion"] == mine.metadata.resourceVersion
@@ -196,6 +199,22 @@ def test_dry_run_prints_every_change_and_makes_none_then_once_makes_them(
     assert external(kube_api_b, ns) == {n: (f"{n}.{ns}.svc.cluster.a", [("http", 80, "TCP")])
                                         for n in ("new", "web")}
     assert target(kube_api_b, ns)["api"]["spec"]["type"] == "ClusterIP"
+
+
+def test_a_namespace_the_target_lacks_is_created_only_when_asked(
+        kube_api_b: KubeAPI, kube: KubeObjects, kube_ns: str, two_clusters_kubeconfig: Path) -> None:
+    ns = kube_ns
+    kube.service(ns, "web")
+    try:
+        out = run_once(two_clusters_kubeconfig, "--namespace", ns)
+        assert f"namespace {ns} does not exist in the target; its Services are not mirrored" in out
+        assert kube_api_b.http().get(f"/api/v1/namespaces/{ns}").status_code == 404
+
+        out = run_once(two_clusters_kubeconfig, "--namespace", ns, "--create-namespaces")
+        assert f"created namespace {ns}" in out
+        assert external(kube_api_b, ns) == {"web": (f"web.{ns}.svc.cluster.a", [("http", 80, "TCP")])}
+    finally:
+        kube_api_b.delete_namespace(ns)
 
 
 def test_a_restart_of_the_source_api_is_followed_by_a_resync(

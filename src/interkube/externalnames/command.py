@@ -226,8 +226,9 @@ async def _serve(controller: Controller, args: argparse.Namespace, stop: asyncio
             await asyncio.gather(elect_task, return_exceptions=True)
         if pending:  # a leadership change still on its way must not start the passes again
             await asyncio.gather(*pending, return_exceptions=True)
-        await controller.set_acting(False)
+        await controller.set_acting(False)  # no write after the Lease is given up
         if election is not None:
             await election.release()
+            await asyncio.gather(*pending, return_exceptions=True)
         if endpoint is not None:
             await endpoint.remove(controller)

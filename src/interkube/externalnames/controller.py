@@ -128,6 +128,13 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _rescoped(old: set[Key], new: set[Key], namespaces: set[str] | None) -> set[Key]:
+    """``old`` with the keys of ``namespaces`` (None: all) replaced by ``new``."""
+    if namespaces is None:
+        return new
+    return {key for key in old if key[0] not in namespaces} | new
+
+
 class PassFailed(KubeError):
     """Some writes of a pass failed (counted and logged); the next pass is a full one."""
 
@@ -152,8 +159,12 @@ class Controller:
         self.owned: dict[Key, Found] = {}
         self.others: dict[Key, Found] = {}
         self._reported: dict[Key, str] = {}      # conflicts and skips logged, with the line
+        #: Namespaces the target lacks (without --create-namespaces): found by a create in the
+        #: full pass, not tried again before the next one; and those logged (once each).
         self._missing_namespaces: set[str] = set()
+        self._warned_namespaces: set[str] = set()
         self._skipped: set[Key] = set()
+        self._conflicts: set[Key] = set()
         self._dirty: set[str] = set()
         self._full = True
         self._wake = asyncio.Event()
@@ -200,6 +211,7 @@ class Controller:
             found = plan.found_from(obj, self.naming)
             (owned if found.owned else others)[found.key] = found
         self.owned, self.others = owned, others
+        self._missing_namespaces = set()
         desired, skipped = plan.desired_in(self._index(), self.naming, self.settings.namespace)
         todo = plan.changes(desired, owned, others)
         self._reported = {k: v for k, v in self._reported.items() if k in others or k in desired}
@@ -228,13 +240,14 @@ class Controller:
         for item in skipped:
             self._report_once((item.namespace, item.name),
                               f"externalnames: source {item.namespace}/{item.name} not mirrored: {item.reason}")
+        self._skipped = _rescoped(self._skipped, {(item.namespace, item.name) for item in skipped}, namespaces)
+        # Conflicts found while writing (a create meeting a Service made meanwhile) are added
+        # to these as they come.
+        self._conflicts = _rescoped(self._conflicts, {c.key for c in todo if c.action == CONFLICT}, namespaces)
         results = await asyncio.gather(*(self._make(change) for change in todo), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         self.metrics.managed.set(len(self.owned))
-        self.metrics.conflicts.set(sum(1 for key in self._reported if key in self.others))
-        now_skipped = {(item.namespace, item.name) for item in skipped}
-        self._skipped = now_skipped if namespaces is None else \
-            {k for k in self._skipped if k[0] not in namespaces} | now_skipped
+        self.metrics.conflicts.set(len(self._conflicts))
         self.metrics.skipped.set(len(self._skipped) + len(self._missing_namespaces))
         if self.settings.dry_run and namespaces is None:
             counts = {a: sum(1 for c in todo if c.action == a) for a in (CREATE, UPDATE, DELETE, CONFLICT)}
@@ -316,22 +329,30 @@ class Controller:
             return None
         self.owned[key] = plan.found_from(created, self.naming)
         self.others.pop(key, None)
+        self._conflicts.discard(key)
         return change
 
     async def _create(self, want: Desired) -> dict[str, Any] | None:
+        """Create ``want``; None when its namespace is missing (and is not to be created)."""
+        if want.namespace in self._missing_namespaces:
+            return None
         try:
-            return await self.target.create_service(want.body(self.naming))
+            made = await self.target.create_service(want.body(self.naming))
         except ApiFailure as exc:
             if not exc.missing_namespace:
                 raise
+        else:
+            self._warned_namespaces.discard(want.namespace)
+            return made
         if not self.settings.create_namespaces:
-            if want.namespace not in self._missing_namespaces:
-                self._missing_namespaces.add(want.namespace)
+            self._missing_namespaces.add(want.namespace)
+            if want.namespace not in self._warned_namespaces:
+                self._warned_namespaces.add(want.namespace)
                 log.warning("externalnames: namespace %s does not exist in the target; its Services are not "
-                            "mirrored (--create-namespaces creates it)", want.namespace)
+                            "mirrored (--create-namespaces creates it; checked again at each full pass)",
+                            want.namespace)
             return None
         await self.target.create_namespace(want.namespace, plan.ownership_labels(self.naming))
-        self._missing_namespaces.discard(want.namespace)
         log.info("externalnames: created namespace %s", want.namespace)
         return await self.target.create_service(want.body(self.naming))
 
@@ -351,6 +372,7 @@ class Controller:
             self.others[want.key] = found
             self.owned.pop(want.key, None)
             conflict = Change(CONFLICT, want.key, want, found)
+            self._conflicts.add(want.key)
             self._report_once(want.key, f"externalnames: conflict: {conflict.describe()}")
             return None
         self.owned[want.key] = found
