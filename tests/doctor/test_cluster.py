@@ -129,3 +129,16 @@ async def test_unreachable_api_fails(tmp_path: Path, kube_api: KubeAPI) -> None:
     assert api.level is Level.FAIL and "does not answer" in api.evidence
     context = await doctor(kubeconfig=str(broken), contexts=("no-such-context",))
     assert one(context, "cluster.kubeconfig").level is Level.FAIL
+
+
+async def test_corefile_stanzas_name_the_clusters(tmp_path: Path, kube_api: KubeAPI) -> None:
+    # Without --context, each kubernetes stanza's own kubeconfig and context are checked for what
+    # that stanza reads.
+    granted = kube_api.restricted_kubeconfig(f"doctor-{secrets.token_hex(3)}", rules(Needs()))
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(f"cluster.local:{free_port()} {{\n bind 127.0.0.1\n kubernetes cluster.local {{\n"
+                        f"  kubeconfig {granted} {kube_api.name}\n  pods verified\n }}\n}}\n")
+    found = await doctor(corefile=str(corefile))
+    assert one(found, "cluster.api").level is Level.OK
+    rbac = one(found, "cluster.rbac")
+    assert rbac.level is Level.FAIL and rbac.subject == f"context {kube_api.name}" and "list pods" in rbac.evidence

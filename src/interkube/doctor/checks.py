@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interkube.doctor.findings import Finding, fail
+
+if TYPE_CHECKING:
+    from interkube.doctor.corefile import Corefile
+    from interkube.netplan.model import Plan
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ async def run_checks(options: Options) -> list[Finding]:
             found += corefile.check_self_loops(model)
             found += await upstreams.check_forwarded_zones(model, options.timeout)
 
+    if not options.contexts and model is not None:
+        found += await _stanza_clusters(model, plan, options)
     if options.contexts:
         from interkube.doctor.cluster import Target, check_clusters
 
@@ -117,3 +124,18 @@ def from_lab(options: Options) -> tuple[Options, Finding | None]:
     return dataclasses.replace(options, probe=netns, probe_cluster=options.probe_cluster or cluster,
                                probe_dns=options.probe_dns or dns[0],
                                plan=options.plan or str(lab.plan_path)), None
+
+
+async def _stanza_clusters(model: Corefile, plan: Plan | None, options: Options) -> list[Finding]:
+    """Without --context, the clusters the Corefile's kubernetes stanzas read through a
+    kubeconfig, each checked for what that stanza needs."""
+    from interkube.deploy.rbac import needs_of
+    from interkube.doctor.cluster import Target, check_clusters
+
+    out: list[Finding] = []
+    for stanza in model.kubernetes:
+        if stanza.kubeconfig:
+            target = Target(stanza.context or "", stanza.cluster)
+            out += await check_clusters(stanza.kubeconfig, [target], plan, needs_of([stanza], model.mcs),
+                                        options.dns_service, options.timeout)
+    return out

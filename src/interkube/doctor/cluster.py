@@ -25,8 +25,9 @@ from interkube.netplan.model import AddressRange, Cluster, IPNetwork, Plan
 
 @dataclass(frozen=True)
 class Target:
-    """A context to check and the plan cluster it is (``CONTEXT=CLUSTER`` on the command line,
-    else the plan cluster whose ``context`` or name is the context's)."""
+    """A context to check (empty: the kubeconfig's current one) and the plan cluster it is
+    (``CONTEXT=CLUSTER`` on the command line, a kubernetes stanza's ``cluster``, else the plan
+    cluster whose ``context`` or name is the context's)."""
 
     context: str
     cluster: str | None = None
@@ -203,9 +204,9 @@ async def check_clusters(kubeconfig: str, targets: Sequence[Target], plan: Plan 
                      "give a readable kubeconfig with --kubeconfig")]
     out: list[Finding] = []
     for target in targets:
-        subject = f"context {target.context}"
+        subject = f"context {target.context}" if target.context else f"the current context of {kubeconfig}"
         try:
-            single = config.get(target.context)
+            single = config.get(target.context or None)
         except (ConfigError, KeyError, ValueError) as exc:
             out.append(fail("cluster.kubeconfig", subject, f"not usable in {kubeconfig}: {exc}",
                             "name a context of the kubeconfig (kubectl config get-contexts)"))
