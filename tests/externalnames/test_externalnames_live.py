@@ -15,6 +15,7 @@ from typing import Any
 
 import dns.rcode
 import dns.rdatatype
+import httpx2
 import pytest
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
@@ -82,10 +83,8 @@ def run_once(kubeconfig: Path, *args: str) -> str:
     return done.stdout
 
 
-def metric(kube_api: KubeAPI, port: int, name: str) -> float | None:
+def metric(port: int, name: str) -> float | None:
     """A sample of the controller's /metrics (None while it does not answer yet)."""
-    import httpx2
-
     try:
         text = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5, trust_env=False).text
     except httpx2.HTTPError:
@@ -107,7 +106,7 @@ def test_services_and_ready_hosts_are_mirrored_kept_and_deleted(
     kube.service(ns, "web", ports=[("http", 80, "TCP")])
     kube.headless_service(ns, "db", ports=[("pg", 5432, "TCP")])
     db_slice(kube, ns, {"db-0": True, "db-1": True, "db-2": False})
-    with controller(two_clusters_kubeconfig, "--namespace", ns) as (proc, _):
+    with controller(two_clusters_kubeconfig, "--namespace", ns) as (proc, port):
         expected = {
             "web": (f"web.{ns}.svc.cluster.a", [("http", 80, "TCP")]),
             "db": (f"db.{ns}.svc.cluster.a", [("pg", 5432, "TCP")]),
@@ -118,6 +117,7 @@ def test_services_and_ready_hosts_are_mirrored_kept_and_deleted(
                    + process_output(proc), WAIT)
         assert target(kube_api_b, ns)["db-0"]["metadata"]["annotations"] == {
             "externalnames.interkube.io/origin": f"a/{ns}/db/db-0"}
+        assert httpx2.get(f"http://127.0.0.1:{port}/ready", trust_env=False).status_code == 200
 
         # A port changed in the source: updated in the target.
         kube.client.patch(Service, "web", {"spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}},
@@ -149,14 +149,14 @@ def test_a_hand_made_service_is_a_conflict_left_alone(
     mine = b_objects.service(ns, "web", ports=[("http", 81, "TCP")])
     with controller(two_clusters_kubeconfig, "--namespace", ns) as (proc, port):
         wait_until(lambda: "api" in external(kube_api_b, ns), lambda: process_output(proc), WAIT)
-        wait_until(lambda: metric(kube_api, port, "interkube_externalnames_conflicts") == 1.0,
+        wait_until(lambda: metric(port, "interkube_externalnames_conflicts") == 1.0,
                    "one conflict counted", WAIT)
         # The source's web deleted: the hand-made one stays all the same.
         kube_api.http().delete(f"/api/v1/namespaces/{ns}/services/web").raise_for_status()
         kube_api.http().delete(f"/api/v1/namespaces/{ns}/services/api").raise_for_status()
         wait_until(lambda: "api" not in target(kube_api_b, ns), "api deleted", WAIT)
         # No longer wanted, the hand-made Service is no conflict any more.
-        wait_until(lambda: metric(kube_api, port, "interkube_externalnames_conflicts") == 0.0,
+        wait_until(lambda: metric(port, "interkube_externalnames_conflicts") == 0.0,
                    "the conflict gone with the source Service", WAIT)
         out = process_output(proc)
     web = target(kube_api_b, ns)["web"]
@@ -234,7 +234,7 @@ def test_a_restart_of_the_source_api_is_followed_by_a_resync(
         kube.service(ns, "after")
         wait_until(lambda: sorted(external(kube_api_b, ns)) == ["after", "keep"], "a Service made after the "
                    "restart mirrored", WAIT)
-        assert metric(kube_api, port, 'interkube_kubernetes_relists_total{cluster="a"}') >= 1  # type: ignore[operator]
+        assert metric(port, 'interkube_kubernetes_relists_total{cluster="a"}') >= 1  # type: ignore[operator]
 
 
 def test_of_two_replicas_with_a_lease_one_acts_and_the_other_takes_over(
@@ -248,22 +248,22 @@ def test_of_two_replicas_with_a_lease_one_acts_and_the_other_takes_over(
                    WAIT)
 
         def leaders() -> list[float | None]:
-            return [metric(kube_api, p, "interkube_externalnames_leader") for p in (one_port, two_port)]
+            return [metric(p, "interkube_externalnames_leader") for p in (one_port, two_port)]
 
         wait_until(lambda: sorted(leaders(), key=str) == [0.0, 1.0], lambda: f"one leader: {leaders()}", WAIT)
         leader, follower = (one, two) if leaders()[0] == 1.0 else (two, one)
         follower_port = two_port if follower is two else one_port
-        assert metric(kube_api, follower_port, 'interkube_externalnames_changes_total{action="create"}') == 0.0
+        assert metric(follower_port, 'interkube_externalnames_changes_total{action="create"}') == 0.0
         holder = kube_api_b.http().get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/externalnames")
         assert holder.json()["spec"]["holderIdentity"] == ("one" if leader is one else "two")
 
         leader.terminate()  # SIGTERM: it gives the Lease up
         leader.wait(30)
-        wait_until(lambda: metric(kube_api, follower_port, "interkube_externalnames_leader") == 1.0,
+        wait_until(lambda: metric(follower_port, "interkube_externalnames_leader") == 1.0,
                    lambda: process_output(follower), WAIT)
         kube.service(ns, "second")
         wait_until(lambda: "second" in external(kube_api_b, ns), lambda: process_output(follower), WAIT)
-        assert metric(kube_api, follower_port, 'interkube_externalnames_changes_total{action="create"}') == 1.0
+        assert metric(follower_port, 'interkube_externalnames_changes_total{action="create"}') == 1.0
 
 
 async def test_the_targets_interkube_answers_the_chain_from_the_sources_data(
