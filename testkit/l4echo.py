@@ -44,7 +44,7 @@ class _Udp(asyncio.DatagramProtocol):
 
 async def main(specs: list[str]) -> None:
     loop = asyncio.get_running_loop()
-    keep = []
+    keep: list[object] = []
     for spec in specs:
         proto, host, port = _split(spec)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -165,6 +165,16 @@ class Topology:
         wait_until(seen, f"{vip}:{port}/{protocol} with {count} endpoints in the table\n{self.logs()}",
                    timeout=60, alive=alive)
 
+    def http(self, port: int, path: str) -> tuple[int, str]:
+        """GET http://127.0.0.1:PORT/PATH inside the gateway: (status, body)."""
+        script = ("import sys, urllib.request, urllib.error\n"
+                  "try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
+                  "except urllib.error.HTTPError as e:\n    r = e\n"
+                  "print(r.status); print(r.read().decode(), end='')\n")
+        out = self.gateway.run(sys.executable, "-c", script, f"http://127.0.0.1:{port}{path}").stdout
+        code, _, body = out.partition("\n")
+        return int(code), body
+
     def tables(self) -> set[str]:
         out = self.gateway.run("nft", "list", "tables").stdout
         return {line.strip() for line in out.splitlines() if line.strip()}
