@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from interkube.corefile.keys import TRANSPORT_DNS, TRANSPORT_TLS, parse_keys
 from interkube.corefile.parser import Directive, ServerBlock, parse_file
@@ -25,7 +25,7 @@ from interkube.plugins.bind.parse import is_address
 if TYPE_CHECKING:
     from interkube.kube.stanza import KubernetesConfig
     from interkube.plugins.acl.parse import AclConfig
-    from interkube.plugins.forward.parse import ForwardConfig, UpstreamSpec
+    from interkube.plugins.forward.parse import ForwardConfig
     from interkube.upstream.address import UpstreamAddr
 
 #: (transport, host, port); host "" is every address (no `bind`).
@@ -59,20 +59,20 @@ class Corefile:
     ready: tuple[str, str] | None = None
 
     def upstreams(self, fwd: Forwarded) -> list[UpstreamAddr]:
-        """A forward's upstreams: its addresses, and the nameservers of the files it names."""
+        """A forward's upstreams: its addresses, and the nameservers of the files it names (a file
+        that cannot be read gives none: the setup finding says why)."""
         from interkube.upstream.address import resolv_conf_nameservers
 
         out: list[UpstreamAddr] = []
         for spec in fwd.config.to:
-            out += [spec.addr] if spec.addr is not None else _nameservers(spec, resolv_conf_nameservers)
-        return out
-
-
-def _nameservers(spec: UpstreamSpec, read: Any) -> list[UpstreamAddr]:
-    try:
-        return cast("list[UpstreamAddr]", read(spec.path))
-    except OSError:
-        return []  # setup would have refused an unreadable file: the parse finding says so
+            if spec.addr is not None:
+                out.append(spec.addr)
+            elif spec.path is not None:
+                try:
+                    out += resolv_conf_nameservers(spec.path)
+                except OSError:
+                    continue
+        return list(dict.fromkeys(out))
 
 
 def narrowed(block_zone: str, from_zone: str) -> str | None:
