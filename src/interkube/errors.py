@@ -52,6 +52,10 @@ class PlanError(ConfigError):
         super().__init__(full, file, line)
 
 
+class LabError(InterkubeError):
+    """`interkube lab` could not build, reach or remove its network namespaces."""
+
+
 # --- DNS serving -----------------------------------------------------------------------------
 
 
