@@ -21,7 +21,7 @@ from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
 from testkit.kubeapi import KubeAPI, KubeObjects
-from testkit.servers import aquery, free_port, in_process, interkube_command, process_output
+from testkit.servers import aaddresses, aquery, free_port, in_process, interkube_command, process_output
 from testkit.waiting import until, wait_until
 
 pytestmark = pytest.mark.peers
@@ -305,3 +305,36 @@ async def test_the_targets_interkube_answers_the_chain_from_the_sources_data(
             "NOERROR", [f"db-0.{ns}.svc.cluster.local. CNAME db-0.db.{ns}.svc.cluster.a."])
         assert await answer(f"db-0.db.{ns}.svc.cluster.a") == (
             "NOERROR", [f"db-0.db.{ns}.svc.cluster.a. A 10.244.0.10"])
+
+
+async def test_a_merged_zone_target_domain_is_answered_by_clusterset(
+        kube: KubeObjects, b_ns: str, two_clusters_kubeconfig: Path) -> None:
+    ns = b_ns
+    kube.headless_service(ns, "db", ports=[("pg", 5432, "TCP")])
+    db_slice(kube, ns, {"db-0": True, "db-1": True})
+    out = run_once(two_clusters_kubeconfig, "--namespace", ns, "--target-domain", "cluster.all")
+    assert f"created Service {ns}/db-0: ExternalName db-0.a.db.{ns}.svc.cluster.all" in out
+    port = free_port()
+    corefile = f""".:{port} {{
+    bind 127.0.0.1
+    kubernetes cluster.local {{
+        kubeconfig {two_clusters_kubeconfig} b
+        cluster b
+    }}
+    kubernetes cluster.a {{
+        kubeconfig {two_clusters_kubeconfig} a
+        cluster a
+    }}
+    clusterset cluster.all
+}}
+"""
+    async with in_process(corefile):
+        async def synced() -> bool:
+            return (await aaddresses(f"db.{ns}.svc.cluster.all", port))[0] == "NOERROR"
+
+        await until(synced, "both clusters synced", WAIT)
+        msg = await aquery(f"db-1.{ns}.svc.cluster.local", "A", port)
+        assert [rrset.to_text() for rrset in msg.answer] == [
+            f"db-1.{ns}.svc.cluster.local. 5 IN CNAME db-1.a.db.{ns}.svc.cluster.all."]
+        assert await aaddresses(f"db-1.a.db.{ns}.svc.cluster.all", port) == ("NOERROR", ["10.244.0.11"])
+        assert await aaddresses(f"db.{ns}.svc.cluster.all", port) == ("NOERROR", ["10.244.0.10", "10.244.0.11"])
