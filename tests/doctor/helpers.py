@@ -20,8 +20,9 @@ def levels(findings: Sequence[Finding], id: str) -> list[Level]:
     return [f.level for f in findings if f.id == id]
 
 
-def one(findings: Sequence[Finding], id: str) -> Finding:
-    matching = [f for f in findings if f.id == id]
+def one(findings: Sequence[Finding], id: str, subject: str = "") -> Finding:
+    """The one finding ``id`` (whose subject holds ``subject``)."""
+    matching = [f for f in findings if f.id == id and subject in f.subject]
     assert len(matching) == 1, f"{id}: {matching or [(f.id, str(f.level)) for f in findings]}"
     return matching[0]
 

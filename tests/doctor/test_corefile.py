@@ -227,3 +227,11 @@ def test_probe_pod_needs_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "fail   probe  lab pod cluster1/client" in out and "interkube lab up" in out
     assert main(["doctor", "--probe-pod", "cluster1"]) == 1
     assert "--probe-pod takes CLUSTER/POD" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--probe-connect", "10.0.0.1"], ["--probe-connect", "host:80"],
+                                  ["--probe-dns", "10.0.0.1:99999"]])
+def test_probe_addresses_are_checked(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["doctor", "--probe", "ns", *argv])
+    assert exc.value.code == 2 and argv[0] in capsys.readouterr().err

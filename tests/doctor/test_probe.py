@@ -151,7 +151,9 @@ async def test_probe_without_a_route_and_without_the_proxy(scenario: Scenario) -
 async def test_probe_srv_targets(scenario: Scenario) -> None:
     # The forwarded-DNS scenario by hand: the SRV through the local interkube, each target's
     # address, a TCP connection to each.
-    found = await scenario.doctor(probe_srv=(SRV,), proxy=None, proxy_netns=None)
+    found = await scenario.doctor(probe_srv=(SRV,), probe_connect=(f"{SECOND_POD}:53",), proxy=None,
+                                  proxy_netns=None)
+    assert one(found, "probe.connect", "given with --probe-connect").level is Level.OK
     srv = one(found, "probe.srv")
     assert srv.level is Level.OK and "2 targets" in srv.evidence, srv
     targets = {f.subject: f.level for f in found if f.id == "probe.connect" and "SRV target" in f.subject}

@@ -32,6 +32,7 @@ class Options:
     probe_cluster: str | None = None
     probe_dns: str | None = None
     probe_srv: tuple[str, ...] = ()
+    probe_connect: tuple[str, ...] = ()
     timeout: float = 2.0
 
 

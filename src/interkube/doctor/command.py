@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 _HELP = "check a setup: the plan, the Corefile and its upstreams, the clusters, a probe from a pod"
 
@@ -40,15 +41,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--lab-state", metavar="DIR", default=None, help="the lab's state folder (as `interkube lab`)")
     p.add_argument("--probe-cluster", metavar="NAME", default=None,
                    help="the plan cluster the probe namespace belongs to (default: the first that forwards)")
-    p.add_argument("--probe-dns", metavar="ADDRESS[:PORT]", default=None,
+    p.add_argument("--probe-dns", metavar="ADDRESS[:PORT]", default=None, type=_address(False),
                    help="the DNS server the probe asks (default: its cluster's DNS Service, else endpoint)")
     p.add_argument("--probe-srv", action="append", default=[], metavar="NAME",
                    help="an SRV name the probe resolves and connects to every target of, as the forwarded-DNS "
                         "scenario does (_couchbase._tcp.cb-example-srv.remote.svc.cluster.local); repeatable")
+    p.add_argument("--probe-connect", action="append", default=[], metavar="ADDRESS:PORT", type=_address(True),
+                   help="an address the probe connects to over TCP, besides the plan's; repeatable")
     p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
                    help="how long one network check waits (default 2)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=lambda args: run(args, p))
+
+
+def _address(port_needed: bool) -> Callable[[str], str]:
+    """An argparse type: ``ADDRESS[:PORT]`` / ``[IPv6]:PORT`` checked, kept as written."""
+
+    def check(text: str) -> str:
+        import ipaddress
+
+        from interkube.doctor.probe import split_address
+
+        try:
+            host, port = split_address(text, 0)
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS[:PORT] (an IP address)") from None
+        if not 0 <= port <= 65535 or (port_needed and port == 0):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a port from 1 to 65535")
+        return text
+
+    return check
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -66,7 +89,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                       ready=tuple(args.ready), proxy=args.proxy, proxy_netns=args.proxy_netns, probe=args.probe,
                       probe_pod=args.probe_pod, lab_state=args.lab_state,
                       probe_cluster=args.probe_cluster, probe_dns=args.probe_dns,
-                      probe_srv=tuple(args.probe_srv), timeout=args.timeout)
+                      probe_srv=tuple(args.probe_srv),
+                      probe_connect=tuple(args.probe_connect), timeout=args.timeout)
     found = asyncio.run(run_checks(options))
     if args.json:
         print(findings.render_json(found), end="")

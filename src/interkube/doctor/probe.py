@@ -64,6 +64,9 @@ def _probe_cluster(plan: Plan, name: str | None) -> Cluster | None:
 def build_spec(options: Options, plan: Plan | None, model: Corefile | None) -> tuple[Spec, list[Finding]]:
     """The probe's targets from the plan (and the Corefile's forwarded zones)."""
     spec = Spec(timeout=options.timeout, srv=list(options.probe_srv))
+    for target in options.probe_connect:
+        host, port = split_address(target, 0)
+        spec.connects.append((host, port, "given with --probe-connect"))
     notes: list[Finding] = []
     cluster = _probe_cluster(plan, options.probe_cluster) if plan is not None else None
     if options.probe_dns:
