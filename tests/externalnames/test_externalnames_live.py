@@ -237,11 +237,11 @@ def test_a_restart_of_the_source_api_is_followed_by_a_resync(
         assert metric(port, 'interkube_kubernetes_relists_total{cluster="a"}') >= 1  # type: ignore[operator]
 
 
-def test_of_two_replicas_with_a_lease_one_acts_and_the_other_takes_over(
+def test_of_replicas_with_a_lease_one_acts_and_another_takes_over(
         kube_api: KubeAPI, kube_api_b: KubeAPI, kube: KubeObjects, b_ns: str, two_clusters_kubeconfig: Path) -> None:
     ns = b_ns
     kube.service(ns, "first")
-    lease = ("--namespace", ns, "--lease", f"{ns}/externalnames", "--lease-duration", "2s")
+    lease = ("--namespace", ns, "--lease", f"{ns}/externalnames", "--lease-duration", "4s")
     with controller(two_clusters_kubeconfig, *lease, "--identity", "one") as (one, one_port), \
             controller(two_clusters_kubeconfig, *lease, "--identity", "two") as (two, two_port):
         wait_until(lambda: "first" in external(kube_api_b, ns), lambda: process_output(one) + process_output(two),
@@ -264,6 +264,18 @@ def test_of_two_replicas_with_a_lease_one_acts_and_the_other_takes_over(
         kube.service(ns, "second")
         wait_until(lambda: "second" in external(kube_api_b, ns), lambda: process_output(follower), WAIT)
         assert metric(follower_port, 'interkube_externalnames_changes_total{action="create"}') == 1.0
+
+        # A leader that dies without giving the Lease up: a third replica takes over once the
+        # Lease has not been renewed for its duration.
+        with controller(two_clusters_kubeconfig, *lease, "--identity", "three") as (three, three_port):
+            wait_until(lambda: metric(three_port, "interkube_externalnames_leader") == 0.0, "three standing by",
+                       WAIT)
+            follower.kill()
+            follower.wait(30)
+            wait_until(lambda: metric(three_port, "interkube_externalnames_leader") == 1.0,
+                       lambda: process_output(three), WAIT)
+            kube.service(ns, "third")
+            wait_until(lambda: "third" in external(kube_api_b, ns), lambda: process_output(three), WAIT)
 
 
 async def test_the_targets_interkube_answers_the_chain_from_the_sources_data(
