@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from interkube.doctor.findings import Finding, fail, note, ok, warn
+from interkube.errors import InterkubeError
 
 if TYPE_CHECKING:
     from interkube.doctor.cluster import Target
@@ -26,14 +27,39 @@ PROXY_TABLES = (("ip", "interkube"), ("ip6", "interkube"))
 async def http_get(url: str, timeout: float, netns: str | None = None) -> tuple[int, str]:
     """GET ``url``: the status and the body; from inside ``netns`` when given."""
     if netns:
-        from interkube.doctor.netns import http_get_in
-
-        return await http_get_in(netns, url, timeout)
+        return await _http_get_in(netns, url, timeout)
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False) as session, \
             session.get(url) as resp:
         return resp.status, await resp.text()
+
+
+async def _http_get_in(netns: str, url: str, timeout: float) -> tuple[int, str]:
+    """GET ``url`` (plain HTTP/1.0) over a socket made inside ``netns`` (interkube.lab.netns)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from interkube.lab.netns import socket_in
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    sock = socket_in(netns, socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        writer.write(f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    return (int(status[1]) if len(status) > 1 and status[1].isdigit() else 0), body.decode(errors="replace")
 
 
 def ready_url(address: str) -> str:
@@ -284,7 +310,7 @@ async def check_proxy(url: str | None, netns: str | None, timeout: float) -> lis
     base = url.rstrip("/")
     try:
         status, body = await http_get(f"{base}/ready", timeout, netns)
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, InterkubeError) as exc:
         return [*out, fail("proxy.ready", base, f"nothing answers: {exc}", "check that `interkube proxy` runs with "
                            "`http` at that address")]
     if status == 200:
@@ -295,7 +321,7 @@ async def check_proxy(url: str | None, netns: str | None, timeout: float) -> lis
     try:
         status, body = await http_get(f"{base}/status", timeout, netns)
         summary = json.loads(body) if status == 200 else None
-    except (TimeoutError, OSError, ValueError):
+    except (TimeoutError, OSError, ValueError, InterkubeError):
         summary = None
     if isinstance(summary, dict):
         out.append(status_finding(base, summary))
