@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
 
 from interkube.cli import main
+from interkube.corefile.parser import parse_text
 from interkube.errors import ConfigError
-from interkube.proxy.config import DEFAULT_MARK, load
+from interkube.proxy.config import DEFAULT_MARK, load, parse
 
 
 def write(tmp_path: Path, body: str) -> str:
@@ -133,3 +135,12 @@ def test_routes_prints_what_other_hosts_need(tmp_path: Path, capsys: pytest.Capt
         "ip -6 route replace fd00:10:96::/112 via 2001:db8::1  # cluster east",
         f"# cluster west: no service_cidr in {path}, so no route to print",
     ]
+
+
+def test_the_docs_example_parses() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "proxy.md").read_text()
+    examples = re.findall(r"^```proxy\n(.*?)^```", doc, re.M | re.S)
+    assert examples
+    for text in examples:
+        config = parse(parse_text(text, "docs/proxy.md"), "docs/proxy.md")
+        assert [c.name for c in config.clusters] == ["east", "west"]
