@@ -52,7 +52,7 @@ class Pending:
     __slots__ = ("after", "resume")
 
     def __init__(self) -> None:
-        self.after: list[AfterStep] = []
+        self.after: list[AfterStep] | None = None
         #: What the handler that went to the callback path left for its serve() (its own type).
         self.resume: object = None
 
@@ -68,7 +68,10 @@ def after(req: Request, step: AfterStep) -> None:
     returned LATER; the innermost handler's step runs first)."""
     pending = req.later
     assert pending is not None, "LATER without defer()"
-    pending.after.append(step)
+    if pending.after is None:
+        pending.after = [step]
+    else:
+        pending.after.append(step)
 
 
 def complete(req: Request, resp: bytes) -> None:

@@ -268,6 +268,8 @@ class DatagramExchanger:
         self.expire = expire
         self._socks: list[_UdpSocket | None] = [None] * self.size
         self._next = 0
+        #: The socket that send_to() fills during this event-loop pass.
+        self._batching: _UdpSocket | None = None
 
     def _socket(self) -> _UdpSocket:
         i = self._next = (self._next + 1) % self.size
@@ -309,7 +311,11 @@ class DatagramExchanger:
         the socket's callbacks. Nothing to release: the answer, the deadline sweep or the
         socket's close takes the entry out of the ID table. Raises UpstreamError when no socket
         can be opened."""
-        sock = self._open_socket()
+        # The queries of one event-loop pass go out on one socket, in one sendmmsg; the next
+        # pass takes the next socket (source ports still change from pass to pass).
+        sock = self._batching
+        if sock is None or not sock.outbox.items or sock.closed:
+            sock = self._batching = self._open_socket()
         qid = _fresh_id(sock.pending)
         sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], timeout, sink)
 
@@ -337,6 +343,7 @@ class DatagramExchanger:
             if sock is not None:
                 sock.close()
         self._socks = [None] * self.size
+        self._batching = None
 
 
 @dataclass

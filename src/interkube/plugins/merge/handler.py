@@ -20,10 +20,11 @@ from interkube.dns.wire import FLAG_TC
 from interkube.errors import UpstreamError, UpstreamTimeout
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
-from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.handler import LATER, SLOW, Handler, passes_later
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
 from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
+from interkube.plugins.merge.fanout import launch
 from interkube.plugins.merge.parse import ClusterDns, MergeConfig
 from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream, UpstreamGroup
@@ -139,11 +140,24 @@ class MergeHandler(Handler):
         self.stats = stats
         self.metrics = metrics
         self.group = upstreams
+        #: Whether a UDP client's query may go out from the socket callback: plain UDP upstreams.
+        self.callback_path = all(c.upstream.udp is not None and c.upstream.doh is None for c in self.clusters)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
-        if self.zones.match(req.query.lname) is not None:
-            return SLOW  # needs the network
-        return self.next.fast(req)
+        q = req.query
+        if self.zones.match(q.lname) is None:
+            return self.next.fast(req)
+        # A UDP client's query to UDP upstreams goes out from the socket callback (fanout.py);
+        # else the slow path, which needs the network.
+        if req.replier is None or not self.later_ok or not self.callback_path:
+            return SLOW
+        self.stats.requests += 1
+        queries = cluster_queries(q, len(self.zone), self.czones)
+        launch(req, [(c.name, c.lzone, c.upstream, wire, question)
+                     for c, (wire, question) in zip(self.clusters, queries, strict=True)],
+               self.cfg.timeout, self._merged)
+        return LATER
 
     async def serve(self, req: Request) -> bytes:
         q = req.query
@@ -165,6 +179,10 @@ class MergeHandler(Handler):
             for flight in flights:
                 flight.abandon()
             raise
+        return self._merged(req, replies)
+
+    def _merged(self, req: Request, replies: list[ClusterReply]) -> bytes:
+        """The merged answer from every cluster's reply (in the clusters' order), counted."""
         for reply in replies:
             if not reply.counts:
                 if reply.failure:
@@ -175,7 +193,7 @@ class MergeHandler(Handler):
                 key = (reply.cluster, reason.split(":", 1)[0])
                 self.stats.left_out[key] = self.stats.left_out.get(key, 0) + 1
         req.answered_by = self.plugin
-        return combine(q, replies, self.zone, self.cfg.local, self.local_first)
+        return combine(req.query, replies, self.zone, self.cfg.local, self.local_first)
 
     async def start(self) -> None:
         if self.metrics is not None:

@@ -1,0 +1,191 @@
+"""Issue 18, goal 1: S3 forwarding (cache off, UDP) against dnsmasq and CoreDNS, and interkube's
+callback path against its own slow path, all in one run.
+
+The S3 scenario of ``python -m bench`` (1,000 distinct names, loadgen's C responder as the
+upstream, answering with TTL 0), with every server started once and the rounds interleaved
+(each round measures every server in turn), so that noise from other work on the machine falls
+on all of them alike:
+
+* ``interkube``: as it ships (UDP queries forwarded on the callback path);
+* ``interkube-slow``: the same build with ``INTERKUBE_NO_CALLBACK_PATH=1`` (every forwarded
+  query on the async slow path: the "before");
+* ``dnsmasq`` and ``coredns``: configured as bench/servers.py configures them for S3.
+
+Servers on CPU 0, the load generator and the responder on CPU 1. For each server: the
+closed-loop QPS (8 sockets x 32 outstanding), the server's CPU per answer (µs: the figure
+least disturbed by a busy machine), and p50/p99/loss in an open loop at ``--rate``. Medians
+over ``--rounds``. Printed: the ratios and the goals (interkube >= 2.0x dnsmasq and >= 2.0x
+CoreDNS in QPS; p99 at 10k QPS no worse than dnsmasq's), never asserted.
+
+    python bench/forward_callback.py [--duration 5] [--rounds 3] [--rate 10000]
+                                     [--servers interkube,interkube-slow,dnsmasq,coredns]
+                                     [--profile DIR]
+
+Every process is stopped by its PID; every load run is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.generators import Loadgen, LoadResult, LoadSpec
+from bench.procs import GENERATOR_CPU, CpuMeter, Proc, stop_all, wait_until
+from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy
+from bench.scenarios import build, responder_address
+from bench.servers import Context, Coredns, Dnsmasq, Interkube, Server
+from testkit.servers import free_port, query
+
+GOAL_QPS_RATIO = 2.0
+PEERS = ("dnsmasq", "coredns")
+
+
+@dataclass
+class Measured:
+    label: str
+    proc: Proc
+    port: int
+    qps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+
+    def med(self, xs: list[float]) -> float:
+        return statistics.median(xs) if xs else float("nan")
+
+
+def answers_right(port: int, name: str) -> bool:
+    try:
+        resp = query(name, "A", port, timeout=0.5)
+    except Exception:  # not up yet
+        return False
+    got = sorted(rr.address for rrset in resp.answer for rr in rrset if hasattr(rr, "address"))
+    return got == [responder_address(name)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    ap.add_argument("--rate", type=float, default=10000, help="offered QPS of the open-loop (latency) runs")
+    ap.add_argument("--servers", default="interkube,interkube-slow,dnsmasq,coredns")
+    ap.add_argument("--profile", type=Path, help="directory for a py-spy profile of each interkube variant's "
+                    "closed loop (one more run each, after the rounds)")
+    opts = ap.parse_args()
+    wanted = [s.strip() for s in opts.servers.split(",") if s.strip()]
+    [sc] = build(["S3"])
+    tmp = Path(tempfile.mkdtemp(prefix="interkube-fwd-bench-"))
+    queries = sc.write_queries(tmp / "queries.txt")
+    gen = Loadgen()
+    ctx = Context(upstream_port=free_port())
+    skipped: list[str] = []
+    runs: list[Measured] = []
+    profiles: list[Path] = []
+    try:
+        assert sc.upstream_ttl is not None
+        Proc("responder", gen.responder_argv(ctx.upstream_port, ttl=sc.upstream_ttl), tmp / "responder.log",
+             cpus=(GENERATOR_CPU,)).start()
+        kinds: dict[str, tuple[Server, dict[str, str] | None]] = {
+            "interkube": (Interkube("interkube"), None),
+            "interkube-slow": (Interkube("interkube"), {**os.environ, "INTERKUBE_NO_CALLBACK_PATH": "1"}),
+            "dnsmasq": (Dnsmasq("dnsmasq"), None),
+            "coredns": (Coredns("coredns"), None),
+        }
+        for label in wanted:
+            server, env = kinds[label]
+            why = server.unavailable() or server.skip_reason(sc, ctx)
+            if why:
+                skipped.append(f"{label}: {why}")
+                continue
+            port = free_port()
+            workdir = tmp / label
+            workdir.mkdir()
+            launch = server.launch(sc, ctx, port, workdir)
+            proc = Proc(label, launch.argv, workdir / "server.log", cpus=launch.cpus,
+                        env=env if env is not None else launch.env, cwd=launch.cwd).start()
+            wait_until(functools.partial(answers_right, port, sc.names[0]), 30, proc, f"{label} answering")
+            runs.append(Measured(label, proc, port))
+
+        def run(m: Measured, rate: float) -> LoadResult:
+            return gen.run(LoadSpec(port=m.port, query_file=queries, rate=rate, duration=opts.duration,
+                                    conns=8, window=32, cpus=(GENERATOR_CPU,), timeout=1.0))
+
+        for m in runs:  # warm-up: sockets, lazily built state, the Go runtime's pools
+            gen.run(LoadSpec(port=m.port, query_file=queries, duration=min(1.0, opts.duration),
+                             conns=8, window=32, cpus=(GENERATOR_CPU,), timeout=1.0))
+        foreign = 0.0
+        wall = 0.0
+        for _ in range(opts.rounds):
+            for m in runs:
+                with CpuMeter([m.proc]) as meter:
+                    closed = run(m, 0)
+                foreign += meter.foreign(closed.cpu_s)
+                wall += meter.wall
+                m.qps.append(closed.qps)
+                m.cpu_us.append(1e6 * meter.per_proc.get(m.label, 0.0) / max(1, closed.received))
+                opened = run(m, opts.rate)
+                m.p50.append(opened.p50_us)
+                m.p99.append(opened.p99_us)
+                m.loss.append(opened.loss)
+        if opts.profile is not None:
+            opts.profile.mkdir(parents=True, exist_ok=True)
+            for m in runs:
+                if not m.label.startswith("interkube"):
+                    continue
+                dest = opts.profile / f"{m.label}-py-spy.collapsed.txt"
+                spec = LoadSpec(port=m.port, query_file=queries, duration=opts.duration, conns=8, window=32,
+                                cpus=(GENERATOR_CPU,), timeout=1.0)
+                result, cpu_s = _with_py_spy(_ensure("py-spy"), m.proc, "raw", dest, spec, gen)
+                us = 1e6 * cpu_s / result.received if result.received else 0.0
+                profiles.append(opts.profile / f"{m.label}-py-spy.summary.txt")
+                profiles[-1].write_text(f"{m.label} under py-spy: {result.qps:,.0f} QPS, {us:.1f} us of server CPU"
+                                        " per answer\n\n" + _summarise_collapsed(dest, us, top=40))
+    finally:
+        stop_all()
+    print("S3 forwarding, cache off (1,000 names, loadgen's responder with TTL 0 as the upstream, UDP);")
+    print(f"servers on CPU 0, generator and responder on CPU 1; median of {opts.rounds} interleaved rounds,"
+          f" {opts.duration:g} s each; open loop at {opts.rate:,.0f} QPS")
+    print(f"  {'server':<15} {'QPS':>9} {'µs CPU/answer':>14} {'p50 µs':>8} {'p99 µs':>8} {'lost':>6}")
+    by = {m.label: m for m in runs}
+    for m in runs:
+        print(f"  {m.label:<15} {m.med(m.qps):>9,.0f} {m.med(m.cpu_us):>14.1f} {m.med(m.p50):>8,.0f}"
+              f" {m.med(m.p99):>8,.0f} {100 * m.med(m.loss):>5.2f}%")
+    for line in skipped:
+        print(f"  skipped {line}")
+    ik = by.get("interkube")
+    if ik is not None:
+        slow = by.get("interkube-slow")
+        if slow is not None:
+            print(f"  callback path vs slow path: QPS {ik.med(ik.qps) / slow.med(slow.qps):.2f}x,"
+                  f" CPU per answer {ik.med(ik.cpu_us) / slow.med(slow.cpu_us):.2f}x")
+        for peer in PEERS:
+            p = by.get(peer)
+            if p is None:
+                continue
+            ratio = ik.med(ik.qps) / p.med(p.qps)
+            verdict = "met" if ratio >= GOAL_QPS_RATIO else "short"
+            print(f"  goal: interkube ÷ {peer} QPS >= {GOAL_QPS_RATIO:.1f}x: got {ratio:.2f}x {verdict}"
+                  f"  (CPU per answer {ik.med(ik.cpu_us) / p.med(p.cpu_us):.2f}x of {peer}'s)")
+        dm = by.get("dnsmasq")
+        if dm is not None:
+            verdict = "met" if ik.med(ik.p99) <= dm.med(dm.p99) else "short"
+            print(f"  goal: p99 at {opts.rate:,.0f} QPS no worse than dnsmasq's: {ik.med(ik.p99):,.0f} vs"
+                  f" {dm.med(dm.p99):,.0f} µs {verdict}")
+    for path in profiles:
+        print(f"  profile: {path}")
+    share = foreign / wall if wall else 0.0
+    print(f"  other work on the machine during the closed-loop runs: {100 * share:.0f}% of a core on average"
+          + ("  (noisy: re-run on a quiet machine)" if share > 0.1 else ""))
+
+
+if __name__ == "__main__":
+    main()
