@@ -22,12 +22,14 @@ from typing import Any
 
 from interkube.errors import LabError
 from interkube.lab import netns
-from interkube.lab.data import corefile, snapshot, write_certificates, write_json
+from interkube.lab.data import corefile, proxy_config, snapshot, write_certificates, write_json
 from interkube.lab.layout import DNS_PORT, PREFIX, ClusterLab, Layout, Pod, layout
 from interkube.netplan.parse import load_plan
 
 DEFAULT_STATE = ".interkube-lab"
 STATE_FILE = "state.json"
+#: Where each router's `interkube proxy` serves /ready, /status and /metrics (inside the router).
+PROXY_HTTP = ("127.0.0.1", 9190)
 #: How long a process the lab starts may take to answer (a loaded machine starts Python slowly).
 START_TIMEOUT = 60.0
 
@@ -214,7 +216,7 @@ class Lab:
         names = list(dict.fromkeys([*self.layout.namespaces, *netns.existing(f"{PREFIX}-{self.lab_id}-")]))
         failed = netns.delete(names)
         if not failed:
-            for sub in ("data", "dns", "certs", "logs"):
+            for sub in ("data", "dns", "certs", "logs", "proxy"):
                 shutil.rmtree(self.state_dir / sub, ignore_errors=True)
             for f in (STATE_FILE, "plan.yaml", "servers.json", "agent.ready"):
                 (self.state_dir / f).unlink(missing_ok=True)
@@ -260,9 +262,23 @@ class Lab:
             conf.write_text(corefile(lay, name, self.state_dir / "data", dot=dot, certs=certs))
             dns[name] = self._start(f"dns/{name}", cluster.dns_netns,
                                     [*_python(), "interkube", "serve", "-conf", str(conf), "-quiet"])
+        proxies = {}
+        for name, cluster in lay.clusters.items():
+            if cluster.proxied:
+                conf = self.state_dir / "proxy" / name / "proxy.conf"
+                conf.parent.mkdir(parents=True, exist_ok=True)
+                conf.write_text(proxy_config(lay, name, self.state_dir / "data", PROXY_HTTP))
+                proxies[name] = self._start(f"proxy/{name}", cluster.router,
+                                            [*_python(), "interkube", "proxy", "-conf", str(conf), "--quiet"])
+                self.state.setdefault("proxies", {})[name] = {"clusters": cluster.proxied,
+                                                              "http": f"{PROXY_HTTP[0]}:{PROXY_HTTP[1]}",
+                                                              "conf": str(conf)}
+        self._save()
         self._wait(agent, "agent", ready.exists)
         for name, proc in dns.items():
             self._wait(proc, f"dns/{name}", lambda name=name: self._answers(name))
+        for name, proc in proxies.items():
+            self._wait(proc, f"proxy/{name}", lambda name=name: self._proxy_ready(name))
 
     def _start(self, label: str, ns: str | None, argv: list[str]) -> subprocess.Popen[bytes]:
         log = self.state_dir / "logs" / f"{label.replace('/', '-')}.log"
@@ -290,6 +306,18 @@ class Lab:
             return " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:]) or "(no output)"
         except OSError:
             return "(no log)"
+
+    def _proxy_ready(self, cluster: str) -> bool:
+        """The cluster's proxy says /ready (its tables programmed, every cluster's data read)."""
+        try:
+            with self.socket(cluster, "router", socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(PROXY_HTTP)
+                sock.sendall(b"GET /ready HTTP/1.0\r\nHost: lab\r\n\r\n")
+                head = sock.recv(64)
+            return head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+        except OSError:
+            return False
 
     def _answers(self, cluster: str) -> bool:
         """The cluster's DNS server answers SOA cluster.local from inside its namespace."""

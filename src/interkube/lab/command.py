@@ -113,7 +113,7 @@ def _text(status: dict[str, object]) -> str:
         lines.append(f"cluster {name} ({c['networking']}): router {' '.join(c['router_addresses'])}, "
                      f"DNS {' '.join(dns['addresses'])} (Service {' '.join(dns['service'])})"
                      + (f", forwards {forward}" if forward else "")
-                     + (f", proxy {c['proxy']}" if c.get("proxy") else ""))
+                     + (f", proxies the VIPs of {', '.join(c['proxy']['clusters'])}" if c.get("proxy") else ""))
         for pod, p in c["pods"].items():
             port = f" :{p['port']}" if p["port"] else ""
             lines.append(f"  {pod:<14} {p['namespace']:<12} node{p['node']}  {' '.join(p['addresses'])}{port}")

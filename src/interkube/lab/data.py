@@ -157,3 +157,21 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def proxy_config(layout: Layout, name: str, data_dir: Path, http: tuple[str, int]) -> str:
+    """`interkube proxy`'s configuration for cluster ``name``'s router: the Service ranges of the
+    clusters it proxies (links with ``service_proxy``) from their snapshots; its own Service
+    ranges as ``local``, so that an overlap is refused (R6) rather than built."""
+    me = layout.clusters[name]
+    lines = [f"# interkube lab {layout.lab_id}: the Service proxy on the router of cluster {name}.", "proxy {"]
+    for other in me.proxied:
+        there = layout.clusters[other]
+        lines += [f"    cluster {other} {{", f"        snapshot {data_dir / other}.json"]
+        if there.service_ranges:
+            lines.append(f"        service_cidr {' '.join(there.service_ranges)}")
+        lines.append("    }")
+    if me.service_ranges:
+        lines.append(f"    local {' '.join(me.service_ranges)}")
+    lines += [f"    http {_hostport(*http)}", "}", ""]
+    return "\n".join(lines)

@@ -117,6 +117,8 @@ class ClusterLab:
     stateful_namespace: str
     #: Namespaces forwarded elsewhere: namespace -> cluster (the plan's ``forward``).
     forward: dict[str, str] = field(default_factory=dict)
+    #: Clusters whose Service VIPs this cluster's router proxies (links with ``service_proxy``).
+    proxied: list[str] = field(default_factory=list)
 
     def pod(self, name: str) -> Pod:
         try:
@@ -255,6 +257,11 @@ def layout(plan: Plan, lab_id: str, *, nodes: int = 2) -> Layout:
         local_prefixes[ext.name] = [r.network for r in ext.cidrs]
         advertised[ext.name] = [r.network for r in ext.cidrs]
     _links(out, plan, routers, local_prefixes, advertised)
+    for link in plan.links:
+        if link.service_proxy:
+            members = [m for m in link.between if m in out.clusters]
+            for name in members:
+                out.clusters[name].proxied += [m for m in members if m != name and m not in out.clusters[name].proxied]
     return out
 
 
@@ -468,7 +475,7 @@ def _node_rules(cluster: ClusterLab, versions: list[int], overlay: bool) -> str:
         lines.append("  }")
         pods = [r for r in cluster.pod_ranges if ipaddress.ip_network(r).version == v]
         if overlay and pods:
-            lines += ["  chain masquerade {", "    type nat hook postrouting priority srcnat; policy accept;"]
+            lines += ["  chain pod_masquerade {", "    type nat hook postrouting priority srcnat; policy accept;"]
             for r in pods:
                 lines.append(f"    {match} saddr {r} {match} daddr != {r} oifname \"eth0\" masquerade")
             lines.append("  }")
