@@ -119,12 +119,15 @@ def from_lab(options: Options) -> tuple[Options, Finding | None]:
     try:
         lab = build.Lab.load(options.lab_state or build.DEFAULT_STATE)
         netns = str(lab.netns(cluster, pod))
-        dns = [str(a) for a in lab.cluster(cluster).dns_service] or [str(lab.dns_address(cluster))]
     except InterkubeError as exc:
         return options, fail("probe", subject, str(exc), "start the lab (interkube lab up PLAN) or give --lab-state")
-    return dataclasses.replace(options, probe=netns, probe_cluster=options.probe_cluster or cluster,
-                               probe_dns=options.probe_dns or dns[0],
-                               plan=options.plan or str(lab.plan_path)), None
+    dns = None
+    if cluster in lab.layout.clusters:  # else an external network's host: no cluster DNS of its own
+        dns = ([str(a) for a in lab.cluster(cluster).dns_service] or [str(lab.dns_address(cluster))])[0]
+    else:
+        cluster = ""
+    return dataclasses.replace(options, probe=netns, probe_cluster=options.probe_cluster or cluster or None,
+                               probe_dns=options.probe_dns or dns, plan=options.plan or str(lab.plan_path)), None
 
 
 async def _stanza_clusters(model: Corefile, plan: Plan | None, options: Options) -> list[Finding]:

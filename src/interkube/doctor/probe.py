@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -227,8 +228,12 @@ async def probe_connect(host: str, port: int, what: str, timeout: float) -> Find
         return fail("probe.connect", subject, "refused: the address answers but nothing listens on the port",
                     "check that the remote pod (or the proxy's backends) listens there")
     except OSError as exc:
-        return fail("probe.connect", subject, f"failed: {exc.strerror or exc}",
-                    "add a route to the remote cluster's pod range")
+        # asyncio's message names the address only; the errno says what the network answered
+        # (an ICMP "no route to host" from a router without a route to the pod range, say).
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        return fail("probe.connect", subject, f"failed: {why}: a router on the way has no route to it "
+                    "(is the remote pod range routed, or behind an overlay?)",
+                    "route the remote cluster's pod range to this cluster without NAT, or use routed networking")
     writer.close()
     return ok("probe.connect", subject, "connected")
 

@@ -1,0 +1,69 @@
+"""The doctor against `interkube lab` (testkit.lab): each scenario's lab, and its broken variant
+diagnosed with the finding that names what is wrong. As root; skipped otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from interkube.doctor.findings import Finding, Level
+from interkube.lab.build import Lab
+from testkit.lab import LabUp
+from tests.doctor.helpers import doctor, one
+
+ROOT = Path(__file__).resolve().parents[2]
+FORWARDED = ROOT / "examples" / "lab" / "forwarded_dns.yaml"
+BLACK_HOLE = ROOT / "examples" / "plans" / "001_vip_black_hole.yaml"
+SRV = "_couchbase._tcp.cb-example-srv.remote.svc.cluster.local"
+
+
+async def probe(lab: Lab, pod: str, **options: object) -> list[Finding]:
+    return await doctor(probe_pod=pod, lab_state=str(lab.state_dir), **options)
+
+
+def targets(found: list[Finding]) -> list[Level]:
+    return [f.level for f in found if f.id == "probe.connect" and "SRV target" in f.subject]
+
+
+async def test_forwarded_dns_lab(lab_up: LabUp) -> None:
+    lab = lab_up(FORWARDED)
+    found = await probe(lab, "cluster1/client", probe_srv=(SRV,))
+    assert one(found, "plan.rules").level is Level.OK
+    assert one(found, "probe.dns", "remote.svc.cluster.local").level is Level.OK
+    assert one(found, "probe.connect", "a pod of cluster cluster2").level is Level.OK
+    srv = one(found, "probe.srv")
+    assert srv.level is Level.OK and "3 targets" in srv.evidence
+    assert targets(found) == [Level.OK] * 3
+
+
+async def test_forwarded_dns_to_an_overlay_cluster_is_diagnosed(lab_up: LabUp) -> None:
+    # cluster2's pods behind VXLAN: the SRV still resolves, to addresses nobody outside reaches.
+    text = FORWARDED.read_text().replace("  - name: cluster2\n", "  - name: cluster2\n    networking: overlay\n")
+    text = text.replace("    pods: [10.1.0.0/16]\n", "    pods: [10.244.0.0/16]\n")
+    lab = lab_up(text.replace(", endpoints: [10.1.28.194]", ""))
+    found = await probe(lab, "cluster1/client", probe_srv=(SRV,))
+    r4 = one(found, "plan.R4")
+    assert r4.level is Level.FAIL and "cluster2" in r4.evidence
+    assert one(found, "probe.srv").level is Level.OK
+    assert targets(found) == [Level.FAIL] * 3
+    # The router has no route to the overlay's pod range (only its node range is announced): an
+    # ICMP error, or nothing where the kernel's ICMP rate limit held the error back.
+    assert all("unreachable" in f.evidence or "no answer within" in f.evidence
+               for f in found if f.id == "probe.connect" and "SRV" in f.subject)
+
+
+async def test_vip_black_hole_lab_and_its_fix(lab_up: LabUp) -> None:
+    lab = lab_up(BLACK_HOLE)
+    pod = lab.cluster("database").pod("web-0")
+    target = f"{pod.addresses[0]}:{pod.port}"
+    found = await probe(lab, "client/host", probe_connect=(target,))
+    r3 = one(found, "plan.R3")
+    assert r3.level is Level.FAIL and "10.32.0.7/32" in r3.evidence
+    connect = one(found, "probe.connect", target)
+    assert connect.level is Level.FAIL and "swallows replies" in connect.evidence
+
+    fixed = lab_up(BLACK_HOLE.read_text().replace("services: [10.32.0.0/16]", "services: [10.1.0.0/16]"))
+    pod = fixed.cluster("database").pod("web-0")
+    target = f"{pod.addresses[0]}:{pod.port}"
+    found = await probe(fixed, "client/host", probe_connect=(target,))
+    assert not [f for f in found if f.id.startswith("plan.R") and f.level is Level.FAIL]
+    assert one(found, "probe.connect", target).level is Level.OK
