@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Options:
+    """The command's options (docs/doctor.md); tests build them directly."""
+
     corefile: str | None = None
     dns_port: int | None = None
     plan: str | None = None
@@ -104,20 +106,16 @@ def from_lab(options: Options) -> tuple[Options, Finding | None]:
     """``--probe-pod CLUSTER/POD``: the pod's namespace, its cluster, that cluster's DNS Service
     and the lab's plan, from the state of ``interkube lab up`` (docs/lab.md)."""
     import dataclasses
-    import importlib
+
+    from interkube.errors import InterkubeError
+    from interkube.lab.build import DEFAULT_STATE, Lab
 
     cluster, _, pod = (options.probe_pod or "").partition("/")
     subject = f"lab pod {options.probe_pod}"
     if not cluster or not pod:
         return options, fail("probe", subject, "--probe-pod takes CLUSTER/POD", "name a pod as `lab status` lists it")
     try:
-        build = importlib.import_module("interkube.lab.build")
-    except ModuleNotFoundError:
-        return options, fail("probe", subject, "`interkube lab` is not part of this build", "use --probe NETNS")
-    from interkube.errors import InterkubeError
-
-    try:
-        lab = build.Lab.load(options.lab_state or build.DEFAULT_STATE)
+        lab = Lab.load(options.lab_state or DEFAULT_STATE)
         netns = str(lab.netns(cluster, pod))
     except InterkubeError as exc:
         return options, fail("probe", subject, str(exc), "start the lab (interkube lab up PLAN) or give --lab-state")
