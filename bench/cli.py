@@ -31,9 +31,9 @@ QUICK = {"duration": 1.0, "warmup": 0.3, "settle": 0.0, "noisy_retries": 0}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default="S0,S1,S2,S3,S4,S5",
+    p.add_argument("--scenarios", default="S0,S1,S2,S3,S4,S5,S6",
                    help="comma-separated: S0 (the generators' ceiling), S1 (= S1-hosts,S1-k8s), "
-                        "S1-hosts, S1-k8s, S2, S3, S4, S5 (default: all)")
+                        "S1-hosts, S1-k8s, S2, S3, S4, S5, S6 (DoT; always dnsperf) (default: all)")
     p.add_argument("--servers", default=",".join(ALL),
                    help=f"comma-separated subset of {','.join(ALL)} (default: all)")
     p.add_argument("--generators", default="loadgen",
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=10_000.0,
                    help="offered QPS of the open-loop (latency) run (default 10000)")
     p.add_argument("--conns", type=int, default=8, help="UDP sockets of the generator (default 8)")
-    p.add_argument("--tcp-conns", type=int, default=4, help="TCP connections in S4 (default 4)")
+    p.add_argument("--tcp-conns", type=int, default=4,
+                   help="TCP connections in S4, TLS connections in S6 (default 4)")
     p.add_argument("--tcp-quickack", action="store_true",
                    help="S4, loadgen: acknowledge every read at once (TCP_QUICKACK) rather than "
                         "with the kernel's delayed ACK, as ordinary clients do")

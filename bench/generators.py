@@ -214,6 +214,17 @@ class Dnsperf:
 
         avg = num("Average Latency (s)") * 1e6
         p50, p99 = (pct(0.5), pct(0.99)) if lats else (-1.0, -1.0)
+        # TCP, DoT, DoH: dnsperf adds how often its connections were re-opened and how long
+        # opening one took (the TLS handshake included).
+        conn: dict[str, Any] = {}
+        stats = out.split("Connection Statistics:", 1)
+        if len(stats) == 2:
+            m = re.search(r"^\s*Reconnections:\s+(\d+)", stats[1], re.M)
+            if m:
+                conn["reconnects"] = int(m.group(1))
+            m = re.search(r"^\s*Average Latency \(s\):\s+([0-9.]+)", stats[1], re.M)
+            if m:
+                conn["connect_latency_us"] = float(m.group(1)) * 1e6
         return LoadResult(
             generator=self.name, transport=spec.transport, loop=spec.loop,
             offered_rate=spec.rate, duration=runtime, sent=sent, received=completed,
@@ -221,7 +232,8 @@ class Dnsperf:
             rcodes=rcodes, cpu_s=cpu,
             detail={"conns": spec.conns, "max_outstanding": spec.conns * spec.window
                     if spec.rate <= 0 else 65535,
-                    "percentiles_from": "per-response -v lines" if lats else "none (closed loop)"})
+                    "percentiles_from": "per-response -v lines" if lats else "none (closed loop)"}
+            | conn)
 
 
 def make_generators(names: list[str]) -> list[Loadgen | Dnsperf]:

@@ -58,6 +58,8 @@ def _notes(runs: GenRuns, rate: float, workers_scenario: bool = False) -> str:
         out.append(f"overloaded at {rate:,.0f} QPS")
     if workers_scenario and c and runs.server_cpu_s > 0:
         out.append(f"{c.qps * c.duration / runs.server_cpu_s:,.0f} QPS per server core")
+    if c and c.detail.get("reconnects"):
+        out.append(f"{c.detail['reconnects']:,} reconnects")
     if runs.upstream_per_answer is not None:
         out.append(f"upstream queries/answer {runs.upstream_per_answer:.2f}")
     if (c and c.duration > 0 and runs.noise_cpu_s / c.duration > NOISY) or \
@@ -140,6 +142,10 @@ def scenario_table(res: ScenarioResult, rate: float) -> str:
     versions = "; ".join(f"{s.label} {s.version}" for s in res.servers if s.version)
     if versions:
         out.append(f"   versions: {versions}")
+    tls = "; ".join(f"{s.label} {s.tls}" for s in res.servers if s.tls)
+    if tls:
+        out.append(f"   TLS negotiated with the answer check's client (Python's ssl: OpenSSL's "
+                   f"default offer, as dnsperf's): {tls}")
     return "\n".join(out)
 
 

@@ -26,8 +26,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from bench import k8s
-from bench.generators import Dnsperf, Loadgen, LoadResult, LoadSpec
+from bench import dot, k8s
+from bench.generators import Dnsperf, GeneratorMissing, Loadgen, LoadResult, LoadSpec
 from bench.procs import (
     GENERATOR_CPU,
     SERVER_CPU,
@@ -41,7 +41,7 @@ from bench.procs import (
     wait_until,
 )
 from bench.scenarios import Scenario
-from bench.servers import Context, Server, servers_for
+from bench.servers import Context, Launch, Server, servers_for
 from testkit.servers import free_port
 
 LOOPBACK = "127.0.0.1"
@@ -99,6 +99,7 @@ class ServerResult:
     cpus: tuple[int, ...] = ()
     peak_rss_kib: int = 0
     answers_checked: int = 0
+    tls: str = ""                      # S6: TLS version and cipher the answer check negotiated
     runs: list[GenRuns] = field(default_factory=list)
 
     def run(self, generator: str) -> GenRuns | None:
@@ -174,9 +175,14 @@ class Upstream:
 # --- DNS checks ----------------------------------------------------------------------------
 
 
-def _query(name: str, port: int, tcp: bool = False, timeout: float = 1.0) -> dns.message.Message:
+def _query(name: str, port: int, transport: str = "udp", timeout: float = 1.0,
+           pki: dot.Pki | None = None) -> dns.message.Message:
+    """One A query over the scenario's transport (DoT: trusting only the run's CA)."""
+    if transport == "dot":
+        assert pki is not None, "DoT needs the run's certificates"
+        return dot.query(pki, name, port, timeout)
     q = dns.message.make_query(name, "A")
-    if tcp:
+    if transport == "tcp":
         return dns.query.tcp(q, LOOPBACK, port=port, timeout=timeout)
     return dns.query.udp(q, LOOPBACK, port=port, timeout=timeout, ignore_unexpected=True)
 
@@ -191,13 +197,13 @@ def sample_names(sc: Scenario, n: int = 10) -> list[str]:
     return list(dict.fromkeys(sc.names[:3] + sc.names[::step]))[:n + 3]
 
 
-def check_answers(sc: Scenario, port: int) -> tuple[int, list[str]]:
+def check_answers(sc: Scenario, port: int, pki: dot.Pki | None = None) -> tuple[int, list[str]]:
     """Ask a sample of the scenario's names; return how many were checked and what differed."""
     bad: list[str] = []
     names = sample_names(sc)
     for name in names:
         try:
-            msg = _query(name, port, tcp=sc.transport == "tcp", timeout=2.0)
+            msg = _query(name, port, sc.transport, timeout=2.0, pki=pki)
         except Exception as exc:  # any failure is a wrong answer here
             bad.append(f"{name}: {type(exc).__name__}")
             continue
@@ -207,13 +213,29 @@ def check_answers(sc: Scenario, port: int) -> tuple[int, list[str]]:
     return len(names), bad
 
 
-def _ready_probe(sc: Scenario, port: int) -> bool:
+def _ready_probe(sc: Scenario, port: int, pki: dot.Pki | None = None) -> bool:
+    """Whether the server answers (raising means "not yet"). UDP for UDP and TCP scenarios, as
+    every server there also serves UDP; DoT where the block serves only TLS."""
     name = sc.names[0]
-    msg = _query(name, port, timeout=0.5)
+    msg = _query(name, port, "dot" if sc.transport == "dot" else "udp", timeout=0.5, pki=pki)
     if sc.kind == "k8s":
         # The kubernetes plugin answers before its informers have synced; wait for data.
         return _addresses(msg) == sc.expected(name)
     return True
+
+
+@contextlib.contextmanager
+def serving(sc: Scenario, server: Server, ctx: Context, wd: Path) -> Iterator[tuple[Proc, int, Launch]]:
+    """``server`` configured for ``sc`` in ``wd`` (its log: wd/server.log), started pinned on a
+    free port of 127.0.0.1 and answering there; stopped by its PID when the block ends."""
+    port = free_port()
+    launch = server.launch(sc, ctx, port, wd)
+    proc = Proc(server.label, launch.argv, wd / "server.log", cpus=launch.cpus,
+                env=launch.env, cwd=launch.cwd)
+    with started(proc):
+        wait_until(lambda: _ready_probe(sc, port, ctx.pki), 120.0 if sc.kind == "k8s" else 30.0,
+                   proc, f"answering on 127.0.0.1:{port}")
+        yield proc, port, launch
 
 
 # --- the runner ----------------------------------------------------------------------------
@@ -249,6 +271,12 @@ class Runner:
                     "generator; it is idle in S2 once the caches are warm)")
             else:
                 self._upstream = None
+            if sc.transport == "dot":
+                ctx.pki = dot.make_pki(wd / "pki")
+                res.setup.append(
+                    f"TLS: a CA and a server certificate for {ctx.pki.server_name} and 127.0.0.1 "
+                    f"(EC P-256) made for this run ({ctx.pki.cert.parent}); every server serves "
+                    "them, the answer check trusts only that CA and checks the name")
             if sc.kind == "k8s":
                 svcs = k8s.services()
                 if "interkube" in self.s.servers:
@@ -315,6 +343,13 @@ class Runner:
 
     # one scenario
 
+    def generators_for(self, sc: Scenario) -> list[Loadgen | Dnsperf]:
+        """The generators that can drive ``sc``: loadgen has no TLS, so DoT is dnsperf's alone
+        (whatever --generators says)."""
+        if sc.transport == "dot":
+            return [next((g for g in self.generators if isinstance(g, Dnsperf)), Dnsperf())]
+        return self.generators
+
     def run_scenario(self, sc: Scenario) -> ScenarioResult:
         res = ScenarioResult(sc.id, sc.title, sc.transport)
         gen_cpus = (SERVER_CPU, GENERATOR_CPU) if sc.workers > 1 else (GENERATOR_CPU,)
@@ -327,10 +362,14 @@ class Runner:
         else:
             res.setup.append(f"cores: server pinned to CPU {SERVER_CPU}, load generator to CPU "
                              f"{GENERATOR_CPU}")
-        conns = self.s.tcp_conns if sc.transport == "tcp" else (
+        conns = self.s.tcp_conns if sc.transport in ("tcp", "dot") else (
             self.s.conns * 2 if sc.workers > 1 else self.s.conns)
+        sockets = {"tcp": "TCP connections", "dot": "TLS connections"}.get(sc.transport, "UDP sockets")
+        if sc.transport == "dot":
+            res.setup.append("generator: dnsperf -m dot for the warm-up and both runs (loadgen "
+                             "speaks no TLS), queries pipelined on each connection")
         res.setup.append(
-            f"load: closed loop {conns} {'TCP connections' if sc.transport == 'tcp' else 'UDP sockets'}"
+            f"load: closed loop {conns} {sockets}"
             f" x {self.s.window} outstanding, {self.s.duration:g}s; open loop {self.s.rate:,.0f} "
             f"QPS offered, {self.s.duration:g}s; warm-up {self.s.warmup:g}s; timeout "
             f"{self.s.timeout:g}s; {len(sc.names):,} names cycled"
@@ -359,29 +398,31 @@ class Runner:
     def run_server(self, sc: Scenario, server: Server, ctx: Context, qfile: Path, conns: int,
                    gen_cpus: tuple[int, ...]) -> ServerResult:
         res = ServerResult(server.name, server.label, server.workers, "skipped", cpus=server.cpus)
-        reason = server.unavailable() or server.skip_reason(sc, ctx)
+        generators = self.generators_for(sc)
+        reason = server.unavailable() or server.skip_reason(sc, ctx) or _missing(generators)
         if reason:
             res.reason = reason
             return res
         res.version = server.version()
         wd = self.workdir / sc.id / re.sub(r"[^a-z0-9]+", "-", server.label.lower()).strip("-")
         wd.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        launch = server.launch(sc, ctx, port, wd)
-        proc = Proc(server.label, launch.argv, wd / "server.log", cpus=launch.cpus,
-                    env=launch.env, cwd=launch.cwd)
         try:
-            with started(proc), PeakRss(proc) as rss:
-                wait_until(lambda: _ready_probe(sc, port), 120.0 if sc.kind == "k8s" else 30.0,
-                           proc, f"answering on 127.0.0.1:{port}")
+            # VmHWM is the peak since the process began, so sampling from readiness on misses
+            # nothing of a single process.
+            with serving(sc, server, ctx, wd) as (proc, port, launch), PeakRss(proc) as rss:
                 if launch.pin_children:
                     res.cpus = pin_workers(proc, server.workers, launch.cpus)
-                res.answers_checked, bad = check_answers(sc, port)
+                res.answers_checked, bad = check_answers(sc, port, ctx.pki)
                 if bad:
                     res.status, res.reason = "wrong-answers", "; ".join(bad[:3])
                     return res
-                self._warm_up(sc, port, qfile, conns, gen_cpus)
-                for gen in self.generators:
+                if ctx.pki is not None:
+                    res.tls = dot.negotiated(ctx.pki, port)
+                # loadgen warms up every scenario it can drive (its count bound is what S1-k8s and
+                # S2 need); DoT's only generator is dnsperf.
+                warmer = generators[0] if sc.transport == "dot" else self.loadgen
+                self._warm_up(sc, warmer, port, qfile, conns, gen_cpus)
+                for gen in generators:
                     res.runs.append(self._measure(sc, gen, proc, port, qfile, conns, gen_cpus))
                 if not proc.running():
                     raise proc.fail("exited during the load")
@@ -393,7 +434,7 @@ class Runner:
             res.status, res.reason = "failed", str(exc)
         return res
 
-    def _warm_up(self, sc: Scenario, port: int, qfile: Path, conns: int,
+    def _warm_up(self, sc: Scenario, gen: Loadgen | Dnsperf, port: int, qfile: Path, conns: int,
                  gen_cpus: tuple[int, ...]) -> None:
         """Closed-loop load before measuring, so that what is measured is the steady state:
         pages faulted in, caches filled (S2), answers a server builds lazily on first sight
@@ -403,7 +444,7 @@ class Runner:
         if sc.kind in ("cache", "k8s"):
             spec.duration = max(self.s.warmup, 60.0)
             spec.count = 2 * len(sc.names)
-        self.loadgen.run(spec)
+        gen.run(spec)
 
     def settle(self, ours: list[Proc | Adopted]) -> None:
         """Wait (up to ``settle`` seconds) until other work on the machine stops: another
@@ -461,6 +502,17 @@ class Runner:
         except Exception as exc:  # one generator failing must not hide the others
             runs.error = f"{type(exc).__name__}: {exc}"
         return runs
+
+
+def _missing(generators: list[Loadgen | Dnsperf]) -> str | None:
+    """Why a scenario's generators cannot run here, if they cannot."""
+    for g in generators:
+        try:
+            if isinstance(g, Dnsperf):
+                g.check()
+        except GeneratorMissing as exc:
+            return f"{exc}; loadgen speaks no TLS, so DoT needs it"
+    return None
 
 
 #: A run during which other programs used more than this share of one core is "noisy".

@@ -31,7 +31,7 @@ class Scenario:
     title: str
     kind: str                       # memory | k8s | cache | forward | ceiling
     zone: str
-    transport: str = "udp"
+    transport: str = "udp"          # udp | tcp | dot (DNS over TLS, RFC 7858)
     records: list[tuple[str, str]] = field(default_factory=list)  # (fqdn, IPv4) for memory/k8s
     ttl: int = 3600
     upstream_ttl: int | None = None  # forwarding scenarios: TTL the upstream answers with
@@ -137,8 +137,13 @@ def build(ids: list[str]) -> list[Scenario]:
             "S5", "two workers on two cores (SO_REUSEPORT): the S1-hosts data, UDP", "memory",
             HOSTS_ZONE, records=hosts, names=[n for n, _ in hosts], needs_plugins=("hosts",),
             workers=2))
-    unknown = want - {"S0", "S1-HOSTS", "S1-K8S", "S2", "S3", "S4", "S5"}
+    if "S6" in want:
+        out.append(Scenario(
+            "S6", "DNS over TLS with pipelining: the S1-hosts data over DoT", "memory", HOSTS_ZONE,
+            transport="dot", records=hosts, names=[n for n, _ in hosts],
+            needs_plugins=("hosts", "tls")))
+    unknown = want - {"S0", "S1-HOSTS", "S1-K8S", "S2", "S3", "S4", "S5", "S6"}
     if unknown:
         raise SystemExit(f"bench: unknown scenario(s) {', '.join(sorted(unknown))} "
-                         "(S0, S1, S1-hosts, S1-k8s, S2, S3, S4, S5)")
+                         "(S0, S1, S1-hosts, S1-k8s, S2, S3, S4, S5, S6)")
     return out

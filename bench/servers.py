@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from bench.dot import Pki
 from bench.procs import GENERATOR_CPU, SERVER_CPU
 from bench.scenarios import Scenario
 
@@ -36,6 +37,7 @@ class Context:
     kube_skip: str | None = None       # why CoreDNS cannot have its API server, if it cannot
     loop: str | None = None            # interkube --loop
     responder_argv: list[str] | None = None  # S0: loadgen's responder, minus its port
+    pki: Pki | None = None             # S6: the run's CA and server certificate
 
 
 @dataclass
@@ -89,6 +91,12 @@ def _first_line(cmd: list[str]) -> str:
     return out[0] if out else "?"
 
 
+def daemon(name: str) -> str | None:
+    """Where the peer ``name`` is installed: Debian puts unbound, dnsmasq and kresd in /usr/sbin,
+    which an ordinary user's PATH does not include."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
 def hosts_file(sc: Scenario, path: Path) -> Path:
     path.write_text("".join(f"{ip} {name.rstrip('.')}\n" for name, ip in sc.records))
     return path
@@ -99,6 +107,11 @@ def coredns_style_corefile(sc: Scenario, ctx: Context, port: int, workdir: Path,
     options; ``kubernetes`` is the line in the kubernetes block (where the cluster's data comes
     from)."""
     zone = sc.zone.rstrip(".")
+    scheme, tls = "", ""
+    if sc.transport == "dot":
+        # A tls:// block serves DNS over TLS only; the tls plugin gives it the certificate.
+        assert ctx.pki is not None
+        scheme, tls = "tls://", f"    tls {ctx.pki.cert} {ctx.pki.key}\n"
     if sc.kind == "memory":
         hosts = hosts_file(sc, workdir / "hosts")
         body = f"    hosts {hosts} {zone} {{\n        ttl {sc.ttl}\n        reload 0\n    }}\n"
@@ -107,7 +120,7 @@ def coredns_style_corefile(sc: Scenario, ctx: Context, port: int, workdir: Path,
     else:
         body = ("    cache\n" if sc.kind == "cache" else "") + \
             f"    forward . {LOOPBACK}:{ctx.upstream_port}\n"
-    return f"{zone}:{port} {{\n    bind {LOOPBACK}\n{body}}}\n"
+    return f"{scheme}{zone}:{port} {{\n    bind {LOOPBACK}\n{tls}{body}}}\n"
 
 
 # --- interkube ---------------------------------------------------------------------------
@@ -182,10 +195,10 @@ class Interkube(Server):
 
 class Unbound(Server):
     def unavailable(self) -> str | None:
-        return None if shutil.which("unbound") else "unbound is not installed (Debian package unbound)"
+        return None if daemon("unbound") else "unbound is not installed (Debian package unbound)"
 
     def version(self) -> str:
-        return _first_line(["unbound", "-V"]).replace("Version ", "")
+        return _first_line([daemon("unbound") or "unbound", "-V"]).replace("Version ", "")
 
     def launch(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> Launch:
         zone = sc.zone
@@ -198,6 +211,7 @@ class Unbound(Server):
             f"    access-control: {LOOPBACK}/8 allow",
             '    module-config: "iterator"',
             "    incoming-num-tcp: 64",
+            *self._tls(sc, ctx, port),
             # Never recurse off the machine: everything outside the benchmark zone is refused.
             '    local-zone: "." refuse',
         ]
@@ -216,7 +230,17 @@ class Unbound(Server):
                 lines.append("    forward-no-cache: yes")
         conf = workdir / "unbound.conf"
         conf.write_text("\n".join(lines) + "\n")
-        return Launch(["unbound", "-d", "-c", str(conf)], self.cpus, cwd=workdir)
+        return Launch([daemon("unbound") or "unbound", "-d", "-c", str(conf)], self.cpus, cwd=workdir)
+
+    @staticmethod
+    def _tls(sc: Scenario, ctx: Context, port: int) -> list[str]:
+        """DoT: unbound serves TLS (and no plain TCP) on the interfaces whose port is tls-port:
+        here its only one."""
+        if sc.transport != "dot":
+            return []
+        assert ctx.pki is not None
+        return [f'    tls-service-key: "{ctx.pki.key}"', f'    tls-service-pem: "{ctx.pki.cert}"',
+                f"    tls-port: {port}"]
 
 
 # --- dnsmasq -----------------------------------------------------------------------------
@@ -226,10 +250,15 @@ class Dnsmasq(Server):
     def unavailable(self) -> str | None:
         if self.workers > 1:
             return "dnsmasq is single-threaded"
-        return None if shutil.which("dnsmasq") else "dnsmasq is not installed (Debian package dnsmasq-base)"
+        return None if daemon("dnsmasq") else "dnsmasq is not installed (Debian package dnsmasq-base)"
+
+    def skip_reason(self, sc: Scenario, ctx: Context) -> str | None:
+        if sc.transport == "dot":
+            return "dnsmasq has no DNS-over-TLS server (it serves UDP and TCP only)"
+        return None
 
     def version(self) -> str:
-        return _first_line(["dnsmasq", "--version"]).split("  ")[0].replace("Dnsmasq version ", "")
+        return _first_line([daemon("dnsmasq") or "dnsmasq", "--version"]).split("  ")[0].replace("Dnsmasq version ", "")
 
     def launch(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> Launch:
         zone = sc.zone.rstrip(".")
@@ -247,7 +276,7 @@ class Dnsmasq(Server):
                       "cache-size=0" if sc.kind == "forward" else "cache-size=10000"]
         conf = workdir / "dnsmasq.conf"
         conf.write_text("\n".join(lines) + "\n")
-        return Launch(["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--pid-file=",
+        return Launch([daemon("dnsmasq") or "dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--pid-file=",
                        "--log-facility=-"], self.cpus, cwd=workdir)
 
 
@@ -258,15 +287,20 @@ class Kresd(Server):
     def unavailable(self) -> str | None:
         if self.workers > 1:
             return "a second kresd process per core is how it scales; not measured here"
-        return None if shutil.which("kresd") else "kresd is not installed (Debian package knot-resolver)"
+        return None if daemon("kresd") else "kresd is not installed (Debian package knot-resolver)"
 
     def version(self) -> str:
-        return _first_line(["kresd", "--version"]).replace("Knot Resolver, version ", "")
+        return _first_line([daemon("kresd") or "kresd", "--version"]).replace("Knot Resolver, version ", "")
 
     def launch(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> Launch:
-        lines = [
-            "log_target('stderr')",
-            f"net.listen('{LOOPBACK}', {port}, {{ kind = 'dns' }})",
+        kind = "dns"
+        lines = ["log_target('stderr')"]
+        if sc.transport == "dot":
+            assert ctx.pki is not None
+            kind = "tls"
+            lines.append(f"net.tls('{ctx.pki.cert}', '{ctx.pki.key}')")
+        lines += [
+            f"net.listen('{LOOPBACK}', {port}, {{ kind = '{kind}' }})",
             # Nothing may leave the machine: no priming, no trust-anchor updates or time checks
             # (each asks the root), and the root hints point at loopback anyway.
             "for _, m in ipairs({'priming', 'detect_time_skew', 'detect_time_jump', 'ta_update',"
@@ -294,7 +328,7 @@ class Kresd(Server):
                          f"{{todname('{zone}')}}))")
         conf = workdir / "kresd.conf"
         conf.write_text("\n".join(lines) + "\n")
-        return Launch(["kresd", "-n", "-q", "-c", str(conf), str(workdir)], self.cpus, cwd=workdir)
+        return Launch([daemon("kresd") or "kresd", "-n", "-q", "-c", str(conf), str(workdir)], self.cpus, cwd=workdir)
 
 
 # --- CoreDNS -----------------------------------------------------------------------------

@@ -131,3 +131,60 @@ Statistics:
     assert (r.generator, r.sent, r.received, r.timeouts) == ("dnsperf", 3, 2, 1)
     assert r.rcodes == {"NOERROR": 2}
     assert r.p50_us == pytest.approx(70.0) and r.loop == "open"
+
+
+def test_quick_dot_run_uses_dnsperf_records_tls_and_skips_dnsmasq(tmp_path: Path) -> None:
+    _needs("gcc", "taskset", "dnsperf")
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "S6",
+         "--servers", "interkube,dnsmasq", "--duration", "0.5", "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout
+    assert "== S6:" in text and "dnsperf -m dot" in text
+    assert "dnsmasq: skipped: dnsmasq has no DNS-over-TLS server" in text
+    assert "TLS negotiated with the answer check's client" in text
+
+    (sc,) = json.loads(out_json.read_text())["scenarios"]
+    assert sc["id"] == "S6" and sc["transport"] == "dot"
+    servers = {s["key"]: s for s in sc["servers"]}
+    assert servers["dnsmasq"]["status"] == "skipped"
+    ik = servers["interkube"]
+    assert ik["status"] == "ok", ik["reason"]
+    assert ik["answers_checked"] > 0 and ik["tls"].startswith("TLSv1.")
+    (run,) = ik["runs"]  # loadgen (the default generator) speaks no TLS: dnsperf alone
+    assert run["generator"] == "dnsperf"
+    for loop in ("closed", "open"):
+        r = run[loop]
+        assert r["transport"] == "dot" and r["received"] > 0
+        assert r["detail"]["conns"] == 4 and r["detail"]["reconnects"] >= 0
+
+
+def test_dnsperf_connection_statistics_are_parsed() -> None:
+    out = """\
+Statistics:
+
+  Queries sent:         10
+  Queries completed:    10 (100.00%)
+  Queries lost:         0 (0.00%)
+
+  Response codes:       NOERROR 10 (100.00%)
+  Run time (s):         1.000000
+  Queries per second:   10.000000
+
+  Average Latency (s):  0.000100 (min 0.000050, max 0.000200)
+  Latency StdDev (s):   0.000010
+
+Connection Statistics:
+
+  Reconnections:        2
+
+  Average Latency (s):  0.004000 (min 0.003000, max 0.005000)
+  Latency StdDev (s):   0.000500
+"""
+    r = Dnsperf()._parse(out, LoadSpec(port=853, query_file=Path("q"), transport="dot", conns=4), cpu=0.1)
+    assert r.mean_us == pytest.approx(100.0)  # the queries' latency, not the connections'
+    assert r.detail["reconnects"] == 2
+    assert r.detail["connect_latency_us"] == pytest.approx(4000.0)
+    assert r.detail["conns"] == 4
