@@ -40,12 +40,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import ClientSession, ClientTimeout, UnixConnector, web
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
+
+if TYPE_CHECKING:  # aiohttp (20 MiB of RSS) loads only in a server with several workers
+    from aiohttp import web
 
 log = logging.getLogger("interkube.server")
 
@@ -99,6 +102,7 @@ class WorkerContext:
 
     async def publish_metrics(self, registry: CollectorRegistry) -> web.AppRunner:
         """Serve this worker's registry on its unix socket (workers other than 0)."""
+        from aiohttp import web
 
         async def handle(request: web.Request) -> web.Response:
             return web.Response(body=generate_latest(registry))
@@ -114,6 +118,7 @@ class WorkerContext:
 
     async def gather_metrics(self, own: bytes) -> bytes:
         """This worker's exposition merged with every sibling's: counters and buckets summed."""
+        from aiohttp import ClientSession, ClientTimeout, UnixConnector
         texts = [own.decode()]
         for i in range(self.count):
             if i == self.index:
