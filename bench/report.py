@@ -216,7 +216,27 @@ def goals_text(gs: list[GoalResult], results: list[ScenarioResult]) -> str:
         cells = [f"{s.label} {_mib(s.peak_rss_kib)}" for s in r.servers if s.status == "ok"]
         if cells:
             out.append(f"    {r.id}: " + " | ".join(cells))
+    tls_cost = dot_over_tcp(results)
+    if tls_cost:
+        out.append("  DoT ÷ TCP, closed-loop QPS of S6 ÷ S4 with dnsperf (the one generator both have): "
+                   + " | ".join(f"{label} {ratio:.2f}x" for label, ratio in tls_cost))
     return "\n".join(out)
+
+
+def dot_over_tcp(results: list[ScenarioResult]) -> list[tuple[str, float]]:
+    """Per server measured in both S4 and S6 with dnsperf: what TLS costs it, as S6's closed-loop
+    QPS ÷ S4's (S6 has no loadgen figure to compare with S4's)."""
+    by_id = {r.id: r for r in results}
+    s4, s6 = by_id.get("S4"), by_id.get("S6")
+    out: list[tuple[str, float]] = []
+    for s in s6.servers if s4 and s6 else []:
+        assert s4 is not None
+        tcp = s4.find(s.key, s.workers)
+        a = s.run("dnsperf") if s.status == "ok" else None
+        b = tcp.run("dnsperf") if tcp and tcp.status == "ok" else None
+        if a and b and a.closed and b.closed and b.closed.qps > 0:
+            out.append((s.label, a.closed.qps / b.closed.qps))
+    return out
 
 
 def to_json(meta: dict[str, Any], results: list[ScenarioResult], gs: list[GoalResult]) -> dict[str, Any]:

@@ -188,3 +188,29 @@ Connection Statistics:
     assert r.detail["reconnects"] == 2
     assert r.detail["connect_latency_us"] == pytest.approx(4000.0)
     assert r.detail["conns"] == 4
+
+
+def test_dot_over_tcp_compares_dnsperf_figures_of_s6_and_s4() -> None:
+    from bench.generators import LoadResult
+    from bench.report import dot_over_tcp, goals_text
+    from bench.runner import GenRuns, ScenarioResult, ServerResult
+
+    def server(key: str, transport: str, qps: dict[str, float], status: str = "ok") -> ServerResult:
+        runs = [GenRuns(gen, closed=LoadResult(gen, transport, "closed", 0.0, 1.0, int(q), int(q), 0, q,
+                                               10.0, 20.0, 12.0, {"NOERROR": int(q)}, 0.5))
+                for gen, q in qps.items()]
+        return ServerResult(key, key, 1, status, runs=runs)
+
+    s4 = ScenarioResult("S4", "tcp", "tcp", servers=[
+        server("interkube", "tcp", {"loadgen": 90_000.0, "dnsperf": 40_000.0}),
+        server("unbound", "tcp", {"loadgen": 80_000.0, "dnsperf": 50_000.0}),
+        server("kresd", "tcp", {"dnsperf": 30_000.0})])
+    s6 = ScenarioResult("S6", "dot", "dot", servers=[
+        server("interkube", "dot", {"dnsperf": 30_000.0}),
+        server("unbound", "dot", {"dnsperf": 20_000.0}),
+        server("kresd", "dot", {}, status="failed"),
+        server("dnsmasq", "dot", {}, status="skipped")])
+    # The loadgen figure of S4 is never the denominator; servers without both figures are left out.
+    assert dot_over_tcp([s4, s6]) == [("interkube", 0.75), ("unbound", 0.4)]
+    assert dot_over_tcp([s6]) == []
+    assert "DoT ÷ TCP" in goals_text([], [s4, s6]) and "unbound 0.40x" in goals_text([], [s4, s6])
