@@ -22,8 +22,8 @@ from typing import Any
 
 from interkube.errors import LabError
 from interkube.lab import netns
-from interkube.lab.data import corefile, proxy_config, snapshot, write_certificates, write_json
-from interkube.lab.layout import DNS_PORT, PREFIX, ClusterLab, Layout, Pod, layout
+from interkube.lab.data import corefile, proxy_config, public_zone, snapshot, write_certificates, write_json
+from interkube.lab.layout import DNS_PORT, PREFIX, PUBLIC_ZONE, ClusterLab, Layout, Pod, layout
 from interkube.netplan.parse import load_plan
 
 DEFAULT_STATE = ".interkube-lab"
@@ -244,6 +244,7 @@ class Lab:
             (self.state_dir / sub).mkdir(exist_ok=True)
         for name, cluster in lay.clusters.items():
             write_json(self.state_dir / "data" / f"{name}.json", snapshot(cluster))
+        (self.state_dir / "data" / f"{PUBLIC_ZONE}.zone").write_text(public_zone(lay))
         certs = self.state_dir / "certs"
         if dot:
             write_certificates(lay, certs)

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from interkube.lab.layout import DNS_PORT, DOT_PORT, ClusterLab, Layout, Pod, Service
+from interkube.lab.layout import (
+    DNS_PORT,
+    DOT_PORT,
+    PUBLIC_ZONE,
+    STATEFUL_SERVICE,
+    STATEFUL_SET,
+    ClusterLab,
+    Layout,
+    Pod,
+    Service,
+)
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -108,8 +119,17 @@ def corefile(layout: Layout, name: str, data_dir: Path, *, dot: bool = False, ce
     local_ranges = ["127.0.0.0/8", "::1", *me.node_ranges, *me.pod_ranges]
     acl = ["    acl {", f"        allow net {' '.join(local_ranges)}", "        block", "    }"]
     lines = [f"# interkube lab {layout.lab_id}: the DNS server of cluster {name}.",
-             f"{CLUSTER_DOMAIN}:{DNS_PORT} {{", "    errors", f"    kubernetes {CLUSTER_DOMAIN} {{",
-             f"        snapshot {own}", "    }", "}", ""]
+             f"# {PUBLIC_ZONE} plays the public DNS (the same file in every cluster); splitdns answers",
+             "# this cluster's own members' public names with their pods' addresses.",
+             f"{CLUSTER_DOMAIN}:{DNS_PORT} {PUBLIC_ZONE}:{DNS_PORT} {{", "    errors",
+             f"    kubernetes {CLUSTER_DOMAIN} {{", f"        snapshot {own}", "    }"]
+    if me.public:
+        public_name = re.escape(f"{name}.{PUBLIC_ZONE}.")
+        lines += [f"    splitdns {PUBLIC_ZONE} {{",
+                  f"        pod ^{STATEFUL_SET}-([0-9]+)\\.{public_name}$ "
+                  f"{STATEFUL_SET}-{{1}}.{STATEFUL_SERVICE}.{me.stateful_namespace}.svc.{CLUSTER_DOMAIN}.",
+                  "    }"]
+    lines += [f"    file {data_dir / PUBLIC_ZONE}.zone {PUBLIC_ZONE}", "}", ""]
     names = list(layout.clusters)
     zones = " ".join(f"cluster.{c}:{DNS_PORT}" for c in [*names, "all"])
     lines += [zones + " {", "    errors"]
@@ -139,6 +159,19 @@ def corefile(layout: Layout, name: str, data_dir: Path, *, dot: bool = False, ce
                   "    acl {", f"        allow net {' '.join(allowed)}", "        block", "    }",
                   "    errors", f"    kubernetes {CLUSTER_DOMAIN} {{", f"        snapshot {own}", "    }", "}", ""]
     return "\n".join(lines)
+
+
+def public_zone(layout: Layout) -> str:
+    """The "public" DNS of the split DNS scenario: every routed cluster's StatefulSet members as
+    ``cb-example-N.<cluster>.db.example``, at their public (load balancer) addresses."""
+    lines = [f"$ORIGIN {PUBLIC_ZONE}.", "$TTL 30",
+             f"@ IN SOA ns.{PUBLIC_ZONE}. hostmaster.{PUBLIC_ZONE}. 1 7200 1800 86400 30",
+             f"@ IN NS ns.{PUBLIC_ZONE}."]
+    for name, cluster in layout.clusters.items():
+        for pod, address in cluster.public.items():
+            rtype = "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
+            lines.append(f"{pod}.{name} IN {rtype} {address}")
+    return "\n".join(lines) + "\n"
 
 
 def write_certificates(layout: Layout, directory: Path) -> None:

@@ -53,6 +53,10 @@ STATEFUL_SET = "cb-example"
 STATEFUL_SERVICE = "cb-example-srv"
 STATEFUL_PORT_NAME = "couchbase"
 STATEFUL_REPLICAS = 3
+#: The "public" DNS zone of the split DNS scenario: cb-example-N.<cluster>.PUBLIC_ZONE.
+PUBLIC_ZONE = "db.example"
+#: The router's table for the public addresses (the proxy's are ``interkube``).
+ROUTER_TABLE = "ikl_router"
 #: The pods' gateways, answered by their node (proxy ARP for IPv4, an address for IPv6).
 POD_GATEWAY = {4: "169.254.1.1", 6: "fe80::1"}
 #: The kube-proxy stand-in's table on every node.
@@ -119,6 +123,9 @@ class ClusterLab:
     forward: dict[str, str] = field(default_factory=dict)
     #: Clusters whose Service VIPs this cluster's router proxies (links with ``service_proxy``).
     proxied: list[str] = field(default_factory=list)
+    #: The StatefulSet members' "public" addresses (routed clusters): a load balancer on the
+    #: router, DNATed to the pod; the public zone PUBLIC_ZONE names them (split DNS scenario).
+    public: dict[str, str] = field(default_factory=dict)
 
     def pod(self, name: str) -> Pod:
         try:
@@ -399,6 +406,18 @@ def _cluster(out: Layout, plan: Plan, cluster: Cluster, node_count: int) -> Clus
             for a in pod.addresses:
                 v = ipaddress.ip_address(a).version
                 cmds.append(f"route replace {_with_len(a)} via {node_addr[pod.node][v]}")
+    if not overlay:
+        # The members' public addresses: the last of the node range (advertised to everyone),
+        # held by the router, which DNATs them to the pods (and masquerades, so that a pod of the
+        # same cluster dialing one gets its answer back through the router: hairpin traffic).
+        nodes_net = _first(node_ranges, versions[0])
+        assert nodes_net is not None
+        members = [p for p in pods.values() if p.role == "stateful"]
+        last = nodes_net.num_addresses - (2 if nodes_net.version == 4 else 1)
+        for i, pod in enumerate(members):
+            built.public[pod.name] = str(_host(nodes_net, last - i, f"node range of cluster {name}"))
+            cmds.append(f"addr add {_with_len(built.public[pod.name])} dev br0" + _nodad(built.public[pod.name]))
+        out.nft[router] = _router_rules(built, versions[0])
     out.commands[router] = cmds
     out.sysctls[router] = {**_base_sysctls(), **_forwarding()}
 
@@ -449,6 +468,25 @@ def _cluster(out: Layout, plan: Plan, cluster: Cluster, node_count: int) -> Clus
 def _mac(cluster: str, node: int) -> str:
     digest = sum(cluster.encode()) & 0xFF
     return f"02:1b:00:{digest:02x}:00:{node + 1:02x}"
+
+
+def _router_rules(cluster: ClusterLab, version: int) -> str:
+    family = "ip" if version == 4 else "ip6"
+    lines = [f"table {family} {ROUTER_TABLE} {{", "  chain public {",
+             "    type nat hook prerouting priority dstnat; policy accept;"]
+    targets = []
+    for pod, public in cluster.public.items():
+        target = _of_version(cluster.pods[pod].addresses, version)
+        targets.append(target)
+        lines.append(f"    {family} daddr {public} tcp dport {STATEFUL_PORT} dnat to {target}")
+    lines += ["  }", "  chain hairpin {", "    type nat hook postrouting priority srcnat; policy accept;",
+              f"    ct status dnat {family} daddr {{ {', '.join(targets)} }} tcp dport {STATEFUL_PORT} masquerade",
+              "  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _of_version(addresses: list[str], version: int) -> str:
+    return next(a for a in addresses if ipaddress.ip_address(a).version == version)
 
 
 def _node_rules(cluster: ClusterLab, versions: list[int], overlay: bool) -> str:
