@@ -79,7 +79,7 @@ def test_objects_and_the_patched_pod_template(kube_api: KubeAPI, kube_ns: str) -
     assert stored["spec"]["template"]["metadata"]["annotations"] == {"kubectl.kubernetes.io/default-container": "db"}
     sidecar = pod["containers"][0]
     assert sidecar["args"] == ["serve", "-conf", "/etc/interkube-splitdns/Corefile"]
-    assert sidecar["resources"] == {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "64Mi"}}
+    assert sidecar["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "96Mi"}}
     assert sidecar["securityContext"]["runAsNonRoot"] is True
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -104,13 +104,13 @@ def test_objects_and_the_patched_pod_template(kube_api: KubeAPI, kube_ns: str) -
 
 
 def test_an_existing_service_account_and_the_budget(kube_api: KubeAPI, kube_ns: str) -> None:
-    objects = rendered(kube_ns, "--service-account", "db", "--memory-limit", "80Mi", "--cpu-limit", "200m",
+    objects = rendered(kube_ns, "--service-account", "db", "--memory-limit", "128Mi", "--cpu-limit", "200m",
                        "--cluster-dns", "fd00::a", "--ttl", "10", "--other-types", "next")
     assert [o["kind"] for o in objects] == ["Role", "RoleBinding", "ConfigMap", "StatefulSet"]
     assert one(objects, "RoleBinding")["subjects"] == [{"kind": "ServiceAccount", "name": "db", "namespace": kube_ns}]
     pod = objects[-1]["spec"]["template"]["spec"]
     assert "serviceAccountName" not in pod  # the pod keeps its own account
-    assert pod["containers"][0]["resources"]["limits"] == {"memory": "80Mi", "cpu": "200m"}
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "128Mi", "cpu": "200m"}
     assert pod["dnsConfig"]["nameservers"] == ["127.0.0.1", "fd00::a"]
     corefile = one(objects, "ConfigMap")["data"]["Corefile"]
     assert "    forward . [fd00::a]:53\n" in corefile
