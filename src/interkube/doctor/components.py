@@ -233,16 +233,18 @@ async def _webhooks_of(client: Any, subject: str, name: str | None) -> list[Find
 # --- interkube proxy -----------------------------------------------------------------------------------
 
 
-async def _run(argv: Sequence[str], timeout: float) -> tuple[int, str]:
+async def run_process(argv: Sequence[str], timeout: float) -> tuple[int | None, str, str]:
+    """Run ``argv``: exit status (None when it was killed after ``timeout`` seconds), stdout and
+    stderr. OSError when it cannot be started."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+                                                stderr=asyncio.subprocess.PIPE)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return -1, "timed out"
-    return proc.returncode or 0, out.decode(errors="replace")
+        return None, "", ""
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
@@ -255,7 +257,7 @@ async def proxy_tables(netns: str | None, timeout: float) -> list[tuple[str, int
         return None
     found = []
     for family, table in PROXY_TABLES:
-        status, text = await _run(in_netns(netns, ["nft", "-j", "list", "table", family, table]), timeout)
+        status, text, _ = await run_process(in_netns(netns, ["nft", "-j", "list", "table", family, table]), timeout)
         if status != 0:
             continue
         try:

@@ -115,22 +115,18 @@ async def run_probe(options: Options, plan: Plan | None, model: Corefile | None)
 
 async def run_argv(argv: Sequence[str], where: str, timeout: float) -> list[Finding]:
     """Run a probe process (``ip netns exec`` or a lab's exec) and read its findings."""
+    from interkube.doctor.components import run_process
+
     try:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        status, out, err = await run_process(argv, timeout)
     except OSError as exc:
         return [fail("probe", where, f"cannot start the probe: {exc}", "run the doctor as root, with iproute2")]
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    if status is None:
         return [fail("probe", where, f"the probe did not finish within {timeout:g}s", "")]
     try:
         return from_dicts(json.loads(out)["findings"])
     except (ValueError, KeyError, TypeError):
-        text = (err or out).decode(errors="replace").strip()
-        return [fail("probe", where, f"the probe failed (exit {proc.returncode}): {text[-400:]}",
+        return [fail("probe", where, f"the probe failed (exit {status}): {(err or out).strip()[-400:]}",
                      "check that the network namespace exists (ip netns list) and the doctor runs as root")]
 
 
