@@ -15,10 +15,10 @@ from collections.abc import Hashable
 import dns.rdataclass
 
 from interkube.dns.names import ZoneSet
-from interkube.kube.cluster import Cluster
 from interkube.kube.dnsrecords import respond
-from interkube.kube.index import ClusterIndex, DepKey
+from interkube.kube.index import ClusterIndex
 from interkube.plugin.answers import PASS, SERVFAIL, DependentGeneration, Entry, TemplateHandler
+from interkube.plugin.followed import FollowedCluster
 from interkube.plugin.kubestanza import KubernetesHandler, StanzaGroup
 from interkube.plugin.request import Request
 from interkube.plugins.k8s_external.lookup import ExternalLookup, Options
@@ -33,9 +33,8 @@ class ExternalHandler(TemplateHandler):
         self.cfg = cfg
         #: The kubernetes stanzas of the server block (filled as they are set up, after this).
         self.stanzas = stanzas
-        self.generation: DependentGeneration[ClusterIndex | None] = DependentGeneration(None)
-        #: The cluster whose changes this handler follows.
-        self._watched: Cluster | None = None
+        #: The answers, dropped as the stanza's cluster changes.
+        self.followed = FollowedCluster()
         #: Answers built since start (the rest of the queries were served from templates).
         self.built = 0
 
@@ -50,15 +49,10 @@ class ExternalHandler(TemplateHandler):
         if zone is None:
             return PASS
         stanza = self.stanza
-        cluster = stanza.cluster
-        if cluster is not self._watched:
-            self._watch(cluster)
-        index = cluster.index
+        gen = self.followed.current(stanza.cluster)
+        index = gen.data
         if index is None:
             return PASS if self.cfg.fallthrough.applies(q.lname) else SERVFAIL
-        gen = self.generation
-        if gen.data is not index:
-            gen = self.generation = DependentGeneration(index)
         tpl = gen.templates.get(q.key)
         if tpl is None:
             tpl = gen.build(q, lambda deps: self._build(req, index, stanza, deps, zone))
@@ -80,24 +74,9 @@ class ExternalHandler(TemplateHandler):
             return None
         return respond(req.message, outcome, lookup.soa())
 
-    # --- following the cluster -------------------------------------------------------------
-
-    def _watch(self, cluster: Cluster | None) -> None:
-        if self._watched is not None:
-            self._watched.unsubscribe(self._changed)
-        if cluster is not None:
-            cluster.subscribe(self._changed)
-        self._watched = cluster
-
-    def _changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
-        """The cluster's data changed: drop the answers that looked at what changed."""
-        gen = self.generation
-        if gen.data is not index:
-            return  # templates of an older index; replaced at the next query
-        if keys is None:
-            self.generation = DependentGeneration(index)
-        else:
-            gen.templates.invalidate(keys)
+    @property
+    def generation(self) -> DependentGeneration[ClusterIndex | None]:
+        return self.followed.generation
 
     async def stop(self) -> None:
-        self._watch(None)
+        self.followed.stop()
