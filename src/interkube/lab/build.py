@@ -105,7 +105,7 @@ class Lab:
         """A socket inside the pod's namespace."""
         return netns.socket_in(self.netns(cluster, pod), family, kind)
 
-    def connect(self, cluster: str, pod: str, address: str, port: int, timeout: float = 5.0) -> str:
+    def connect(self, cluster: str, pod: str, address: str, port: int, timeout: float = 10.0) -> str:
         """Connect from the pod to ``address:port`` and return the line the server sends (the lab's
         TCP servers send ``<cluster>/<pod>``); OSError (a timeout too) when it fails."""
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -121,7 +121,7 @@ class Lab:
         return data.decode().strip()
 
     def query(self, cluster: str, pod: str, name: str, rdtype: str = "A", *, server: str | None = None,
-              port: int = DNS_PORT, timeout: float = 5.0, tcp: bool = False) -> Any:
+              port: int = DNS_PORT, timeout: float = 10.0, tcp: bool = False) -> Any:
         """Ask ``server`` (default: the cluster's DNS Service VIP, as a pod's resolv.conf would)
         from inside the pod; a dnspython message."""
         import dns.message
