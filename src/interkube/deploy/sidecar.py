@@ -38,8 +38,8 @@ DEFAULT_NAME = "interkube-splitdns"
 CONTAINER = "splitdns"
 CONFIG_DIR = "/etc/interkube-splitdns"
 COREFILE_KEY = "Corefile"
-#: The sidecar's budget. bench/splitdns_sidecar.py measures 58 MiB RSS (peak) serving a 3-server
-#: set from the API (52 MiB from a snapshot): most of it is the interpreter and the libraries
+#: The sidecar's budget. bench/splitdns_sidecar.py measures 51 MiB RSS (peak) serving a 3-server
+#: set from the API (45 MiB from a snapshot): most of it is the interpreter and the libraries
 #: (dnspython, prometheus_client, httpx2 and lightkube for the API), not the data. The limit
 #: leaves room for a larger namespace and for the answers kept in memory.
 CPU_REQUEST = "10m"

@@ -37,10 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from interkube.tlsutil.certs import sans
-
 CLIENT_AUTH_MODES = ("nocert", "request", "require", "verify_if_given", "require_and_verify")
 #: The modes that ask for a client certificate without verifying it.
 UNVERIFIED_MODES = ("request", "require")
@@ -214,6 +210,12 @@ def _describe_chain_error(exc: ssl.SSLError, files: ServerFiles) -> str:
 
 def describe_certificate(path: str) -> str:
     """``CN=dns.remote, names dns.remote,..., expires 2027-01-01`` (for the log), or '' if unreadable."""
+    # Here, not at the top: cryptography's x509 (14 MiB of RSS) loads only where a certificate
+    # is described, not in every server whose forward may speak TLS.
+    from cryptography import x509
+
+    from interkube.tlsutil.certs import sans
+
     try:
         cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
     except (OSError, ValueError):
