@@ -36,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interkube.kube.index import ClusterIndex
 from interkube.kube.objects import ENDPOINT_SLICES, SERVICES
+from interkube.lab.netns import inside
 from interkube.proxy.config import ClusterConfig, ProxyConfig
 from interkube.proxy.runtime import Proxy
 from testkit.fakekube import endpoint_slice, service, write_snapshot
-from testkit.netns import Lab, Netns, entered, unavailable
+from testkit.netns import Lab, Netns, unavailable
 from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +177,7 @@ def main() -> int:
     with Lab(prefix="ikpb") as lab, tempfile.TemporaryDirectory() as tmp:
         ns = lab.netns("nft")
         results: dict[int, tuple[float, list[float]]] = {}
-        with entered(ns.name):  # nft runs in the namespace: it is forked from this thread
+        with inside(ns.name):  # nft runs in the namespace: it is forked from this thread
             for size in sizes:
                 results[size] = asyncio.run(programming(size, args.changes))
         print(f"{'services':>9} {'full sync':>10} {'change p50':>11} {'change p99':>11} {'p50 vs first':>13}")

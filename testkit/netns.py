@@ -18,7 +18,6 @@ Nothing here touches the host namespace's links, addresses, routes or nftables.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import selectors
@@ -27,11 +26,12 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+# The lab's own primitives: setns(2) on the calling thread, a socket made inside a namespace.
+from interkube.lab.netns import inside as entered
+from interkube.lab.netns import socket_in, stop
 
 
 def unavailable() -> str | None:
@@ -53,28 +53,6 @@ def unavailable() -> str | None:
     finally:
         subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return None
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def entered(name: str) -> Iterator[None]:
-    """The calling thread inside namespace ``name`` for the block (other threads stay put)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 @dataclass
@@ -106,8 +84,7 @@ class Netns:
 
     def socket(self, family: int, kind: int) -> socket.socket:
         """A socket made inside this namespace."""
-        with entered(self.name):
-            return socket.socket(family, kind)
+        return socket_in(self.name, family, kind)
 
     def bridge_loopback(self, port: int) -> None:
         """Relay 127.0.0.1:``port`` inside to 127.0.0.1:``port`` of the test's namespace."""
@@ -215,11 +192,10 @@ class Lab:
         for relay in self.relays:
             relay.stop()
         for proc in self.processes:
-            _stop(proc.pid, proc)
+            _stop(proc)
         for ns in self.namespaces:
             pids = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True, check=False)
-            for pid in pids.stdout.split():
-                _stop(int(pid), None)
+            stop(int(pid) for pid in pids.stdout.split())
             subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
         self.namespaces.clear()
         self.processes.clear()
@@ -231,18 +207,14 @@ class Lab:
         self.close()
 
 
-def _stop(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is not None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if proc is not None:
-        try:
-            proc.wait(5)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if proc is not None:
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
