@@ -133,11 +133,11 @@ class _UdpSocket:
 
     def send(self, qid: int, question: bytes, wire: bytes, timeout: float) -> asyncio.Future[bytes]:
         fut: asyncio.Future[bytes] = self.loop.create_future()
-        self.send_to(qid, question, wire, timeout, fut)
+        self.send_to(qid, question, wire, self.loop.time() + timeout, fut)
         return fut
 
-    def send_to(self, qid: int, question: bytes, wire: bytes, timeout: float, sink: AnswerSink) -> None:
-        self.pending[qid] = (sink, question, self.loop.time() + timeout)
+    def send_to(self, qid: int, question: bytes, wire: bytes, deadline: float, sink: AnswerSink) -> None:
+        self.pending[qid] = (sink, question, deadline)
         self.outbox.put(wire)
         if self._sweeping is None:
             self._sweeping = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -306,18 +306,18 @@ class DatagramExchanger:
                         qid.to_bytes(2, "big") + wire[2:], timeout)
         return PendingAnswer(sock, qid, fut)
 
-    def send_to(self, wire: bytes, timeout: float, question: bytes, sink: AnswerSink) -> None:
-        """Send ``wire`` now; ``sink`` gets its answer (or UpstreamTimeout / UpstreamError) from
-        the socket's callbacks. Nothing to release: the answer, the deadline sweep or the
-        socket's close takes the entry out of the ID table. Raises UpstreamError when no socket
-        can be opened."""
+    def send_to(self, wire: bytes, deadline: float, question: bytes, sink: AnswerSink) -> None:
+        """Send ``wire`` now; ``sink`` gets its answer, or UpstreamTimeout once the loop's clock
+        passes ``deadline`` (or UpstreamError), from the socket's callbacks. Nothing to release:
+        the answer, the deadline sweep or the socket's close takes the entry out of the ID
+        table. Raises UpstreamError when no socket can be opened."""
         # The queries of one event-loop pass go out on one socket, in one sendmmsg; the next
         # pass takes the next socket (source ports still change from pass to pass).
         sock = self._batching
         if sock is None or not sock.outbox.items or sock.closed:
             sock = self._batching = self._open_socket()
-        qid = _fresh_id(sock.pending)
-        sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], timeout, sink)
+        qid = _ids.fresh(sock.pending)
+        sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], deadline, sink)
 
     def _open_socket(self) -> _UdpSocket:
         try:

@@ -13,11 +13,11 @@ this flight's state: the same attempts, upstream order and deadline as if it had
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
-from interkube.dns.wire import FLAG_TC, rcode_of
+from interkube.dns.wire import FLAG_TC
 from interkube.errors import UpstreamError
 from interkube.plugin.later import complete, defer, fall_back
 from interkube.plugin.request import Request
@@ -28,34 +28,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("interkube.plugin.forward")
 
+#: The event loop's clock, read without finding the loop: asyncio's loop.time() is
+#: time.monotonic() (uvloop's is the same clock, in milliseconds).
+now = time.monotonic
+
 
 class Flight:
     """One query's first attempt on the callback path, and the state the slow path resumes.
 
-    ``ups``, ``i``, ``skipped``, ``attempts``, ``failovers``, ``deadline`` and ``error`` are the
-    slow path loop's variables after this attempt (see ForwardHandler._forward); ``truncated``
-    says that the attempt's answer came truncated, to be fetched over TCP first.
+    The slow path's loop variables after this attempt (see ForwardHandler._forward): the order
+    ``ups`` and the index ``k`` of the upstream tried (the down ones before it were skipped),
+    and, set when the query goes to the slow path, ``attempts``, ``failovers`` and ``error``;
+    ``truncated`` says that the answer came truncated, to be fetched over TCP first.
     """
 
-    __slots__ = ("handler", "req", "up", "ups", "i", "skipped", "attempts", "failovers", "started",
-                 "deadline", "timeout", "error", "truncated", "finished")
+    __slots__ = ("handler", "req", "ups", "k", "started", "finished", "attempts", "failovers", "error",
+                 "truncated")
 
-    def __init__(self, handler: ForwardHandler, req: Request, ups: list[Upstream], k: int,
-                 started: float, deadline: float, timeout: float) -> None:
+    def __init__(self, handler: ForwardHandler, req: Request, ups: list[Upstream], k: int, started: float) -> None:
         self.handler = handler
         self.req = req
         self.ups = ups
-        self.up = ups[k]
-        self.i = k + 1
-        self.skipped = k  # the down upstreams ahead of it in the order
-        self.attempts = 0
-        self.failovers = 0
+        self.k = k
         self.started = started
-        self.deadline = deadline
-        self.timeout = timeout
-        self.error: BaseException | None = None
-        self.truncated = False
         self.finished = False
+
+    @property
+    def up(self) -> Upstream:
+        return self.ups[self.k]
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.handler.deadline_seconds
 
     # -- what the upstream socket calls (AnswerSink) ----------------------------------------------
 
@@ -66,18 +70,15 @@ class Flight:
         self.finished = True
         handler = self.handler
         handler.inflight -= 1
-        up = self.up
         try:
             if resp[2] & (FLAG_TC >> 8):
-                self.truncated = True  # the slow path fetches the whole answer over TCP
-                fall_back(self.req, self)
+                self._slow(truncated=True)  # the slow path fetches the whole answer over TCP
                 return
-            rcode = rcode_of(resp)
-            up.stats.observe(rcode, asyncio.get_running_loop().time() - self.started)
+            rcode = resp[3] & 0x0F
+            self.ups[self.k].stats.observe(rcode, now() - self.started)
             failover = handler.cfg.failover_rcodes
             if failover and rcode in failover and len(handler.upstreams) > 1:
-                self.failovers = 1
-                fall_back(self.req, self)
+                self._slow(failovers=1)
                 return
             req = self.req
             req.answered_by = "forward"
@@ -87,16 +88,23 @@ class Flight:
 
     def set_exception(self, exception: BaseException) -> None:
         self.finished = True
-        self.handler.inflight -= 1
-        up = self.up
+        handler = self.handler
+        handler.inflight -= 1
+        up = self.ups[self.k]
         up.stats.failures += 1
         try:
-            up.kick_health_check(self.handler.cfg.force_tcp)
-            self.attempts = 1
-            self.error = exception
-            fall_back(self.req, self)
+            up.kick_health_check(handler.cfg.force_tcp)
+            self._slow(attempts=1, error=exception)
         except Exception:
             log.exception("forward: handing a failed query to the slow path failed")
+
+    def _slow(self, *, attempts: int = 0, failovers: int = 0, error: BaseException | None = None,
+              truncated: bool = False) -> None:
+        self.attempts = attempts
+        self.failovers = failovers
+        self.error = error
+        self.truncated = truncated
+        fall_back(self.req, self)
 
 
 def launch(handler: ForwardHandler, req: Request, question: bytes) -> bool:
@@ -104,20 +112,23 @@ def launch(handler: ForwardHandler, req: Request, question: bytes) -> bool:
     must run instead: every upstream is down (the slow path picks one at random), or no socket
     can be opened."""
     ups = handler.upstreams
-    if any(up.fails for up in ups) and all(up.down for up in ups):
-        return False
+    for up in ups:
+        if up.fails:  # (cheaper than asking each whether it is down)
+            if all(u.down for u in ups):
+                return False
+            break
     order = handler.order()
     k = 0
-    while order[k].down:
+    up = order[0]
+    while up.fails and up.down:
         k += 1
-    up = order[k]
+        up = order[k]
     udp = up.udp
     assert udp is not None  # callback_path() checked
-    now = asyncio.get_running_loop().time()
-    timeout = min(handler.cfg.read_timeout, handler.deadline_seconds)
-    flight = Flight(handler, req, order, k, now, now + handler.deadline_seconds, timeout)
+    started = now()
+    flight = Flight(handler, req, order, k, started)
     try:
-        udp.send_to(req.wire, timeout, question, flight)
+        udp.send_to(req.wire, started + handler.attempt_seconds, question, flight)
     except UpstreamError:  # no socket: the slow path tries (and reports) again
         return False
     up.stats.requests += 1

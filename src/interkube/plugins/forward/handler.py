@@ -78,8 +78,9 @@ class ForwardHandler(Handler):
         self._from_names = frozenset(to_wire(z) for z in cfg.from_zones)
         #: See callback_path() (known once the chain is linked).
         self._callback_path: bool | None = None
-        #: The whole budget of a query (seconds).
+        #: The whole budget of a query, and of its first attempt (seconds).
         self.deadline_seconds = QUERY_DEADLINE
+        self.attempt_seconds = min(cfg.read_timeout, QUERY_DEADLINE)
 
     def matches(self, lname: bytes) -> bool:
         if self.from_zones.match(lname) is None:
@@ -93,7 +94,7 @@ class ForwardHandler(Handler):
             return self.next.fast(req)
         # The callback path (interkube.plugins.forward.flight) for a plain UDP query; else the
         # slow path, which needs the network.
-        if req.replier is None or not self.later_ok or not self.callback_path():
+        if req.replier is None or not self.later_ok or not (self._callback_path or self.callback_path()):
             return SLOW
         max_concurrent = self.cfg.max_concurrent
         if (max_concurrent and self.inflight >= max_concurrent) or self.inflight >= MAX_CALLBACK_INFLIGHT:
@@ -163,7 +164,8 @@ class ForwardHandler(Handler):
         truncated: Flight | None = None
         if isinstance(flight, Flight) and flight.handler is self:
             # The callback path made the first attempt (see flight.py): carry on from there.
-            deadline, ups, i, skipped = flight.deadline, flight.ups, flight.i, flight.skipped
+            # The down upstreams before the one tried were skipped.
+            deadline, ups, i, skipped = flight.deadline, flight.ups, flight.k + 1, flight.k
             attempts, failovers, last = flight.attempts, flight.failovers, flight.error
             if flight.truncated:
                 truncated = flight
@@ -177,7 +179,7 @@ class ForwardHandler(Handler):
             if truncated is not None:
                 # The answer over UDP was truncated: the whole of it over TCP, as exchange() does.
                 up = truncated.up
-                attempt = up.retry_truncated(req.wire, truncated.timeout, truncated.started)
+                attempt = up.retry_truncated(req.wire, self.attempt_seconds, truncated.started)
                 truncated = None
             else:
                 remaining = deadline - loop.time()

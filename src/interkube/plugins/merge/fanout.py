@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from interkube.dns.wire import FLAG_TC, RCODE_SERVFAIL, error_response
@@ -119,11 +120,12 @@ def launch(req: Request, legs: list[tuple[str, bytes, Upstream, bytes, bytes]], 
     next callback: the handlers ahead register their steps when this returns)."""
     defer(req)
     fanout = Fanout(req, len(legs), merge)
+    deadline = time.monotonic() + timeout  # the loop's clock (see interkube.plugins.forward.flight)
     for index, (cluster, zone, upstream, wire, question) in enumerate(legs):
         leg = Leg(fanout, index, cluster, zone, upstream, wire, timeout)
         udp = upstream.udp
         assert udp is not None  # the handler checked
         try:
-            udp.send_to(wire, timeout, question, leg)
+            udp.send_to(wire, deadline, question, leg)
         except UpstreamError as exc:
             asyncio.get_running_loop().call_soon(leg.set_exception, exc)
