@@ -159,6 +159,7 @@ class Lab:
                 "services": [{"name": s.name, "namespace": s.namespace, "cluster_ips": s.cluster_ips,
                               "port": s.port, "endpoints": s.addresses} for s in c.services],
                 "proxy": self.state.get("proxies", {}).get(name),
+                "public": c.public,
             } for name, c in self.layout.clusters.items()},
             "external": {name: {"netns": e.netns, "addresses": e.addresses}
                          for name, e in self.layout.external.items()},

@@ -116,7 +116,8 @@ def _text(status: dict[str, object]) -> str:
                      + (f", proxies the VIPs of {', '.join(c['proxy']['clusters'])}" if c.get("proxy") else ""))
         for pod, p in c["pods"].items():
             port = f" :{p['port']}" if p["port"] else ""
-            lines.append(f"  {pod:<14} {p['namespace']:<12} node{p['node']}  {' '.join(p['addresses'])}{port}")
+            public = f"  public {c['public'][pod]}" if pod in c.get("public", {}) else ""
+            lines.append(f"  {pod:<14} {p['namespace']:<12} node{p['node']}  {' '.join(p['addresses'])}{port}{public}")
     external = status["external"]
     assert isinstance(external, dict)
     for name, e in external.items():

@@ -49,7 +49,8 @@ def render_svg(status: dict[str, Any]) -> str:
         router_note = ", proxy" if c.get("proxy") else ""
         parts.append(_box(x, y, w, ROUTER_H, "#555555", f"router {c['router']}"))
         parts.append(_text(x + 8, y + 18, f"{name} ({c['networking']}): router{router_note}", 12, "bold"))
-        parts.append(_text(x + 8, y + 34, " ".join(c["router_addresses"])))
+        public = f", {len(c['public'])} public (db.example)" if c.get("public") else ""
+        parts.append(_text(x + 8, y + 34, " ".join(c["router_addresses"]) + public))
         anchors[name] = (x + w / 2, y)
         y += ROUTER_H + NODE_GAP
         dns = c["dns"]
