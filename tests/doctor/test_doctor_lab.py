@@ -3,16 +3,20 @@ diagnosed with the finding that names what is wrong. As root; skipped otherwise.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from interkube.doctor.findings import Finding, Level
 from interkube.lab.build import Lab
 from testkit.lab import LabUp
+from testkit.waiting import wait_until
 from tests.doctor.helpers import doctor, one
 
 ROOT = Path(__file__).resolve().parents[2]
 FORWARDED = ROOT / "examples" / "lab" / "forwarded_dns.yaml"
 BLACK_HOLE = ROOT / "examples" / "plans" / "001_vip_black_hole.yaml"
+DISCOVERY = ROOT / "examples" / "lab" / "discovery.yaml"
 SRV = "_couchbase._tcp.cb-example-srv.remote.svc.cluster.local"
 
 
@@ -67,3 +71,22 @@ async def test_vip_black_hole_lab_and_its_fix(lab_up: LabUp) -> None:
     found = await probe(fixed, "client/host", probe_connect=(target,))
     assert not [f for f in found if f.id.startswith("plan.R") and f.level is Level.FAIL]
     assert one(found, "probe.connect", target).level is Level.OK
+
+
+async def test_discovery_lab_through_the_proxy_and_without_it(lab_up: LabUp) -> None:
+    lab = lab_up(DISCOVERY)
+    west = f"{lab.cluster('west').services[2].cluster_ips[0]}:80"  # west's web Service VIP
+    found = await probe(lab, "east/client", probe_connect=(west,))
+    for id in ("proxy.table", "proxy.ready", "proxy.status"):
+        assert one(found, id).level is Level.OK, one(found, id)
+    assert "cluster west:" in one(found, "proxy.status").evidence
+    assert one(found, "probe.connect", west).level is Level.OK
+
+    # The broken variant: east's router without its proxy (SIGTERM: it removes its tables).
+    os.kill(lab.state["pids"]["proxy/east"], signal.SIGTERM)
+    wait_until(lambda: lab.exec("east", "router", ["nft", "list", "table", "ip", "interkube"]).returncode != 0,
+               "east's proxy table removed")
+    found = await probe(lab, "east/client", probe_connect=(west,))
+    for id in ("proxy.table", "proxy.ready"):
+        assert one(found, id).level is Level.FAIL, one(found, id)
+    assert one(found, "probe.connect", west).level is Level.FAIL

@@ -103,8 +103,9 @@ async def run_checks(options: Options) -> list[Finding]:
 
 
 def from_lab(options: Options) -> tuple[Options, Finding | None]:
-    """``--probe-pod CLUSTER/POD``: the pod's namespace, its cluster, that cluster's DNS Service
-    and the lab's plan, from the state of ``interkube lab up`` (docs/lab.md)."""
+    """``--probe-pod CLUSTER/POD``: the pod's namespace, its cluster, that cluster's DNS Service,
+    the lab's plan and, where the cluster's router runs ``interkube proxy``, its endpoint and
+    namespace, from the state of ``interkube lab up`` (docs/lab.md)."""
     import dataclasses
 
     from interkube.errors import InterkubeError
@@ -119,13 +120,17 @@ def from_lab(options: Options) -> tuple[Options, Finding | None]:
         netns = str(lab.netns(cluster, pod))
     except InterkubeError as exc:
         return options, fail("probe", subject, str(exc), "start the lab (interkube lab up PLAN) or give --lab-state")
-    dns = None
+    dns = proxy = proxy_netns = None
     if cluster in lab.layout.clusters:  # else an external network's host: no cluster DNS of its own
         dns = ([str(a) for a in lab.cluster(cluster).dns_service] or [str(lab.dns_address(cluster))])[0]
+        proxied = lab.state.get("proxies", {}).get(cluster)
+        if proxied:  # the cluster's router runs interkube proxy for the other clusters' VIPs
+            proxy, proxy_netns = f"http://{proxied['http']}", lab.netns(cluster, "router")
     else:
         cluster = ""
     return dataclasses.replace(options, probe=netns, probe_cluster=options.probe_cluster or cluster or None,
-                               probe_dns=options.probe_dns or dns, plan=options.plan or str(lab.plan_path)), None
+                               probe_dns=options.probe_dns or dns, plan=options.plan or str(lab.plan_path),
+                               proxy=options.proxy or proxy, proxy_netns=options.proxy_netns or proxy_netns), None
 
 
 async def _stanza_clusters(model: Corefile, plan: Plan | None, options: Options) -> list[Finding]:
