@@ -31,7 +31,7 @@ from interkube.dns.wire import (
     error_response,
     template_for,
 )
-from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.handler import SLOW, Handler, passes_later
 from interkube.plugin.request import Request
 
 DataT = TypeVar("DataT")
@@ -292,6 +292,7 @@ class TemplateHandler(Handler):
         """The template that answers ``req``, or PASS to hand it to the next handler."""
         raise NotImplementedError
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         try:
             tpl = self.template(req)

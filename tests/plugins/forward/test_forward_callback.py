@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import dns.rcode
 import pytest
@@ -189,3 +190,27 @@ async def test_tcp_clients_and_force_tcp_stay_on_the_slow_path(
 
 def test_later_is_empty_bytes_so_a_listener_sends_nothing_now() -> None:
     assert LATER == b"" and not LATER
+
+
+async def test_the_plugins_of_a_usual_corefile_keep_the_callback_path(
+        upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
+    up, _ = upstreams
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.7.7.7 local.example.org\n")
+    port = free_port()
+    plugins = (f"  errors\n  metadata\n  bufsize 1232\n  acl {{\n    allow net 127.0.0.0/8\n  }}\n"
+               f"  hosts {hosts} {{\n    fallthrough\n  }}\n  any\n  chaos\n  local\n"
+               "  log\n  cache\n  loadbalance\n")
+    async with in_process(corefile(port, plugins, up.address)) as server:
+        [fwd] = handlers(server, ForwardHandler)
+        assert fwd.later_ok
+        [ep] = udp_endpoints(server)
+        gate = up.behaviour.gate = asyncio.Event()
+        asking = asyncio.ensure_future(aquery(NAME, "A", port))
+        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        assert not ep.inflight and not ep.backlog
+        gate.set()
+        assert [rr.address for rr in (await asking).answer[0]] == ["10.0.0.1"]
+        assert [rr.address for rr in (await aquery("local.example.org.", "A", port)).answer[0]] == ["10.7.7.7"]
+        [acl] = [h for h in server.instance.built.handlers if h.plugin == "acl"]  # type: ignore[attr-defined]
+        assert acl.stats.allowed == 2  # once each, whichever path answered

@@ -12,7 +12,8 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import EDE_BLOCKED, EDE_FILTERED, RCODE_NOERROR, RCODE_REFUSED, ede_option, error_response
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
 from interkube.plugins.acl.parse import AclConfig
@@ -82,6 +83,7 @@ class AclHandler(Handler):
         self.stats.filtered += 1
         return error_response(req.wire, RCODE_NOERROR, q, _FILTERED)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         q = req.query
         if self.zones.match(q.lname) is not None:
@@ -89,10 +91,16 @@ class AclHandler(Handler):
             if action != ALLOW:
                 return self._refusal(req, action)
             resp = self.next.fast(req)
-            if resp is not None:
+            if resp is LATER:  # counted when it comes (the slow path counts it if it goes there)
+                later.after(req, self._allowed)
+            elif resp is not None:
                 self.stats.allowed += 1
             return resp
         return self.next.fast(req)
+
+    def _allowed(self, req: Request, resp: bytes) -> bytes:
+        self.stats.allowed += 1
+        return resp
 
     async def serve(self, req: Request) -> bytes:
         q = req.query

@@ -15,6 +15,7 @@ import dns.rrset
 from interkube.dns.message import make_response, render
 from interkube.dns.wire import template_for
 from interkube.plugin.answers import INLINE_BUILDS, Entry, TemplateHandler, TemplateTable
+from interkube.plugin.handler import passes_later
 from interkube.plugin.request import Request
 
 TYPE_ANY = 255
@@ -31,6 +32,7 @@ class AnyHandler(TemplateHandler):
     def __init__(self) -> None:
         self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         if req.query.qtype != TYPE_ANY:
             return self.next.fast(req)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from interkube.plugin.handler import Handler
+from interkube.plugin.handler import Handler, passes_later
 from interkube.plugin.request import Request
 
 _U16 = struct.Struct("!H")
@@ -31,6 +31,7 @@ class BufsizeHandler(Handler):
             at = q.question_end + 3
             req.rewrite(req.wire[:at] + self.packed + req.wire[at + 2:])
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         self.clamp(req)
         return self.next.fast(req)

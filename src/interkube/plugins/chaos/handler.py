@@ -20,6 +20,7 @@ from interkube.dns.message import make_response, render
 from interkube.dns.names import to_wire
 from interkube.dns.wire import template_for
 from interkube.plugin.answers import PASS, Entry, TemplateHandler, TemplateTable
+from interkube.plugin.handler import passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.chaos.parse import ChaosConfig
 
@@ -42,6 +43,7 @@ class ChaosHandler(TemplateHandler):
         self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
         self.rng = rng or random.Random()
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         q = req.query
         if q.qclass != CLASS_CH or q.qtype != TYPE_TXT:

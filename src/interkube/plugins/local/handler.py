@@ -39,6 +39,7 @@ from interkube.dns.wire import (
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
 from interkube.plugin.answers import PASS, Entry, TemplateHandler, TemplateTable
+from interkube.plugin.handler import passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.local.parse import LocalConfig
 
@@ -140,6 +141,7 @@ class LocalHandler(TemplateHandler):
         self.zones = ZoneSet(ZONES)
         self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         lname = req.query.lname
         if not lname.endswith(_LOCALHOST) and not lname.startswith(_LOCALHOST_LABEL) \

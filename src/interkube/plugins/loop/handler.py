@@ -18,7 +18,7 @@ import dns.exception
 import dns.message
 import dns.name
 
-from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.handler import SLOW, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugin.services import Services
 
@@ -46,6 +46,7 @@ class LoopHandler(Handler):
         self._task: asyncio.Task[None] | None = None
         self.done = False
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         if not self.done and req.query.lname == self.lname:
             return SLOW  # counted on the slow path only, so it is counted once

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from interkube.dns.names import ZoneSet
-from interkube.plugin.handler import Handler
+from interkube.plugin.handler import Handler, passes_later
 from interkube.plugin.metadata import Providers
 from interkube.plugin.request import Request
 
@@ -33,6 +33,7 @@ class MetadataHandler(Handler):
         for provide in self.providers:
             provide(req)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         self.collect(req)
         return self.next.fast(req)
