@@ -90,3 +90,29 @@ async def test_discovery_lab_through_the_proxy_and_without_it(lab_up: LabUp) -> 
     for id in ("proxy.table", "proxy.ready"):
         assert one(found, id).level is Level.FAIL, one(found, id)
     assert one(found, "probe.connect", west).level is Level.FAIL
+
+
+IPV6_ONLY = """\
+clusters:
+  - name: cluster1
+    nodes: [fd10:0:1::/64]
+    pods: [fd10:1::/56]
+    services: [fd10:96:1::/112]
+    forward: [{namespace: remote, to: cluster2}]
+  - name: cluster2
+    nodes: [fd10:0:2::/64]
+    pods: [fd10:2::/56]
+    services: [fd10:96:2::/112]
+links:
+  - {kind: peering, between: [cluster1, cluster2], pod_traffic: true}
+"""
+
+
+async def test_forwarded_dns_lab_over_ipv6(lab_up: LabUp) -> None:
+    lab = lab_up(IPV6_ONLY)
+    found = await probe(lab, "cluster1/client", probe_srv=(SRV,))
+    assert not [f for f in found if f.level is Level.FAIL], [f for f in found if f.level is Level.FAIL]
+    assert one(found, "probe.dns", "remote.svc.cluster.local").level is Level.OK
+    srv = one(found, "probe.srv")
+    assert srv.level is Level.OK and "fd10:2:" in srv.evidence
+    assert targets(found) == [Level.OK] * 3

@@ -192,11 +192,13 @@ async def probe_srv(spec: Spec, name: str) -> list[Finding]:
     resolved: list[str] = []
     unresolved = 0
     for target, port in targets:
-        addresses = glue.get(target)
-        if not addresses:
+        addresses = glue.get(target, [])
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):  # IPv4, else IPv6 (IPv6-only clusters)
+            if addresses:
+                break
             try:
-                answer = await ask(target, dns.rdatatype.A)
-                addresses = [str(rr) for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset]
+                answer = await ask(target, rdtype)
+                addresses = [str(rr) for rrset in answer.answer if rrset.rdtype == rdtype for rr in rrset]
             except (OSError, dns.exception.DNSException):
                 addresses = []
         unresolved += not addresses
