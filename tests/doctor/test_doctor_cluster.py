@@ -91,7 +91,9 @@ async def test_cluster_not_as_planned(tmp_path: Path, kube_api: KubeAPI, kube: K
 
 
 async def test_missing_dns_service_fails(kube_api: KubeAPI, kube_ns: str) -> None:
-    found = await doctor(kubeconfig=str(kube_api.kubeconfig), contexts=(kube_api.name,), dns_service=f"{kube_ns}/dns")
+    # --kubeconfig alone: its current context.
+    found = await doctor(kubeconfig=str(kube_api.kubeconfig), dns_service=f"{kube_ns}/dns")
+    assert one(found, "cluster.api").subject == f"the current context of {kube_api.kubeconfig}"
     assert one(found, "cluster.dns-service").level is Level.FAIL
     assert one(found, "cluster.plan").level is Level.NOTE
 

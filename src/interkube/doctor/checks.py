@@ -75,13 +75,15 @@ async def run_checks(options: Options) -> list[Finding]:
             found += corefile.check_self_loops(model)
             found += await upstreams.check_forwarded_zones(model, options.timeout)
 
-    if not options.contexts and model is not None:
+    # --kubeconfig alone: its current context.
+    contexts = options.contexts or (("",) if options.kubeconfig else ())
+    if not contexts and model is not None:
         found += await _stanza_clusters(model, plan, options)
-    if options.contexts:
+    if contexts:
         from interkube.doctor.cluster import Target, check_clusters
 
         needs = needs_of(model.kubernetes, model.mcs) if model is not None and model.kubernetes else Needs()
-        targets = [Target.parse(c) for c in options.contexts]
+        targets = [Target.parse(c) for c in contexts]
         found += await check_clusters(options.kubeconfig or default_kubeconfig(), targets, plan, needs,
                                       options.dns_service, options.timeout)
         from interkube.doctor.components import check_webhooks

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="default port for server keys without one, as `interkube serve -dns.port` (default 53)")
     p.add_argument("--plan", metavar="PLAN", help="the address plan (as for `interkube check`)")
     p.add_argument("--kubeconfig", metavar="FILE",
-                   help="kubeconfig of the clusters (default $KUBECONFIG or ~/.kube/config with --context)")
+                   help="kubeconfig of the clusters (default $KUBECONFIG or ~/.kube/config with --context); "
+                        "alone: its current context")
     p.add_argument("--context", action="append", default=[], metavar="NAME",
                    help="a kubeconfig context to check; repeat for each cluster")
     p.add_argument("--dns-service", default=None, metavar="NAMESPACE/NAME",
@@ -81,9 +82,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from interkube.doctor import findings
     from interkube.doctor.checks import Options, run_checks
 
-    if not (args.conf or args.plan or args.context or args.probe or args.probe_pod or args.ready or args.proxy
-            or args.proxy_netns):
-        parser.error("give something to check: -conf, --plan, --context, --probe, --ready or --proxy")
+    if not any((args.conf, args.plan, args.context, args.kubeconfig, args.probe, args.probe_pod, args.ready,
+                args.proxy, args.proxy_netns)):
+        parser.error("give something to check: -conf, --plan, --kubeconfig/--context, --probe(-pod), --ready "
+                     "or --proxy")
     options = Options(corefile=args.conf, dns_port=args.dns_port, plan=args.plan, kubeconfig=args.kubeconfig,
                       contexts=tuple(args.context), dns_service=args.dns_service, webhook=args.webhook,
                       ready=tuple(args.ready), proxy=args.proxy, proxy_netns=args.proxy_netns, probe=args.probe,

@@ -190,9 +190,9 @@ async def check_webhooks(kubeconfig: str, targets: Sequence[Target], name: str |
         return []  # the cluster checks report it
     out: list[Finding] = []
     for target in targets:
-        subject = f"context {target.context}"
+        subject = f"context {target.context}" if target.context else f"the current context of {kubeconfig}"
         try:
-            client = AsyncClient(kube.get(target.context), trust_env=False, timeout=httpx2.Timeout(timeout))
+            client = AsyncClient(kube.get(target.context or None), trust_env=False, timeout=httpx2.Timeout(timeout))
         except (ConfigError, KeyError, ValueError):
             continue
         try:
