@@ -93,6 +93,24 @@ def metric(port: int, name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def target_dns(port: int, kubeconfig: Path, more: str = "") -> str:
+    """The target cluster's interkube: its own data in cluster.local, the source's in cluster.a
+    (and ``more`` plugins)."""
+    return f""".:{port} {{
+    bind 127.0.0.1
+    kubernetes cluster.local {{
+        kubeconfig {kubeconfig} b
+        cluster b
+    }}
+    kubernetes cluster.a {{
+        kubeconfig {kubeconfig} a
+        cluster a
+    }}
+    {more}
+}}
+"""
+
+
 def db_slice(a: KubeObjects, ns: str, ready: dict[str, bool], name: str = "db-x") -> Any:
     """The headless Service db's EndpointSlice: pods db-N at 10.244.0.1N with hostnames."""
     endpoints = [{"addresses": [f"10.244.0.1{host[-1]}"], "hostname": host, "conditions": {"ready": r},
@@ -286,18 +304,7 @@ async def test_the_targets_interkube_answers_the_chain_from_the_sources_data(
     db_slice(kube, ns, {"db-0": True})
     run_once(two_clusters_kubeconfig, "--namespace", ns)
     port = free_port()
-    corefile = f""".:{port} {{
-    bind 127.0.0.1
-    kubernetes cluster.local {{
-        kubeconfig {two_clusters_kubeconfig} b
-        cluster b
-    }}
-    kubernetes cluster.a {{
-        kubeconfig {two_clusters_kubeconfig} a
-        cluster a
-    }}
-}}
-"""
+    corefile = target_dns(port, two_clusters_kubeconfig)
 
     async def answer(name: str) -> tuple[str, list[str]]:
         msg = await aquery(name, "A", port)
@@ -327,19 +334,7 @@ async def test_a_merged_zone_target_domain_is_answered_by_clusterset(
     out = run_once(two_clusters_kubeconfig, "--namespace", ns, "--target-domain", "cluster.all")
     assert f"created Service {ns}/db-0: ExternalName db-0.a.db.{ns}.svc.cluster.all" in out
     port = free_port()
-    corefile = f""".:{port} {{
-    bind 127.0.0.1
-    kubernetes cluster.local {{
-        kubeconfig {two_clusters_kubeconfig} b
-        cluster b
-    }}
-    kubernetes cluster.a {{
-        kubeconfig {two_clusters_kubeconfig} a
-        cluster a
-    }}
-    clusterset cluster.all
-}}
-"""
+    corefile = target_dns(port, two_clusters_kubeconfig, "clusterset cluster.all")
     async with in_process(corefile):
         async def synced() -> bool:
             return (await aaddresses(f"db.{ns}.svc.cluster.all", port))[0] == "NOERROR"
