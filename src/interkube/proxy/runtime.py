@@ -93,6 +93,8 @@ class Proxy:
         self.synced_once = False
         self.failures_in_a_row = 0
         self.last_error: str | None = None
+        #: The last transaction applied: kind, lines, seconds spent building it and in nft.
+        self.last_sync: dict[str, Any] = {}
         self._wake = asyncio.Event()
         self.registry = CollectorRegistry()
         self.sync_seconds = Histogram("interkube_proxy_sync_duration_seconds",
@@ -206,6 +208,7 @@ class Proxy:
         kind = "full" if self.rebuild else "update"
         involved = set(self.clusters) if self.rebuild else (touched | {w.cluster for w in self._dirty_winners()})
         text, contributions, winners = self._transaction()
+        computed = time.perf_counter()
         try:
             if text:
                 await nft.apply(text, self.binary)
@@ -235,6 +238,8 @@ class Proxy:
                 self.winners[fkey] = winner
         self.dirty_keys = set()
         elapsed = time.perf_counter() - start
+        self.last_sync = {"kind": kind, "lines": text.count("\n"), "compute_seconds": computed - start,
+                          "nft_seconds": elapsed - (computed - start)}
         for name in involved:
             self.sync_seconds.labels(name, kind).observe(elapsed)
         if self.rebuild:
@@ -332,7 +337,8 @@ class Proxy:
                      "endpoints": [str(b) for b in sp.endpoints], "affinity": sp.affinity,
                      "rejects": not sp.endpoints}
                     for sp in sorted(self.winners.values(), key=lambda s: (s.label, s.vip))]
-        return {"programmed": self.synced_once, "last_error": self.last_error, "clusters": clusters,
+        return {"programmed": self.synced_once, "last_error": self.last_error, "last_sync": self.last_sync,
+                "clusters": clusters,
                 "services": services}
 
 
