@@ -228,3 +228,19 @@ def test_status_lists_what_is_programmed(topo: Topology) -> None:
     gone = topo.gateway.run(sys.executable, "-m", "interkube", "proxy", "status", check=False)
     assert gone.returncode == 1 and "no interkube tables" in gone.stderr
 
+
+
+def test_a_refused_transaction_is_logged_with_its_line_counted_and_repaired(topo: Topology) -> None:
+    a = topo.cluster("a")
+    topo.start_proxy(topo.conf({"a": web(0, pods=a.pods)}, extra="    http 127.0.0.1:9403\n"))
+    topo.wait_endpoints(vip(0, 10), 80, 3)
+    # Someone removes the table behind the proxy's back: its next small transaction names chains
+    # that are gone, nft refuses it whole, and the proxy rebuilds the table.
+    topo.gateway.run("nft", "delete table ip interkube")
+    topo.snapshot("a", web(0, pods=a.pods[:1]))
+    topo.wait_endpoints(vip(0, 10), 80, 1)
+    assert topo.tcp(vip(0, 10), 80)[0] == a.pods[0]
+    logs = topo.logs()
+    assert "transaction refused (update sync" in logs and "nothing applied): nft: line " in logs, logs
+    assert 'interkube_proxy_transaction_failures_total{cluster="a"} 1.0' in topo.http(9403, "/metrics")[1]
+    assert topo.http(9403, "/ready")[0] == 200
