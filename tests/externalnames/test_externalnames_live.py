@@ -75,6 +75,12 @@ def controller(kubeconfig: Path, *args: str) -> Iterator[tuple[subprocess.Popen[
         yield proc, port
 
 
+def logged(proc: subprocess.Popen[bytes], line: str) -> str | None:
+    """The process's output once it holds ``line``."""
+    text = process_output(proc)
+    return text if line in text else None
+
+
 def run_once(kubeconfig: Path, *args: str) -> str:
     done = subprocess.run(["python3", "-m", "interkube", "externalnames", "--kubeconfig", str(kubeconfig),
                            "--source", "a", "--target", "b", "--once", *args],
@@ -151,7 +157,8 @@ def test_services_and_ready_hosts_are_mirrored_kept_and_deleted(
         # The source Service deleted: its ExternalName too.
         kube_api.http().delete(f"/api/v1/namespaces/{ns}/services/web").raise_for_status()
         wait_until(lambda: "web" not in target(kube_api_b, ns), "web deleted in the target", WAIT)
-        out = process_output(proc)
+        # The line is written once the API has answered the delete, which the target may show first.
+        out = wait_until(lambda: logged(proc, f"deleted Service {ns}/web"), "the delete logged", WAIT)
     assert f"created Service {ns}/web: ExternalName web.{ns}.svc.cluster.a (ports http 80/TCP)" in out
     assert f"updated Service {ns}/web" in out
     assert f"deleted Service {ns}/db-1" in out
@@ -281,7 +288,9 @@ def test_of_replicas_with_a_lease_one_acts_and_another_takes_over(
                    lambda: process_output(follower), WAIT)
         kube.service(ns, "second")
         wait_until(lambda: "second" in external(kube_api_b, ns), lambda: process_output(follower), WAIT)
-        assert metric(follower_port, 'interkube_externalnames_changes_total{action="create"}') == 1.0
+        # Counted once the API has answered, which the target may show first.
+        wait_until(lambda: metric(follower_port, 'interkube_externalnames_changes_total{action="create"}') == 1.0,
+                   "the new leader's create counted", WAIT)
 
         # A leader that dies without giving the Lease up: a third replica takes over once the
         # Lease has not been renewed for its duration.
