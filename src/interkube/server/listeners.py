@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
@@ -35,10 +35,12 @@ from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.plugin.handler import Streamed
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
-from interkube.server import doh
 from interkube.server.dispatch import Dispatcher
 from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, TableSlot
 from interkube.tlsutil.stream import TlsServerProtocol
+
+if TYPE_CHECKING:
+    from interkube.server import doh
 
 log = logging.getLogger("interkube.server")
 
@@ -888,7 +890,11 @@ class Listener:
                 self._udp = UdpEndpoint(self, udp[0])
             factory = self._tls_connection if self.ssl_context is not None else lambda: TcpProtocol(self)
             if self.transport == "https":
-                factory = doh.connection_factory(self)  # DNS over HTTPS (interkube.server.doh)
+                # DNS over HTTPS: loaded for an https:// listener only (h2 and the HTTP code are
+                # no part of a plain DNS server's footprint, issue 18).
+                from interkube.server import doh
+
+                factory = doh.connection_factory(self)
             self._tcp = await loop.create_server(factory, sock=tcp_sock, backlog=TCP_BACKLOG)
         except OSError as exc:
             await self.stop()

@@ -23,13 +23,17 @@ import base64
 import logging
 import ssl
 from collections.abc import Callable
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from interkube.dns.wire import HEADER_LEN
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
 from interkube.tlsutil import reasons
 from interkube.upstream.transport import question_key
+
+if TYPE_CHECKING:
+    # Imported where an https:// upstream uses it: a server without one (forward's plain UDP
+    # and TCP, a sidecar) does not load httpx2, h2 and certifi (issue 18, footprint).
+    import httpx2
 
 #: RFC 8484's media type, and the path CoreDNS uses (no other path can be configured).
 MEDIA_TYPE = "application/dns-message"
@@ -107,6 +111,8 @@ class DohExchanger:
     def _new_transport(self) -> httpx2.AsyncHTTPTransport:
         # trust_env=False: no proxy from the environment (HTTPS_PROXY, NO_PROXY) may reroute
         # queries meant for the upstream; http1=False: HTTP/2 or nothing, as RFC 8484 advises.
+        import httpx2
+
         limits = httpx2.Limits(max_connections=None,
                                max_keepalive_connections=self.max_idle_conns or None,
                                keepalive_expiry=self.expire)
@@ -136,6 +142,8 @@ class DohExchanger:
         task.add_done_callback(self._retired.discard)
 
     def _request(self, wire: bytes) -> httpx2.Request:
+        import httpx2
+
         query = b"\x00\x00" + wire[2:]  # ID 0 (RFC 8484 section 4.1)
         if self.method == "GET":
             dns_param = base64.urlsafe_b64encode(query).rstrip(b"=").decode()
@@ -148,6 +156,8 @@ class DohExchanger:
     async def exchange(self, wire: bytes, timeout: float, question: bytes | None = None) -> bytes:
         """Send ``wire`` and return the answer (with ID 0), within ``timeout`` seconds; ``question``
         is the lower-cased question section the answer must repeat (read from ``wire`` without it)."""
+        import httpx2
+
         if self._closed:
             raise UpstreamError(self.name, "the connections to this upstream are closed (shutting down)")
         if self.max_age > 0:
@@ -180,6 +190,8 @@ class DohExchanger:
         return body
 
     def _failure(self, exc: httpx2.HTTPError) -> UpstreamError:
+        import httpx2
+
         tls_error = _ssl_cause(exc)
         if tls_error is not None:
             return TlsVerificationFailed(self.name, reasons.client_side(tls_error, self.server_name or self.host))

@@ -1,0 +1,163 @@
+"""Issue 18, goal 4: a hosts/forward-only server's footprint, next to unbound's and CoreDNS's.
+
+Each server is started ``--starts`` times with the same job (100 hosts records in example.org,
+everything else forwarded to loadgen's responder on loopback) and measured:
+
+* time to the first answer: from the spawn of the process to the first answer to a query sent
+  to it every 5 ms (a hosts name: what a sidecar must answer at once), and the CPU the process
+  used until then (what a busy machine does not inflate much);
+* RSS: VmRSS once it answers, and the peak (VmHWM) after 2,000 queries (half of them
+  forwarded).
+
+Goals (interkube): <= 25 MiB and <= 0.2 s to the first answer. Printed, never asserted; the
+medians of the starts, and the machine's other work meanwhile (a busy machine slows every start).
+
+    python bench/footprint.py [--starts 5] [--servers interkube,unbound,coredns]
+
+Every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dns.message
+
+from bench.generators import Loadgen
+from bench.procs import GENERATOR_CPU, CpuMeter, Proc, proc_cpu_seconds, status_kib, stop_all
+from bench.scenarios import HOSTS_ZONE, Scenario, hosts_records
+from bench.servers import Context, Coredns, Interkube, Server, Unbound
+from testkit.servers import free_port
+
+GOAL_RSS_MIB = 25.0
+GOAL_FIRST_ANSWER_S = 0.2
+FORWARD_ZONE = "fwd.bench."
+
+
+class HostsAndForward(Interkube):
+    """interkube with `hosts` for the zone and a `forward` for the rest."""
+
+    def corefile(self, sc: Scenario, ctx: Context, port: int, workdir: Path) -> str:
+        hosts = workdir / "hosts"
+        hosts.write_text("".join(f"{ip} {name}\n" for name, ip in sc.records))
+        return (f".:{port} {{\n    bind 127.0.0.1\n    hosts {hosts} {HOSTS_ZONE} {{\n        ttl {sc.ttl}\n"
+                f"    }}\n    forward {FORWARD_ZONE} 127.0.0.1:{ctx.upstream_port}\n}}\n")
+
+
+def first_answer(port: int, wire: bytes, proc: Proc, timeout: float = 30.0) -> float:
+    """Seconds from now (just after the spawn) until ``wire`` is answered on ``port``."""
+    started = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.005)
+        while time.monotonic() - started < timeout:
+            if not proc.running():
+                raise proc.fail("exited before answering")
+            s.sendto(wire, ("127.0.0.1", port))
+            try:
+                s.recv(4096)
+                return time.monotonic() - started
+            except OSError:
+                continue
+    raise proc.fail(f"no answer in {timeout:g}s")
+
+
+def ask(port: int, names: list[str], count: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1.0)
+        for i in range(count):
+            s.sendto(dns.message.make_query(names[i % len(names)], "A").to_wire(), ("127.0.0.1", port))
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--starts", type=int, default=5, help="starts of each server (medians are reported)")
+    ap.add_argument("--servers", default="interkube,unbound,coredns")
+    opts = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="interkube-footprint-"))
+    records = hosts_records()
+    # S1-hosts' data; the forwarding zone is the scenarios' (loadgen's responder answers it).
+    sc = Scenario("footprint", "hosts and forward", "cache", FORWARD_ZONE, records=records, ttl=3600)
+    gen = Loadgen()
+    ctx = Context(upstream_port=free_port())
+    probe = dns.message.make_query(records[0][0], "A").to_wire()
+    names = [n for n, _ in records[:50]] + [f"n{i:04d}.{FORWARD_ZONE}" for i in range(50)]
+    kinds: dict[str, Server] = {"interkube": HostsAndForward("interkube"), "unbound": Unbound("unbound"),
+                                "coredns": Coredns("coredns")}
+    results: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
+    skipped: list[str] = []
+    busy = 0.0
+    wall = 0.0
+    try:
+        Proc("responder", gen.responder_argv(ctx.upstream_port, ttl=0), tmp / "responder.log",
+             cpus=(GENERATOR_CPU,)).start()
+        for label in [s.strip() for s in opts.servers.split(",") if s.strip()]:
+            server = kinds[label]
+            why = server.unavailable()
+            if why:
+                skipped.append(f"{label}: {why}")
+                continue
+            firsts: list[float] = []
+            cpus: list[float] = []
+            rss: list[float] = []
+            peak: list[float] = []
+            for i in range(opts.starts):
+                port = free_port()
+                workdir = tmp / f"{label}-{i}"
+                workdir.mkdir()
+                launch = server.launch(_hosts_with_forward(sc, label), ctx, port, workdir)
+                with CpuMeter([]) as meter:
+                    proc = Proc(label, launch.argv, workdir / "server.log", cpus=launch.cpus, env=launch.env,
+                                cwd=launch.cwd).start()
+                    firsts.append(first_answer(port, probe, proc))
+                    cpus.append(sum(proc_cpu_seconds(pid) for pid in proc.tree()))
+                busy += meter.foreign(0.0)
+                wall += meter.wall
+                rss.append(sum(status_kib(pid, "VmRSS") for pid in proc.tree()) / 1024)
+                ask(port, names, 2000)
+                peak.append(sum(status_kib(pid, "VmHWM") for pid in proc.tree()) / 1024)
+                proc.stop()
+            results[label] = (firsts, cpus, rss, peak)
+    finally:
+        stop_all()
+    print("a hosts/forward-only server: 100 hosts records, the rest forwarded (loadgen's responder on loopback;"
+          " unbound and CoreDNS serve the hosts records only, as in S1-hosts);")
+    print(f"median of {opts.starts} starts each")
+    print(f"  {'server':<10} {'first answer s':>15} {'CPU s until':>12} {'RSS MiB':>9} {'peak MiB':>9}")
+    for label, (firsts, cpus, rss, peak) in results.items():
+        print(f"  {label:<10} {statistics.median(firsts):>15.3f} {statistics.median(cpus):>12.3f}"
+              f" {statistics.median(rss):>9.1f} {statistics.median(peak):>9.1f}")
+    for line in skipped:
+        print(f"  skipped {line}")
+    if "interkube" in results:
+        firsts, cpus, _, peak = results["interkube"]
+        f, p = statistics.median(firsts), statistics.median(peak)
+        print(f"  goal: interkube peak RSS <= {GOAL_RSS_MIB:g} MiB: {p:.1f} {'met' if p <= GOAL_RSS_MIB else 'short'}")
+        print(f"  goal: interkube first answer <= {GOAL_FIRST_ANSWER_S:g} s: {f:.3f}"
+              f" {'met' if f <= GOAL_FIRST_ANSWER_S else 'short'} (CPU until then {statistics.median(cpus):.3f} s)")
+    share = busy / wall if wall else 0.0
+    print(f"  other work on the machine during the starts: {100 * share:.0f}% of a core"
+          + ("  (noisy: start times are the machine's; re-run on a quiet machine)" if share > 0.1 else ""))
+
+
+def _hosts_with_forward(sc: Scenario, label: str) -> Scenario:
+    """The scenario each server's own configuration takes: interkube reads ``records`` itself;
+    unbound and CoreDNS get S1-hosts' zone data through their usual scenario kinds."""
+    if label == "interkube":
+        return sc
+    return Scenario(sc.id, sc.title, "memory", HOSTS_ZONE, records=sc.records, ttl=sc.ttl)
+
+
+if __name__ == "__main__":
+    main()
