@@ -60,7 +60,7 @@ class Server:
     @property
     def label(self) -> str:
         if self.workers > 1:
-            unit = "workers" if self.name == "interkube" else "threads"
+            unit = {"interkube": "workers", "kresd": "processes"}.get(self.name, "threads")
             return f"{self.name} ({self.workers} {unit})"
         return self.name
 
@@ -286,7 +286,8 @@ class Dnsmasq(Server):
 class Kresd(Server):
     def unavailable(self) -> str | None:
         if self.workers > 1:
-            return "a second kresd process per core is how it scales; not measured here"
+            return ("knot-resolver scales by one kresd process per core (SO_REUSEPORT), a set-up "
+                    "the harness does not build; S5 compares interkube's workers with unbound's threads")
         return None if daemon("kresd") else "kresd is not installed (Debian package knot-resolver)"
 
     def version(self) -> str:
@@ -394,7 +395,8 @@ _CLASSES: dict[str, type[Server]] = {"interkube": Interkube, "unbound": Unbound,
 
 def servers_for(sc: Scenario, selected: list[str]) -> list[Server]:
     """The servers a scenario runs: each selected one; S5 runs interkube with one and with
-    two workers, and unbound with two threads as the reference for two cores; S0 runs only
+    two workers, and unbound with two threads as the reference for two cores (the other peers
+    are listed there too, so that the table says why they are not measured); S0 runs only
     loadgen's responder."""
     if sc.kind == "ceiling":
         return [Responder("loadgen-responder")]
@@ -402,7 +404,6 @@ def servers_for(sc: Scenario, selected: list[str]) -> list[Server]:
         out: list[Server] = []
         if "interkube" in selected:
             out += [Interkube("interkube", workers=1), Interkube("interkube", workers=sc.workers)]
-        if "unbound" in selected:
-            out.append(Unbound("unbound", workers=sc.workers))
+        out += [_CLASSES[n](n, workers=sc.workers) for n in PEERS if n in selected]
         return out
     return [_CLASSES[n](n) for n in ALL if n in selected]

@@ -109,3 +109,13 @@ def test_kresd_answers_in_every_scenario_it_takes_part_in(sc_id: str, tmp_path: 
     with _context(sc, tmp_path, "kresd") as ctx, serving(sc, server, ctx, _workdir(tmp_path, "kresd")) as (_, port, _l):
         checked, bad = check_answers(sc, port, ctx.pki)
         assert checked > 0 and bad == []
+
+
+def test_s5_lists_the_peers_it_does_not_measure_with_why() -> None:
+    from bench.servers import servers_for
+
+    listed = {s.label: s.unavailable() for s in servers_for(_scenario("S5"), ["interkube", "kresd", "dnsmasq"])}
+    assert set(listed) == {"interkube", "interkube (2 workers)", "kresd (2 processes)", "dnsmasq (2 threads)"}
+    reason = listed["kresd (2 processes)"]
+    assert reason is not None and "one kresd process per core" in reason
+    assert listed["dnsmasq (2 threads)"] == "dnsmasq is single-threaded"
