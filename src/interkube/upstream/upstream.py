@@ -101,6 +101,7 @@ class Upstream:
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_wire = self._make_probe()
         self._was_down = False
+        self._closed = False
 
     def _make_probe(self) -> bytes:
         q = dns.message.make_query(self.health.domain, dns.rdatatype.NS)
@@ -154,8 +155,8 @@ class Upstream:
 
     def kick_health_check(self, force_tcp: bool = False) -> None:
         """Start probing (if not already): called after a query to this upstream failed."""
-        if self.max_fails == 0 or self.health.interval <= 0:
-            return
+        if self.max_fails == 0 or self.health.interval <= 0 or self._closed:
+            return  # (closed: its queries fail with "socket closed", and nothing is to be probed)
         if self._probe_task is None or self._probe_task.done():
             self._probe_task = asyncio.get_running_loop().create_task(self._probe_until_up(force_tcp))
 
@@ -187,6 +188,7 @@ class Upstream:
             return
 
     def close(self) -> None:
+        self._closed = True
         if self._probe_task is not None:
             self._probe_task.cancel()
             self._probe_task = None

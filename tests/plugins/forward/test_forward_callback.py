@@ -10,6 +10,7 @@ get, what the upstreams were asked and the forward counters, against the slow pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -214,3 +215,20 @@ async def test_the_plugins_of_a_usual_corefile_keep_the_callback_path(
         assert [rr.address for rr in (await aquery("local.example.org.", "A", port)).answer[0]] == ["10.7.7.7"]
         [acl] = [h for h in server.instance.built.handlers if h.plugin == "acl"]  # type: ignore[attr-defined]
         assert acl.stats.allowed == 2  # once each, whichever path answered
+
+
+async def test_stopping_with_a_query_in_flight_starts_no_health_check(
+        upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    silent, _ = upstreams
+    silent.behaviour.silent = True
+    port = free_port()
+    async with in_process(corefile(port, "", silent.address)) as server:
+        [fwd] = handlers(server, ForwardHandler)
+        asking = asyncio.ensure_future(aquery(NAME, "A", port, timeout=1))
+        await until(lambda: silent.count("udp") == 1, "the query reaches the upstream")
+    # Stopped with the query in flight: its "socket closed" failure probes nothing (a probe
+    # would open a socket on the closed upstream and go on for as long as it is silent).
+    [up] = fwd.upstreams
+    assert up._probe_task is None
+    with contextlib.suppress(Exception):
+        await asking
