@@ -5,7 +5,10 @@
   which is what the base class does. A handler that has to wait for anything (an upstream, a
   lock) returns :data:`SLOW`, and the whole chain then runs again on the slow path. The fast
   path therefore has no side effects until a handler commits to an answer, and log/metrics
-  handlers record only answers that came back.
+  handlers record only answers that came back. A handler that sends a UDP query on from the
+  socket callback returns :data:`LATER` (the *callback path*, :mod:`interkube.plugin.later`):
+  its answer comes from another socket's callback, and a handler in front that does something
+  to answers registers that step for it (see :func:`passes_later`).
 * ``async serve(req) -> bytes`` is the general path; it may await upstreams and may raise a
   :class:`~interkube.errors.DnsError` (an ``errors`` handler earlier in the chain logs it; the
   server turns it into SERVFAIL).
