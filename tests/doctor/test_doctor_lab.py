@@ -3,12 +3,15 @@ diagnosed with the finding that names what is wrong. As root; skipped otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from pathlib import Path
 
-from interkube.doctor.findings import Finding, Level
+from interkube.doctor.findings import Finding, Level, from_dicts
 from interkube.lab.build import Lab
+from interkube.tlsutil import certs
 from testkit.lab import LabUp
 from testkit.waiting import wait_until
 from tests.doctor.helpers import doctor, one
@@ -116,3 +119,40 @@ async def test_forwarded_dns_lab_over_ipv6(lab_up: LabUp) -> None:
     srv = one(found, "probe.srv")
     assert srv.level is Level.OK and "fd10:2:" in srv.evidence
     assert targets(found) == [Level.OK] * 3
+
+
+def doctor_inside(lab: Lab, cluster: str, pod: str, *argv: str) -> dict[str, Finding]:
+    """``interkube doctor ARGV --json`` run in a lab pod's namespace: its findings by id."""
+    out = lab.exec(cluster, pod, [sys.executable, "-m", "interkube", "doctor", *argv, "--json"], timeout=120)
+    assert out.returncode in (0, 1), out.stderr
+    return {f.id: f for f in from_dicts(json.loads(out.stdout)["findings"])}
+
+
+async def test_forwarded_dns_over_dot_with_mtls_from_the_dns_pod(lab_up: LabUp, tmp_path: Path) -> None:
+    # The doctor where cluster1's interkube runs, on its own Corefile: the DoT upstream (cluster2's
+    # front, mutual TLS) answers, and its certificate is right.
+    lab = lab_up(FORWARDED, dot=True)
+    corefile = lab.state_dir / "dns" / "cluster1" / "Corefile"
+    found = doctor_inside(lab, "cluster1", "dns", "-conf", str(corefile))
+    for id in ("corefile.setup", "corefile.open-resolver", "upstream.tls-name", "upstream.tls-chain",
+               "upstream.tls-expiry", "upstream.soa"):
+        assert found[id].level is Level.OK, found[id]
+
+    # Broken: a server name the certificate does not have, and a client certificate of another CA.
+    text = corefile.read_text()
+    misnamed = tmp_path / "Corefile.misnamed"
+    misnamed.write_text(text.replace("tls_servername dns.cluster2", "tls_servername dns.elsewhere"))
+    found = doctor_inside(lab, "cluster1", "dns", "-conf", str(misnamed))
+    assert found["upstream.tls-name"].level is Level.FAIL and "dns.elsewhere" in found["upstream.tls-name"].evidence
+    assert found["upstream.soa"].level is Level.FAIL and "not valid for the name" in found["upstream.soa"].evidence
+
+    other = certs.create_ca("another CA")
+    stranger = certs.issue(other, "dns-client", server=False, client=True)
+    stranger.save(tmp_path / "client.crt", tmp_path / "client.key")
+    client = lab.state_dir / "certs" / "cluster1" / "client"
+    foreign = tmp_path / "Corefile.foreign"
+    foreign.write_text(text.replace(f"{client}.crt", str(tmp_path / "client.crt"))
+                       .replace(f"{client}.key", str(tmp_path / "client.key")))
+    found = doctor_inside(lab, "cluster1", "dns", "-conf", str(foreign))
+    soa = found["upstream.soa"]
+    assert soa.level is Level.FAIL and "TLS refused" in soa.evidence, soa
