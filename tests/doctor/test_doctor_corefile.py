@@ -230,8 +230,14 @@ def test_probe_pod_needs_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("argv", [["--probe-connect", "10.0.0.1"], ["--probe-connect", "host:80"],
-                                  ["--probe-dns", "10.0.0.1:99999"]])
+                                  ["--probe-dns", "10.0.0.1:99999"], ["--timeout", "0"]])
 def test_probe_addresses_are_checked(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["doctor", "--probe", "ns", *argv])
     assert exc.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_nothing_to_check_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["doctor"])
+    assert exc.value.code == 2 and "give something to check" in capsys.readouterr().err

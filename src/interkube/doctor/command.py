@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--kubeconfig", metavar="FILE",
                    help="kubeconfig of the clusters (default $KUBECONFIG or ~/.kube/config with --context); "
                         "alone: its current context")
-    p.add_argument("--context", action="append", default=[], metavar="NAME",
-                   help="a kubeconfig context to check; repeat for each cluster")
+    p.add_argument("--context", action="append", default=[], metavar="CONTEXT[=CLUSTER]",
+                   help="a kubeconfig context to check, and the plan cluster it is (default: the plan cluster "
+                        "whose context or name it is); repeat for each cluster")
     p.add_argument("--dns-service", default=None, metavar="NAMESPACE/NAME",
                    help="the cluster DNS Service (default kube-system/kube-dns, else kube-system/coredns)")
     p.add_argument("--webhook", metavar="NAME", default=None,
@@ -49,10 +50,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "scenario does (_couchbase._tcp.cb-example-srv.remote.svc.cluster.local); repeatable")
     p.add_argument("--probe-connect", action="append", default=[], metavar="ADDRESS:PORT", type=_address(True),
                    help="an address the probe connects to over TCP, besides the plan's; repeatable")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=_seconds, default=2.0, metavar="SECONDS",
                    help="how long one network check waits (default 2)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=lambda args: run(args, p))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time above zero")
+    return value
 
 
 def _address(port_needed: bool) -> Callable[[str], str]:
