@@ -143,6 +143,14 @@ def test_services_and_ready_hosts_are_mirrored_kept_and_deleted(
             "externalnames.interkube.io/origin": f"a/{ns}/db/db-0"}
         assert httpx2.get(f"http://127.0.0.1:{port}/ready", trust_env=False).status_code == 200
 
+        # Its own Services deleted or changed by hand in the target: put right from the target's
+        # watch (the next full pass is minutes away).
+        kube_api_b.http().delete(f"/api/v1/namespaces/{ns}/services/db-0").raise_for_status()
+        kube_api_b.http().patch(f"/api/v1/namespaces/{ns}/services/db", json={"spec": {"externalName": "x.example"}},
+                                headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        wait_until(lambda: external(kube_api_b, ns) == expected, lambda: f"put right: {external(kube_api_b, ns)}\n"
+                   + process_output(proc), WAIT)
+
         # A port changed in the source: updated in the target.
         kube.client.patch(Service, "web", {"spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}},
                           namespace=ns, patch_type=PatchType.MERGE)

@@ -8,6 +8,7 @@ serves there from the source's own data (``<svc>.<ns>.svc.cluster.<source>``).
 * :mod:`.plan` -- pure: what the target should hold, and the changes from what it holds;
 * :mod:`.target` -- the target API calls (Services, Namespaces, Leases);
 * :mod:`.lease` -- leader election on a coordination.k8s.io Lease;
-* :mod:`.controller` -- the source watch, the reconcile passes, metrics and ``/ready``;
+* :mod:`.controller` -- the source watch (and of its own Services in the target), the reconcile
+  passes, metrics and ``/ready``;
 * :mod:`.command` -- the command line.
 """

@@ -87,8 +87,8 @@ def _duration(text: str, flag: str) -> float:
 def build(args: argparse.Namespace) -> Controller:
     """The controller the flags describe (nothing started); errors name the flag or the file."""
     from interkube.errors import ExternalNamesError
-    from interkube.externalnames.controller import Controller, Settings, SourceFilters
-    from interkube.externalnames.plan import LABEL_VALUE, Naming
+    from interkube.externalnames.controller import Controller, OwnedFilters, Settings, SourceFilters
+    from interkube.externalnames.plan import LABEL_VALUE, Naming, owned_selector
     from interkube.externalnames.target import TargetApi
     from interkube.kube import access as api_access
     from interkube.kube.cluster import Cluster
@@ -110,7 +110,8 @@ def build(args: argparse.Namespace) -> Controller:
         raise ExternalNamesError("--concurrency: at least 1")
     if args.lease and args.lease.count("/") != 1:
         raise ExternalNamesError(f"--lease: {args.lease!r} is not NAMESPACE/NAME")
-    settings = Settings(naming=Naming.of(name, args.target_domain or None), namespace=args.namespace or None,
+    naming = Naming.of(name, args.target_domain or None)
+    settings = Settings(naming=naming, namespace=args.namespace or None,
                         create_namespaces=args.create_namespaces, dry_run=args.dry_run,
                         resync=_duration(args.resync, "--resync"), concurrency=args.concurrency)
     source_access = api_access.ApiAccess(kubeconfig=args.kubeconfig, context=args.source)
@@ -122,7 +123,11 @@ def build(args: argparse.Namespace) -> Controller:
     clusters = ClusterRegistry()
     source = Cluster(name, LiveSource(source_access, source_config, filters), stats=clusters.stats(name))
     target = TargetApi(target_config, cluster=args.target, context=args.target)
-    return Controller(settings, source, target, clusters=clusters)
+    owned = OwnedFilters(namespaces=filters.namespaces, selector=parse_selector(owned_selector(naming)),
+                         endpoints=False)
+    # Its own name, so that its logs and metrics are not taken for the source's.
+    target_view = Cluster(f"{args.target}-externalnames", LiveSource(target_access, target_config, owned))
+    return Controller(settings, source, target, clusters=clusters, target_view=target_view)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,6 +153,7 @@ async def _main(controller: Controller, args: argparse.Namespace, *, once: bool,
         if once:
             await controller.full_pass()
             return 0
+        await controller.watch_target()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,7 +13,9 @@ While it acts (always, or while it holds the Lease), the controller runs passes:
   a relist of the source, after a failed pass, and every ``--resync`` seconds (what a person or
   another tool changed in the target meanwhile is put right then);
 * an *incremental* pass, for the namespaces whose Services changed, plans those namespaces again
-  against what the controller knows of the target (its own writes keep that current).
+  against what the controller knows of the target (its own writes keep that current; a watch of
+  its own Services in the target, :class:`OwnedFilters`, tells it of one deleted or edited by
+  hand, which is then read again and put right).
 
 Writes run ``concurrency`` at a time. A hand-made Service in the way is a *conflict*: never
 changed, counted, logged once with its name. A failed write is counted and makes the next pass a
@@ -71,6 +73,16 @@ class SourceFilters(Filters):
                                  or not self.service_selector.matches(read.labels)):
             return None
         return read.record
+
+
+@dataclass(frozen=True)
+class OwnedFilters(Filters):
+    """What the controller watches of the target: its own Services (its labels, sent to the API as
+    the label selector), so that one deleted or edited by hand is put right at once rather than
+    at the next full pass."""
+
+    def kinds(self) -> tuple[Kind[Any], ...]:
+        return (SERVICES,)
 
 
 @dataclass(frozen=True)
@@ -143,13 +155,18 @@ class Controller:
     """Keeps the target's ExternalName Services in step with the source cluster's Services."""
 
     def __init__(self, settings: Settings, source: Cluster, target: TargetApi, *, out: TextIO | None = None,
-                 clusters: ClusterRegistry | None = None) -> None:
+                 clusters: ClusterRegistry | None = None, target_view: Cluster | None = None) -> None:
         """``clusters`` publishes the source's *kubernetes* metrics: give the source the stats
-        object ``clusters.stats(name)`` so that they count its restarts and relists."""
+        object ``clusters.stats(name)`` so that they count its restarts and relists.
+        ``target_view`` watches the controller's own Services in the target (OwnedFilters)."""
         self.settings = settings
         self.naming = settings.naming
         self.source = source
         self.target = target
+        self.target_view = target_view
+        #: Target Services a watch event touched: checked against what the controller knows
+        #: before their namespace is planned again.
+        self._touched: set[Key] = set()
         self.out = out or sys.stdout
         self.clusters = clusters or ClusterRegistry()
         self.clusters.publish(source)
@@ -194,6 +211,39 @@ class Controller:
             self._dirty.update(key[1] for key in keys if key[0] == "s")
         self._wake.set()
 
+    def _target_changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
+        # A relist of the target view tells nothing a full pass would not: the next resync sees it.
+        if keys is None:
+            return
+        touched = {(key[1], key[2]) for key in keys if key[0] == "s"}
+        if touched:
+            self._touched |= touched
+            self._dirty.update(ns for ns, _ in touched)
+            self._wake.set()
+
+    async def _refresh_touched(self, namespaces: set[str]) -> None:
+        """Bring what the controller knows of the touched Services of ``namespaces`` up to date:
+        dropped when gone, read again when the watch shows them other than known (someone
+        edited one, or made one with the controller's labels). Its own writes show as known."""
+        view = self.target_view.index if self.target_view is not None else None
+        keys = {key for key in self._touched if key[0] in namespaces}
+        self._touched -= keys
+        if view is None:
+            return
+        for key in sorted(keys):
+            seen, known = view.service(*key), self.owned.get(key)
+            if seen is None:
+                if known is not None:
+                    log.info("externalnames: Service %s/%s was deleted in the target; making it again", *key)
+                self.owned.pop(key, None)
+            elif known is None or seen.external_name != known.external_name or seen.ports != known.ports:
+                obj = await self.target.get_service(*key)
+                found = plan.found_from(obj, self.naming) if obj is not None else None
+                if found is not None and found.owned:
+                    self.owned[key] = found
+                else:
+                    self.owned.pop(key, None)
+
     # --- passes ----------------------------------------------------------------------------
 
     def _index(self) -> ClusterIndex:
@@ -212,6 +262,7 @@ class Controller:
             (owned if found.owned else others)[found.key] = found
         self.owned, self.others = owned, others
         self._missing_namespaces = set()
+        self._touched = set()
         desired, skipped = plan.desired_in(self._index(), self.naming, self.settings.namespace)
         todo = plan.changes(desired, owned, others)
         self._reported = {k: v for k, v in self._reported.items() if k in others or k in desired}
@@ -226,6 +277,8 @@ class Controller:
         todo: list[Change] = []
         skipped: list[Skipped] = []
         namespaces = sorted(namespaces)
+        if self._touched:
+            await self._refresh_touched(set(namespaces))
         for ns in namespaces:
             desired, ns_skipped = plan.desired_in(index, self.naming, ns)
             keys = set(desired) | {key for key in self.owned if key[0] == ns}
@@ -392,10 +445,19 @@ class Controller:
             raise ExternalNamesError(f"source cluster {self.source.name} did not sync in {timeout:g}s: "
                                      f"{self.source.down or 'no answer from ' + self.source.source.description}")
 
+    async def watch_target(self) -> None:
+        """Start the watch of the controller's own Services in the target (watch mode)."""
+        if self.target_view is not None:
+            self.target_view.subscribe(self._target_changed)
+            await self.target_view.start()
+
     async def stop(self) -> None:
         await self.set_acting(False)
         self.source.unsubscribe(self._changed)
         await self.source.stop()
+        if self.target_view is not None:
+            self.target_view.unsubscribe(self._target_changed)
+            await self.target_view.stop()
 
     async def set_acting(self, acting: bool) -> None:
         """Start or stop the passes (leader election turns this on and off)."""
