@@ -81,6 +81,7 @@ async def test_parse_and_setup_errors_name_the_line(tmp_path: Path) -> None:
     ("acl {\n allow net 0.0.0.0/0\n block\n }\n forward . 127.0.0.1:5300", Level.FAIL),
     ("bind 127.0.0.1 10.1.2.3\n forward . 127.0.0.1:5300", Level.OK),
     ("bind 127.0.0.1 8.8.4.4\n forward . 127.0.0.1:5300", Level.FAIL),
+    ("bind 0.0.0.0\n forward . 127.0.0.1:5300", Level.FAIL),  # every address
 ])
 def test_open_resolver(tmp_path: Path, block: str, expected: Level) -> None:
     model, found = corefile.load(write(tmp_path, f".:{free_port()} {{\n {block}\n}}\n"))

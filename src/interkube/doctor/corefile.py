@@ -118,7 +118,8 @@ def _read_block(model: Corefile, block: ServerBlock, parsed: list[tuple[int, Any
     hosts: list[str] = []
     for name, cfg, _ in configs:
         if name == "bind":
-            hosts += [h for h in cfg.include if is_address(h)]  # interfaces: addresses unknown here
+            # Interfaces: their addresses are unknown here. 0.0.0.0 and :: are every address.
+            hosts += ["" if ipaddress.ip_address(h).is_unspecified else h for h in cfg.include if is_address(h)]
     listens = tuple(dict.fromkeys((za.transport, h, za.port) for za, _ in keys for h in (hosts or [""])))
     zones = tuple(dict.fromkeys(za.zone for za, _ in keys))
     for listen in listens:
