@@ -7,6 +7,7 @@ files, and talks TCP and UDP from the client namespace to servers in the cluster
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 from collections import Counter
@@ -244,3 +245,25 @@ def test_a_refused_transaction_is_logged_with_its_line_counted_and_repaired(topo
     assert "transaction refused (update sync" in logs and "nothing applied): nft: line " in logs, logs
     assert 'interkube_proxy_transaction_failures_total{cluster="a"} 1.0' in topo.http(9403, "/metrics")[1]
     assert topo.http(9403, "/ready")[0] == 200
+
+
+def test_udp_flows_to_an_endpoint_that_went_away_are_forgotten(topo: Topology) -> None:
+    a = topo.cluster("a")
+    topo.start_proxy(topo.conf({"a": web(0, pods=a.pods)}))
+    topo.wait_endpoints(vip(0, 10), 53, 3, "udp")
+    # One client socket (one source port) all along: conntrack ties it to the pod it reached.
+    with topo.client.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.connect((vip(0, 10), 53))
+
+        def ask() -> str:
+            sock.send(b"hello")
+            return sock.recv(512).decode().split()[0]
+
+        first = ask()
+        assert {ask() for _ in range(5)} == {first}
+        # That pod leaves the Service (its server still runs): the flow moves to another one.
+        topo.snapshot("a", web(0, pods=[p for p in a.pods if p != first]))
+        topo.wait_endpoints(vip(0, 10), 53, 2, "udp")
+        # The entries go right after the transaction that the table shows: ask until then.
+        wait_until(lambda: ask() != first, f"the flow to leave {first}\n{topo.logs()}", timeout=30)

@@ -37,7 +37,7 @@ from interkube.kube.index import ClusterIndex, DepKey
 from interkube.kube.live import LiveOptions, live_source
 from interkube.kube.snapshot import SnapshotSource
 from interkube.pkg.backoff import retry_delay
-from interkube.proxy import nft, rules
+from interkube.proxy import conntrack, nft, rules
 from interkube.proxy.config import ClusterConfig, ProxyConfig
 from interkube.proxy.config import load as load_config
 from interkube.proxy.rules import Contribution, Key, ServicePort, Transaction
@@ -220,6 +220,7 @@ class Proxy:
             log.error("transaction refused (%s sync, %d lines, nothing applied): %s", kind, text.count("\n"), exc)
             self.rebuild = True
             return False
+        gone = self._udp_endpoints_gone(winners)
         if self.rebuild:
             self.programmed = {}
             self.winners = {}
@@ -249,7 +250,28 @@ class Proxy:
         self.synced_once = True
         self.failures_in_a_row = 0
         self.last_error = None
+        if gone:
+            await self._forget_udp(gone)
         return True
+
+    def _udp_endpoints_gone(self, winners: dict[FKey, ServicePort | None]) -> set[tuple[str, int]]:
+        """Endpoints of UDP Service ports that the transaction takes away."""
+        gone: set[tuple[str, int]] = set()
+        for fkey, new in winners.items():
+            old = self.winners.get(fkey)
+            if old is not None and old.protocol == "udp":
+                kept = set(new.endpoints) if new is not None else set()
+                gone.update((b.ip, b.port) for b in old.endpoints if b not in kept)
+        return gone
+
+    async def _forget_udp(self, gone: set[tuple[str, int]]) -> None:
+        try:
+            deleted = await asyncio.to_thread(conntrack.forget_udp, gone)
+        except OSError as exc:
+            log.warning("cannot remove UDP conntrack entries of %d endpoints that went away: %s", len(gone), exc)
+            return
+        if deleted:
+            log.debug("removed %d UDP conntrack entries of endpoints that went away", deleted)
 
     def _dirty_winners(self) -> list[ServicePort]:
         return [w for k in self.dirty_keys if (w := self.winners.get(k)) is not None]
