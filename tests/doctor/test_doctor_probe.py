@@ -41,9 +41,9 @@ class Scenario:
     def serve(self, ns: Netns, corefile: str, name: str) -> None:
         path = self.tmp / name
         path.write_text(corefile)
-        log = (self.tmp / f"{name}.log").open("wb")
-        ns.start([sys.executable, "-m", "interkube", "serve", "-conf", str(path)], stdout=log,
-                 stderr=subprocess.STDOUT)
+        with (self.tmp / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+            ns.start([sys.executable, "-m", "interkube", "serve", "-conf", str(path)], stdout=log,
+                     stderr=subprocess.STDOUT)
 
     def start_proxy(self) -> None:
         snapshot = write_snapshot(self.tmp / "cluster2.yaml", [
@@ -53,9 +53,9 @@ class Scenario:
         conf = self.tmp / "proxy.conf"
         conf.write_text(f"proxy {{\n    cluster cluster2 {{\n        snapshot {snapshot}\n"
                         f"        service_cidr 172.20.0.0/16\n    }}\n    http 127.0.0.1:{self.proxy_port}\n}}\n")
-        log = (self.tmp / "proxy.log").open("wb")
-        self.proxy = self.router.start([sys.executable, "-m", "interkube", "proxy", "-conf", str(conf)],
-                                       stdout=log, stderr=subprocess.STDOUT)
+        with (self.tmp / "proxy.log").open("wb") as log:
+            self.proxy = self.router.start([sys.executable, "-m", "interkube", "proxy", "-conf", str(conf)],
+                                           stdout=log, stderr=subprocess.STDOUT)
         wait_until(lambda: self.router.run("nft", "list", "table", "ip", "interkube", check=False).returncode == 0,
                    "the proxy's table", 30)
 

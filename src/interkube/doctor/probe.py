@@ -133,21 +133,48 @@ async def run_argv(argv: Sequence[str], where: str, timeout: float) -> list[Find
 # --- inside the namespace -----------------------------------------------------------------------
 
 
-async def probe_dns(spec: Spec, zone: str) -> Finding:
+#: How many times the probe asks before it reports no answer or SERVFAIL, as a pod's resolver
+#: does (resolv.conf's attempts): one lost datagram, or one slow upstream, is not a broken setup.
+ATTEMPTS = 2
+
+
+async def ask(spec: Spec, qname: str, rdtype: str) -> Any:
+    """A dnspython answer to ``qname``/``rdtype`` from the probe's DNS server: UDP (TCP when
+    truncated), asked again after a timeout or SERVFAIL; the last outcome after ATTEMPTS."""
     import dns.asyncquery
     import dns.exception
+    import dns.flags
     import dns.message
+    import dns.rcode
+
+    query = dns.message.make_query(qname, rdtype)
+    for attempt in range(ATTEMPTS):
+        last = attempt == ATTEMPTS - 1
+        try:
+            response = await dns.asyncquery.udp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout,
+                                                ignore_unexpected=True)
+            if response.flags & dns.flags.TC:
+                response = await dns.asyncquery.tcp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout)
+        except dns.exception.Timeout:
+            if last:
+                raise
+            continue
+        if response.rcode() != dns.rcode.SERVFAIL or last:
+            return response
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+async def probe_dns(spec: Spec, zone: str) -> Finding:
+    import dns.exception
     import dns.rdatatype
 
     from interkube.doctor.upstreams import judge_soa
 
     subject = f"{zone} through {spec.dns}:{spec.dns_port}"
-    query = dns.message.make_query(zone, dns.rdatatype.SOA)
     try:
-        response = await dns.asyncquery.udp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout,
-                                            ignore_unexpected=True)
+        response = await ask(spec, zone, "SOA")
     except dns.exception.Timeout:
-        return fail("probe.dns", subject, f"no answer within {spec.timeout:g}s",
+        return fail("probe.dns", subject, f"no answer within {spec.timeout:g}s, asked {ATTEMPTS} times",
                     "check that the pod reaches its DNS server and that interkube runs")
     except (OSError, dns.exception.DNSException) as exc:
         return fail("probe.dns", subject, f"failed: {exc}", "check the pod's route to its DNS server")
@@ -160,25 +187,14 @@ async def probe_dns(spec: Spec, zone: str) -> Finding:
 async def probe_srv(spec: Spec, name: str) -> list[Finding]:
     """The scenario's lookup: ``name`` SRV through the probe's DNS server, each target's addresses
     (from the additional section, else asked), and a TCP connection to each target's port."""
-    import dns.asyncquery
     import dns.exception
-    import dns.flags
-    import dns.message
     import dns.rcode
     import dns.rdatatype
 
     subject = f"{name} SRV through {spec.dns}:{spec.dns_port}"
 
-    async def ask(qname: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
-        query = dns.message.make_query(qname, rdtype)
-        response = await dns.asyncquery.udp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout,
-                                            ignore_unexpected=True)
-        if response.flags & dns.flags.TC:
-            response = await dns.asyncquery.tcp(query, spec.dns, port=spec.dns_port, timeout=spec.timeout)
-        return response
-
     try:
-        response = await ask(name, dns.rdatatype.SRV)
+        response = await ask(spec, name, "SRV")
     except (OSError, dns.exception.DNSException) as exc:
         return [fail("probe.srv", subject, f"no answer: {exc}", "check the pod's DNS server and its forward")]
     targets = [(str(rr.target), int(rr.port)) for rrset in response.answer if rrset.rdtype == dns.rdatatype.SRV
@@ -193,12 +209,13 @@ async def probe_srv(spec: Spec, name: str) -> list[Finding]:
     unresolved = 0
     for target, port in targets:
         addresses = glue.get(target, [])
-        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):  # IPv4, else IPv6 (IPv6-only clusters)
+        for rdtype in ("A", "AAAA"):  # IPv4, else IPv6 (IPv6-only clusters)
             if addresses:
                 break
             try:
-                answer = await ask(target, rdtype)
-                addresses = [str(rr) for rrset in answer.answer if rrset.rdtype == rdtype for rr in rrset]
+                answer = await ask(spec, target, rdtype)
+                addresses = [str(rr) for rrset in answer.answer
+                             if rrset.rdtype == dns.rdatatype.from_text(rdtype) for rr in rrset]
             except (OSError, dns.exception.DNSException):
                 addresses = []
         unresolved += not addresses
