@@ -117,26 +117,22 @@ def parse_table(family: str, doc: dict[str, Any]) -> list[Programmed]:
             vip, protocol, port = elem["val"]["concat"]
             p = Programmed(family, str(vip), str(protocol), int(port), str(elem.get("comment", "")))
             if name == SERVICE_MAP:
-                chain = verdict["goto"]["target"]
-                targets = dict.fromkeys(t for expr in rules.get(chain, []) for t in _gotos(expr))
-                for target in targets:
-                    for expr in rules.get(target, []):
-                        p.affinity = p.affinity or bool(_walk(expr, "set"))  # update @aff-...
-                        for dnat in _walk(expr, "dnat"):
-                            addr = str(dnat["addr"])
-                            p.endpoints.append(f"[{addr}]:{dnat['port']}" if ":" in addr else f"{addr}:{dnat['port']}")
+                # The Service's chain holds its endpoints' DNATs (each twice with affinity: the
+                # client seen before, and the random pick).
+                endpoints: dict[str, None] = {}
+                for expr in rules.get(verdict["goto"]["target"], []):
+                    p.affinity = p.affinity or bool(_walk(expr, "set"))  # update @aff-...
+                    for dnat in _walk(expr, "dnat"):
+                        addr = str(dnat["addr"])
+                        endpoints[f"[{addr}]:{dnat['port']}" if ":" in addr else f"{addr}:{dnat['port']}"] = None
+                p.endpoints = list(endpoints)
             out.append(p)
     out.sort(key=lambda p: (p.service, p.vip, p.port, p.protocol))
     return out
 
 
-def _gotos(expr: list[dict[str, Any]]) -> list[str]:
-    return [g["target"] for g in _walk(expr, "goto")]
-
-
 def _walk(node: Any, key: str) -> list[Any]:
-    """Every value under ``key`` anywhere in a rule's JSON (a goto may sit in a statement of its
-    own or in a verdict map)."""
+    """Every value under ``key`` anywhere in a rule's JSON (a statement may sit among others)."""
     found: list[Any] = []
     if isinstance(node, dict):
         for k, v in node.items():
