@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lightkube import ApiError, Client
-from lightkube.resources.core_v1 import Node
+from lightkube.resources.core_v1 import Node, NodeStatus
 
 from interkube.deploy.rbac import Needs, rules
 from interkube.doctor.findings import Level
@@ -40,20 +40,23 @@ def dns_service(kube: KubeObjects, namespace: str) -> str:
 
 @pytest.fixture
 def node(kube_client: Client) -> Iterator[str]:
-    """A Node (cluster-scoped: removed afterwards) whose podCIDR is 10.244.1.0/24."""
+    """A Node (cluster-scoped: removed afterwards) whose podCIDR is 10.244.1.0/24 and InternalIP
+    192.168.0.7 (written to its status as a kubelet would)."""
     name = f"doctor-{secrets.token_hex(3)}"
     kube_client.create(Node.from_dict({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
                                        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}}))
+    kube_client.patch(NodeStatus, name, {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.7"}]}})
     try:
         yield name
     finally:
         kube_client.delete(Node, name)
 
 
-def plan(tmp_path: Path, *, services: list[str], pods: list[str], dns: str, endpoints: list[str]) -> str:
+def plan(tmp_path: Path, *, services: list[str], pods: list[str], dns: str, endpoints: list[str],
+         nodes: tuple[str, ...] = ("192.168.0.0/24",)) -> str:
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump({"clusters": [
-        {"name": "c1", "nodes": ["192.168.0.0/24"], "pods": pods, "services": services,
+        {"name": "c1", "nodes": list(nodes), "pods": pods, "services": services,
          "dns": {"service": dns, "endpoints": endpoints}},
         {"name": "c2", "nodes": ["10.1.0.0/16"], "pods": ["10.1.0.0/16"], "services": ["172.20.0.0/16"]}]}))
     return str(path)
@@ -67,7 +70,7 @@ async def test_cluster_as_planned(tmp_path: Path, kube_api: KubeAPI, kube: KubeO
                          kubeconfig=str(kube_api.kubeconfig), contexts=(f"{kube_api.name}=c1",),
                          dns_service=f"{kube_ns}/dns")
     for id in ("cluster.api", "cluster.rbac", "cluster.dns-service", "cluster.dns-endpoints",
-               "cluster.service-cidr", "cluster.pod-cidr"):
+               "cluster.service-cidr", "cluster.pod-cidr", "cluster.nodes"):
         assert one(found, id).level is Level.OK, one(found, id)
     assert "10.244.1.0/24" in one(found, "cluster.pod-cidr").evidence
     assert ip in one(found, "cluster.dns-service").evidence
@@ -77,7 +80,7 @@ async def test_cluster_not_as_planned(tmp_path: Path, kube_api: KubeAPI, kube: K
                                       node: str) -> None:
     ip = dns_service(kube, kube_ns)
     found = await doctor(plan=plan(tmp_path, services=["10.100.0.0/16", "fd00:10:96::/112"], pods=["10.0.0.0/16"],
-                                   dns="10.100.0.10", endpoints=["10.244.9.9"]),
+                                   dns="10.100.0.10", endpoints=["10.244.9.9"], nodes=("192.168.9.0/24",)),
                          kubeconfig=str(kube_api.kubeconfig), contexts=(f"{kube_api.name}=c1",),
                          dns_service=f"{kube_ns}/dns")
     service = one(found, "cluster.dns-service")
@@ -88,6 +91,8 @@ async def test_cluster_not_as_planned(tmp_path: Path, kube_api: KubeAPI, kube: K
     assert [f.level for f in cidrs] == [Level.FAIL, Level.FAIL]  # the ServiceCIDR, and the DNS IP outside the plan
     assert "10.96.0.0/16" in cidrs[0].evidence
     assert one(found, "cluster.pod-cidr").level is Level.FAIL
+    nodes = one(found, "cluster.nodes")
+    assert nodes.level is Level.FAIL and "192.168.0.7/32" in nodes.evidence
 
 
 async def test_missing_dns_service_fails(kube_api: KubeAPI, kube_ns: str) -> None:

@@ -115,6 +115,14 @@ async def test_webhook_configuration(capsys: pytest.CaptureFixture[str], kube_ap
                              dns_service=f"{kube_ns}/none")
         chain = one(found, "webhook.tls-chain")
         assert chain.level is Level.FAIL and "another CA" in chain.evidence
+        # No caBundle (cert-manager's injection not done).
+        config = kube_client.get(MutatingWebhookConfiguration, name)
+        for hook in config.webhooks:
+            hook.clientConfig.caBundle = None
+        kube_client.replace(config)
+        found = await doctor(kubeconfig=str(kube_api.kubeconfig), contexts=(kube_api.name,), webhook=name,
+                             dns_service=f"{kube_ns}/none")
+        assert {f.level for f in found if f.id == "webhook.ca-bundle"} == {Level.FAIL}
         kube_client.delete(Service, name, namespace=kube_ns)
         found = await doctor(kubeconfig=str(kube_api.kubeconfig), contexts=(kube_api.name,), webhook=name,
                              dns_service=f"{kube_ns}/none")

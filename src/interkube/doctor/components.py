@@ -114,67 +114,72 @@ def _b64(text: str | bytes | None) -> bytes:
 
 
 async def check_webhook_configuration(client: Any, config: Any, subject: str) -> list[Finding]:
-    """One MutatingWebhookConfiguration: per entry, the caBundle, the Service, and the serving
-    certificate (the ``NAME-tls`` Secret interkube render writes) against the caBundle."""
+    """One MutatingWebhookConfiguration: per entry, the caBundle and the Service it calls, and the
+    serving certificate (the ``NAME-tls`` Secret interkube render writes) against the caBundle."""
+    name = config.metadata.name
+    out: list[Finding] = []
+    checked: set[tuple[str, str]] = set()
+    for hook in config.webhooks or ():
+        where = f"{subject} webhook {name}/{hook.name}"
+        cas, found = _ca_bundle(config, hook, where)
+        out += found
+        svc = hook.clientConfig.service
+        if svc is None:
+            out.append(note("webhook.service", where, f"called at a URL ({hook.clientConfig.url}): not checked"))
+        elif (svc.namespace, svc.name) not in checked:
+            checked.add((svc.namespace, svc.name))
+            out += await _webhook_service(client, svc, where, cas)
+    return out
+
+
+def _ca_bundle(config: Any, hook: Any, where: str) -> tuple[list[Any] | None, list[Finding]]:
+    """The caBundle's certificates (None when there are none) and the finding about it."""
+    from cryptography import x509
+
+    bundle = _b64(hook.clientConfig.caBundle)
+    if not bundle:
+        inject = (config.metadata.annotations or {}).get("cert-manager.io/inject-ca-from")
+        return None, [fail("webhook.ca-bundle", where, "no caBundle: the API server cannot verify the webhook" + (
+            f" (cert-manager's cainjector has not injected {inject} yet)" if inject else ""),
+            "run cert-manager (its cainjector fills caBundle) or render with --certs generate")]
+    try:
+        cas = x509.load_pem_x509_certificates(bundle)
+    except ValueError as exc:
+        return None, [fail("webhook.ca-bundle", where, f"caBundle is not PEM certificates: {exc}",
+                           "render the webhook again")]
+    return cas, [ok("webhook.ca-bundle", where, f"caBundle holds {len(cas)} certificate(s): "
+                    + ", ".join(c.subject.rfc4514_string() for c in cas))]
+
+
+async def _webhook_service(client: Any, svc: Any, where: str, cas: list[Any] | None) -> list[Finding]:
+    """The Service a webhook entry calls, and (with a caBundle) the serving certificate."""
     from cryptography import x509
     from lightkube import ApiError
     from lightkube.resources.core_v1 import Secret, Service
 
     from interkube.doctor.upstreams import certificate_findings
 
-    name = config.metadata.name
-    out: list[Finding] = []
-    checked: set[tuple[str, str]] = set()
-    for hook in config.webhooks or ():
-        where = f"{subject} webhook {name}/{hook.name}"
-        client_config = hook.clientConfig
-        bundle = _b64(client_config.caBundle)
-        annotations = config.metadata.annotations or {}
-        if not bundle:
-            inject = annotations.get("cert-manager.io/inject-ca-from")
-            out.append(fail("webhook.ca-bundle", where, "no caBundle" + (
-                f": cert-manager's cainjector has not injected {inject} yet" if inject else ""),
-                "run cert-manager (its cainjector fills caBundle) or render with --certs generate"))
-            continue
-        try:
-            cas = x509.load_pem_x509_certificates(bundle)
-        except ValueError as exc:
-            out.append(fail("webhook.ca-bundle", where, f"caBundle is not PEM certificates: {exc}",
-                            "render the webhook again"))
-            continue
-        out.append(ok("webhook.ca-bundle", where, f"caBundle holds {len(cas)} certificate(s): "
-                      + ", ".join(c.subject.rfc4514_string() for c in cas)))
-        svc = client_config.service
-        if svc is None:
-            out.append(note("webhook.service", where, f"called at a URL ({client_config.url}): not checked"))
-            continue
-        if (svc.namespace, svc.name) in checked:
-            continue
-        checked.add((svc.namespace, svc.name))
-        try:
-            await client.get(Service, svc.name, namespace=svc.namespace)
-        except ApiError as exc:
-            out.append(fail("webhook.service", where, f"Service {svc.namespace}/{svc.name}: HTTP {exc.status.code}",
-                            "apply the Service of `interkube render webhook`"))
-            continue
-        out.append(ok("webhook.service", where, f"Service {svc.namespace}/{svc.name} exists"))
-        secret_name = f"{svc.name}-tls"
-        try:
-            secret = await client.get(Secret, secret_name, namespace=svc.namespace)
-        except ApiError as exc:
-            out.append(note("webhook.tls", where, f"cannot read the serving certificate Secret "
-                            f"{svc.namespace}/{secret_name}: HTTP {exc.status.code}: not checked"))
-            continue
-        pem = _b64((secret.data or {}).get("tls.crt"))
-        try:
-            cert = x509.load_pem_x509_certificate(pem)
-        except ValueError as exc:
-            out.append(fail("webhook.tls-name", where, f"Secret {svc.namespace}/{secret_name} holds no certificate: "
-                            f"{exc}", "render the webhook again (or check cert-manager's Certificate)"))
-            continue
-        out += certificate_findings(cert, f"{where} serving certificate", f"{svc.name}.{svc.namespace}.svc", cas,
-                                    "the caBundle", prefix="webhook")
-    return out
+    try:
+        await client.get(Service, svc.name, namespace=svc.namespace)
+    except ApiError as exc:
+        return [fail("webhook.service", where, f"Service {svc.namespace}/{svc.name}: HTTP {exc.status.code}",
+                     "apply the Service of `interkube render webhook`")]
+    out = [ok("webhook.service", where, f"Service {svc.namespace}/{svc.name} exists")]
+    if cas is None:
+        return out
+    secret_name = f"{svc.name}-tls"
+    try:
+        secret = await client.get(Secret, secret_name, namespace=svc.namespace)
+    except ApiError as exc:
+        return [*out, note("webhook.tls", where, f"cannot read the serving certificate Secret "
+                           f"{svc.namespace}/{secret_name}: HTTP {exc.status.code}: not checked")]
+    try:
+        cert = x509.load_pem_x509_certificate(_b64((secret.data or {}).get("tls.crt")))
+    except ValueError as exc:
+        return [*out, fail("webhook.tls-name", where, f"Secret {svc.namespace}/{secret_name} holds no certificate: "
+                           f"{exc}", "render the webhook again (or check cert-manager's Certificate)")]
+    return out + certificate_findings(cert, f"{where} serving certificate", f"{svc.name}.{svc.namespace}.svc",
+                                      cas, "the caBundle", prefix="webhook")
 
 
 async def check_webhooks(kubeconfig: str, targets: Sequence[Target], name: str | None,
