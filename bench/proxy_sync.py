@@ -9,7 +9,9 @@ namespaces named ``ikpb-*``, removed at the end). Everything nft does happens in
 2. **One change**: then, ``--changes`` times, one EndpointSlice of that cluster gains or loses
    an endpoint (``Cluster.apply``, as a watch event does) and the next sync makes it live: the
    time from the change to nft's return (p50, p99) at each N. Goal: p99 < 100 ms at 10,000,
-   and a cost that does not grow with N (printed as the ratio to N = 100).
+   and a cost that does not grow with N (printed as the ratio to N = 100). Then, as many times
+   in all, a Service deleted or created again (its element and chain go or come): shown beside,
+   as the p50 of each (a deletion makes nft 1.0.6 list every chain first: that one grows with N).
 3. **Throughput**: a client, a gateway running ``interkube proxy`` and a pod namespace; TCP
    bulk transfers of ``--megabytes`` each, to the VIP and straight to the pod address (both
    through the gateway), in ``--rounds`` pairs (alternating which goes first): median
@@ -70,8 +72,9 @@ def index_of(services: int) -> ClusterIndex:
     return index
 
 
-async def programming(services: int, changes: int) -> tuple[float, float, list[float]]:
-    """(full sync seconds, of which in nft, one-change seconds each) for ``services`` Services."""
+async def programming(services: int, changes: int) -> tuple[float, float, list[float], list[float]]:
+    """(full sync seconds, of which in nft, one-endpoint-change seconds each, Service deleted or
+    created seconds each) for ``services`` Services."""
     config = ProxyConfig("bench", (ClusterConfig("bench", "bench:1", snapshot=("/nonexistent",)),))
     proxy = Proxy(config)
     state = proxy.clusters["bench"]
@@ -91,8 +94,17 @@ async def programming(services: int, changes: int) -> tuple[float, float, list[f
         state.cluster.apply("endpointslices", ("default", f"svc{n}-a"), record)
         assert await proxy.sync()
         each.append(time.perf_counter() - start)
+    whole = []
+    for i in range(changes):
+        n = (i // 2 * 7919 + 1) % services
+        svc = SERVICES.from_dict(service("default", f"svc{n}", cluster_ips=(vip(n),))).record if i % 2 else None
+        start = time.perf_counter()
+        state.cluster.apply("services", ("default", f"svc{n}"), svc)
+        assert await proxy.sync()
+        whole.append(time.perf_counter() - start)
+    assert state.services[4] == services, state.services
     proxy.remove_tables()
-    return full, in_nft, each
+    return full, in_nft, each, whole
 
 
 def p99(values: list[float]) -> float:
@@ -173,6 +185,8 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=40, help="one-endpoint changes per size (default 40)")
     parser.add_argument("--megabytes", type=int, default=200, help="size of each bulk transfer (default 200)")
     parser.add_argument("--rounds", type=int, default=9, help="transfer pairs (default 9)")
+    parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure throughput through the VIP (default: yes)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="Service counts (default 100,1000,10000)")
     args = parser.parse_args()
     why = unavailable()
@@ -182,24 +196,27 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with Lab(prefix="ikpb") as lab, tempfile.TemporaryDirectory() as tmp:
         ns = lab.netns("nft")
-        results: dict[int, tuple[float, float, list[float]]] = {}
+        results: dict[int, tuple[float, float, list[float], list[float]]] = {}
         with inside(ns.name):  # nft runs in the namespace: it is forked from this thread
             for size in sizes:
                 results[size] = asyncio.run(programming(size, args.changes))
         print(f"{'services':>9} {'full sync':>10} {'in nft':>8} {'change p50':>11} {'change p99':>11} "
-              f"{'p50 vs first':>13}")
+              f"{'p50 vs first':>13} {'svc deleted p50':>16} {'created p50':>12}")
         base = statistics.median(results[sizes[0]][2])
         for size in sizes:
-            full, in_nft, each = results[size]
+            full, in_nft, each, whole = results[size]
             med = statistics.median(each)
             print(f"{size:>9} {full:>9.3f}s {in_nft:>7.3f}s {med * 1000:>9.1f}ms {p99(each) * 1000:>9.1f}ms "
-                  f"{med / base:>12.2f}x")
+                  f"{med / base:>12.2f}x {statistics.median(whole[0::2]) * 1000:>14.1f}ms "
+                  f"{statistics.median(whole[1::2]) * 1000:>10.1f}ms")
         largest = sizes[-1]
-        full, _, each = results[largest]
+        full, _, each, _ = results[largest]
         print(f"full sync of {largest} Services x 3 endpoints: {full:.2f} s (goal < {GOAL_FULL_S:g} s): "
               f"{'met' if full < GOAL_FULL_S else 'short'}")
         print(f"p99 change to live at {largest}: {p99(each) * 1000:.1f} ms (goal < {GOAL_P99_MS:g} ms): "
               f"{'met' if p99(each) * 1000 < GOAL_P99_MS else 'short'}")
+        if not args.throughput:
+            return 0
         vip_bps, direct_bps, ratio = throughput(lab, Path(tmp), args.megabytes, args.rounds)
         print(f"throughput (medians): VIP {vip_bps * 8 / 1e9:.2f} Gbit/s, direct {direct_bps * 8 / 1e9:.2f} Gbit/s; "
               f"median of paired ratios {ratio:.3f} (goal >= {GOAL_THROUGHPUT}): "
