@@ -124,7 +124,7 @@ async def test_forwarded_dns_lab_over_ipv6(lab_up: LabUp) -> None:
 def doctor_inside(lab: Lab, cluster: str, pod: str, *argv: str) -> dict[str, Finding]:
     """``interkube doctor ARGV --json`` run in a lab pod's namespace: its findings by id."""
     out = lab.exec(cluster, pod, [sys.executable, "-m", "interkube", "doctor", *argv, "--json"], timeout=120)
-    assert out.returncode in (0, 1), out.stderr
+    assert out.returncode in (0, 1) and out.stdout, out.stderr
     return {f.id: f for f in from_dicts(json.loads(out.stdout)["findings"])}
 
 
