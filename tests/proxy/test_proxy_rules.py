@@ -58,7 +58,7 @@ def test_dual_stack_takes_each_family_its_endpoints() -> None:
     v4, v6 = ports_of(index)
     assert (v4.family, v4.endpoints) == (4, (Backend("10.1.0.1", 8080),))
     assert (v6.family, v6.endpoints) == (6, (Backend("fd00:1::1", 8080),))
-    ep6 = rules.contribution(v6, 0x10).chains
+    ep6 = rules.contribution(v6).chains
     assert any("dnat to [fd00:1::1]:8080" in rule for rules_ in ep6.values() for rule in rules_)
 
 
@@ -82,8 +82,8 @@ def sp(cluster: str, n: int = 1, endpoints: int = 3, affinity: int = 0) -> Servi
 
 def test_chain_names_never_clash_between_clusters_and_stay_short() -> None:
     a, b = sp("a"), sp("b")
-    names_a = set(rules.contribution(a, 1).chains)
-    names_b = set(rules.contribution(b, 1).chains)
+    names_a = set(rules.contribution(a).chains)
+    names_b = set(rules.contribution(b).chains)
     assert len(names_a) == 1 and not names_a & names_b   # one chain per Service port
     assert all(NAME.fullmatch(n) for n in names_a | names_b)
     assert rules.service_chain(a).endswith("-a/default/web1/tcp/http")
@@ -91,26 +91,26 @@ def test_chain_names_never_clash_between_clusters_and_stay_short() -> None:
     assert "a-cluster-name" not in rules.service_chain(long)
     very = ServicePort("c", "n" * 63, "s" * 63, "p" * 15, "tcp", "fd00::1", 80,
                        (Backend("fd00:1:2:3:4:5:6:7", 65535),), 10800)
-    for name in [*rules.contribution(very, 1).chains, *rules.contribution(very, 1).sets]:
+    for name in [*rules.contribution(very).chains, *rules.contribution(very).sets]:
         assert len(name) <= 200 and NAME.fullmatch(name), name
 
 
 def test_one_endpoint_change_is_a_small_transaction_whatever_the_number_of_services() -> None:
     def lines_for_one_change(services: int) -> list[str]:
         before = {n: sp("c", n) for n in range(services)}
-        programmed = {p.key: rules.contribution(p, 1) for p in before.values()}
+        programmed = {p.key: rules.contribution(p) for p in before.values()}
         changed = sp("c", 7, endpoints=2)
         txn = Transaction(4)
-        txn.change(changed.key, programmed[changed.key], rules.contribution(changed, 1))
+        txn.change(changed.key, programmed[changed.key], rules.contribution(changed))
         return txn.lines()
 
     small, large = lines_for_one_change(10), lines_for_one_change(10_000)
     assert len(small) == len(large) <= 6
-    # The Service's chain flushed and filled again (marks, then the two endpoints) with commands
+    # The Service's chain flushed and filled again (the marks' jump, then the two endpoints) with commands
     # that make nft 1.0.6 list no chain first: no `add rule`, no element touched, nothing deleted.
     chain = rules.service_chain(sp("c", 7))
     assert large == [f"flush chain ip interkube {chain}",
-                     f"add chain ip interkube {chain} {{ meta mark set meta mark | 0x1 ct mark set ct mark | 0x1 ; "
+                     f"add chain ip interkube {chain} {{ jump mark-proxied ; "
                      "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.1.0.1:8080 ; "
                      "meta l4proto tcp dnat to 10.1.0.2:8080 ; }"]
 
@@ -120,7 +120,7 @@ def test_an_affinity_change_asks_nft_for_sets_only() -> None:
     # set loads sets, not chains); a set of an endpoint that leaves goes after the chain.
     before, after = sp("c", endpoints=3, affinity=60), sp("c", endpoints=2, affinity=60)
     txn = Transaction(4)
-    txn.change(after.key, rules.contribution(before, 1), rules.contribution(after, 1))
+    txn.change(after.key, rules.contribution(before), rules.contribution(after))
     heads = [" ".join(line.split(" ")[:2]) for line in txn.lines()]
     assert heads == ["flush set", "flush chain", "add chain", "delete set"]
     assert txn.lines()[0] == "flush set ip interkube always-empty"
@@ -129,7 +129,7 @@ def test_an_affinity_change_asks_nft_for_sets_only() -> None:
 def test_a_service_losing_its_endpoints_moves_to_the_reject_map() -> None:
     with_eps, without = sp("c", endpoints=2), sp("c", endpoints=0)
     txn = Transaction(4)
-    txn.change(with_eps.key, rules.contribution(with_eps, 1), rules.contribution(without, 1))
+    txn.change(with_eps.key, rules.contribution(with_eps), rules.contribution(without))
     text = "\n".join(txn.lines())
     assert "delete element ip interkube service-ips { 10.96.0.2 . tcp . 80 }" in text
     assert ("add map ip interkube no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; "
@@ -138,7 +138,7 @@ def test_a_service_losing_its_endpoints_moves_to_the_reject_map() -> None:
 
 
 def test_affinity_uses_a_set_per_endpoint() -> None:
-    c = rules.contribution(sp("c", endpoints=2, affinity=600), 1)
+    c = rules.contribution(sp("c", endpoints=2, affinity=600))
     assert list(c.sets.values()) == [600, 600]
     (svc_rules,) = c.chains.values()
     aff_a, aff_b = c.sets

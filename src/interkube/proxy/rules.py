@@ -6,8 +6,9 @@ interkube``)::
     map service-ips            { VIP . proto . port : goto svc-... }     one element per Service port
     map no-endpoint-services   { VIP . proto . port : goto reject-chain } ports without ready endpoints
     chain services             ip daddr . meta l4proto . th dport vmap @service-ips
+    chain mark-proxied         meta mark set meta mark | MARK ct mark set ct mark | MARK
     chain svc-HASH-cluster/ns/name/proto/port                             one chain per Service port
-        meta mark set meta mark | MARK ct mark set ct mark | MARK
+        jump mark-proxied
         ip saddr @aff-HASH-A update @aff-HASH-A { ip saddr } meta l4proto tcp dnat to A
                                                  (sessionAffinity ClientIP, one per endpoint)
         numgen random mod 3 == 0 [update @aff-HASH-A { ip saddr }] meta l4proto tcp dnat to A
@@ -54,6 +55,7 @@ PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 SERVICE_MAP = "service-ips"
 NO_ENDPOINTS_MAP = "no-endpoint-services"
 REJECT_CHAIN = "reject-chain"
+MARK_CHAIN = "mark-proxied"
 #: A set that stays empty: flushing it is how an update asks nft for the table's sets (see
 #: :class:`Transaction`).
 ALWAYS_EMPTY = "always-empty"
@@ -226,13 +228,15 @@ class Contribution:
     sets: dict[str, int] = field(default_factory=dict)    # affinity set -> timeout (s)
 
 
-def contribution(sp: ServicePort, mark: int) -> Contribution:
+def contribution(sp: ServicePort) -> Contribution:
     if not sp.endpoints:
         return Contribution(Element(NO_ENDPOINTS_MAP, f"goto {REJECT_CHAIN}", sp.label))
     saddr = "ip saddr" if sp.family == 4 else "ip6 saddr"
     dnat = f"meta l4proto {sp.protocol} dnat to"
-    # Every packet that reaches the chain is proxied: the marks are set once, before the pick.
-    chain = [f"meta mark set meta mark | {mark:#x} ct mark set ct mark | {mark:#x}"]
+    # Every packet that reaches the chain is proxied: the marks are set once, before the pick, by
+    # a shared chain (one expression here instead of six: the kernel looks each expression's type
+    # up by name, a sixth of a 10,000-Service load).
+    chain = [f"jump {MARK_CHAIN}"]
     sets: dict[str, int] = {}
     pick: list[str] = []
     count = len(sp.endpoints)
@@ -265,6 +269,8 @@ def base_table(family: int, hooks: frozenset[str], masquerade: bool, mark: int) 
         f"add rule {t} services {daddr} . meta l4proto . th dport vmap @{SERVICE_MAP}",
         f"add chain {t} no-endpoints",
         f"add rule {t} no-endpoints {daddr} . meta l4proto . th dport vmap @{NO_ENDPOINTS_MAP}",
+        f"add chain {t} {MARK_CHAIN}",
+        f"add rule {t} {MARK_CHAIN} meta mark set meta mark | {mark:#x} ct mark set ct mark | {mark:#x}",
         f"add chain {t} {REJECT_CHAIN}",
         f"add rule {t} {REJECT_CHAIN} meta l4proto tcp reject with tcp reset",
         f"add rule {t} {REJECT_CHAIN} reject",

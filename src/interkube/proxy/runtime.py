@@ -41,6 +41,7 @@ from interkube.proxy import conntrack, nft, rules
 from interkube.proxy.config import ClusterConfig, ProxyConfig
 from interkube.proxy.config import load as load_config
 from interkube.proxy.rules import Contribution, Key, ServicePort, Transaction
+from interkube.server import collector
 
 log = logging.getLogger("interkube.proxy")
 
@@ -192,7 +193,7 @@ class Proxy:
         for fkey in keys:
             claim = self.claims.get(fkey)
             winner = claim[0] if claim else None
-            new = rules.contribution(winner, self.config.mark) if winner is not None else None
+            new = rules.contribution(winner) if winner is not None else None
             old = None if self.rebuild else self.programmed.get(fkey)
             txns[fkey[0]].change(fkey[1], old, new)
             contributions[fkey] = new
@@ -291,10 +292,13 @@ class Proxy:
                 # The first transaction replaces the table whole: with every cluster's data.
                 await _wait_either(stop, self._wake, None)
                 continue
+            rebuilding = self.rebuild
             if not await self.sync():
                 delay = retry_delay(self.failures_in_a_row, first=0.5, cap=30.0)
                 await _wait_either(stop, None, delay)
                 continue
+            if rebuilding:
+                settle_memory()
             if self._pending():
                 continue
             await _wait_either(stop, self._wake, None)
@@ -420,6 +424,13 @@ class _StateCollector:
                 skipped.add_metric([name, reason], n)
             skipped.add_metric([name, "malformed"], c.stats.skipped.get("services", 0))
         return [services, endpoints, up, age, skipped]
+
+
+def settle_memory() -> None:
+    """After a full sync: what it built (the clusters' data, the programmed contributions) lives
+    until the next one, so it is moved out of the garbage collector's way; a full collection
+    walking it paused an update for 20-75 ms at 10,000 Services (the p99 of a change)."""
+    collector.settle()
 
 
 # --- the process ---------------------------------------------------------------------------------
