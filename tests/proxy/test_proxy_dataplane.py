@@ -130,6 +130,15 @@ def test_client_ip_affinity_sticks(topo: Topology) -> None:
     assert len(reached) == 1
     # The gateway itself is another client: it may land elsewhere but sticks as well.
     assert len({topo.tcp(vip(0, 10), 80, ns=topo.gateway)[0] for _ in range(20)}) == 1
+    # Another pod leaves, then comes back: each time the Service's chain is refilled in a small
+    # transaction that names the sets already there (nft must be made to load them: when only a
+    # set is added, nothing else in the batch does), and the client keeps its pod.
+    (stuck,) = reached
+    for pods in ([stuck, *[p for p in a.pods if p != stuck][:1]], a.pods):
+        topo.snapshot("a", web(0, pods=pods, affinity=True))
+        topo.wait_endpoints(vip(0, 10), 80, len(pods))
+        assert "transaction refused" not in topo.logs(), topo.logs()
+        assert {topo.tcp(vip(0, 10), 80)[0] for _ in range(20)} == {stuck}
 
 
 def test_ipv6_and_dual_stack(topo: Topology) -> None:
