@@ -53,7 +53,7 @@ TYPES = (1, 28, 33, 16, 12, 5, 2, 6, 15, 255, 65, 64, 99, 252)
 GOAL_GROWTH = 0.05
 GOAL_STALL_MS = 50.0
 #: Short runs that set the measured rate (see main()).
-CALIBRATION_STEPS = 2
+CALIBRATION_STEPS = 3
 CALIBRATION_SECONDS = 4.0
 #: The measured phase's rate never goes above this (the fuzzer's own comfortable ceiling).
 MAX_RATE = 40_000.0
@@ -213,6 +213,17 @@ def fuzz(port: int, count: int, rate: float, seed: int,
     return progress[0]
 
 
+def settle(pid: int, bound: float = 60.0) -> None:
+    """Wait (at most ``bound`` seconds) until the server has worked off what is queued: a whole
+    second with under 5% of a core busy."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        cpu0 = proc_cpu_seconds(pid)
+        time.sleep(1.0)  # a measuring period, not synchronisation
+        if proc_cpu_seconds(pid) - cpu0 < 0.05:
+            return
+
+
 def udp_drops(port: int) -> int:
     """Datagrams the kernel dropped at the receive buffer of the UDP socket bound to ``port``
     (the last column of /proc/net/udp)."""
@@ -275,11 +286,13 @@ def main() -> int:
         # candidate rate, scaled by the busy share they show, until it is the one asked for.
         rate = min(MAX_RATE, capacity * opts.load)
         for step in range(CALIBRATION_STEPS):
+            settle(server.pid)  # (what the warm-up left queued is no part of this rate's cost)
             cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
             fuzz(port, int(rate * CALIBRATION_SECONDS), rate, opts.seed + 2 + step, None)
             busy = (proc_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
             log(f"calibration: {rate:,.0f}/s kept the server busy {busy:.0%} (aiming at {opts.load:.0%})")
             rate = min(MAX_RATE, rate * opts.load / max(busy, 0.01))
+        settle(server.pid)
         rss_warm = status_kib(server.pid, "VmRSS")
         log(f"warm-up: {opts.warmup:,d} packets (server capacity for this mix ~{capacity:,.0f}/s when "
             f"reading full batches); RSS {rss_warm / 1024:.1f} MiB; the measured phase runs at {rate:,.0f}/s")
