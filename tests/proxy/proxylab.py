@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interkube.lab.netns import read_line
 from testkit.fakekube import Obj, endpoint_slice, service, write_snapshot
 from testkit.netns import Lab, Netns
 from testkit.waiting import wait_until
@@ -184,7 +185,7 @@ class Topology:
     def tcp(self, address: str, port: int, ns: Netns | None = None, timeout: float = 5.0) -> list[str]:
         """Connect from the client; the backend's greeting: [pod address, port, source seen]."""
         with self.connect(address, port, ns, timeout) as sock:
-            return _line(sock).split()
+            return read_line(sock).split()
 
     def connect(self, address: str, port: int, ns: Netns | None = None, timeout: float = 5.0) -> socket.socket:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -206,25 +207,15 @@ class Topology:
             return sock.recv(512).decode().split()
 
 
-def _line(sock: socket.socket) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(512)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
-
-
 def greeting(sock: socket.socket) -> list[str]:
     """The first line of a connection opened by Topology.connect: [pod address, port, source]."""
-    return _line(sock).split()
+    return read_line(sock).split()
 
 
 def talk(sock: socket.socket, text: str) -> list[str]:
     """Send a line on a connection opened by Topology.connect (after reading its greeting)."""
     sock.sendall(text.encode() + b"\n")
-    return _line(sock).split()
+    return read_line(sock).split()
 
 
 def web(i: int, n: int = 10, *, port: int = 80, pods: Sequence[str] = (), name: str = "web",

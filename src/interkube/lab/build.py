@@ -112,13 +112,7 @@ class Lab:
         with self.socket(cluster, pod, family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect((address, port))
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-        return data.decode().strip()
+            return netns.read_line(sock)
 
     def query(self, cluster: str, pod: str, name: str, rdtype: str = "A", *, server: str | None = None,
               port: int = DNS_PORT, timeout: float = 10.0, tcp: bool = False) -> Any:

@@ -25,6 +25,18 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def read_line(sock: socket.socket) -> str:
+    """One line from a stream socket, stripped (up to the peer's close if it sends no newline):
+    what the lab's TCP servers answer a connection with."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(512)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()
+
+
 def missing() -> str | None:
     """Why the lab cannot run here, or None: root, ``ip``, ``nft`` and network namespaces."""
     if os.geteuid() != 0:
