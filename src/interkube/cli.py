@@ -15,28 +15,36 @@ from collections.abc import Sequence
 from interkube import __version__
 from interkube.errors import InterkubeError
 
-# Order is the order of `interkube --help`.
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "interkube.server.command",    # serve
-    "interkube.netplan.command",   # check, plan
-    "interkube.deploy.command",    # render
-    "interkube.webhook.command",   # webhook
-    "interkube.proxy.command",     # proxy
-    "interkube.externalnames.command",  # externalnames
-    "interkube.lab.command",       # lab
-    "interkube.doctor.command",    # doctor
-    "interkube.tlsutil.command",   # certs
+# Order is the order of `interkube --help`; beside each module, the subcommands it adds.
+SUBCOMMAND_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("interkube.server.command", ("serve",)),
+    ("interkube.netplan.command", ("check", "plan")),
+    ("interkube.deploy.command", ("render",)),
+    ("interkube.webhook.command", ("webhook",)),
+    ("interkube.proxy.command", ("proxy",)),
+    ("interkube.externalnames.command", ("externalnames",)),
+    ("interkube.lab.command", ("lab",)),
+    ("interkube.doctor.command", ("doctor",)),
+    ("interkube.tlsutil.command", ("certs",)),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or only of ``command`` when it names one.
+
+    A process runs one subcommand: registering the others would import their modules (and what
+    those import at the top) into a long-running server for nothing, in memory and start time.
+    """
+    modules = [name for name, commands in SUBCOMMAND_MODULES if command in commands]
+    if not modules:  # --help, --version, a misspelt command: argparse needs them all
+        modules = [name for name, _ in SUBCOMMAND_MODULES]
     parser = argparse.ArgumentParser(
         prog="interkube",
         description="Connect Kubernetes clusters: DNS between clusters, address plans, deployment.",
     )
     parser.add_argument("--version", "-version", action="version", version=f"interkube {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -48,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
