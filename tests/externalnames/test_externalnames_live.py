@@ -198,6 +198,25 @@ def test_a_hand_made_service_is_a_conflict_left_alone(
     assert f"conflict Service {ns}/web: it exists, not made by interkube externalnames; left alone" in out
 
 
+def test_a_conflict_deleted_by_its_owner_is_replaced_before_the_resync(
+        kube: KubeObjects, kube_api_b: KubeAPI, b_objects: KubeObjects, b_ns: str,
+        two_clusters_kubeconfig: Path) -> None:
+    ns = b_ns
+    kube.service(ns, "web")
+    b_objects.service(ns, "web", ports=[("http", 81, "TCP")])
+    # A resync far away: only the re-reading of the conflict can notice the delete.
+    with controller(two_clusters_kubeconfig, "--namespace", ns, "--resync", "1h",
+                    "--conflict-recheck", "1s") as (proc, port):
+        wait_until(lambda: metric(port, "interkube_externalnames_conflicts") == 1.0,
+                   lambda: process_output(proc), WAIT)
+        kube_api_b.http().delete(f"/api/v1/namespaces/{ns}/services/web").raise_for_status()
+        wait_until(lambda: "web" in external(kube_api_b, ns), lambda: process_output(proc), WAIT)
+        assert metric(port, "interkube_externalnames_conflicts") == 0.0
+        out = process_output(proc)
+    assert f"Service {ns}/web in conflict is gone from the target; planning again" in out
+    assert f"created Service {ns}/web: ExternalName web.{ns}.svc.cluster.a" in out
+
+
 def test_dry_run_prints_every_change_and_makes_none_then_once_makes_them(
         kube_api_b: KubeAPI, kube: KubeObjects, b_objects: KubeObjects, b_ns: str,
         two_clusters_kubeconfig: Path) -> None:

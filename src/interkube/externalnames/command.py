@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="this replica's name in the Lease (default $POD_NAME, else host name and process id)")
     p.add_argument("--resync", default="5m", metavar="DURATION",
                    help="a full pass (the target listed again) this often (default 5m)")
+    p.add_argument("--conflict-recheck", default="10s", metavar="DURATION",
+                   help="read Services in conflict (made by someone else) this often, to take the name "
+                        "over once they are deleted (default 10s)")
     p.add_argument("--concurrency", type=int, default=16, metavar="N", help="writes in flight (default 16)")
     p.add_argument("--sync-timeout", default="60s", metavar="DURATION",
                    help="how long to wait for the source's first sync at start (default 60s)")
@@ -113,7 +116,8 @@ def build(args: argparse.Namespace) -> Controller:
     naming = Naming.of(name, args.target_domain or None)
     settings = Settings(naming=naming, namespace=args.namespace or None,
                         create_namespaces=args.create_namespaces, dry_run=args.dry_run,
-                        resync=_duration(args.resync, "--resync"), concurrency=args.concurrency)
+                        resync=_duration(args.resync, "--resync"), concurrency=args.concurrency,
+                        conflict_recheck=_duration(args.conflict_recheck, "--conflict-recheck"))
     source_access = api_access.ApiAccess(kubeconfig=args.kubeconfig, context=args.source)
     target_access = api_access.ApiAccess(kubeconfig=args.kubeconfig, context=args.target)
     source_config = api_access.resolve(source_access, name)

@@ -18,8 +18,9 @@ While it acts (always, or while it holds the Lease), the controller runs passes:
   hand, which is then read again and put right).
 
 Writes run ``concurrency`` at a time. A hand-made Service in the way is a *conflict*: never
-changed, counted, logged once with its name. A failed write is counted and makes the next pass a
-full one, after a backoff.
+changed, counted, logged once with its name, and read again every ``conflict_recheck`` seconds
+so that the name is taken over soon after its owner deletes it. A failed write is counted and
+makes the next pass a full one, after a backoff.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class Settings:
     create_namespaces: bool = False
     dry_run: bool = False
     resync: float = 300.0               # seconds between full passes
+    #: Seconds between reads of the Services in conflict: the target watch follows only the
+    #: controller's own Services, so one a person deletes would otherwise wait for the resync.
+    conflict_recheck: float = 10.0
     concurrency: int = 16               # writes in flight
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
@@ -471,15 +475,37 @@ class Controller:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    async def recheck_conflicts(self) -> None:
+        """Read each Service in conflict again; one deleted (or now the controller's) lets its
+        namespace be planned again, so that the controller's own Service is made there."""
+        for key in sorted(self._conflicts):
+            obj = await self.target.get_service(*key)
+            if obj is not None and not plan.found_from(obj, self.naming).owned:
+                continue
+            log.info("externalnames: Service %s/%s in conflict is gone from the target; planning again", *key)
+            self._conflicts.discard(key)
+            self.others.pop(key, None)
+            self._dirty.add(key[0])
+        self.metrics.conflicts.set(len(self._conflicts))
+
     async def _act(self) -> None:
         failures = 0
         next_full = 0.0
+        next_recheck = time.monotonic() + self.settings.conflict_recheck
         while True:
             now = time.monotonic()
+            if self._conflicts and now >= next_recheck:
+                next_recheck = now + self.settings.conflict_recheck
+                try:
+                    await self.recheck_conflicts()
+                except (KubeError, *TRANSIENT):
+                    self._full = True  # the full pass that follows reports it (and lists anyway)
+                continue
             if not (self._full or self._dirty or now >= next_full):
+                wake_at = min(next_full, next_recheck) if self._conflicts else next_full
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - now))
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - now))
                 except TimeoutError:
                     pass
                 continue
