@@ -15,7 +15,11 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import dns.edns
+import dns.flags
+import dns.message
 import dns.rcode
+import dns.rrset
 import pytest
 from prometheus_client import generate_latest
 
@@ -166,15 +170,22 @@ async def test_many_queries_at_once_each_get_their_own_answer(
 
 
 async def test_a_handler_that_does_not_pass_later_on_keeps_forward_on_the_slow_path(
-        upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+        upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
     up, _ = upstreams
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search example.org\n")
     port = free_port()
-    # minimal rewrites answers on the fast path without registering a step for later ones.
-    async with in_process(corefile(port, "  minimal\n", up.address)) as server:
+    # autopath asks the chain behind it several times for one answer: not marked passes_later.
+    async with in_process(corefile(port, f"  autopath example.org. {resolv}\n", up.address)) as server:
         [fwd] = handlers(server, ForwardHandler)
         assert not fwd.later_ok
-        resp = await aquery(NAME, "A", port)
-        assert resp.answer and not resp.authority
+        [ep] = udp_endpoints(server)
+        gate = up.behaviour.gate = asyncio.Event()
+        asking = asyncio.ensure_future(aquery(NAME, "A", port))
+        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        assert len(ep.inflight) == 1  # on the slow path
+        gate.set()
+        assert (await asking).answer
         assert counts(fwd) == [(1, 0, 0, {0: 1.0})]
 
 
@@ -232,3 +243,51 @@ async def test_stopping_with_a_query_in_flight_starts_no_health_check(
     assert up._probe_task is None
     with contextlib.suppress(Exception):
         await asking
+
+
+async def test_minimal_and_rewrite_in_front_keep_the_callback_path_for_what_they_leave_alone(
+        upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    up, _ = upstreams
+
+    def with_additional(query: dns.message.Message) -> dns.message.Message:
+        resp = dns.message.make_response(query)
+        name = query.question[0].name
+        resp.answer.append(dns.rrset.from_text(name, 30, "IN", "A", "10.0.0.9"))
+        resp.additional.append(dns.rrset.from_text("extra.example.org.", 30, "IN", "A", "10.0.0.10"))
+        return resp
+
+    up.behaviour.custom = with_additional
+    port = free_port()
+    plugins = ("  minimal\n  header {\n    response set ra\n  }\n  nsid interkube\n"
+               "  transfer {\n    to *\n  }\n  rewrite name exact old.example.org. new.example.org.\n")
+    async with in_process(corefile(port, plugins, up.address)) as server:
+        [fwd] = handlers(server, ForwardHandler)
+        assert fwd.later_ok
+        [ep] = udp_endpoints(server)
+        gate = up.behaviour.gate = asyncio.Event()
+        asking = asyncio.ensure_future(aquery(NAME, "A", port))
+        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        assert not ep.inflight and not ep.backlog  # on the callback path
+        gate.set()
+        resp = await asking
+        # minimal's step ran on the later answer (the additional section is gone), and header's.
+        assert [rr.address for rr in resp.answer[0]] == ["10.0.0.9"] and not resp.additional
+        assert resp.flags & dns.flags.RA
+        # nsid's step: an answer to a query that asks for the NSID carries it.
+        gate.clear()
+        asking = asyncio.ensure_future(aquery(NAME, "A", port, use_edns=0,
+                                                  options=[dns.edns.GenericOption(dns.edns.NSID, b"")]))
+        await until(lambda: up.count("udp") == 2, "the NSID query reaches the upstream")
+        assert not ep.inflight and not ep.backlog
+        gate.set()
+        resp = await asking
+        assert [opt.to_wire() for opt in resp.options if opt.otype == dns.edns.NSID] == [b"interkube"]
+        # A rewritten name goes through the slow path and comes back under the client's name.
+        gate.clear()
+        asking = asyncio.ensure_future(aquery("old.example.org.", "A", port))
+        await until(lambda: up.count("udp") == 3, "the rewritten query reaches the upstream")
+        assert len(ep.inflight) == 1
+        assert str(up.queries[-1][1].question[0].name) == "new.example.org."
+        gate.set()
+        resp = await asking
+        assert str(resp.answer[0].name) == "old.example.org." and not resp.additional

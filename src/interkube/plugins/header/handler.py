@@ -8,7 +8,8 @@ patched on its way back, whatever produced it. Neither sends a query to the slow
 
 from __future__ import annotations
 
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.header.parse import FlagEdit, HeaderConfig
 
@@ -41,10 +42,18 @@ class HeaderHandler(Handler):
         if wire is not req.wire:
             req.rewrite(wire)
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         if self.edits_query:
             self._edit_query(req)
         resp = self.next.fast(req)
+        if resp is LATER:
+            if self.edits_response:
+                later.after(req, self._edited_response)
+            return resp
+        return self._edited_response(req, resp) if resp else resp
+
+    def _edited_response(self, req: Request, resp: bytes) -> bytes:
         if resp and self.edits_response:
             return _edited(resp, self.response_set, self.response_clear)
         return resp
@@ -52,7 +61,4 @@ class HeaderHandler(Handler):
     async def serve(self, req: Request) -> bytes:
         if self.edits_query:
             self._edit_query(req)
-        resp = await self.next.serve(req)
-        if resp and self.edits_response:
-            return _edited(resp, self.response_set, self.response_clear)
-        return resp
+        return self._edited_response(req, await self.next.serve(req))

@@ -18,7 +18,8 @@ import struct
 
 from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import HEADER_LEN, OPCODE_MASK, RCODE_NOERROR, TYPE_OPT, ZONE_TRANSFERS
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 
 TYPE_NS, TYPE_SOA = 2, 6
@@ -55,11 +56,20 @@ def minimize(resp: bytes, qtype: int) -> bytes:
     return resp[:8] + _COUNTS.pack(0, 1 if opt else 0) + resp[HEADER_LEN:answer_end] + opt
 
 
+def _minimized(req: Request, resp: bytes) -> bytes:
+    """minimize() as a step for an answer that comes later (interkube.plugin.later)."""
+    return minimize(resp, req.query.qtype) if resp else resp
+
+
 class MinimalHandler(Handler):
     plugin = "minimal"
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         resp = self.next.fast(req)
+        if resp is LATER:
+            later.after(req, _minimized)
+            return resp
         return minimize(resp, req.query.qtype) if resp else resp
 
     async def serve(self, req: Request) -> bytes:

@@ -12,7 +12,8 @@ import struct
 
 from interkube.dns.reader import Malformed, Walk
 from interkube.dns.wire import HEADER_LEN, TYPE_OPT, opt_record
-from interkube.plugin.handler import Handler
+from interkube.plugin import later
+from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
 
 OPTION_NSID = 3
@@ -82,14 +83,20 @@ class NsidHandler(Handler):
         self.data = data
         self.option = _OPTION_HEAD.pack(OPTION_NSID, len(data)) + data
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         if not asks_nsid(req):
             return self.next.fast(req)
         resp = self.next.fast(req)
+        if resp is LATER:
+            later.after(req, self._with_nsid)
+            return resp
+        return with_nsid(resp, self.option, req) if resp else resp
+
+    def _with_nsid(self, req: Request, resp: bytes) -> bytes:
         return with_nsid(resp, self.option, req) if resp else resp
 
     async def serve(self, req: Request) -> bytes:
         if not asks_nsid(req):
             return await self.next.serve(req)
-        resp = await self.next.serve(req)
-        return with_nsid(resp, self.option, req) if resp else resp
+        return self._with_nsid(req, await self.next.serve(req))

@@ -47,7 +47,7 @@ from interkube.dns.wire import (
 from interkube.errors import DnsError, InvalidRewrite
 from interkube.plugin.answers import INLINE_BUILDS, Answer, Deferred, Entry, TemplateHandler
 from interkube.plugin.answers import PASS as NO_TEMPLATE
-from interkube.plugin.handler import SLOW, Handler
+from interkube.plugin.handler import SLOW, Handler, passes_later
 from interkube.plugin.request import Request
 from interkube.plugins.rewrite.parse import EdnsRule, NameRule, Rule
 from interkube.plugins.rewrite.response import NeedLookup, Transformed, transform
@@ -254,13 +254,17 @@ class RewriteHandler(Handler):
 
     # -- the fast path -------------------------------------------------------------------------
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         q = req.query
         plan = self._known.get(q.key)  # (always empty in a dynamic block)
         if plan is None:
             plan = self.plan(req)
         if plan is PASS:
-            return self.next.fast(req)
+            return self.next.fast(req)  # (unrewritten: an answer that comes later needs nothing from us)
+        # A rewritten query's answer is rewritten back here, with the query swapped in: not on
+        # the callback path (interkube.plugin.later), whose answer would come after the swap.
+        req.replier = None
         last = plan.last
         if last is None or not plan.hot:
             return self._fast(req, plan)

@@ -23,7 +23,7 @@ import dns.rdatatype
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, RCODE_SERVFAIL, ZONE_TRANSFERS, error_response
-from interkube.plugin.handler import SLOW, Handler, Streamed
+from interkube.plugin.handler import SLOW, Handler, Streamed, passes_later
 from interkube.plugin.request import Request
 from interkube.plugin.transfer import ZoneCopy, ZoneSource
 from interkube.plugins.transfer.envelopes import Envelope, Part, single_message, transfer_messages
@@ -76,6 +76,7 @@ class TransferHandler(Handler):
 
     # --- answering ---------------------------------------------------------------------------
 
+    @passes_later
     def fast(self, req: Request) -> bytes | None:
         if req.query.qtype in ZONE_TRANSFERS:
             return SLOW
