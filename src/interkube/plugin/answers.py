@@ -11,6 +11,14 @@ found is the plugin's own :meth:`TemplateHandler.template`:
 * Plugins whose data changes one object at a time (kubernetes, clusterset) keep a
   :class:`DependentGeneration` instead, whose table drops exactly the templates a change
   touched.
+
+Negative answers (NXDOMAIN, NODATA with the zone's SOA, and the bare refusals) are written on
+the wire instead (:func:`negative_answer`, :func:`bare_answer`: the bytes dnspython gives, in a
+few µs rather than ~100): a flood of random names in a served zone makes one per query, and
+built through dnspython they exhausted the fast path's build budget (issue 19 §7). A handler
+that can tell such a name from its data without dnspython says so in
+:meth:`MemoryHandler.wire_answer` (file), or before :meth:`DependentGeneration.build`
+(kubernetes, with :meth:`DependentGeneration.keep`); those answers cost the budget nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Final, Generic, Protocol, TypeVar
 
 from interkube.dns.names import ZoneSet
+from interkube.dns.negative import SoaRecord, negative_response
 from interkube.dns.wire import (
     RCODE_NOERROR,
+    RCODE_NXDOMAIN,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     Query,
@@ -56,6 +66,8 @@ PASS: Final = _Pass.PASS
 
 #: What a template table holds for a question.
 Entry = Answer | _Pass
+#: What MemoryHandler.wire_answer gives: the answer's bytes, PASS, or None (build() must tell).
+WireAnswer = bytes | _Pass | None
 
 
 class _ErrorAnswer:
@@ -75,6 +87,20 @@ class _ErrorAnswer:
 SERVFAIL: Final = _ErrorAnswer(RCODE_SERVFAIL)
 #: Where a question is refused (a zone transfer of data that is no zone to copy).
 REFUSED: Final = _ErrorAnswer(RCODE_REFUSED)
+
+
+def negative_answer(query: Query, soa: SoaRecord, name_error: bool) -> bytes | None:
+    """The authoritative NXDOMAIN (``name_error``) or NODATA answer to ``query`` with the zone's
+    SOA in the authority section, written on the wire; None for a query whose answer only
+    dnspython writes as the handlers do (one asking for EDNS padding): build it there."""
+    return negative_response(query, RCODE_NXDOMAIN if name_error else RCODE_NOERROR, soa)
+
+
+def bare_answer(query: Query, rcode: int) -> bytes | None:
+    """A non-authoritative answer with ``rcode`` and nothing but the question (and OPT), as
+    make_response(authoritative=False) gives it (REFUSED for a transfer, SERVFAIL where there
+    is no SOA to say NXDOMAIN with); None as for :func:`negative_answer`."""
+    return negative_response(query, rcode, None, authoritative=False)
 
 
 class Deferred(Exception):
@@ -283,6 +309,13 @@ class DependentGeneration(Generic[DataT]):
         self.templates.put(query.key, tpl, deps)
         return tpl
 
+    def keep(self, query: Query, response: bytes | _Pass, deps: Iterable[DepKey] = ()) -> Entry:
+        """Keep an answer made without a build (a negative answer written on the wire, or
+        PASS) as the template for ``query``'s key, depending on ``deps``."""
+        tpl: Entry = PASS if response is PASS else template_for(response, query)
+        self.templates.put(query.key, tpl, deps)
+        return tpl
+
 
 class TemplateHandler(Handler):
     """A handler that answers with templates: :meth:`template` finds one, this class serves it
@@ -339,6 +372,13 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
         """
         raise NotImplementedError
 
+    def wire_answer(self, req: Request, data: DataT, zone: str) -> WireAnswer:
+        """The answer when it is one written on the wire without dnspython (a negative one:
+        see :func:`negative_answer`), or PASS; None when only :meth:`build` can tell. Tried
+        first, outside the fast path's build budget: it must cost a few µs, and give what
+        build() would."""
+        return None
+
     def template(self, req: Request) -> Entry:
         q = req.query
         zone = self.zones.match(q.lname)
@@ -347,14 +387,16 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
         gen = self.generation
         tpl = gen.templates.get(q.key)
         if tpl is None:
-            started = INLINE_BUILDS.begin()
-            response = self.build(req, gen.data, zone)
-            INLINE_BUILDS.end(started)
-            tpl = PASS if response is None else template_for(response, q)
+            response = self.wire_answer(req, gen.data, zone)
+            if response is None:
+                started = INLINE_BUILDS.begin()
+                response = self.build(req, gen.data, zone)
+                INLINE_BUILDS.end(started)
+            tpl = PASS if response is None or response is PASS else template_for(response, q)
             gen.templates.put(q.key, tpl)
         return tpl
 
 
 __all__ = ["INLINE_BUILDS", "PASS", "REFUSED", "SERVFAIL", "Answer", "Deferred", "DependentGeneration",
-           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "MemoryHandler", "TemplateHandler",
-           "TemplateTable"]
+           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "MemoryHandler", "SoaRecord",
+           "TemplateHandler", "TemplateTable", "WireAnswer", "bare_answer", "negative_answer"]

@@ -17,11 +17,12 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.ticker import Ticker
-from interkube.plugin.answers import MemoryHandler
+from interkube.plugin.answers import PASS, MemoryHandler, WireAnswer, bare_answer, negative_answer
 from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.request import Request
 from interkube.plugin.transfer import ZoneCopy, ZoneListener
 from interkube.plugins.file.lookup import Outcome, lookup
+from interkube.plugins.file.negative import Verdict
 from interkube.plugins.file.parse import FileConfig
 from interkube.plugins.file.xfr import zone_copy
 from interkube.plugins.file.zone import ZoneData, ZoneFileInvalid, load_zone
@@ -80,6 +81,22 @@ class FileHandler(MemoryHandler[Zones]):
         #: Told of each zone a reload changed (the transfer plugin's NOTIFY).
         self.zone_listeners: list[ZoneListener] = []
 
+    def wire_answer(self, req: Request, data: Zones, zone: str) -> WireAnswer:
+        """Transfers refused, NXDOMAIN and NODATA, written on the wire when the zone's
+        NegativeIndex tells them from the question's bytes (what a flood of random names asks)."""
+        q = req.query
+        if q.qclass != dns.rdataclass.IN:
+            return PASS
+        if q.qtype in _TRANSFERS:
+            return bare_answer(q, RCODE_REFUSED)
+        z = data[zone]
+        verdict = z.negative.verdict(q.lname, q.qtype)
+        if verdict is None:
+            return None
+        if verdict is Verdict.NXDOMAIN and self.cfg.fallthrough.applies(q.lname):
+            return PASS
+        return negative_answer(q, z.negative.soa, verdict is Verdict.NXDOMAIN)
+
     def build(self, req: Request, data: Zones, zone: str) -> bytes | None:
         q = req.query
         if q.qclass != dns.rdataclass.IN:
@@ -91,6 +108,10 @@ class FileHandler(MemoryHandler[Zones]):
         result = lookup(data[zone], req.qname, q.qtype)
         if result.outcome is Outcome.NXDOMAIN and self.cfg.fallthrough.applies(q.lname):
             return None
+        if result.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
+            wire = negative_answer(q, data[zone].negative.soa, result.outcome is Outcome.NXDOMAIN)
+            if wire is not None:
+                return wire
         response = make_response(req.message, authoritative=result.outcome is not Outcome.REFERRAL)
         response.answer.extend(result.answer)
         response.authority.extend(result.authority)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
@@ -15,6 +16,9 @@ import dns.rdatatype
 import dns.zone
 
 from interkube.errors import InterkubeError
+
+if TYPE_CHECKING:
+    from interkube.plugins.file.negative import NegativeIndex
 
 
 class ZoneFileInvalid(InterkubeError):
@@ -42,6 +46,13 @@ class ZoneData:
         compared from the right as lower-case octets, in C: dnspython's own comparison of names
         costs three times as much)."""
         return tuple(sorted(self.nodes, key=lambda n: tuple(label.lower() for label in reversed(n.labels))))
+
+    @functools.cached_property
+    def negative(self) -> NegativeIndex:
+        """The zone's names as wire bytes, which tell most negative answers without dnspython."""
+        from interkube.plugins.file.negative import NegativeIndex  # (it reads a ZoneData: a cycle at import)
+
+        return NegativeIndex(self)
 
     def rdataset(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.rdataset.Rdataset | None:
         node = self.nodes.get(name)
@@ -74,4 +85,5 @@ def load_zone(text: str, origin: str, filename: str) -> ZoneData:
     data = ZoneData(apex_name, dict(zone.nodes), frozenset(names), soa, ns or None)
     # Sorted here, where a reload parses (off the event loop), not by the first transfer.
     _ = data.canonical_order
+    _ = data.negative
     return data
