@@ -66,8 +66,10 @@ PASS: Final = _Pass.PASS
 
 #: What a template table holds for a question.
 Entry = Answer | _Pass
-#: What MemoryHandler.wire_answer gives: the answer's bytes, PASS, or None (build() must tell).
-WireAnswer = bytes | _Pass | None
+#: An answer made without a build: its bytes, or PASS.
+Made = bytes | _Pass
+#: What MemoryHandler.wire_answer gives: such an answer, or None (build() must tell).
+WireAnswer = Made | None
 
 
 class _ErrorAnswer:
@@ -309,7 +311,7 @@ class DependentGeneration(Generic[DataT]):
         self.templates.put(query.key, tpl, deps)
         return tpl
 
-    def keep(self, query: Query, response: bytes | _Pass, deps: Iterable[DepKey] = ()) -> Entry:
+    def keep(self, query: Query, response: Made, deps: Iterable[DepKey] = ()) -> Entry:
         """Keep an answer made without a build (a negative answer written on the wire, or
         PASS) as the template for ``query``'s key, depending on ``deps``."""
         tpl: Entry = PASS if response is PASS else template_for(response, query)
@@ -398,5 +400,5 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
 
 
 __all__ = ["INLINE_BUILDS", "PASS", "REFUSED", "SERVFAIL", "Answer", "Deferred", "DependentGeneration",
-           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "MemoryHandler", "SoaRecord",
+           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "Made", "MemoryHandler", "SoaRecord",
            "TemplateHandler", "TemplateTable", "WireAnswer", "bare_answer", "negative_answer"]
