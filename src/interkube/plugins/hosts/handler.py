@@ -14,10 +14,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
+from interkube.dns.wire import RCODE_SERVFAIL
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.ticker import Ticker
-from interkube.plugin.answers import MemoryHandler
+from interkube.plugin.answers import PASS, MemoryHandler, WireAnswer, bare_answer
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
 from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
@@ -48,6 +49,24 @@ class HostsHandler(MemoryHandler[HostsData]):
         self.ticker = Ticker(cfg.reload, self.check, log)
 
     # -- answering --------------------------------------------------------------------------
+
+    def wire_answer(self, req: Request, data: HostsData, zone: str) -> WireAnswer:
+        """A name with no entry (nor a wildcard's), told from its bytes: SERVFAIL (or PASS)
+        written on the wire, as build() answers it (a flood of random names costs no build)."""
+        q = req.query
+        if q.qclass != dns.rdataclass.IN:
+            return PASS
+        lname = q.lname
+        if q.qtype == dns.rdatatype.PTR or len(lname) < 2:
+            return None
+        if self.origins.match(lname) is None:
+            return PASS  # in a reverse zone only because PTR is served there
+        names = data.wire_names
+        if lname in names or b"\x01*" + lname[lname[0] + 1:] in names:
+            return None
+        if self.cfg.fallthrough.applies(lname):
+            return PASS
+        return bare_answer(q, RCODE_SERVFAIL)
 
     def build(self, req: Request, data: HostsData, zone: str) -> bytes | None:
         q = req.query

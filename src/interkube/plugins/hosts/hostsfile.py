@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import dns.exception
 import dns.name
 import dns.reversename
 
-from interkube.dns.names import ZoneSet
+from interkube.dns.names import ZoneSet, to_wire
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _WILD = dns.name.Name((b"*",))
@@ -100,6 +101,12 @@ class HostsData:
                 v4 = v4 or self.v4.get(wild, ())
                 v6 = v6 or self.v6.get(wild, ())
         return v4, v6
+
+    @functools.cached_property
+    def wire_names(self) -> frozenset[bytes]:
+        """The names with addresses (wildcard entries too), as lower-cased wire bytes: what
+        tells a name with none without dnspython (see HostsHandler.wire_answer)."""
+        return frozenset(to_wire(name) for table in (self.v4, self.v6) for name in table)
 
     def merged(self, later: HostsData) -> HostsData:
         """These entries, then ``later``'s (file first, inline second, as CoreDNS answers)."""
