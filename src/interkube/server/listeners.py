@@ -32,7 +32,7 @@ from interkube.dns.wire import FLAG_QR, HEADER_LEN, parse_query
 from interkube.errors import ListenerError
 from interkube.pkg import datagrams
 from interkube.pkg.framing import FrameReader, length_prefix
-from interkube.plugin.handler import Streamed
+from interkube.plugin.handler import LATER, Streamed
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
 from interkube.server.dispatch import Dispatcher
@@ -165,6 +165,15 @@ MAX_SLOW_KEYS = 4096
 #: Seconds a query is remembered as sent to the slow path: then the fast path decides again
 #: (a cache that has learnt the name answers it from memory from then on), even under a flood.
 SLOW_KEYS_TTL = 0.2
+#: Queries one wake-up of the reader may send on the callback path (fast() returns LATER: a
+#: forward sent from the socket callback, interkube.plugin.later); past it, the rest of what it
+#: reads goes to the backlog as slow queries do, and the pump starts them, on the callback path
+#: still, as many per pass as keep a pass near UDP_PASS_TARGET. Each costs ~4 us (the chain, the
+#: send upstream, the relay of its answer): under a flood of forwarded names, a wake-up that sent
+#: all it read (2,048 datagrams) held answers from memory for ~8 ms, and with the backlog empty
+#: nothing was shed (bench/flood_probe.py). 64, one batch of reads, is more than a wake-up reads
+#: below the forwarding capacity.
+UDP_LATER_PER_READ = 64
 #: Linux's SO_RCVBUFFORCE (Python has no name for it): with CAP_NET_ADMIN it goes past
 #: net.core.rmem_max.
 _SO_RCVBUFFORCE = 33
@@ -211,12 +220,14 @@ class UdpEndpoint:
     one by one in Python without it) and answers what memory can in the same pass.
 
     The rest waits in a bounded backlog for the slow path (issue 19: a flood of forwarded names
-    must not starve the answers from memory). A callback scheduled once per pass starts some of
-    the waiting queries as tasks: as many as keep a pass near UDP_PASS_TARGET, and no more than
-    MAX_UDP_INFLIGHT at once. So the reader gets its turn every pass, reads the socket empty and
-    answers from memory ahead of any slow work; and when more arrives than the slow path can
-    take, the backlog drops its oldest query (counted in
-    ``interkube_dns_udp_backlog_dropped_total``) instead of the kernel dropping whatever
+    must not starve the answers from memory), and so does what one wake-up would send on the
+    callback path past UDP_LATER_PER_READ (a forward from the socket callback: cheap, but not
+    free, and a flood ten times what the upstreams take is mostly that). A callback scheduled
+    once per pass starts some of the waiting queries: as many as keep a pass near
+    UDP_PASS_TARGET, and no more than MAX_UDP_INFLIGHT tasks at once. So the reader gets its
+    turn every pass, reads the socket empty and answers from memory ahead of any slow work; and
+    when more arrives than the slow path can take, the backlog drops its oldest query (counted
+    in ``interkube_dns_udp_backlog_dropped_total``) instead of the kernel dropping whatever
     arrives, from-memory queries included. A query waiting in the backlog has not started:
     it runs on the dispatcher of the moment it starts (after a reload, the new one); a started
     one finishes on the chain it started with.
@@ -229,6 +240,12 @@ class UdpEndpoint:
     the kernel dropped datagrams, answers from memory among them. Each still starts on the
     whole chain (cache included) if it starts; a name the fast path would now answer (a cache
     that has learnt it, a reload) is queued instead for SLOW_KEYS_TTL at most.
+
+    While the reader holds callback-path work back (``holding``: its budget was spent, until the
+    backlog is empty again), the pump asks the fast path first for each query it starts (with
+    the listener as the replier, so a forward goes on the callback path, and an answer from
+    memory leaves at once), and only what fast() leaves goes to a slow-path task. Below the
+    forwarding capacity no wake-up reaches the budget, and nothing changes.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket) -> None:
@@ -254,6 +271,13 @@ class UdpEndpoint:
         self._reading = 0.0
         #: Slow-path queries started per pass (adapted; see UDP_PASS_TARGET).
         self.starts_per_pass = UDP_STARTS_MAX // 4
+        #: Queries a wake-up of the reader may send on the callback path (UDP_LATER_PER_READ),
+        #: and what is left of it in this one.
+        self.later_per_read = UDP_LATER_PER_READ
+        self.later_left = UDP_LATER_PER_READ
+        #: Whether the backlog holds queries the reader did not let on the callback path (see
+        #: the class's docstring): the pump asks the fast path first.
+        self.holding = False
         self.closed = False
         self._loop = asyncio.get_running_loop()
         self._pump_handle: asyncio.Handle | None = None
@@ -272,6 +296,7 @@ class UdpEndpoint:
 
     def _readable(self) -> None:
         started = time.monotonic()
+        self.later_left = self.later_per_read
         try:
             self._read()
         finally:
@@ -328,11 +353,16 @@ class UdpEndpoint:
         q = parse_query(data)
         if q is not None:
             req = Request(data, q, addr, "udp")
-            req.replier = self  # an answer may come later (interkube.plugin.later): reply(), slow()
+            if self.later_left > 0:
+                req.replier = self  # an answer may come later (interkube.plugin.later): reply(), slow()
             resp = self.listener.dispatcher.fast(req)
             if resp is not None:
+                if resp is LATER:
+                    self.later_left -= 1
                 return resp
             arrived = req.started
+            if self.later_left <= 0:
+                self.holding = True  # maybe a forward held back: the pump asks fast() first
         else:
             arrived = time.monotonic()
         slow_keys = self.slow_keys
@@ -389,18 +419,29 @@ class UdpEndpoint:
             backlog.popleft()
             self.dropped += 1
         n -= self._start_resumed(n, too_old)
+        fast_first = self.holding
         for _ in range(min(n, len(backlog))):
             data, addr, arrived = backlog.popleft()
             q = parse_query(data)  # (remembered: a dict lookup)
             if q is not None:
                 req = Request(data, q, addr, "udp")
                 req.started = arrived  # its duration counts the wait here
+                if fast_first:
+                    # Held back from the callback path by the reader (see the class's docstring).
+                    req.replier = self
+                    resp = dispatcher.fast(req)
+                    if resp is not None:
+                        if resp:
+                            self.outbox.put((resp, addr))
+                        continue  # answered, on the callback path (LATER), or dropped
                 answer = dispatcher.serve(req)
             else:
                 answer = dispatcher.serve_unparsed(data, addr, "udp")
             task = create_task(self._slow(answer, addr))
             inflight.add(task)
             task.add_done_callback(self._done)
+        if not backlog:
+            self.holding = False
         if backlog or self.resumed:
             self._last_pump = now
             self._pump_handle = self._loop.call_soon(self._pump)
