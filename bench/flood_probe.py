@@ -11,6 +11,11 @@ the flood (same server, same run), with the ratios. Three upstreams for the forw
   unreachable), so each flood query is an error the *errors* plugin reports;
 * ``silent``: a loopback socket that never reads: every forward waits for its timeout.
 
+Each flood phase runs for both ways interkube forwards a UDP query (``--paths``): the callback
+path (issue 18: sent from the listener's socket callback, no task per query) and the async path
+(a task per query; ``INTERKUBE_NO_CALLBACK_PATH=1``). The forwarding capacity, and so the flood
+rate, is measured for each path (the callback path's is higher) unless ``--flood-rate`` fixes it.
+
 Also a ``burst`` phase: 250,000 from-memory queries as fast as loadgen sends them, with the
 server's UDP receive buffer at the kernel's default and at interkube's, counting what the
 kernel dropped on the server's socket (``/proc/net/udp``).
@@ -19,10 +24,15 @@ interkube runs on CPU 0; loadgen (flood and probe), the responder and this scrip
 Loopback only; every process is stopped by its PID; each run is bounded by ``--duration``.
 
     python bench/flood_probe.py [--duration 6] [--factor 10 | --flood-rate QPS] [--probe-rate 1000]
-                                [--phases answers,refused,silent,burst] [--keep]
+                                [--phases answers,refused,silent,burst] [--paths callback,async] [--keep]
 
-The server's CPU time per datagram it read under each flood is printed too: on a shared machine,
-where other processes take turns on the server's core, it is steadier than the latencies.
+Two figures that a shared machine disturbs less than the latencies are printed with each flood:
+the server's CPU time per datagram it read, and its *passes*: the server's CPU time from one
+wake-up of its UDP reader to the next (bench/passclock.py), p50/p99/max. A from-memory query
+waits about one pass before it is read, so on a quiet machine the probe's p99 follows the
+passes' p99; on a busy one, where other processes take turns on the server's core, the probe's
+wall-clock figures grow and the passes do not. ``busy`` is the share of its core the server got
+while the flood ran (below ~95%: the machine, not the server, set the pace).
 
 Goals (issue 19): the probe keeps p99 < 5 ms and loss < 1% under each flood.
 """
@@ -31,10 +41,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +64,7 @@ from bench.generators import Loadgen, LoadResult, LoadSpec
 from bench.procs import GENERATOR_CPU, SERVER_CPU, Proc, proc_user_system_seconds, stop_all, wait_until
 from bench.runner import Upstream
 from testkit.servers import free_port, query
+from testkit.waiting import wait_until as wait_for
 
 LOOPBACK = "127.0.0.1"
 PROBE_NAMES = 100
@@ -61,6 +75,8 @@ GOAL_LOSS = 0.01
 #: The kernel's usual net.core.rmem_default, for the burst phase's comparison.
 KERNEL_DEFAULT_RCVBUF = 212992
 BURST = 250_000
+#: The ways a UDP query can be forwarded: the environment each server of a path runs with.
+PATHS: dict[str, dict[str, str]] = {"callback": {}, "async": {"INTERKUBE_NO_CALLBACK_PATH": "1"}}
 
 
 def log(msg: str) -> None:
@@ -77,8 +93,11 @@ class Phase:
     socket_drops: int = 0
     backlog_drops: int = 0
     error_lines: int = 0
-    #: The server's CPU seconds (user, system) while the flood ran.
+    #: The server's CPU seconds (user, system) while the flood ran, and the seconds it ran.
     cpu: tuple[float, float] = (0.0, 0.0)
+    wall: float = 0.0
+    #: The server's passes while the flood ran (bench/passclock.py: count, p50_us, p99_us, max_us).
+    passes: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def read(self) -> int:
         """Datagrams the server read while the flood ran (what the kernel did not drop)."""
@@ -110,15 +129,22 @@ def corefile(port: int, http: int, hosts: Path, upstream: int) -> str:
 
 
 class Server:
-    """interkube pinned to the server CPU, on a fresh port, stopped by PID on exit."""
+    """interkube pinned to the server CPU, on a fresh port, stopped by PID on exit; its passes
+    timed by bench/passclock.py; ``env``: variables set for it (see PATHS)."""
 
-    def __init__(self, tmp: Path, name: str, conf: str, port: int, http: int, extra: list[str]) -> None:
+    def __init__(self, tmp: Path, name: str, conf: str, port: int, http: int, extra: list[str],
+                 env: dict[str, str] | None = None) -> None:
         self.port, self.http = port, http
         path = tmp / f"Corefile-{name}"
         path.write_text(conf)
         self.log_path = tmp / f"interkube-{name}.log"
-        self.proc = Proc(f"interkube-{name}", [sys.executable, "-m", "interkube", "serve", "-conf", str(path),
-                                               *extra], self.log_path, cpus=(SERVER_CPU,))
+        self.passes_path = tmp / f"passes-{name}.json"
+        repo = str(Path(__file__).resolve().parents[1])
+        environ = {**os.environ, **(env or {})}
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, environ.get("PYTHONPATH", "")) if p)
+        self.proc = Proc(f"interkube-{name}", [sys.executable, "-m", "bench.passclock", str(self.passes_path),
+                                               "serve", "-conf", str(path), *extra],
+                         self.log_path, cpus=(SERVER_CPU,), env=environ)
 
     def __enter__(self) -> Server:
         self.proc.start()
@@ -147,6 +173,14 @@ class Server:
         """The server's CPU seconds so far: user (mostly Python) and system (mostly the kernel's
         UDP receive and send)."""
         return proc_user_system_seconds(self.proc.pid)
+
+    def passes(self) -> dict[str, float]:
+        """The passes since the previous call (the first call starts the window)."""
+        self.passes_path.unlink(missing_ok=True)
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        wait_for(self.passes_path.exists, "the server writes its passes", 10, alive=self.proc.running)
+        stats: dict[str, float] = json.loads(self.passes_path.read_text())
+        return stats
 
 
 def _answers(port: int) -> bool:
@@ -177,23 +211,37 @@ def probe_spec(port: int, qfile: Path, rate: float, duration: float) -> LoadSpec
                     cpus=(GENERATOR_CPU,))
 
 
-def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec,
-                   flood: LoadSpec) -> tuple[LoadResult, LoadResult, tuple[float, float]]:
+@dataclass
+class FloodRun:
+    probe: LoadResult
+    flood: LoadResult
+    #: The server's CPU seconds (user, system) and the wall seconds while the flood ran.
+    cpu: tuple[float, float]
+    wall: float
+    #: The server's passes during the probe (see bench/passclock.py).
+    passes: dict[str, float]
+
+
+def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec, flood: LoadSpec) -> FloodRun:
     """The probe while the flood runs: the flood starts first and outlasts the probe by a margin
     on both sides, so that the probe sees only the steady state of the flood. Also the server's
-    CPU time (user, system) while the flood ran."""
+    CPU time (user, system) while the flood ran, and its passes while the probe ran."""
     cmd = ["taskset", "-c", str(GENERATOR_CPU), *gen.argv(flood)]
     cpu0 = server.cpu()
+    wall0 = time.monotonic()
     flooder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)  # not synchronisation: the flood's ramp-up is left out of the probe's window
+        server.passes()
         probe_result = gen.run(probe)
+        passes = server.passes()
         out, err = flooder.communicate(timeout=flood.duration + flood.timeout + 15)
     finally:
         if flooder.poll() is None:
             flooder.kill()
             flooder.wait()
     cpu1 = server.cpu()
+    wall = time.monotonic() - wall0
     if flooder.returncode != 0:
         raise RuntimeError(f"flood loadgen failed: {err.strip()}")
     d = json.loads(out)
@@ -202,16 +250,17 @@ def run_with_flood(gen: Loadgen, server: Server, probe: LoadSpec,
                               duration=d["elapsed_s"], sent=d["sent"], received=d["received"],
                               timeouts=d["timeouts"], qps=d["qps"], p50_us=lat["p50"], p99_us=lat["p99"],
                               mean_us=lat["mean"], rcodes=d["rcodes"], cpu_s=d["cpu_s"])
-    return probe_result, flood_result, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])
+    return FloodRun(probe_result, flood_result, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), wall, passes)
 
 
-def capacity(gen: Loadgen, tmp: Path, files: tuple[Path, Path, Path], extra: list[str], duration: float) -> float:
+def capacity(gen: Loadgen, tmp: Path, files: tuple[Path, Path, Path], extra: list[str], duration: float,
+             path: str) -> float:
     """Closed-loop QPS of forwarded names to an upstream that answers at once."""
     hosts, _, flood = files
     up = Upstream(gen, 0, tmp).start()
     try:
         port, http = free_port(), free_port()
-        with Server(tmp, "capacity", corefile(port, http, hosts, up.port), port, http, extra):
+        with Server(tmp, f"capacity-{path}", corefile(port, http, hosts, up.port), port, http, extra, PATHS[path]):
             spec = LoadSpec(port=port, query_file=flood, duration=duration, conns=8, window=32,
                             cpus=(GENERATOR_CPU,))
             gen.run(LoadSpec(port=port, query_file=flood, duration=1.0, cpus=(GENERATOR_CPU,)))  # warm up
@@ -220,23 +269,26 @@ def capacity(gen: Loadgen, tmp: Path, files: tuple[Path, Path, Path], extra: lis
         up.stop()
 
 
-def flood_phase(gen: Loadgen, tmp: Path, name: str, files: tuple[Path, Path, Path], upstream: int,
+def flood_phase(gen: Loadgen, tmp: Path, name: str, path: str, files: tuple[Path, Path, Path], upstream: int,
                 rate: float, opts: argparse.Namespace) -> tuple[Phase, Phase]:
     hosts, probe_file, flood_file = files
     port, http = free_port(), free_port()
-    with Server(tmp, name, corefile(port, http, hosts, upstream), port, http, opts.server_args) as server:
+    label = f"{path} {name}"
+    with Server(tmp, f"{name}-{path}", corefile(port, http, hosts, upstream), port, http, opts.server_args,
+                PATHS[path]) as server:
         probe = probe_spec(port, probe_file, opts.probe_rate, opts.duration)
+        server.passes()
         alone = gen.run(probe)
-        base = Phase(f"{name}: probe alone", alone, socket_drops=server.socket_drops(),
-                     backlog_drops=server.backlog_drops(), error_lines=server.error_lines())
+        base = Phase(f"{label}: probe alone", alone, socket_drops=server.socket_drops(),
+                     backlog_drops=server.backlog_drops(), error_lines=server.error_lines(), passes=server.passes())
         flood = LoadSpec(port=port, query_file=flood_file, rate=rate, duration=opts.duration + 2.0, conns=8,
                          timeout=1.0, cpus=(GENERATOR_CPU,))
-        probe_result, flood_result, cpu = run_with_flood(gen, server, probe, flood)
+        run = run_with_flood(gen, server, probe, flood)
         drops0, backlog0, lines0 = base.socket_drops, max(base.backlog_drops, 0), base.error_lines
-        flooded = Phase(f"{name}: probe + flood", probe_result, flood_result,
+        flooded = Phase(f"{label}: probe + flood", run.probe, run.flood,
                         socket_drops=server.socket_drops() - drops0,
                         backlog_drops=server.backlog_drops() - backlog0,
-                        error_lines=server.error_lines() - lines0, cpu=cpu)
+                        error_lines=server.error_lines() - lines0, cpu=run.cpu, wall=run.wall, passes=run.passes)
     return base, flooded
 
 
@@ -269,31 +321,43 @@ def fmt_us(us: float) -> str:
     return "-" if us < 0 else f"{us / 1000:.2f} ms"
 
 
-def report(pairs: list[tuple[Phase, Phase]], rate: float) -> bool:
+def fmt_passes(passes: dict[str, float]) -> str:
+    if not passes.get("count"):
+        return "passes: none timed"
+    return (f"passes (server CPU from one read to the next): p50 {fmt_us(passes['p50_us'])}, "
+            f"p99 {fmt_us(passes['p99_us'])}, max {fmt_us(passes['max_us'])} ({passes['count']:,.0f})")
+
+
+def report(pairs: list[tuple[Phase, Phase]], rates: dict[str, float]) -> bool:
     print()
-    print(f"probe: {PROBE_NAMES} names from memory (hosts); flood: {FLOOD_NAMES} forwarded names at {rate:,.0f} q/s")
-    head = (f"{'run':28s} {'probe loss':>10s} {'p50':>9s} {'p99':>9s} {'max':>9s}  {'flood sent':>10s} "
+    print(f"probe: {PROBE_NAMES} names from memory (hosts); flood: {FLOOD_NAMES} forwarded names at "
+          + ", ".join(f"{rate:,.0f} q/s ({path} path)" for path, rate in rates.items()))
+    head = (f"{'run':34s} {'probe loss':>10s} {'p50':>9s} {'p99':>9s} {'max':>9s}  {'flood sent':>10s} "
             f"{'answered':>9s} {'sock drops':>10s} {'backlog drops':>13s} {'errors lines':>12s}")
     print(head)
     print("-" * len(head))
     ok = True
+    pad = " " * 34
     for base, flooded in pairs:
         for ph in (base, flooded):
             p = ph.probe
             fl = ph.flood
             mx = p.detail.get("latency_us", {}).get("max", -1)
-            print(f"{ph.name:28s} {p.loss:10.2%} {fmt_us(p.p50_us):>9s} {fmt_us(p.p99_us):>9s} {fmt_us(mx):>9s}  "
+            print(f"{ph.name:34s} {p.loss:10.2%} {fmt_us(p.p50_us):>9s} {fmt_us(p.p99_us):>9s} {fmt_us(mx):>9s}  "
                   f"{(f'{fl.sent:,d}' if fl else '-'):>10s} {(f'{fl.received:,d}' if fl else '-'):>9s} "
                   f"{ph.socket_drops:10,d} {ph.backlog_drops:13,d} {ph.error_lines:12,d}")
         p, b = flooded.probe, base.probe
         ratio = p.p99_us / b.p99_us if b.p99_us > 0 and p.p99_us > 0 else float("nan")
         met = p.p99_us < GOAL_P99_US and p.loss < GOAL_LOSS and p.p99_us > 0
         ok = ok and met
-        print(f"{'':28s} flood/alone: p99 x{ratio:.1f}, loss {p.loss:.2%} vs {b.loss:.2%}; "
+        print(f"{pad} flood/alone: p99 x{ratio:.1f}, loss {p.loss:.2%} vs {b.loss:.2%}; "
               f"goal p99 < {GOAL_P99_US / 1000:.0f} ms and loss < {GOAL_LOSS:.0%}: {'met' if met else 'short'}")
         user, system = flooded.cpu
-        print(f"{'':28s} server CPU under the flood: {user:.2f} s user + {system:.2f} s system for "
-              f"{flooded.read():,d} datagrams read = {flooded.us_per_read():.2f} us each")
+        busy = (user + system) / flooded.wall if flooded.wall else float("nan")
+        print(f"{pad} server CPU under the flood: {user:.2f} s user + {system:.2f} s system for "
+              f"{flooded.read():,d} datagrams read = {flooded.us_per_read():.2f} us each; busy {busy:.0%}")
+        print(f"{pad} alone: {fmt_passes(base.passes)}")
+        print(f"{pad} flood: {fmt_passes(flooded.passes)}")
     return ok
 
 
@@ -305,10 +369,16 @@ def main() -> int:
                     help="flood rate in q/s instead of --factor times the capacity (to compare runs alike)")
     ap.add_argument("--probe-rate", type=float, default=1000.0, help="probe queries per second")
     ap.add_argument("--phases", default="answers,refused,silent,burst", help="which runs, comma-separated")
+    ap.add_argument("--paths", default="callback,async",
+                    help="how forwarded queries go, comma-separated: callback (issue 18), async (a task each)")
     ap.add_argument("--server-args", default="", help="extra `interkube serve` arguments, space-separated")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     opts = ap.parse_args()
     opts.server_args = opts.server_args.split()
+    paths = opts.paths.split(",")
+    if unknown := [p for p in paths if p not in PATHS]:
+        print(f"flood_probe: unknown path(s) {', '.join(unknown)}: choose among {', '.join(PATHS)}", file=sys.stderr)
+        return 2
     if not shutil.which("taskset"):
         print("flood_probe: needs taskset (util-linux)", file=sys.stderr)
         return 2
@@ -318,27 +388,32 @@ def main() -> int:
     files = write_files(tmp)
     pairs: list[tuple[Phase, Phase]] = []
     burst_rows: list[str] = []
+    rates: dict[str, float] = {}
     try:
-        rate = 0.0
-        if any(p in phases for p in ("answers", "refused", "silent")):
-            cap = capacity(gen, tmp, files, opts.server_args, 3.0)
-            rate = opts.flood_rate or cap * opts.factor
-            log(f"forwarding capacity {cap:,.0f} q/s (closed loop, upstream answers at once); flood at {rate:,.0f} q/s")
-        for name in ("answers", "refused", "silent"):
-            if name not in phases:
-                continue
-            log(f"{name}: probe alone, then probe + flood")
-            if name == "answers":
-                up = Upstream(gen, 0, tmp).start()
-                try:
-                    pairs.append(flood_phase(gen, tmp, name, files, up.port, rate, opts))
-                finally:
-                    up.stop()
-            elif name == "refused":
-                pairs.append(flood_phase(gen, tmp, name, files, free_port(), rate, opts))
+        for path in paths:
+            if not any(p in phases for p in ("answers", "refused", "silent")):
+                break
+            if opts.flood_rate:
+                rate = rates[path] = opts.flood_rate
             else:
-                with silent_upstream() as port:
-                    pairs.append(flood_phase(gen, tmp, name, files, port, rate, opts))
+                cap = capacity(gen, tmp, files, opts.server_args, 3.0, path)
+                rate = rates[path] = cap * opts.factor
+                log(f"{path} path: forwarding capacity {cap:,.0f} q/s (closed loop, upstream answers at once)")
+            for name in ("answers", "refused", "silent"):
+                if name not in phases:
+                    continue
+                log(f"{path} path, {name}: probe alone, then probe + flood at {rate:,.0f} q/s")
+                if name == "answers":
+                    up = Upstream(gen, 0, tmp).start()
+                    try:
+                        pairs.append(flood_phase(gen, tmp, name, path, files, up.port, rate, opts))
+                    finally:
+                        up.stop()
+                elif name == "refused":
+                    pairs.append(flood_phase(gen, tmp, name, path, files, free_port(), rate, opts))
+                else:
+                    with silent_upstream() as port:
+                        pairs.append(flood_phase(gen, tmp, name, path, files, port, rate, opts))
         if "burst" in phases:
             log(f"burst: {BURST:,d} from-memory queries at once, kernel-default vs interkube-default receive buffer")
             burst_rows = burst_phase(gen, tmp, files, opts)
@@ -348,7 +423,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"kept {tmp}")
-    ok = report(pairs, rate) if pairs else True
+    ok = report(pairs, rates) if pairs else True
     if burst_rows:
         print()
         print(f"burst of {BURST:,d} queries from memory:")
