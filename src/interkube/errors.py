@@ -118,6 +118,11 @@ class KubeconfigError(KubeError):
     """A kubeconfig file or context is unusable."""
 
 
+class KubeCredentialsError(InterkubeError):
+    """The credentials for a request could not be had (a token file gone, an exec plugin that
+    failed): a transient failure the API clients retry, not a refusal by the server."""
+
+
 class KubeForbidden(KubeError):
     """RBAC refused a verb on a resource."""
 

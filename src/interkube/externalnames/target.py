@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
-from lightkube.config.kubeconfig import SingleConfig
 
 from interkube.errors import KubeError, KubeForbidden
 from interkube.kube import access as api_access
@@ -50,7 +49,8 @@ def _service_path(namespace: str, name: str | None = None) -> str:
 class TargetApi:
     """One cluster's API, for the calls the controller needs."""
 
-    def __init__(self, config: SingleConfig, *, cluster: str, context: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, config: api_access.ApiConfig, *, cluster: str, context: str | None,
+                 timeout: float = 30.0) -> None:
         self.config = config
         self.cluster = cluster
         self.context = context

@@ -1,8 +1,8 @@
 """A cluster from its API: list, then watch, each resource DNS reads; relist on 410 Gone.
 
-lightkube gives us the configuration and authentication (see :mod:`interkube.kube.access`), but
-the list and the watch are done here with its HTTP client (httpx2) directly, because lightkube's
-own watch hides what a DNS cache needs to stay correct:
+:mod:`interkube.kube.access` gives us the configuration and the authenticated HTTP client
+(httpx2, as lightkube's); the list and the watch are done here with it directly, because
+lightkube's own watch hides what a DNS cache needs to stay correct:
 
 * it does not ask for bookmarks (``allowWatchBookmarks``) and would decode a bookmark as an
   object; we read them to advance the resourceVersion through quiet periods;
@@ -29,10 +29,8 @@ from typing import Any
 
 import httpx2
 import msgspec
-from lightkube.config.kubeconfig import SingleConfig
-from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
-from interkube.errors import KubeError, KubeForbidden, WatchExpired
+from interkube.errors import KubeCredentialsError, KubeError, KubeForbidden, WatchExpired
 from interkube.kube import access as api_access
 from interkube.kube.cluster import LIST, Cluster
 from interkube.kube.filters import Filters
@@ -145,12 +143,12 @@ def describe_failure(exc: BaseException, server: str) -> str:
         return f"{server} did not answer in time"
     if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
         return f"{server} dropped the connection ({exc or type(exc).__name__})"
-    if isinstance(exc, LightkubeConfigError):
+    if isinstance(exc, KubeCredentialsError):
         return f"credentials for {server}: {exc}"
     return f"{server}: {type(exc).__name__}: {exc}"
 
 
-_TRANSIENT = (httpx2.HTTPError, OSError, ssl.SSLError, LightkubeConfigError, msgspec.DecodeError,
+_TRANSIENT = (httpx2.HTTPError, OSError, ssl.SSLError, KubeCredentialsError, msgspec.DecodeError,
               msgspec.ValidationError)
 #: Failures of a call to an API server that a retry may get past (for the other API clients:
 #: the ExternalName controller's writes); describe_failure() puts them in words.
@@ -160,7 +158,7 @@ TRANSIENT = _TRANSIENT
 class LiveSource:
     """List+watch of one cluster's API."""
 
-    def __init__(self, access: api_access.ApiAccess, config: SingleConfig, filters: Filters,
+    def __init__(self, access: api_access.ApiAccess, config: api_access.ApiConfig, filters: Filters,
                  options: LiveOptions | None = None) -> None:
         self.access = access
         self.config = config
