@@ -49,13 +49,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Iterable
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from interkube.errors import KubeError
 from interkube.kube.cluster import Cluster, ClusterStats
 from interkube.pkg.metrics import NAMESPACE, MetricSources
 from interkube.pkg.shared import Kind, SharedObjects
+
+if TYPE_CHECKING:  # prometheus_client loads at the first scrape (see interkube.plugin.metrics)
+    from prometheus_client.core import Metric
 
 
 class ClusterRegistry:
@@ -147,6 +149,8 @@ class ClusterRegistry:
 
     def collect(self) -> Iterable[Metric]:
         """The kubernetes plugin's metrics, published at scrape time."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         p = f"{NAMESPACE}_kubernetes_"
         age = GaugeMetricFamily(p + "sync_age_seconds", "Seconds since the cluster's data was last known to "
                                 "be current (a list, a watch event or a bookmark).", labels=["cluster"])

@@ -7,14 +7,15 @@ the buckets are CoreDNS's, so that dashboards built for it read ours unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client.core import Metric
+if TYPE_CHECKING:  # prometheus_client loads when metrics are first collected (see interkube.plugin.metrics)
+    from prometheus_client.core import Metric
 
 NAMESPACE = "interkube"
 
 #: Turns a part's plain counters into metric families when /metrics is scraped.
-Source = Callable[[], Iterable[Metric]]
+Source = Callable[[], Iterable["Metric"]]
 
 
 class MetricSources(Protocol):

@@ -5,26 +5,44 @@ for a whole query, so plugins do not call prometheus_client per query. They coun
 and ints, and register a *source*: a function that turns those counts into metric families when
 ``/metrics`` is scraped. prometheus_client still does the exposition format, the registry and the
 process/platform collectors.
+
+prometheus_client (with the http.server, urllib and wsgiref modules it loads: 2 MiB of a small
+server's RSS) is imported when the registry is first asked for -- by the prometheus plugin, a
+multi-worker server's metrics socket, or a reload's counters -- not by a server nobody scrapes.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
 from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from interkube import __version__
 from interkube.pkg.metrics import NAMESPACE, Source
 
-# `*_created` series double every counter for no use to DNS dashboards (CoreDNS has none).
-disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client does not annotate it
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge
+    from prometheus_client.core import Metric
 
 
-class _SourcesCollector(Collector):
+def _no_created_series() -> None:
+    """`*_created` series double every counter for no use to DNS dashboards (CoreDNS has none):
+    off in every process that loads this module, prometheus_client loaded already or later (its
+    own variable, read at its import; child processes inherit it, to the same effect)."""
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client does not annotate it
+    else:
+        os.environ["PROMETHEUS_DISABLE_CREATED_SERIES"] = "True"
+
+
+_no_created_series()
+
+
+class _SourcesCollector:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
@@ -60,6 +78,8 @@ class MalformedQueries:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         family = CounterMetricFamily(f"{NAMESPACE}_dns_malformed_queries",
                                      "Counter of queries answered FORMERR because they are malformed, "
                                      "by reason (message, opt, option, ecs).", labels=["server", "reason"])
@@ -86,6 +106,8 @@ class UdpBacklogDrops:
         self.counts[server] = self.counts.get(server, 0) + n
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         family = CounterMetricFamily(f"{NAMESPACE}_dns_udp_backlog_dropped",
                                      "Counter of UDP queries dropped, oldest first, because the listener's "
                                      "backlog of queries waiting for the slow path was full.", labels=["server"])
@@ -97,13 +119,15 @@ class UdpBacklogDrops:
 UDP_BACKLOG_DROPS = UdpBacklogDrops()
 
 
-class Metrics:
-    """One per process; kept across reloads so counters do not reset."""
+class _Registry:
+    """The prometheus_client side of a Metrics: its registry and the process's own series."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        _no_created_series()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.sources: dict[Any, Source] = {}
-        self.registry.register(_SourcesCollector(self))
+        self.registry.register(_SourcesCollector(metrics))
         self.build_info = Gauge(f"{NAMESPACE}_build_info", "A metric with a constant '1' value labeled by "
                                 "version, revision, and python version from which interkube was built.",
                                 ["version", "revision", "pythonversion"], registry=self.registry)
@@ -112,8 +136,41 @@ class Metrics:
                                      "Counter of the number of failed reload attempts.", registry=self.registry)
         self.reloads = Counter(f"{NAMESPACE}_reload_total", "Counter of successful reloads.",
                                registry=self.registry)
+
+
+class Metrics:
+    """One per process; kept across reloads so counters do not reset.
+
+    The prometheus_client objects are made at the first use of any of them (see the module's
+    docstring); the sources are plain functions until a scrape calls them.
+    """
+
+    def __init__(self) -> None:
+        self.sources: dict[Any, Source] = {}
+        self._prometheus: _Registry | None = None
         self.add_source(MALFORMED_QUERIES, MALFORMED_QUERIES.collect)
         self.add_source(UDP_BACKLOG_DROPS, UDP_BACKLOG_DROPS.collect)
+
+    def _made(self) -> _Registry:
+        if self._prometheus is None:
+            self._prometheus = _Registry(self)
+        return self._prometheus
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._made().registry
+
+    @property
+    def build_info(self) -> Gauge:
+        return self._made().build_info
+
+    @property
+    def reload_failed(self) -> Counter:
+        return self._made().reload_failed
+
+    @property
+    def reloads(self) -> Counter:
+        return self._made().reloads
 
     def add_source(self, owner: Any, source: Source) -> None:
         """Publish ``source()``'s families at every scrape until ``remove_source(owner)``."""

@@ -27,12 +27,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from interkube.pkg.metrics import NAMESPACE
 
 if TYPE_CHECKING:
     import asyncio
+
+    from prometheus_client.core import Metric
 
     from interkube.server.listeners import Listener
 
@@ -190,6 +190,8 @@ class ConnectionTable:
         self.closed[key] = self.closed.get(key, 0) + 1
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         closed = CounterMetricFamily(
             f"{NAMESPACE}_tcp_connections_closed",
             "Counter of TCP and TLS connections closed or refused by the server, by reason: idle (idle "

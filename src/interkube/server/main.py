@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interkube import __version__
 from interkube.corefile.parser import Directive, ServerBlock, parse_file, parse_text
@@ -21,7 +21,9 @@ from interkube.plugin.services import Services
 from interkube.server import collector, limits
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
-from interkube.server.workers import WorkerContext, run_workers
+
+if TYPE_CHECKING:  # the workers' module (and its metrics merging) loads only with --workers > 1
+    from interkube.server.workers import WorkerContext
 
 log = logging.getLogger("interkube.server")
 
@@ -328,6 +330,8 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
             talk = not quiet and ctx.index == 0
             built = server.build(warn=False)  # the parent's build above has logged the warnings
             return _run_loop(serve_until_signalled(server, built, not talk, banner), loop)
+
+        from interkube.server.workers import run_workers
 
         return run_workers(workers, one)
     finally:

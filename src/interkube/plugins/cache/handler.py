@@ -20,8 +20,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, ZONE_TRANSFERS, Query, Template
 from interkube.pkg.metrics import NAMESPACE
@@ -43,6 +41,8 @@ from interkube.plugins.cache.entry import (
 from interkube.plugins.cache.parse import DEFAULT_STALE_RECHECK, DEFAULT_STALE_VERIFY_TIMEOUT, CacheConfig
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from interkube.plugin.metrics import Metrics
 
 log = logging.getLogger("interkube.plugin.cache")
@@ -374,6 +374,8 @@ class CacheHandler(Handler):
 
     def collect(self) -> list[Metric]:
         """The cache's metric families, CoreDNS's names under the interkube namespace."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         st = self.stats
         if st.owner is not self:
             return []  # a reload replaced this handler; its successor publishes the counters

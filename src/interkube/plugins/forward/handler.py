@@ -13,8 +13,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import Iterable
-
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from interkube.dns.message import rcode_name
 from interkube.dns.names import ZoneSet, to_wire
@@ -29,6 +28,9 @@ from interkube.plugin.request import Request
 from interkube.plugins.forward.flight import Flight, launch
 from interkube.plugins.forward.parse import ForwardConfig
 from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
+
+if TYPE_CHECKING:  # prometheus_client loads at the first scrape (see interkube.plugin.metrics)
+    from prometheus_client.core import Metric
 
 #: The whole budget for one query, as CoreDNS's forward (defaultTimeout).
 QUERY_DEADLINE = 5.0
@@ -259,6 +261,8 @@ def collect_all(handlers: Iterable[ForwardHandler]) -> Iterable[Metric]:
     """CoreDNS's forward metrics, under the interkube_ namespace, for all of ``handlers``: each
     upstream once (by name: its counters are kept by name, shared by every forward that uses it)
     and each handler's counters once (a reload's new handler shares its predecessor's)."""
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
     handlers = list(handlers)
     upstreams = list({up.name: up for h in handlers for up in h.upstreams}.values())
     fstats = list({id(h.stats): h.stats for h in handlers}.values())

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet
@@ -23,6 +23,9 @@ from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
 from interkube.plugins.hosts.hostsfile import HostsData, reverse_address
 from interkube.plugins.hosts.parse import HostsConfig
+
+if TYPE_CHECKING:  # prometheus_client loads at the first scrape (see interkube.plugin.metrics)
+    from prometheus_client.core import Metric
 
 log = logging.getLogger("interkube.plugin.hosts")
 
@@ -121,6 +124,8 @@ class HostsHandler(MemoryHandler[HostsData]):
 
     def collect(self) -> Iterable[Metric]:
         """CoreDNS's hosts metrics, under the interkube_ namespace."""
+        from prometheus_client.core import GaugeMetricFamily
+
         entries = GaugeMetricFamily(f"{NAMESPACE}_hosts_entries",
                                     "The combined number of entries in hosts and Corefile.")
         entries.add_metric([], len(self.data))
