@@ -7,7 +7,8 @@
 * :mod:`.cluster` -- a cluster: its source, current index, sync state, counters, subscribers;
 * :mod:`.live` -- list+watch against the API (bookmarks, relist on 410, backoff, silence);
 * :mod:`.snapshot` -- Kubernetes List files, re-read when they change;
-* :mod:`.access` -- kubeconfig, endpoint+TLS and in-cluster settings, through lightkube;
+* :mod:`.access` -- kubeconfig, endpoint+TLS and in-cluster settings (lightkube, in
+  :mod:`.lightkube_config`, only for exec plugins and what else it alone reads);
 * :mod:`.filters`, :mod:`.labels` -- which objects a stanza keeps;
 * :mod:`.registry` -- the process-wide clusters by name, for plugins that span clusters.
 """
