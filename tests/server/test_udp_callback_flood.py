@@ -22,12 +22,14 @@ import dns.message
 import dns.rcode
 import pytest
 
+from interkube.dns.wire import RCODE_NOERROR, error_response, name_to_text
+from interkube.plugin.handler import SLOW, Handler, link
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
-from interkube.plugin.request import Request
+from interkube.plugin.request import Request, Route
 from interkube.plugins.forward.handler import ForwardHandler
 from interkube.server import listeners
 from interkube.server.dispatch import Dispatcher
-from interkube.server.listeners import UdpEndpoint
+from interkube.server.listeners import Listener, UdpEndpoint
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import free_port, in_process
 from testkit.waiting import until
@@ -105,12 +107,12 @@ def client() -> Iterator[socket.socket]:
         yield s
 
 
-def flood(c: socket.socket, ep: UdpEndpoint, count: int) -> list[bytes]:
-    """Send ``count`` queries for NAMES in turn, each with its own ID, all before the listener
+def flood(c: socket.socket, ep: UdpEndpoint, count: int, names: list[str] = NAMES) -> list[bytes]:
+    """Send ``count`` queries for ``names`` in turn, each with its own ID, all before the listener
     gets a turn (no await): one wake-up of its reader reads them all. Returns them."""
     sent = []
     for i in range(count):
-        q = dns.message.make_query(NAMES[i % len(NAMES)], "A", id=i + 1).to_wire()
+        q = dns.message.make_query(names[i % len(names)], "A", id=i + 1).to_wire()
         c.sendto(q, ep.sock.getsockname())
         sent.append(q)
     return sent
@@ -151,6 +153,26 @@ async def test_a_wake_up_sends_a_bounded_number_upstream_and_the_rest_waits_shed
             assert UDP_BACKLOG_DROPS.counts[ep.listener.dispatcher.server] - drops_before == 52
             assert s.slow_asked == 0 and not ep.inflight
             assert upstream.count("udp") == 8
+
+
+async def test_while_queries_wait_new_ones_queue_behind_them(reader: str, upstream: FakeUpstream) -> None:
+    """A wake-up that finds queries waiting for the pump sends none on the callback path: new
+    names (never seen, so asked of the chain) wait behind the older ones. Before: each wake-up
+    sent its budget upstream ahead of what waited."""
+    async with served(upstream) as s:
+        ep = s.ep
+        ep.later_per_read = 8
+        ep.inflight_limit = 0
+        with client() as c:
+            flood(c, ep, 20)
+            await until(lambda: s.fwd.inflight + len(ep.backlog) == 20, "the first flood is read")
+            assert s.fwd.inflight == 8
+            flood(c, ep, 10, [f"m{i}.example.org." for i in range(10)])
+            await until(lambda: len(ep.backlog) == 12 + 10 or s.fwd.inflight > 8, "the second flood is read")
+            assert s.fwd.inflight == 8 and len(ep.backlog) == 22
+            assert s.fast_asked == 30  # each asked of the chain once: the backlog is below half full
+            await until(lambda: upstream.count("udp") == 8, "the first budget reaches the upstream")
+            assert s.slow_asked == 0 and s.ep_dropped == 0
 
 
 async def test_queries_held_back_start_on_the_callback_path_and_are_answered_as_before(
@@ -199,3 +221,47 @@ async def test_below_the_budget_nothing_waits(reader: str, upstream: FakeUpstrea
             assert s.fwd.inflight == listeners.UDP_LATER_PER_READ
             assert s.fast_asked == listeners.UDP_LATER_PER_READ
             assert not ep.backlog and not ep.holding and s.ep_dropped == 0
+
+
+class SlowOnly(Handler):
+    """Every name on the slow path (no callback path): counts what it is asked."""
+
+    plugin = "slowonly"
+
+    def __init__(self) -> None:
+        self.fast_asked: list[str] = []
+        self.served: list[str] = []
+
+    def fast(self, req: Request) -> bytes | None:
+        self.fast_asked.append(name_to_text(req.query.lname))
+        return SLOW
+
+    async def serve(self, req: Request) -> bytes:
+        self.served.append(name_to_text(req.query.lname))
+        return error_response(req.wire, RCODE_NOERROR, req.query)
+
+
+async def test_a_chain_without_the_callback_path_is_asked_once_per_query(reader: str) -> None:
+    """Where nothing ever goes on the callback path, a wake-up that finds queries waiting holds
+    nothing back: the pump starts each query on the slow path without a second walk of the
+    fast path."""
+    head = SlowOnly()
+    listener = Listener("dns", "127.0.0.1", 0, Dispatcher({".": (Route(".", "dns://slow-only:53"), link([head]))}))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    ep = UdpEndpoint(listener, sock)
+    try:
+        ep.inflight_limit = 0
+        with client() as c:
+            flood(c, ep, 5)
+            await until(lambda: len(ep.backlog) == 5, "the first queries wait")
+            flood(c, ep, 5)  # read while those wait
+            await until(lambda: len(ep.backlog) == 10, "the next ones wait too")
+            assert not ep.holding
+            ep.inflight_limit = listeners.MAX_UDP_INFLIGHT
+            ep.handle(dns.message.make_query(NAMES[0], "A", id=1000).to_wire(), c.getsockname())  # (a pump)
+            await until(lambda: len(head.served) == 11, "every query is served")
+            assert sorted(head.fast_asked) == sorted(head.served)
+    finally:
+        ep.close()

@@ -166,13 +166,15 @@ MAX_SLOW_KEYS = 4096
 #: (a cache that has learnt the name answers it from memory from then on), even under a flood.
 SLOW_KEYS_TTL = 0.2
 #: Queries one wake-up of the reader may send on the callback path (fast() returns LATER: a
-#: forward sent from the socket callback, interkube.plugin.later); past it, the rest of what it
-#: reads goes to the backlog as slow queries do, and the pump starts them, on the callback path
-#: still, as many per pass as keep a pass near UDP_PASS_TARGET. Each costs ~4 us (the chain, the
-#: send upstream, the relay of its answer): under a flood of forwarded names, a wake-up that sent
-#: all it read (2,048 datagrams) held answers from memory for ~8 ms, and with the backlog empty
-#: nothing was shed (bench/flood_probe.py). 64, one batch of reads, is more than a wake-up reads
-#: below the forwarding capacity.
+#: forward sent from the socket callback, interkube.plugin.later) when nothing waits for the
+#: slow path; past it, or while queries wait, what it reads goes to the backlog as slow queries
+#: do, and the pump starts them, on the callback path still, as many per pass as keep a pass
+#: near UDP_PASS_TARGET. Each is a few microseconds of Python in the reader, and ~23 us of the
+#: server's CPU in all (two datagrams in, two out, the relay of the answer; bench/
+#: forward_callback.py): under a flood of forwarded names, wake-ups that sent all they read (up
+#: to forward's 1,024 in flight) held answers from memory for 11 ms (p99), and with the backlog
+#: empty nothing was shed (bench/flood_probe.py). 64, one batch of reads, is more than a wake-up
+#: reads below the forwarding capacity.
 UDP_LATER_PER_READ = 64
 #: Linux's SO_RCVBUFFORCE (Python has no name for it): with CAP_NET_ADMIN it goes past
 #: net.core.rmem_max.
@@ -221,8 +223,9 @@ class UdpEndpoint:
 
     The rest waits in a bounded backlog for the slow path (issue 19: a flood of forwarded names
     must not starve the answers from memory), and so does what one wake-up would send on the
-    callback path past UDP_LATER_PER_READ (a forward from the socket callback: cheap, but not
-    free, and a flood ten times what the upstreams take is mostly that). A callback scheduled
+    callback path past UDP_LATER_PER_READ, or at all while queries wait (a forward from the
+    socket callback: cheap, but not free, and a flood ten times what the upstreams take is
+    mostly that; and a new query does not pass those that wait). A callback scheduled
     once per pass starts some of the waiting queries: as many as keep a pass near
     UDP_PASS_TARGET, and no more than MAX_UDP_INFLIGHT tasks at once. So the reader gets its
     turn every pass, reads the socket empty and answers from memory ahead of any slow work; and
@@ -241,8 +244,8 @@ class UdpEndpoint:
     whole chain (cache included) if it starts; a name the fast path would now answer (a cache
     that has learnt it, a reload) is queued instead for SLOW_KEYS_TTL at most.
 
-    While the reader holds callback-path work back (``holding``: its budget was spent, until the
-    backlog is empty again), the pump asks the fast path first for each query it starts (with
+    While the reader holds callback-path work back (``holding``: its budget was spent or queries
+    waited, until the backlog is empty again), the pump asks the fast path first for each query it starts (with
     the listener as the replier, so a forward goes on the callback path, and an answer from
     memory leaves at once), and only what fast() leaves goes to a slow-path task. Below the
     forwarding capacity no wake-up reaches the budget, and nothing changes.
@@ -276,8 +279,10 @@ class UdpEndpoint:
         self.later_per_read = UDP_LATER_PER_READ
         self.later_left = UDP_LATER_PER_READ
         #: Whether the backlog holds queries the reader did not let on the callback path (see
-        #: the class's docstring): the pump asks the fast path first.
+        #: the class's docstring): the pump asks the fast path first. Never without a query
+        #: seen going on it (``later_seen``): a chain that has no callback path pays nothing.
         self.holding = False
+        self.later_seen = False
         self.closed = False
         self._loop = asyncio.get_running_loop()
         self._pump_handle: asyncio.Handle | None = None
@@ -296,7 +301,8 @@ class UdpEndpoint:
 
     def _readable(self) -> None:
         started = time.monotonic()
-        self.later_left = self.later_per_read
+        # Nothing on the callback path while queries wait for the pump (see the class's docstring).
+        self.later_left = 0 if self.backlog or self.resumed else self.later_per_read
         try:
             self._read()
         finally:
@@ -359,9 +365,10 @@ class UdpEndpoint:
             if resp is not None:
                 if resp is LATER:
                     self.later_left -= 1
+                    self.later_seen = True
                 return resp
             arrived = req.started
-            if self.later_left <= 0:
+            if self.later_left <= 0 and self.later_seen:
                 self.holding = True  # maybe a forward held back: the pump asks fast() first
         else:
             arrived = time.monotonic()
