@@ -11,6 +11,14 @@ everything else forwarded to loadgen's responder on loopback) and measured:
 
 Goals (interkube): <= 25 MiB and <= 0.2 s to the first answer. Printed, never asserted; the
 medians of the starts, and the machine's other work meanwhile (a busy machine slows every start).
+Beside them, the floor any asyncio server on this Python starts from: the interpreter (with the
+site packages' .pth files) and asyncio, which loads ssl.
+
+interkube runs as an installed package does, its bytecode compiled: this working tree runs with
+PYTHONDONTWRITEBYTECODE=1 and is edited while benchmarks run, so stale .pyc files would have every
+start compile those modules again, the compiler's CPU and peak memory counted as the server's.
+The bytecode goes to a cache outside the tree (PYTHONPYCACHEPREFIX), filled by one start that is
+not measured.
 
     python bench/footprint.py [--starts 5] [--servers interkube,unbound,coredns]
 
@@ -20,8 +28,10 @@ Every process is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +79,22 @@ def first_answer(port: int, wire: bytes, proc: Proc, timeout: float = 30.0) -> f
     raise proc.fail(f"no answer in {timeout:g}s")
 
 
+def compiled_env(cache: Path) -> dict[str, str]:
+    """The environment of a Python that finds its modules compiled (see the docstring): bytecode
+    written to and read from ``cache``."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
+def floor_mib(env: dict[str, str]) -> float:
+    """VmRSS of this Python once it has imported asyncio: what any asyncio server starts from."""
+    code = "import asyncio, re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return int(out.stdout) / 1024
+
+
 def ask(port: int, names: list[str], count: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(1.0)
@@ -96,6 +122,7 @@ def main() -> None:
     kinds: dict[str, Server] = {"interkube": HostsAndForward("interkube"), "unbound": Unbound("unbound"),
                                 "coredns": Coredns("coredns")}
     results: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
+    compiled = compiled_env(tmp / "pycache")
     skipped: list[str] = []
     busy = 0.0
     wall = 0.0
@@ -112,16 +139,23 @@ def main() -> None:
             cpus: list[float] = []
             rss: list[float] = []
             peak: list[float] = []
-            for i in range(opts.starts):
+            warm_up = label == "interkube"  # the start that compiles the bytecode (see the docstring)
+            for i in range(-1 if warm_up else 0, opts.starts):
                 port = free_port()
                 workdir = tmp / f"{label}-{i}"
                 workdir.mkdir()
                 launch = server.launch(_hosts_with_forward(sc, label), ctx, port, workdir)
+                env = {**compiled, **(launch.env or {})} if label == "interkube" else launch.env
                 with CpuMeter([]) as meter:
-                    proc = Proc(label, launch.argv, workdir / "server.log", cpus=launch.cpus, env=launch.env,
+                    proc = Proc(label, launch.argv, workdir / "server.log", cpus=launch.cpus, env=env,
                                 cwd=launch.cwd).start()
-                    firsts.append(first_answer(port, probe, proc))
-                    cpus.append(sum(proc_cpu_seconds(pid) for pid in proc.tree()))
+                    first = first_answer(port, probe, proc)
+                    cpu = sum(proc_cpu_seconds(pid) for pid in proc.tree())
+                if i < 0:
+                    proc.stop()
+                    continue
+                firsts.append(first)
+                cpus.append(cpu)
                 busy += meter.foreign(0.0)
                 wall += meter.wall
                 rss.append(sum(status_kib(pid, "VmRSS") for pid in proc.tree()) / 1024)
@@ -140,6 +174,8 @@ def main() -> None:
               f" {statistics.median(rss):>9.1f} {statistics.median(peak):>9.1f}")
     for line in skipped:
         print(f"  skipped {line}")
+    print(f"  floor: Python {sys.version.split()[0]} with asyncio imported, doing nothing:"
+          f" {floor_mib(compiled):.1f} MiB")
     if "interkube" in results:
         firsts, cpus, _, peak = results["interkube"]
         f, p = statistics.median(firsts), statistics.median(peak)

@@ -38,10 +38,11 @@ DEFAULT_NAME = "interkube-splitdns"
 CONTAINER = "splitdns"
 CONFIG_DIR = "/etc/interkube-splitdns"
 COREFILE_KEY = "Corefile"
-#: The sidecar's budget. bench/splitdns_sidecar.py measures 51 MiB RSS (peak) serving a 3-server
-#: set from the API (45 MiB from a snapshot): most of it is the interpreter and the libraries
-#: (dnspython, prometheus_client, httpx2 and lightkube for the API), not the data. The limit
-#: leaves room for a larger namespace and for the answers kept in memory.
+#: The sidecar's budget. bench/splitdns_sidecar.py measures 43 MiB RSS (peak) serving a 3-server
+#: set from the API through a kubeconfig (51 MiB before lightkube, prometheus_client, trio and the
+#: other subcommands stopped loading): most of it is the interpreter with asyncio and ssl (21 MiB)
+#: and the libraries (dnspython, httpx2 with h2 and anyio, msgspec, uvloop), not the data. The
+#: limit leaves room for a larger namespace and for the answers kept in memory.
 CPU_REQUEST = "10m"
 MEMORY_REQUEST = "64Mi"
 MEMORY_LIMIT = "96Mi"
