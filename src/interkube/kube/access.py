@@ -286,7 +286,7 @@ def resolve(access: ApiAccess, cluster: str | None = None,
 
             lightkube_config.check(config.lightkube)
         elif urlsplit(server).scheme == "https":
-            _ssl_context(config, trust_env=False)
+            _ssl_context(config, trust_env=True)  # as lightkube checked it: SSL_CERT_FILE too
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise KubeconfigError(f"{where}: cannot load its credentials or certificates: {exc}",
                               cluster=cluster, context=context) from exc
