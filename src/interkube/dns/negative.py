@@ -18,8 +18,10 @@ dnspython: :func:`negative_response` gives None for it, and the caller builds wi
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
+from typing import Final
 
 import dns.name
 import dns.rdatatype
@@ -31,6 +33,11 @@ TYPE_SOA = 6
 CLASS_IN = 1
 #: EDNS option PADDING (RFC 7830): dnspython pads the response of a query that carries it.
 OPTION_PADDING = 12
+
+#: INTERKUBE_NO_WIRE_NEGATIVE=1 turns this writer off for a process (negative_response gives
+#: None: every negative answer is built through dnspython, as before it), so that benchmarks
+#: measure both on one machine (bench/fuzz_memory.py --dnspython-negatives).
+WIRE_NEGATIVE: Final = not os.environ.get("INTERKUBE_NO_WIRE_NEGATIVE")
 
 _HEADER = struct.Struct("!HHHHH")      # flags and the four counts (the ID is the query's)
 _RR_FIXED = struct.Struct("!HHIH")     # type, class, TTL, rdata length
@@ -123,13 +130,14 @@ def _padded(query: Query) -> bool:
 
 def negative_response(query: Query, rcode: int, soa: SoaRecord | None, authoritative: bool = True) -> bytes | None:
     """The answer to ``query`` with ``rcode``, no answer records and ``soa`` (when given) in the
-    authority section, as dnspython builds it; None for a query that asks for EDNS padding.
+    authority section, as dnspython builds it; None for a query that asks for EDNS padding (and
+    when WIRE_NEGATIVE is off).
 
     ``query`` is a fast-path query (one question, uncompressed, at most an OPT record) whose
     name lies in ``soa.zone``.
     """
     wire = query.wire
-    if query.edns and len(wire) > query.question_end + 11 and _padded(query):
+    if not WIRE_NEGATIVE or (query.edns and len(wire) > query.question_end + 11 and _padded(query)):
         return None
     flags = FLAG_QR | (query.flags & FLAG_RD) | (FLAG_AA if authoritative else 0) | (rcode & 0x0F)
     question_end = query.question_end

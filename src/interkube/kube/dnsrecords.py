@@ -20,6 +20,8 @@ import dns.rdatatype
 import dns.rrset
 
 from interkube.dns.message import make_response, render
+from interkube.dns.negative import SoaRecord, negative_response
+from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, Query
 from interkube.kube.objects import Service
 
 A, AAAA, SOA = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA
@@ -98,9 +100,16 @@ def soa_rrset(owner: dns.name.Name, zone: str, serial: int, ttl: int) -> dns.rrs
                  f"ns.dns.{zone} hostmaster.{zone} {serial} 7200 1800 86400 {ttl}")
 
 
-def respond(query: dns.message.Message, outcome: Outcome, soa: dns.rrset.RRset) -> bytes:
+def respond(query: dns.message.Message, outcome: Outcome, soa: dns.rrset.RRset, wire: Query | None = None) -> bytes:
     """The authoritative response bytes for an outcome: its records, or the SOA when it has
-    none (NODATA, or NXDOMAIN when ``name_error``)."""
+    none (NODATA, or NXDOMAIN when ``name_error``). With ``wire`` (the query as the fast parser
+    read it), an answer without records is written on the wire (interkube.dns.negative: the
+    same bytes, without dnspython's render)."""
+    if wire is not None and not outcome.answer:
+        negative = negative_response(wire, RCODE_NXDOMAIN if outcome.name_error else RCODE_NOERROR,
+                                     SoaRecord.from_rrset(soa))
+        if negative is not None:
+            return negative
     response = make_response(query)
     if outcome.name_error:
         response.set_rcode(dns.rcode.NXDOMAIN)

@@ -222,7 +222,7 @@ class KubernetesHandler(TemplateHandler):
             return render(response)
         if outcome.name_error and self.cfg.fallthrough.applies(req.query.lname):
             return None
-        return respond(req.message, outcome, merge.soa(merge.zone_name))
+        return respond(req.message, outcome, merge.soa(merge.zone_name), req.query)
 
     def _changed(self, index: ClusterIndex, keys: set[DepKey] | None) -> None:
         """The cluster's data changed: drop the answers that looked at what changed (and, when

@@ -202,7 +202,7 @@ class ClustersetHandler(TemplateHandler):
             return render(response)
         if outcome.name_error and self.cfg.fallthrough.applies(q.lname):
             return None
-        return respond(req.message, outcome, merge.soa(merge.zone_name))
+        return respond(req.message, outcome, merge.soa(merge.zone_name), q)
 
     # --- lifecycle, readiness, metrics -----------------------------------------------------
 

@@ -72,7 +72,7 @@ class ExternalHandler(TemplateHandler):
         outcome, may_fall = lookup.answer(req.qname, q.qtype)
         if outcome.name_error and may_fall and self.cfg.fallthrough.applies(q.lname):
             return None
-        return respond(req.message, outcome, lookup.soa())
+        return respond(req.message, outcome, lookup.soa(), q)
 
     @property
     def generation(self) -> DependentGeneration[ClusterIndex | None]:

@@ -98,7 +98,7 @@ class SplitDnsHandler(TemplateHandler):
             if addresses:
                 return self._answer(req, qname, zone, addresses, index)
         if invalid and not self.cfg.fallthrough.applies(q.lname):
-            return respond(req.message, Outcome(name_error=True), self._soa(zone, index))
+            return respond(req.message, Outcome(name_error=True), self._soa(zone, index), q)
         return None
 
     @staticmethod
@@ -126,7 +126,7 @@ class SplitDnsHandler(TemplateHandler):
                                        if kind is not None and kind[0] == qtype for text in [kind[1]]))
             if texts:
                 records.append(rrset(qname, self.cfg.ttl, qtype, *texts))
-        return respond(req.message, Outcome(records), self._soa(zone, index))
+        return respond(req.message, Outcome(records), self._soa(zone, index), req.query)
 
     def _soa(self, zone: str, index: ClusterIndex | None) -> dns.rrset.RRset:
         serial = self.serial if index is None else index.serial
