@@ -12,9 +12,11 @@ run is bounded.
     python bench/merge_fanout.py [--rate 5000] [--duration 5] [--rounds 3]
                                  [--sweep 3000,4000,6000] [--profile DIR]
 
-Also reported: each round's p99s, the server's CPU per merged query (its CPU time over the
-closed-loop run divided by the answers), and the CPU the rest of the machine used meanwhile
-(another job on a shared machine shows up in the tails). ``--sweep`` adds the added p99 at other
+Also reported: each round's p99s; the server's CPU per answer in the closed-loop runs (its CPU
+time over the run divided by the answers), merged and single forward, split into user and kernel
+time, and their ratio: with the server's core saturated, the QPS ratio follows it, and unlike
+QPS it holds up when other work shares the machine; and the CPU the rest of the machine used
+meanwhile (another job on a shared machine shows up in the tails). ``--sweep`` adds the added p99 at other
 offered rates (one run each, after the rounds); ``--profile`` records one more closed-loop merged
 run under py-spy (``--nonblocking``, raw collapsed stacks) and writes a per-function summary in
 µs per query next to it.
@@ -32,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.generators import Loadgen, LoadResult, LoadSpec
-from bench.procs import CpuMeter, Proc, stop_all, wait_until
+from bench.procs import CpuMeter, Proc, proc_user_system_seconds, stop_all, wait_until
 from bench.profiling import _ensure, _summarise_collapsed, _with_py_spy
 from testkit.servers import free_port, query
 
@@ -95,19 +97,27 @@ def main() -> None:
         up_p99: list[float] = []
         merged_p99: list[float] = []
         merged_qps: list[float] = []
-        merged_cpu_us: list[float] = []
+        merged_cpu_us: list[tuple[float, float]] = []  # (user, kernel) per answer
         forward_qps: list[float] = []
+        forward_cpu_us: list[tuple[float, float]] = []
+
+        def closed_loop(port: int, file: str, cpu_us: list[tuple[float, float]]) -> float:
+            """QPS of a closed-loop run; the server's user and kernel CPU per answer to ``cpu_us``."""
+            user0, sys0 = proc_user_system_seconds(server.pid)
+            closed = run(port, file, 0)
+            user1, sys1 = proc_user_system_seconds(server.pid)
+            answers = max(1, closed.received)
+            cpu_us.append((1e6 * (user1 - user0) / answers, 1e6 * (sys1 - sys0) / answers))
+            return closed.qps
+
         # Everything the machine did besides our processes and the generator is noise in the
         # tails (on a shared VM it can be large): measured over the runs and reported.
         with CpuMeter([server, *responders]) as whole:
             for _ in range(opts.rounds):
                 up_p99.append(max(run(p, "local.txt", opts.rate).p99_us for p in ups))
                 merged_p99.append(run(port_merge, "all.txt", opts.rate).p99_us)
-                with CpuMeter([server]) as meter:
-                    closed = run(port_merge, "all.txt", 0)
-                merged_qps.append(closed.qps)
-                merged_cpu_us.append(1e6 * meter.per_proc.get("interkube", 0.0) / max(1, closed.received))
-                forward_qps.append(run(port_fwd, "local.txt", 0).qps)
+                merged_qps.append(closed_loop(port_merge, "all.txt", merged_cpu_us))
+                forward_qps.append(closed_loop(port_fwd, "local.txt", forward_cpu_us))
             sweep: list[tuple[float, float, float]] = []
             for rate in (float(r) for r in opts.sweep.split(",") if r.strip()):
                 slowest_at = max(run(p, "local.txt", rate).p99_us for p in ups)
@@ -136,8 +146,12 @@ def main() -> None:
           f" added {added:,.0f} us (goal <= {GOAL_ADDED_P99_US} us: {verdict})")
     print("    rounds (slowest upstream / merged p99, us): "
           + ", ".join(f"{u:,.0f} / {m:,.0f}" for u, m in zip(up_p99, merged_p99, strict=True)))
-    print(f"  closed-loop QPS: merged query {mq:,.0f}, single forward {fq:,.0f}, ratio {mq / fq:.2f};"
-          f" server CPU per merged query {statistics.median(merged_cpu_us):,.0f} us")
+    print(f"  closed-loop QPS: merged query {mq:,.0f}, single forward {fq:,.0f}, ratio {mq / fq:.2f}")
+    m_user, m_sys = (statistics.median(x) for x in zip(*merged_cpu_us, strict=True))
+    f_user, f_sys = (statistics.median(x) for x in zip(*forward_cpu_us, strict=True))
+    print(f"  server CPU per answer: merged query {m_user + m_sys:.1f} us ({m_user:.1f} user + {m_sys:.1f} kernel),"
+          f" single forward {f_user + f_sys:.1f} us ({f_user:.1f} + {f_sys:.1f});"
+          f" forward ÷ merged {(f_user + f_sys) / (m_user + m_sys):.2f}")
     print(f"  goal (issue 18): merged ÷ single forward QPS >= {GOAL_MERGE_RATIO:.1f}x: {mq / fq:.2f}x"
           f" {'met' if mq / fq >= GOAL_MERGE_RATIO else 'short'}")
     for rate, slowest_at, merged_at in sweep:

@@ -310,3 +310,102 @@ def test_garbage_is_malformed_never_an_exception(data: bytes) -> None:
         rr.read_message(HEADER[:4] + b"\x00\x01\x00\x03\x00\x01\x00\x02" + data)
     except rr.Malformed:
         pass
+
+
+# -- plain answers (read_plain_answer) --------------------------------------------------------
+
+#: Types a plain answer may hold, with rdata as dnspython writes it.
+PLAIN_RDATA = {"A": ["10.0.0.1", "10.0.0.2"], "AAAA": ["fd00::1"], "TXT": ['"x"', '"a" "b"']}
+
+
+def question_of(name: str, rdtype: str = "A") -> bytes:
+    """The question as merge sends and matches it: the name lower-cased, type, class IN."""
+    return (dns.name.from_text(name).to_wire().lower()
+            + struct.pack("!HH", dns.rdatatype.from_text(rdtype), dns.rdataclass.IN))
+
+
+def plain_agrees(wire: bytes, question: bytes) -> bool:
+    """Whether ``wire`` was read as plain; if so, read_message reads it alike (and must not raise)."""
+    plain = rr.read_plain_answer(wire, question)
+    if plain is None:
+        return False
+    m = rr.read_message(wire)
+    rcode, records = plain
+    assert rcode == m.rcode
+    assert m.authority == [] and m.additional == []
+    for tc, _ttl, rd in records:
+        assert len(tc) == 4 and struct.unpack("!H", rd[:2])[0] == len(rd) - 2
+    assert [(owner.lower(), rtype, rclass, ttl, rdata) for owner, rtype, rclass, ttl, rdata in m.answer] == [
+        (question[:-4], *struct.unpack("!HH", tc), ttl, rd[2:]) for tc, ttl, rd in records]
+    return True
+
+
+@st.composite
+def plain_responses(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A response of the plain shape to an A query (the question's own A, AAAA or TXT records,
+    the owner in any case, EDNS or not, NOERROR or NXDOMAIN or BADVERS), and its question."""
+    name = draw(NAMES)
+    owner = st.sampled_from([name, name.upper()])
+    record = st.sampled_from(sorted(PLAIN_RDATA)).flatmap(lambda t: st.tuples(
+        owner, st.integers(0, 2**31 - 1), st.just(t), st.sampled_from(PLAIN_RDATA[t])))
+    edns = draw(st.booleans())
+    m = response(name, [draw(st.lists(record, max_size=4)), [], []], edns)
+    m.set_rcode(draw(st.sampled_from([dns.rcode.NOERROR, dns.rcode.NXDOMAIN] + ([dns.rcode.BADVERS] if edns else []))))
+    return m.to_wire(), question_of(name.upper() if draw(st.booleans()) else name)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_responses())
+def test_plain_answers_are_read_plain_and_as_read_message_reads_them(case: tuple[bytes, bytes]) -> None:
+    wire, question = case
+    assert plain_agrees(wire, question)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(NAMES, three_sections(RECORDS), st.booleans())
+def test_other_answers_are_not_plain_or_read_alike(question: str, sections: list[list[Record]], edns: bool) -> None:
+    wire = response(question, sections, edns).to_wire()
+    plain = plain_agrees(wire, question_of(question))
+    # Plain only without authority and additional records, every answer record the question's own.
+    owned = all(dns.name.from_text(name) == dns.name.from_text(question) and rtype in PLAIN_RDATA
+                for name, _ttl, rtype, _rdata in sections[0])
+    assert plain == (owned and not sections[1] and not sections[2])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_responses(), st.integers(0, 400), st.binary(min_size=1, max_size=3), st.integers(-3, 3))
+def test_a_mangled_plain_answer_is_never_read_plain_where_read_message_refuses_it(
+        case: tuple[bytes, bytes], where: int, junk: bytes, cut: int) -> None:
+    wire, question = case
+    where = min(where, len(wire) - 1)
+    mangled = wire[:where] + junk + wire[where + len(junk):]
+    mangled = mangled[:len(mangled) + cut] if cut < 0 else mangled + junk[:cut]
+    try:
+        plain_agrees(mangled, question)
+    except rr.Malformed as exc:
+        raise AssertionError(f"read plain, refused by read_message ({exc}): {mangled.hex()}") from None
+
+
+def test_what_is_not_plain() -> None:
+    q = question_of("web.shop.svc.cluster.local.")
+    good = message(a_record(b"\xc0\x0c"))
+    assert rr.read_plain_answer(good, q) == (0, [(b"\x00\x01\x00\x01", 30, b"\x00\x04\x0a\x00\x00\x01")])
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 30, 2) + b"\xc0\x0c"
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    not_plain = {
+        "another question": (good, question_of("web.shop.svc.cluster.local.", "AAAA")),
+        "an owner spelled out": (message(a_record(QNAME)), q),
+        "a CNAME": (message(cname), q),
+        "an authority record": (good[:8] + b"\x00\x01" + good[10:], q),
+        "an additional record that is not OPT": (good[:10] + b"\x00\x01" + good[12:] + a_record(b"\xc0\x0c"), q),
+        "two OPT records": (good[:10] + b"\x00\x02" + good[12:] + opt + opt, q),
+        "a root-owned A as the additional record": (good[:10] + b"\x00\x01" + good[12:] + a_record(b"\x00"), q),
+        "an A of 5 bytes": (message(a_record(b"\xc0\x0c", b"\x0a\x00\x00\x01\x02")), q),
+        "a byte after the last record": (good + b"\x00", q),
+        "a byte short": (good[:-1], q),
+        "no question to match": (good, b""),
+    }
+    for why, (wire, question) in not_plain.items():
+        assert rr.read_plain_answer(wire, question) is None, why
+    with_opt = good[:10] + b"\x00\x01" + good[12:] + b"\x00" + struct.pack("!HHIH", 41, 1232, 1 << 24, 0)
+    assert rr.read_plain_answer(with_opt, q) == (16, [(b"\x00\x01\x00\x01", 30, b"\x00\x04\x0a\x00\x00\x01")])

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 # Malformed, read_name and MAX_NAME_LEN are the reader's, re-exported: merge reads and bounds
 # names with them.
-from interkube.dns.reader import CLASS_IN, FIXED_RDLEN, TYPE_OPT, TYPE_TSIG, NameCache, Walk
+from interkube.dns.reader import CLASS_IN, FIXED_RDLEN, HEADER_LEN, TYPE_OPT, TYPE_TSIG, NameCache, Walk
 from interkube.dns.reader import MAX_NAME_LEN as MAX_NAME_LEN
 from interkube.dns.reader import Malformed as Malformed
 from interkube.dns.reader import read_name as read_name
@@ -52,9 +52,22 @@ NAME_RDATA: dict[int, tuple[int, int, int]] = {
 #: Types that hold one record per RRset (dnspython's "singletons"): a second one replaces the first.
 SINGLETON_TYPES = frozenset((TYPE_CNAME, TYPE_SOA, TYPE_DNAME, 30, 47))  # 30 NXT, 47 NSEC
 Record = tuple[bytes, int, int, int, bytes]
+#: A record of a plain answer (see :func:`read_plain_answer`), in the message's own bytes: its type
+#: and class (4 bytes), its TTL, and its RDLENGTH and rdata (the record's bytes after the TTL).
+PlainRecord = tuple[bytes, int, bytes]
+
+_TYPE_SIG = 24
+_TYPE_RRSIG = 46
+#: Types a plain answer does not hold: names inside the rdata (which would need decompressing and
+#: moving), one record per RRset, RRSIGs grouped by what they cover, and what Walk checks apart.
+_NOT_PLAIN = frozenset((*NAME_RDATA, *SINGLETON_TYPES, _TYPE_SIG, _TYPE_RRSIG, TYPE_OPT, TYPE_TSIG))
 
 _HEADER = struct.Struct("!HHHHHH")
+_FLAGS_COUNTS = struct.Struct("!HHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
+_TTL_RDLEN = struct.Struct("!IH")
+_OWNER_QNAME = b"\xc0\x0c"
+_OPT_HEAD = b"\x00\x00\x29"  # the root's OPT: owner, type
 _U32 = struct.Struct("!I")
 
 
@@ -123,6 +136,55 @@ def read_message(wire: bytes) -> Message:
     if opt is not None:
         rcode |= (opt[1] >> 20) & 0xFF0  # the extended rcode's upper 8 bits (RFC 6891)
     return Message(walked.id, walked.flags, rcode, walked.question, sections[0], sections[1], sections[2], opt)
+
+
+def read_plain_answer(wire: bytes, question: bytes) -> tuple[int, list[PlainRecord]] | None:
+    """The rcode and answer records of a response of the commonest shape, or None for any other.
+
+    The shape: one question, ``question`` (lower-cased wire: name, type, class) in any letter
+    case; answer records that each own the question name by a pointer to it (``c0 0c``), of
+    types without names in their rdata (:data:`NAME_RDATA`), without one-record RRsets
+    (:data:`SINGLETON_TYPES`) and without RRSIG/SIG; no authority records; at most an OPT
+    record as the additional section; nothing after it. That is what a cluster's DNS answers
+    an address or TXT question with, and its records need no decompressing, no moving into
+    another zone and no owner of their own: they are taken as slices of ``wire``.
+
+    Wherever it returns records, :func:`read_message` reads the same message without raising,
+    with the same rcode and these records as its answer (their owner the question name), an
+    empty authority and additional section: a message it would refuse is never of this shape
+    (the checks here are the reader's for these records, or stricter). Never raises.
+    """
+    n = len(wire)
+    if n < HEADER_LEN or len(question) < 5:  # (a name and the type and class at least)
+        return None
+    flags, qd, an, ns, ar = _FLAGS_COUNTS.unpack_from(wire, 2)
+    offset = HEADER_LEN + len(question)
+    if qd != 1 or ns or ar > 1 or wire[HEADER_LEN:offset].lower() != question:
+        return None
+    unpack = _RR_FIXED.unpack_from
+    records = []
+    for _ in range(an):
+        # The pointer to offset 12 is read as the question name, which ends before the record
+        # (the reader's rule for a pointer); a short message fails the bound that follows.
+        fixed = offset + 12
+        if fixed > n or wire[offset:offset + 2] != _OWNER_QNAME:
+            return None
+        rtype, rclass, _ttl, rdlen = unpack(wire, offset + 2)
+        end = fixed + rdlen
+        if end > n or rtype in _NOT_PLAIN or (rclass == CLASS_IN and FIXED_RDLEN.get(rtype, rdlen) != rdlen):
+            return None
+        records.append((wire[offset + 2:offset + 6], _ttl, wire[fixed - 2:end]))
+        offset = end
+    rcode = flags & 0x0F
+    if ar:
+        if offset + 11 > n or wire[offset:offset + 3] != _OPT_HEAD:
+            return None
+        opt_ttl, rdlen = _TTL_RDLEN.unpack_from(wire, offset + 5)
+        offset += 11 + rdlen
+        rcode |= (opt_ttl >> 20) & 0xFF0  # the extended rcode's upper 8 bits (RFC 6891)
+    if offset != n:
+        return None
+    return rcode, records
 
 
 def name_end(name: bytes, offset: int = 0) -> int:

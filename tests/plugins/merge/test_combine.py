@@ -8,6 +8,7 @@ TTLs). Then the rules one by one, and the per-cluster queries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.edns
@@ -187,17 +188,27 @@ Replies = list[tuple[str, str, dns.message.Message | None]]
 
 def both(query: dns.message.Message, replies: Replies,
          local: str | None = None, local_first: bool = False) -> dns.message.Message:
-    """Merge with the wire implementation and the reference; check they agree; the result."""
+    """Merge with the wire implementation and the reference; check they agree; the result.
+
+    The wire merge runs twice: with each cluster's question given, as the handler reads the
+    answers (the plain ones then merged from their bytes: read_plain_answer, _plain_union), and
+    without, every answer read whole; both must give the same bytes."""
     parsed = parse_query(query.to_wire())
     assert parsed is not None
-    new_replies = [ClusterReply(c, dns.name.from_text(z).canonicalize().to_wire(), None, "timeout") if m is None
-                   else ClusterReply.read(c, dns.name.from_text(z).canonicalize().to_wire(), m.to_wire())
-                   for c, z, m in replies]
+    zones = [dns.name.from_text(z).to_wire() for _, z, _ in replies]
+    questions = [q for _, q in cluster_queries(parsed, len(MERGED.to_wire()), [(z, z.lower()) for z in zones])]
+    merged = {}
+    for asking in (True, False):
+        new_replies = [
+            ClusterReply(c, zw.lower(), None, "timeout") if m is None
+            else ClusterReply.read(c, zw.lower(), m.to_wire(), question if asking else b"")
+            for (c, _, m), zw, question in zip(replies, zones, questions, strict=True)]
+        merged[asking] = combine(parsed, new_replies, MERGED.to_wire(), local, local_first)
+    assert merged[True] == merged[False]
     old_replies = [OldReply(c, dns.name.from_text(z), None if m is None else dns.message.from_wire(m.to_wire()),
                             None if m is not None else "timeout") for c, z, m in replies]
-    new = combine(parsed, new_replies, MERGED.to_wire(), local, local_first)
     old = reference_combine(query, old_replies, MERGED, local, local_first)
-    return assert_same(new, old)
+    return assert_same(merged[True], old)
 
 
 def response(asked: str, rdtype: str = "A", rcode: int = dns.rcode.NOERROR,
@@ -248,6 +259,16 @@ def records(zone: str, asked: str, types: list[str]) -> st.SearchStrategy[list[s
     return st.lists(record, max_size=4)
 
 
+def cluster_replies(draw: st.DrawFn, rel: str, reply: Callable[[str, str], dns.message.Message]) -> Replies:
+    """One to four clusters' replies to the name ``rel`` in their zone: ``reply(asked, zone)``,
+    or now and then a timeout."""
+    replies: Replies = []
+    for cluster in CLUSTERS[:draw(st.integers(1, 4))]:
+        zone = draw(st.sampled_from(ZONES))
+        replies.append((cluster, zone, None if draw(st.integers(0, 9)) == 0 else reply(f"{rel}.{zone}", zone)))
+    return replies
+
+
 @st.composite
 def scenario(draw: st.DrawFn) -> tuple[dns.message.Message, Replies, str | None, bool]:
     rel = draw(RELATIVE)
@@ -256,20 +277,16 @@ def scenario(draw: st.DrawFn) -> tuple[dns.message.Message, Replies, str | None,
     query = dns.message.make_query(f"{rel}.{draw(st.sampled_from(['cluster.all.', 'CLUSTER.all.']))}", qtype,
                                    use_edns=0 if edns else False, want_dnssec=draw(st.booleans()))
     query.flags = draw(st.sampled_from([0, dns.flags.RD, dns.flags.RD | dns.flags.CD, dns.flags.AD]))
-    replies = []
-    for cluster in CLUSTERS[:draw(st.integers(1, 4))]:
-        zone = draw(st.sampled_from(ZONES))
-        if draw(st.integers(0, 9)) == 0:
-            replies.append((cluster, zone, None))
-            continue
-        asked = f"{rel}.{zone}"
+
+    def reply(asked: str, zone: str) -> dns.message.Message:
         rcode = draw(st.sampled_from([dns.rcode.NOERROR, dns.rcode.NOERROR, dns.rcode.NXDOMAIN,
                                       dns.rcode.SERVFAIL, dns.rcode.REFUSED]))
         answer = draw(records(zone, asked, ["A", "AAAA", "CNAME", "SRV", "TXT", "MX", "DNAME", "PTR", "NS", "SOA"]))
         authority = draw(records(zone, asked, ["SOA", "NS"]))
         additional = draw(records(zone, asked, ["A", "AAAA", "TXT"]))
-        replies.append((cluster, zone, response(asked, qtype, rcode, tuple(answer), tuple(authority),
-                                                tuple(additional), draw(st.booleans()))))
+        return response(asked, qtype, rcode, tuple(answer), tuple(authority), tuple(additional), draw(st.booleans()))
+
+    replies = cluster_replies(draw, rel, reply)
     local = draw(st.sampled_from([None, *CLUSTERS]))
     return query, replies, local, draw(st.booleans())
 
@@ -279,6 +296,55 @@ def scenario(draw: st.DrawFn) -> tuple[dns.message.Message, Replies, str | None,
 def test_the_wire_merge_equals_the_dnspython_merge(case) -> None:  # type: ignore[no-untyped-def]
     query, replies, local, local_first = case
     both(query, replies, local, local_first)
+
+
+def own_records(asked: str, zone: str) -> st.SearchStrategy[str]:
+    """A, AAAA and TXT records of the name ``asked``, in either case."""
+    owners = st.sampled_from([asked, asked.upper()])
+    return st.sampled_from(["A", "AAAA", "TXT"]).flatmap(lambda t: st.builds(
+        lambda o, ttl, rd: f"{o} {ttl} {t} {rd}", owners, st.integers(0, 90), rdata(t, zone)))
+
+
+@st.composite
+def plain_scenario(draw: st.DrawFn) -> tuple[dns.message.Message, Replies, str | None, bool]:
+    """Every cluster answers with the question's own records only (what read_plain_answer
+    takes), or times out, or fails."""
+    rel = draw(RELATIVE)
+    qtype = draw(st.sampled_from(["A", "AAAA", "TXT"]))
+    query = dns.message.make_query(f"{rel}.cluster.all.", qtype, use_edns=0 if draw(st.booleans()) else False)
+
+    def reply(asked: str, zone: str) -> dns.message.Message:
+        rcode = draw(st.sampled_from([dns.rcode.NOERROR] * 4 + [dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL]))
+        answer = draw(st.lists(own_records(asked, zone), max_size=4))
+        return response(asked, qtype, rcode, tuple(answer), edns=draw(st.booleans()))
+
+    replies = cluster_replies(draw, rel, reply)
+    return query, replies, draw(st.sampled_from([None, *CLUSTERS])), draw(st.booleans())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(plain_scenario())
+def test_plain_answers_merge_as_answers_read_whole(case) -> None:  # type: ignore[no-untyped-def]
+    query, replies, local, local_first = case
+    parsed = parse_query(query.to_wire())
+    assert parsed is not None
+    for (c, z, m), (_, question) in zip(replies, cluster_queries(
+            parsed, len(MERGED.to_wire()), [(dns.name.from_text(z).to_wire(),) * 2 for _, z, _ in replies]),
+            strict=True):
+        if m is not None:  # the scenario is what the plain reading is for: it must take it
+            zone = dns.name.from_text(z).canonicalize().to_wire()
+            assert ClusterReply.read(c, zone, m.to_wire(), question.lower()).plain is not None
+    both(query, replies, local, local_first)
+
+
+def test_a_plain_answer_merged_with_one_read_whole() -> None:
+    cname = "www.shop.svc.cluster.local."
+    plain = response(LOCAL, answer=(f"{LOCAL} 30 A 10.1.0.10",))
+    whole = response(LOCAL, answer=(f"{LOCAL} 10 CNAME {cname}", f"{cname} 10 A 10.2.0.10"))
+    for first, second in ((plain, whole), (whole, plain)):
+        out = both(dns.message.make_query(Q, "A"),
+                   [("east", "cluster.local.", first), ("west", "cluster.local.", second)])
+        assert {rrset.rdtype for rrset in out.answer} == {dns.rdatatype.A, dns.rdatatype.CNAME}
 
 
 # -- the rules, one by one --------------------------------------------------------------------
@@ -399,10 +465,12 @@ def test_the_question_name_is_a_pointer_and_keeps_the_client_case() -> None:
 def test_malformed_answers_are_failures() -> None:
     zone = b"\x07cluster\x05local\x00"
     good = response(LOCAL, answer=(f"{LOCAL} 5 A 10.1.0.1",)).to_wire()
+    question = b"\x03web\x04shop\x03svc" + zone + b"\x00\x01\x00\x01"
     for bad in (good[:-1], good + b"\x00", good[:12 + 3] + b"\xc0\xff" + good[17:], b"\x00" * 5):
-        reply = ClusterReply.read("east", zone, bad)
-        assert reply.message is None and reply.failure is not None and reply.failure.startswith("malformed")
-        assert not reply.counts
+        for asked in (b"", question):
+            reply = ClusterReply.read("east", zone, bad, asked)
+            assert reply.message is None and reply.failure is not None and reply.failure.startswith("malformed")
+            assert not reply.counts and reply.rcode == -1
 
 
 # -- the per-cluster queries ------------------------------------------------------------------

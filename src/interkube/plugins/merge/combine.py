@@ -36,7 +36,7 @@ from typing import Any
 from interkube.dns import records as rr
 from interkube.dns.memo import Memo
 from interkube.dns.reader import Malformed
-from interkube.dns.records import Message, Record
+from interkube.dns.records import Message, PlainRecord, Record
 from interkube.dns.wire import (
     FLAG_AA,
     FLAG_QR,
@@ -83,32 +83,62 @@ def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]
 
 
 class ClusterReply:
-    """What one cluster said: its zone (lower-cased wire) and the response read, or why there is none."""
+    """What one cluster said: its zone (lower-cased wire) and its response, or why there is none.
 
-    __slots__ = ("cluster", "zone", "message", "failure")
+    ``rcode`` is the response's (-1 when there is none). A response of the plain shape (see
+    :func:`interkube.dns.records.read_plain_answer`: the question's own records, nothing else)
+    keeps its answer records as slices of its bytes in ``plain``; ``message``, the response read
+    whole, is then read only if a merge needs it (a plain reply merged with one that is not).
+    """
+
+    __slots__ = ("cluster", "zone", "rcode", "plain", "wire", "_message", "failure")
 
     def __init__(self, cluster: str, zone: bytes, message: Message | None, failure: str | None = None) -> None:
         self.cluster = cluster
         self.zone = zone
-        self.message = message
+        self._message = message
+        self.rcode = -1 if message is None else message.rcode
+        self.plain: list[PlainRecord] | None = None
+        self.wire: bytes | None = None
         self.failure = failure
 
     @classmethod
-    def read(cls, cluster: str, zone: bytes, wire: bytes) -> ClusterReply:
-        """Read a cluster's response; an unreadable one becomes a "malformed" failure."""
+    def read(cls, cluster: str, zone: bytes, wire: bytes, question: bytes = b"") -> ClusterReply:
+        """Read a cluster's response to ``question`` (lower-cased wire, as sent; b"" when not
+        known: the response is then read whole); an unreadable one becomes a "malformed" failure."""
+        if question:
+            plain = rr.read_plain_answer(wire, question)
+            if plain is not None:
+                reply = cls(cluster, zone, None)
+                reply.rcode, reply.plain = plain
+                reply.wire = wire
+                return reply
         try:
             return cls(cluster, zone, rr.read_message(wire))
         except Malformed as exc:
             return cls(cluster, zone, None, f"malformed: {exc}")
 
     @property
+    def message(self) -> Message | None:
+        """The response read whole (None for a failure)."""
+        message = self._message
+        if message is None and self.wire is not None:
+            # Cannot raise: what read_plain_answer takes, read_message reads alike.
+            message = self._message = rr.read_message(self.wire)
+        return message
+
+    @property
     def counts(self) -> bool:
-        return self.message is not None and self.message.rcode in (RCODE_NOERROR, RCODE_NXDOMAIN)
+        return self.rcode == RCODE_NOERROR or self.rcode == RCODE_NXDOMAIN
 
     @property
     def has_data(self) -> bool:
-        m = self.message
-        return m is not None and m.rcode == RCODE_NOERROR and bool(m.answer)
+        if self.rcode != RCODE_NOERROR:
+            return False
+        if self.plain is not None:
+            return bool(self.plain)
+        m = self._message
+        return m is not None and bool(m.answer)
 
 
 #: Names moved between zones, by (name, source zone, destination zone): answers repeat the same
@@ -196,7 +226,7 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
     """
     wire = query.wire
     qflags = (wire[2] << 8) | wire[3]
-    counted = [r for r in replies if r.counts]
+    counted = [r for r in replies if r.rcode == RCODE_NOERROR or r.rcode == RCODE_NXDOMAIN]
     if not counted:
         return _response(query, FLAG_QR | (qflags & FLAG_RD) | RCODE_SERVFAIL, [], 0, [], 0, [], 0)
     flags = FLAG_QR | FLAG_AA | (qflags & FLAG_RD)
@@ -206,6 +236,9 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
         if mine:
             with_data = mine
     if with_data:
+        if all(r.plain is not None for r in with_data):
+            an, n_an = _plain_union(with_data)
+            return _response(query, flags, an, n_an, [], 0, [], 0)
         qname = wire[HEADER_LEN:query.qname_end]
         lname = query.lname
         relative = lname[:len(lname) - len(merged_zone)]
@@ -220,10 +253,41 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
         an, n_an = answer.encode(qname)
         ar, n_ar = additional.encode(qname)
         return _response(query, flags, an, n_an, [], 0, ar, n_ar)
-    exists = any(r.message is not None and r.message.rcode == RCODE_NOERROR for r in counted)
+    exists = any(r.rcode == RCODE_NOERROR for r in counted)
     if not exists:
         flags |= RCODE_NXDOMAIN
     return _response(query, flags, [], 0, [_soa(counted, merged_zone, local)], 1, [], 0)
+
+
+def _plain_union(replies: list[ClusterReply]) -> tuple[list[bytes], int]:
+    """The answer section merged from plain replies (``plain`` set): what :class:`_Union` makes
+    of the same records, without reading, moving or re-encoding any. Every record is owned by
+    the question name and no type is a singleton or an RRSIG, so an RRset is its type and
+    class (4 bytes as sent), a record's identity its RDLENGTH and rdata (as sent); RRsets and
+    their records in the order first seen, each RRset with its smallest TTL."""
+    if len(replies) == 1:
+        records = replies[0].plain
+        assert records is not None
+        if len(records) == 1:  # one cluster's one record: itself
+            tc, ttl, rdata = records[0]
+            return [b"".join((_QNAME_POINTER, tc, ttl.to_bytes(4, "big"), rdata))], 1
+    # type and class -> [the smallest TTL, {RDLENGTH and rdata: None} in the order first seen]
+    sets: dict[bytes, list[Any]] = {}
+    for reply in replies:
+        assert reply.plain is not None
+        for tc, ttl, rdata in reply.plain:
+            entry = sets.get(tc)
+            if entry is None:
+                sets[tc] = [ttl, {rdata: None}]
+                continue
+            if ttl < entry[0]:
+                entry[0] = ttl
+            entry[1][rdata] = None
+    out: list[bytes] = []
+    for tc, (ttl, rdatas) in sets.items():
+        head = b"".join((_QNAME_POINTER, tc, ttl.to_bytes(4, "big")))
+        out.extend([head + rdata for rdata in rdatas])
+    return out, len(out)
 
 
 def _response(query: Query, flags: int, an: list[bytes], n_an: int, ns: list[bytes], n_ns: int,
@@ -247,7 +311,8 @@ def _soa(replies: list[ClusterReply], merged_zone: bytes, local: str | None) -> 
         # As an RRset per (owner, class) holding the last SOA given for it (a singleton type),
         # with the smallest TTL of all of them.
         kept: dict[tuple[bytes, int], Record] = {}
-        for record in reply.message.authority if reply.message is not None else ():
+        # (a plain reply has no authority records: not read whole for them)
+        for record in reply.message.authority if reply.plain is None and reply.message is not None else ():
             if record[1] != rr.TYPE_SOA:
                 continue
             kept[(record[0].lower(), record[2])] = record

@@ -56,16 +56,17 @@ class Fanout:
 class Leg:
     """One cluster's question in its upstream socket's ID table (an AnswerSink)."""
 
-    __slots__ = ("fanout", "index", "cluster", "zone", "upstream", "wire", "timeout", "finished")
+    __slots__ = ("fanout", "index", "cluster", "zone", "upstream", "wire", "question", "timeout", "finished")
 
     def __init__(self, fanout: Fanout, index: int, cluster: str, zone: bytes, upstream: Upstream, wire: bytes,
-                 timeout: float) -> None:
+                 question: bytes, timeout: float) -> None:
         self.fanout = fanout
         self.index = index
         self.cluster = cluster
         self.zone = zone
         self.upstream = upstream
         self.wire = wire
+        self.question = question
         self.timeout = timeout
         self.finished = False
 
@@ -80,7 +81,7 @@ class Leg:
                 _tcp_retries.add(task)
                 task.add_done_callback(_tcp_retries.discard)
                 return
-            self.fanout.reply(self.index, ClusterReply.read(self.cluster, self.zone, resp))
+            self.fanout.reply(self.index, ClusterReply.read(self.cluster, self.zone, resp, self.question))
         except Exception:  # called from the socket's read callback: never raise into it
             log.exception("merge: reading a cluster's answer failed")
 
@@ -104,7 +105,7 @@ class Leg:
         except UpstreamError as exc:
             reply = self._failed(exc)
         else:
-            reply = ClusterReply.read(self.cluster, self.zone, resp)
+            reply = ClusterReply.read(self.cluster, self.zone, resp, self.question)
         self.fanout.reply(self.index, reply)
 
 
@@ -122,7 +123,7 @@ def launch(req: Request, legs: list[tuple[str, bytes, Upstream, bytes, bytes]], 
     fanout = Fanout(req, len(legs), merge)
     deadline = time.monotonic() + timeout  # the loop's clock (see interkube.plugins.forward.flight)
     for index, (cluster, zone, upstream, wire, question) in enumerate(legs):
-        leg = Leg(fanout, index, cluster, zone, upstream, wire, timeout)
+        leg = Leg(fanout, index, cluster, zone, upstream, wire, question, timeout)
         udp = upstream.udp
         assert udp is not None  # the handler checked
         try:

@@ -74,11 +74,12 @@ class _Flight:
     Upstream.exchange's bookkeeping loses nothing.
     """
 
-    __slots__ = ("cluster", "wire", "waiter", "pending")
+    __slots__ = ("cluster", "wire", "question", "waiter", "pending")
 
     def __init__(self, cluster: _Cluster, wire: bytes, question: bytes, tcp: bool, timeout: float) -> None:
         self.cluster = cluster
         self.wire = wire
+        self.question = question
         self.pending: PendingAnswer | None = None
         up = cluster.upstream
         udp = up.udp
@@ -110,7 +111,7 @@ class _Flight:
             return ClusterReply(cluster.name, cluster.lzone, None, "timeout")
         except UpstreamError as exc:
             return ClusterReply(cluster.name, cluster.lzone, None, f"error: {exc.reason}")
-        return ClusterReply.read(cluster.name, cluster.lzone, resp)
+        return ClusterReply.read(cluster.name, cluster.lzone, resp, self.question)
 
     def abandon(self) -> None:
         """Let go of the query: its answer is in, or will not be awaited (serve() was cancelled)."""
@@ -188,8 +189,7 @@ class MergeHandler(Handler):
                 if reply.failure:
                     reason = reply.failure
                 else:
-                    assert reply.message is not None  # a reply that did not fail was read
-                    reason = "rcode " + rcode_name(reply.message.rcode)
+                    reason = "rcode " + rcode_name(reply.rcode)  # a reply that did not fail was read
                 key = (reply.cluster, reason.split(":", 1)[0])
                 self.stats.left_out[key] = self.stats.left_out.get(key, 0) + 1
         req.answered_by = self.plugin
