@@ -3,9 +3,10 @@
 
 A server shaped as `interkube render sidecar` makes it: the Corefile the command renders
 (splitdns with one pod rule and a host rule, a kubernetes stanza reading one namespace, forward
-and cache to the cluster DNS), bound to 127.0.0.1 on a free port. The cluster is the test
+and cache to the cluster DNS) and the container's flags, bound to 127.0.0.1 on a free port. The cluster is the test
 kube-apiserver (etcd + kube-apiserver on loopback, built by scripts/build-peers), read through
-a kubeconfig as the sidecar reads its own cluster, with a 3-server StatefulSet's headless
+a kubeconfig (JSON: like the service account a sidecar in a pod reads, it needs no YAML parser),
+with a 3-server StatefulSet's headless
 Service and endpoints; without the peers (or with --snapshot), a snapshot file of the same
 objects (which loads less code: a lower RSS than in a pod). The cluster DNS is a fake upstream
 on loopback that answers every other name.
@@ -26,16 +27,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.footprint import compiled_env
 from bench.generators import Loadgen, LoadSpec
 from bench.procs import Proc, status_kib, stop_all, wait_until
+from interkube.deploy.sidecar import SERVE_FLAGS
 from interkube.deploy.sidecar import corefile as sidecar_corefile
 from testkit.fakekube import endpoint_slice, service, write_snapshot
 from testkit.fakeupstream import Behaviour, in_thread
@@ -80,7 +85,11 @@ def cluster(tmp: Path, snapshot: bool) -> Iterator[tuple[str, str]]:
         kube.endpoint_slice(NAMESPACE, "db-headless-a", service="db-headless", ports=(("db", 2113, "TCP"),),
                             addresses=[{"addresses": [pod_ip(i)], "hostname": f"db-{i}",
                                         "conditions": {"ready": True}} for i in range(SERVERS)])
-        yield f"kubeconfig {api.kubeconfig}", "the test kube-apiserver, read through a kubeconfig"
+        # As JSON (kubectl reads it too): the sidecar in a pod reads its service account's plain
+        # files, which need no YAML parser either; a YAML kubeconfig would load one (1 MiB).
+        kubeconfig = tmp / "kubeconfig.json"
+        kubeconfig.write_text(json.dumps(yaml.safe_load(Path(api.kubeconfig).read_text())))
+        yield f"kubeconfig {kubeconfig}", "the test kube-apiserver, read through a kubeconfig (JSON)"
     finally:
         api.stop()
 
@@ -122,7 +131,7 @@ def main() -> None:
             port = free_port()
             path = tmp / "Corefile"
             path.write_text(localized(rendered, port, upstream.address, source))
-            argv: list[str | Path] = [sys.executable, "-m", "interkube", "serve", "-conf", path, "-quiet"]
+            argv: list[str | Path] = [sys.executable, "-m", "interkube", "serve", "-conf", path, *SERVE_FLAGS, "-quiet"]
             env = compiled_env(tmp / "pycache")
             warm_up = Proc("sidecar-warm-up", argv, tmp / "warm-up.log", cpus=(0,), env=env).start()
             wait_until(functools.partial(answering, port), 60, warm_up, "answering")

@@ -78,7 +78,7 @@ def test_objects_and_the_patched_pod_template(kube_api: KubeAPI, kube_ns: str) -
     assert [c["name"] for c in pod["containers"]] == ["splitdns", "db"]
     assert stored["spec"]["template"]["metadata"]["annotations"] == {"kubectl.kubernetes.io/default-container": "db"}
     sidecar = pod["containers"][0]
-    assert sidecar["args"] == ["serve", "-conf", "/etc/interkube-splitdns/Corefile"]
+    assert sidecar["args"] == ["serve", "-conf", "/etc/interkube-splitdns/Corefile", "--loop", "asyncio"]
     assert sidecar["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "96Mi"}}
     assert sidecar["securityContext"]["runAsNonRoot"] is True
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True

@@ -13,7 +13,11 @@ stderr), of the real command, after it answered.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
+import yaml
 
 from testkit.fakekube import FakeKube, endpoint_slice, service, serving_in_thread, write_kubeconfig
 from testkit.fakeupstream import Behaviour, in_thread
@@ -65,15 +69,20 @@ def test_a_hosts_and_forward_server_loads_no_library_it_does_not_use(tmp_path: P
     assert unexpected(modules) == []
 
 
-def test_a_kubernetes_stanza_reads_its_kubeconfig_without_lightkube(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["yaml", "json"])
+def test_a_kubernetes_stanza_reads_its_kubeconfig_without_lightkube(tmp_path: Path, form: str) -> None:
     """The sidecar's stanza (kubernetes on one namespace, splitdns in front) through a kubeconfig
-    with a CA and a token, over TLS: yaml reads the kubeconfig, nothing else of the list above."""
+    with a CA and a token, over TLS: yaml reads a YAML kubeconfig, nothing else of the list above
+    loads, and a JSON kubeconfig (what kubectl reads too) needs no yaml either, like the sidecar's
+    in-cluster service account."""
     fake = FakeKube(watch=True, tls=True)
     fake.add_all([service("shop", "db-headless", headless=True),
                   endpoint_slice("shop", "db-headless-a", "db-headless", [{"ip": "10.244.1.10", "hostname": "db-0"}])])
     port = free_port()
     with serving_in_thread(fake):
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"prod": fake})
+        if form == "json":
+            kubeconfig.write_text(json.dumps(yaml.safe_load(kubeconfig.read_text())))
         core = tmp_path / "Corefile"
         core.write_text(f""".:{port} {{
     bind 127.0.0.1
@@ -92,5 +101,6 @@ def test_a_kubernetes_stanza_reads_its_kubeconfig_without_lightkube(tmp_path: Pa
             assert [rd.to_text() for rrset in answer for rd in rrset] == ["10.244.1.10"]
             modules = imported(process_output(proc))
     assert {"interkube.plugin.kubestanza", "interkube.kube.live", "httpx2"} <= modules
-    in_use = {m for m in modules if m.startswith("interkube.plugins.kubernetes") or m.split(".")[0] == "yaml"}
+    in_use = {m for m in modules if m.startswith("interkube.plugins.kubernetes")
+              or (form == "yaml" and m.split(".")[0] == "yaml")}
     assert unexpected(modules, allowed=frozenset(in_use)) == []

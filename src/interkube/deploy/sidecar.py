@@ -38,10 +38,14 @@ DEFAULT_NAME = "interkube-splitdns"
 CONTAINER = "splitdns"
 CONFIG_DIR = "/etc/interkube-splitdns"
 COREFILE_KEY = "Corefile"
-#: The sidecar's budget. bench/splitdns_sidecar.py measures 43 MiB RSS (peak) serving a 3-server
-#: set from the API through a kubeconfig (51 MiB before lightkube, prometheus_client, trio and the
-#: other subcommands stopped loading): most of it is the interpreter with asyncio and ssl (21 MiB)
-#: and the libraries (dnspython, httpx2 with h2 and anyio, msgspec, uvloop), not the data. The
+#: The flags after ``serve -conf FILE``: the asyncio event loop rather than uvloop, which a sidecar
+#: serving one pod (a few hundred queries a second at most) has no use for, and which costs 2.1 MiB
+#: of the budget (measured with bench/splitdns_sidecar.py, which runs the server with these flags).
+SERVE_FLAGS = ("--loop", "asyncio")
+#: The sidecar's budget. bench/splitdns_sidecar.py measures about 39 MiB RSS (peak) serving a
+#: 3-server set from the API (51 MiB before lightkube, prometheus_client, trio, yaml, uvloop and
+#: the other subcommands stopped loading): most of it is the interpreter with asyncio and ssl
+#: (21 MiB) and the libraries (dnspython, httpx2 with h2 and anyio, msgspec), not the data. The
 #: limit leaves room for a larger namespace and for the answers kept in memory.
 CPU_REQUEST = "10m"
 MEMORY_REQUEST = "64Mi"
@@ -163,7 +167,7 @@ def container(args: argparse.Namespace, config_volume: str, tmp_volume: str) -> 
         "name": CONTAINER,
         "image": args.image,
         "imagePullPolicy": args.image_pull_policy,
-        "args": ["serve", "-conf", f"{CONFIG_DIR}/{COREFILE_KEY}"],
+        "args": ["serve", "-conf", f"{CONFIG_DIR}/{COREFILE_KEY}", *SERVE_FLAGS],
         "resources": resources,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import os
 import ssl
 import tempfile
@@ -145,13 +146,24 @@ def _pem(data: object) -> bytes | None:
 
 def _plain_kubeconfig(path: str, context: str | None) -> ApiConfig | None:
     """The context of a kubeconfig that uses only the fields read here, else None."""
-    import yaml  # only kubeconfigs need it: a pod's service account is plain files
-
     file = Path(path).expanduser()
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
+        text = file.read_text(encoding="utf-8")
+    except (OSError, ValueError):
         return None
+    if text.lstrip().startswith("{"):
+        # JSON, which kubectl reads too (YAML's subset): no YAML parser loaded for it.
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+    else:
+        import yaml  # only YAML kubeconfigs need it: a pod's service account is plain files
+
+        try:
+            doc = yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError):
+            return None
     if not isinstance(doc, dict):
         return None
     name = context or doc.get("current-context")

@@ -35,10 +35,12 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import yaml
+
+if TYPE_CHECKING:
+    import yaml
 
 from interkube.errors import KubeError
 from interkube.kube.cluster import Cluster
@@ -75,7 +77,6 @@ _HINT = "write snapshot files to a temporary name and rename them into place"
 
 #: One object as read from a file: raw JSON, or a mapping parsed from YAML.
 Wire = bytes | msgspec.Raw | Mapping[str, Any]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 
 
@@ -148,7 +149,9 @@ class _Events:
     """
 
     def __init__(self, raw: bytes) -> None:
-        self._it = yaml.parse(raw, Loader=_Loader)
+        import yaml  # here, not at the top: a server reading the API or JSON files never loads it (1 MiB)
+
+        self._it = yaml.parse(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         self._constructor = yaml.constructor.SafeConstructor()
         self._resolver = yaml.resolver.Resolver()
         self.peeked: yaml.Event | None = None
@@ -166,6 +169,8 @@ class _Events:
 
     def value(self, event: yaml.Event) -> Any:
         """The object that starts with ``event`` (its remaining events are consumed)."""
+        import yaml  # (loaded by __init__: a dict lookup)
+
         if isinstance(event, yaml.ScalarEvent):
             tag = event.tag
             if tag is None or tag == "!":
@@ -200,6 +205,8 @@ class _Events:
 
 
 def _yaml_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    import yaml
+
     try:
         yield from _stream_yaml(_Events(raw), path)
     except yaml.YAMLError as exc:
@@ -209,6 +216,8 @@ def _yaml_objects(raw: bytes, path: str) -> Iterator[tuple[Kind[Any] | None, Wir
 
 
 def _stream_yaml(ev: _Events, path: str) -> Iterator[tuple[Kind[Any] | None, Wire]]:
+    import yaml
+
     while True:
         event = ev.next()
         if isinstance(event, yaml.StreamEndEvent):
