@@ -5,12 +5,15 @@ tests/plugin/test_template_bounds.py)."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import dns.message
 import dns.rcode
 import pytest
 
 from interkube.dns import names, wire
-from interkube.dns.memo import Memo
+from interkube.dns.memo import SERVED_NAMES, Memo
 from interkube.dns.names import ZoneSet, to_wire
 
 
@@ -66,3 +69,82 @@ def test_sets_that_answer_every_name_alike_keep_no_memo() -> None:
         assert root.match(to_wire(f"n{i}.example.org.")) == "."
         assert empty.match(to_wire(f"n{i}.example.org.")) is None
     assert not root._memo and not empty._memo
+
+
+class Holder:
+    """Something holding names (a kubernetes stanza, in the server)."""
+
+
+@pytest.fixture
+def holder() -> Iterator[Holder]:
+    held = Holder()
+    yield held
+    SERVED_NAMES.announce(held, 0)
+
+
+def test_a_sized_memo_follows_the_names_served_between_its_bound_and_its_ceiling(holder: Holder) -> None:
+    memo: Memo[int, int] = Memo(10, per_name=2, ceiling=100)
+    others = SERVED_NAMES.total  # (holders still alive from other tests count too)
+    SERVED_NAMES.announce(holder, 30)
+    assert memo.limit == min(100, max(10, 2 * (others + 30)))
+    SERVED_NAMES.announce(holder, 10_000)
+    assert memo.limit == 100
+    for i in range(500):
+        memo.remember(i, i)
+    assert len(memo) == 100 and list(memo.table) == list(range(400, 500))  # the ceiling holds
+    SERVED_NAMES.announce(holder, 0)
+    assert memo.limit == min(100, max(10, 2 * others))
+    memo.remember(500, 500)
+    assert len(memo) <= max(10, 2 * others)
+
+
+def test_a_holder_that_is_gone_stops_counting() -> None:
+    memo: Memo[int, int] = Memo(10, per_name=1, ceiling=10_000)
+    others = SERVED_NAMES.total
+    held = Holder()
+    SERVED_NAMES.announce(held, 5_000)
+    assert SERVED_NAMES.total == others + 5_000
+    del held
+    gc.collect()
+    assert SERVED_NAMES.total == others
+    SERVED_NAMES.announce(Holder(), 0)  # any announce resizes
+    assert memo.limit == max(10, others)
+
+
+def test_the_parse_memo_hits_when_the_names_served_are_asked_in_turn(monkeypatch: pytest.MonkeyPatch,
+                                                                      holder: Holder) -> None:
+    """More names asked in turn than the memo's own bound: with the served names announced, the
+    second pass reads no query again (without sizing, oldest-first forgetting dropped each entry
+    before its name came back: every query was parsed again)."""
+    monkeypatch.setattr(wire._MEMOS, "base", 50)
+    monkeypatch.setattr(wire._MEMOS, "limit", 50)
+    wire._MEMOS.clear()
+    parsed = []
+    real = wire._parse_info
+    monkeypatch.setattr(wire, "_parse_info", lambda w: parsed.append(w) or real(w))
+    SERVED_NAMES.announce(holder, 100)
+    wires = [query(f"n{i}.cyclic.test.") for i in range(150)]
+    for w in wires:
+        assert wire.parse_query(w) is not None
+    assert len(parsed) == 150
+    for w in wires:
+        assert wire.parse_query(w) is not None
+    assert len(parsed) == 150  # the second pass: every one a hit
+    SERVED_NAMES.announce(holder, 0)
+    wire.parse_query(query("one.more.test."))
+    assert len(wire._MEMO) <= max(50, 2 * SERVED_NAMES.total)  # back to the bound, at once
+
+
+def test_zone_matches_hit_when_the_names_served_are_asked_in_turn(monkeypatch: pytest.MonkeyPatch,
+                                                                   holder: Holder) -> None:
+    monkeypatch.setattr(names, "_MEMO_LIMIT", 10)
+    zones = ZoneSet(["example.org.", "cluster.local."])
+    walked = []
+    real = names.label_offsets
+    monkeypatch.setattr(names, "label_offsets", lambda n: walked.append(n) or real(n))
+    SERVED_NAMES.announce(holder, 50)
+    lnames = [to_wire(f"n{i}.example.org.") for i in range(60)]
+    for _ in range(2):
+        for lname in lnames:
+            assert zones.match(lname) == "example.org."
+    assert len(walked) == 60  # the second pass: every one a hit

@@ -11,8 +11,12 @@ from interkube.dns.wire import label_offsets
 
 #: Names remembered per zone set, the oldest forgotten first (see interkube.dns.memo): a flood
 #: of random names costs at most one label walk per query, never unbounded memory. Every plugin
-#: with zones has a set, so this is per plugin: kept small.
+#: with zones has a set, so this is per plugin: kept small, and sized by the names the plugins
+#: serve (two entries a name, at most _MEMO_CEILING: about 40 bytes an entry) so that a large
+#: zone asked in turn still hits.
 _MEMO_LIMIT = 16384
+_MEMO_PER_NAME = 2.0
+_MEMO_CEILING = 1 << 18
 
 
 def to_wire(name: str | dns.name.Name) -> bytes:
@@ -38,12 +42,13 @@ class ZoneSet:
         self.zones: tuple[str, ...] = tuple(zones)
         self._wires: dict[bytes, str] = {to_wire(z): dns.name.from_text(z).to_text().lower()
                                           for z in self.zones}
-        self._memos: Memo[bytes, str | None] = Memo(_MEMO_LIMIT)
-        self._memo = self._memos.table
         #: The same answer for every name (no zone: None; the root alone: "."), as most plugins'
         #: sets have (forward's from ".", its except and cache's disable lists empty): such a
         #: set keeps no memo at all.
         self._fixed = not self._wires or list(self._wires) == [b"\x00"]
+        self._memos: Memo[bytes, str | None] = Memo(_MEMO_LIMIT) if self._fixed else \
+            Memo(_MEMO_LIMIT, per_name=_MEMO_PER_NAME, ceiling=_MEMO_CEILING)
+        self._memo = self._memos.table
         self._fixed_zone = self._wires.get(b"\x00")
 
     def match(self, lname: bytes) -> str | None:

@@ -124,9 +124,14 @@ def read_name_end(wire: bytes, offset: int) -> int:
 #: parse_query results by the bytes after the ID: clients repeat the same questions, and a
 #: dict lookup (~0.1 µs) is twenty times cheaper than reading the name again in Python. Bounded
 #: (about 400 bytes an entry), the oldest entry forgotten first, so random names cost a parse
-#: each, never memory, and never the stall of clearing a full table at once.
+#: each, never memory, and never the stall of clearing a full table at once. Sized by the names
+#: the plugins serve (interkube.dns.memo): two entries a name (A and AAAA asked), so that a
+#: cluster of 100,000 Services asked in turn still hits (at 32,768 entries, none did: each was
+#: forgotten before its name came back), up to _MEMO_CEILING (about 100 MiB).
 _MEMO_LIMIT = 32768
-_MEMOS: Memo[bytes, Info | None] = Memo(_MEMO_LIMIT)
+_MEMO_PER_NAME = 2.0
+_MEMO_CEILING = 1 << 18
+_MEMOS: Memo[bytes, Info | None] = Memo(_MEMO_LIMIT, per_name=_MEMO_PER_NAME, ceiling=_MEMO_CEILING)
 _MEMO = _MEMOS.table
 #: Why the reader refused a query, by the bytes after the ID: filled by the fast parser (which
 #: then answers None, the slow path) and by admissible, read by admissible, so that the

@@ -192,6 +192,11 @@ class ClusterIndex:
                 "pods": len(self._pod_ips), "serviceexports": len(self._exports),
                 "serviceimports": len(self._imports)}
 
+    def served_names(self) -> int:
+        """How many names the index answers with data, about: one per Service and per Pod (what
+        the memos and template tables of the hot path are sized by; see interkube.dns.memo)."""
+        return len(self._services) + len(self._pod_ips)
+
     def view(self, deps: DepSink) -> IndexView:
         """A reader that adds the key of every lookup it makes to ``deps``."""
         return IndexView(self, deps)

@@ -29,6 +29,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
+from interkube.dns.memo import SERVED_NAMES
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet, to_wire
 from interkube.dns.wire import ZONE_TRANSFERS, Query, label_offsets
@@ -70,6 +71,21 @@ log = logging.getLogger("interkube.plugin.kubernetes")
 
 #: Stands in for a template while the cluster has no data.
 UNSYNCED = SERVFAIL
+
+#: Templates a stanza keeps: TEMPLATES_PER_NAME per name its index serves (A and AAAA of each,
+#: in the shapes clients ask), never fewer than TEMPLATE_CAPACITY nor more than
+#: TEMPLATE_CEILING. A table smaller than the names asked in turn (100,000 Services asked one
+#: after the other) forgot each answer before its name came back and built every answer again.
+TEMPLATE_CAPACITY = 100_000
+TEMPLATES_PER_NAME = 2
+TEMPLATE_CEILING = 1 << 19
+
+
+def templates_for(names: int) -> int:
+    """The template capacity of a stanza whose index serves ``names`` names."""
+    return min(TEMPLATE_CEILING, max(TEMPLATE_CAPACITY, TEMPLATES_PER_NAME * names))
+
+
 #: The labels next to the zone of every cluster name (Lookup's parse_request), and the two
 #: other names below the zone that exist (relative, wire form): see _wire_negative.
 _KINDS = frozenset({b"\x03svc", b"\x03pod"})
@@ -105,7 +121,7 @@ class KubernetesHandler(TemplateHandler):
         self.configuration = configuration
         #: The kubernetes handlers of the same server block, whose clusters start together.
         self.group = group if group is not None else StanzaGroup([self])
-        self.generation: DependentGeneration[ClusterIndex | None] = DependentGeneration(cluster.index)
+        self.generation: DependentGeneration[ClusterIndex | None] = self._generation(cluster.index)
         self.attached = False
         #: Answers built since start (the rest of the queries were served from templates).
         self.built = 0
@@ -134,7 +150,7 @@ class KubernetesHandler(TemplateHandler):
             return PASS if self.cfg.fallthrough.applies(q.lname) else UNSYNCED
         gen = self.generation
         if gen.data is not index:
-            gen = self.generation = DependentGeneration(index)
+            gen = self.generation = self._generation(index)
         tpl = gen.templates.get(q.key)
         if tpl is None:
             negative = self._wire_negative(q, index, zone)
@@ -188,6 +204,13 @@ class KubernetesHandler(TemplateHandler):
                 soa_rrset(dns.name.from_text(zone), zone, serial, self.options.ttl))
         return record
 
+    def _generation(self, index: ClusterIndex | None) -> DependentGeneration[ClusterIndex | None]:
+        """A table of templates for ``index``, sized by its names (see served_names), which the
+        process's name memos (interkube.dns.memo) also follow from now on."""
+        names = 0 if index is None else index.served_names()
+        SERVED_NAMES.announce(self, names)
+        return DependentGeneration(index, templates_for(names))
+
     def _build(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
         q = req.query
@@ -230,9 +253,11 @@ class KubernetesHandler(TemplateHandler):
         gen = self.generation
         moved = self.zone_serial is not None and changes_transfer(keys)
         serial_shown = moved and self.zone_serial is not None and self.zone_serial.changed()
+        if keys is not None:  # Services and Pods come and go one at a time
+            SERVED_NAMES.announce(self, index.served_names())
         if gen.data is index:  # (else: templates of an older index, replaced at the next query)
             if keys is None:
-                self.generation = DependentGeneration(index)
+                self.generation = self._generation(index)
             else:
                 gen.templates.invalidate({*keys, SERIAL_DEP} if serial_shown else keys)
         if moved:
@@ -259,7 +284,7 @@ class KubernetesHandler(TemplateHandler):
         self.zone_listeners.append(listener)
         if self.zone_serial is None:
             self.zone_serial = ChangeSerial()
-            self.generation = DependentGeneration(self.cluster.index)
+            self.generation = self._generation(self.cluster.index)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -271,10 +296,11 @@ class KubernetesHandler(TemplateHandler):
         self.attached = True
         if cluster is not self.cluster:
             self.cluster = cluster
-            self.generation = DependentGeneration(cluster.index)
+            self.generation = self._generation(cluster.index)
         cluster.subscribe(self._changed)
 
     async def detach(self) -> None:
+        SERVED_NAMES.announce(self, 0)
         if self.attached:
             self.attached = False
             self.cluster.unsubscribe(self._changed)
