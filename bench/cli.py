@@ -20,20 +20,26 @@ from typing import Any
 
 from bench import report
 from bench.generators import GeneratorMissing, Loadgen, make_generators
+from bench.k8s import DEFAULT_SERVICES
 from bench.procs import stop_all
 from bench.runner import Runner, Settings, log, make_workdir
 from bench.scenarios import build
 from bench.servers import ALL, Interkube
 
+ALL_SCENARIOS = "S0,S1,S2,S3,S4,S5,S6"
 QUICK = {"duration": 1.0, "warmup": 0.3, "settle": 0.0, "noisy_retries": 0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default="S0,S1,S2,S3,S4,S5,S6",
+    p.add_argument("--scenarios",
                    help="comma-separated: S0 (the generators' ceiling), S1 (= S1-hosts,S1-k8s), "
-                        "S1-hosts, S1-k8s, S2, S3, S4, S5, S6 (DoT; always dnsperf) (default: all)")
+                        "S1-hosts, S1-k8s, S2, S3, S4, S5, S6 (DoT; always dnsperf) (default: all; "
+                        "with --profile: S1-hosts,S3)")
+    p.add_argument("--k8s-services", type=int, default=DEFAULT_SERVICES, metavar="N",
+                   help=f"S1-k8s: Services in the cluster (default {DEFAULT_SERVICES:,}; above 65,280 "
+                        "CoreDNS is skipped: its API server's service range holds no more)")
     p.add_argument("--servers", default=",".join(ALL),
                    help=f"comma-separated subset of {','.join(ALL)} (default: all)")
     p.add_argument("--generators", default="loadgen",
@@ -68,8 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loop", choices=("asyncio", "uvloop"),
                    help="interkube's event loop (passed as --loop; default: interkube's own)")
     p.add_argument("--profile", choices=("py-spy", "pyinstrument"),
-                   help="instead of the comparison, profile interkube for one S1-hosts and one "
-                        "S3 run and write the output files")
+                   help="instead of the comparison, profile interkube for one run of each scenario "
+                        "(S1-hosts and S3 unless --scenarios names others) and write the output files")
     p.add_argument("--profile-dir", metavar="DIR",
                    help="where profiles go (default ~/.cache/interkube/bench/profiles/<time>)")
     p.add_argument("--keep", action="store_true",
@@ -121,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown server(s) {', '.join(unknown)} (known: {', '.join(ALL)})",
               file=sys.stderr)
         return 2
-    scenarios = build(args.scenarios.split(","))
+    if args.k8s_services < 1:
+        print("bench: --k8s-services must be at least 1", file=sys.stderr)
+        return 2
+    scenario_ids = (args.scenarios or ("S1-hosts,S3" if args.profile else ALL_SCENARIOS)).split(",")
+    scenarios = build(scenario_ids, args.k8s_services)
     loadgen = Loadgen()
     try:
         log(f"loadgen: {loadgen.binary()}")
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 from bench.profiling import run_profiles
 
-                return run_profiles(args.profile, args.profile_dir, settings, loadgen, workdir)
+                return run_profiles(args.profile, args.profile_dir, settings, loadgen, workdir, scenarios)
             print(f"# {command}\n# {meta['started']}  {mach['cpu']}, "
                   f"{mach['cpus']} CPUs, Linux {mach['kernel']}\n"
                   f"# interkube {meta['interkube']}; generators: {', '.join(meta['generators'])}\n",

@@ -1,4 +1,4 @@
-"""The 10k-Service cluster of scenario S1-k8s.
+"""The cluster of scenario S1-k8s: 10,000 Services by default (``--k8s-services``).
 
 Two forms of the same data: a snapshot file written the way
 ``kubectl get services,endpointslices -A -o yaml`` writes it (a ``kind: List`` with all the
@@ -21,10 +21,12 @@ from typing import Any
 
 from interkube.pkg.atomicfile import replacing
 
-#: The service range the kubeapi fixture gives its API server (SERVICE_CIDRS[0] there), so the
-#: same ClusterIPs can be created in it.
-SERVICE_NET = ipaddress.ip_network("10.96.0.0/16")
-POD_NET = ipaddress.ip_network("10.244.0.0/16")
+#: Where the ClusterIPs come from: the /16 of the kubeapi fixture's API server (SERVICE_CIDRS[0]
+#: there) holds those of the first 65,280 Services, so that the same ClusterIPs can be created in
+#: it; larger clusters (snapshots only) go on into the rest of Kubernetes' default /12.
+SERVICE_NET = ipaddress.ip_network("10.96.0.0/12")
+API_SERVICE_NET = ipaddress.ip_network("10.96.0.0/16")
+POD_NET = ipaddress.ip_network("10.244.0.0/14")
 DOMAIN = "cluster.local."
 TTL = 5  # the kubernetes plugin's default TTL (CoreDNS and interkube)
 CREATED = "2026-01-01T00:00:00Z"
@@ -42,7 +44,11 @@ class K8sService:
         return f"{self.name}.{self.namespace}.svc.{DOMAIN}"
 
 
-def services(count: int = 10_000, per_namespace: int = 100) -> list[K8sService]:
+#: Services in S1-k8s's cluster unless --k8s-services says otherwise.
+DEFAULT_SERVICES = 10_000
+
+
+def services(count: int = DEFAULT_SERVICES, per_namespace: int = 100) -> list[K8sService]:
     """``count`` ClusterIP Services in namespaces of ``per_namespace``, plus the two every
     cluster has (default/kubernetes, kube-system/kube-dns). Deterministic."""
     out = [K8sService("default", "kubernetes", str(SERVICE_NET[1]), ()),
@@ -197,6 +203,10 @@ def _slice_obj(s: K8sService) -> dict[str, Any]:
 def populate(api: Any, svcs: list[K8sService], workers: int = 8) -> float:
     """Create the namespaces, Services and EndpointSlices in ``api`` (a KubeAPI); returns the
     seconds it took. Objects that exist already (409) are left as they are."""
+    outside = [s for s in svcs if ipaddress.ip_address(s.cluster_ip) not in API_SERVICE_NET]
+    if outside:
+        raise RuntimeError(f"{len(outside):,} Services have ClusterIPs outside the API server's "
+                           f"service range {API_SERVICE_NET} (at most 65,280 Services fit it)")
     http = api.http()
     started = time.monotonic()
 

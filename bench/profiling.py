@@ -113,8 +113,10 @@ def _profile_one(tool: str, sc: Scenario, settings: Settings, loadgen: Loadgen, 
                         window=settings.window, timeout=settings.timeout)
         header: list[str] = []
         with started(proc):
-            wait_until(lambda: _ready_probe(sc, port), 60.0, proc, f"answering on {port}")
-            loadgen.run(LoadSpec(**{**spec.__dict__, "duration": settings.warmup}))
+            wait_until(lambda: _ready_probe(sc, port), max(60.0, sc.k8s_services / 250), proc,
+                       f"answering on {port}")
+            # As the comparison warms up (S1-k8s and S2: until every name was asked twice).
+            runner._warm_up(sc, loadgen, port, qfile, settings.conns, (GENERATOR_CPU,))
             if tool == "py-spy":
                 for fmt, suffix in (("raw", "collapsed.txt"), ("flamegraph", "svg")):
                     dest = out_dir / f"{stem}.{suffix}"
@@ -179,12 +181,13 @@ def _cost_line(what: str, r: LoadResult, cpu_s: float) -> str:
 
 
 def run_profiles(tool: str, out: str | None, settings: Settings, loadgen: Loadgen,
-                 workdir: Path) -> int:
+                 workdir: Path, scenarios: list[Scenario] | None = None) -> int:
+    """Profile interkube in each of ``scenarios`` (default: S1-hosts and S3)."""
     out_dir = Path(out) if out else CACHE_DIR / "profiles" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(settings, [loadgen], loadgen, workdir)
     written: list[Path] = []
-    for sc in build(["S1-hosts", "S3"]):
+    for sc in scenarios if scenarios is not None else build(["S1-hosts", "S3"]):
         reason = Interkube("interkube").skip_reason(sc, Context())
         if reason:
             log(f"{sc.id}: skipped: {reason}")

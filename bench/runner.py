@@ -233,7 +233,9 @@ def serving(sc: Scenario, server: Server, ctx: Context, wd: Path) -> Iterator[tu
     proc = Proc(server.label, launch.argv, wd / "server.log", cpus=launch.cpus,
                 env=launch.env, cwd=launch.cwd)
     with started(proc):
-        wait_until(lambda: _ready_probe(sc, port, ctx.pki), 120.0 if sc.kind == "k8s" else 30.0,
+        # (a server reading a snapshot of 100,000 Services takes minutes on a busy machine)
+        wait_until(lambda: _ready_probe(sc, port, ctx.pki),
+                   max(120.0, sc.k8s_services / 250) if sc.kind == "k8s" else 30.0,
                    proc, f"answering on 127.0.0.1:{port}")
         yield proc, port, launch
 
@@ -278,7 +280,7 @@ class Runner:
                     f"(EC P-256) made for this run ({ctx.pki.cert.parent}); every server serves "
                     "them, the answer check trusts only that CA and checks the name")
             if sc.kind == "k8s":
-                svcs = k8s.services()
+                svcs = k8s.services(sc.k8s_services)
                 if "interkube" in self.s.servers:
                     t = time.monotonic()
                     ctx.snapshot = k8s.write_snapshot(wd / "snapshot.yaml", svcs)
@@ -439,10 +441,11 @@ class Runner:
         """Closed-loop load before measuring, so that what is measured is the steady state:
         pages faulted in, caches filled (S2), answers a server builds lazily on first sight
         built (interkube's templates; S1-k8s has 10,000 names). When the names outnumber what
-        the timed warm-up sends, it goes on to two passes over the list (at most 60 s)."""
+        the timed warm-up sends, it goes on to two passes over the list (at most 60 s, or a
+        millisecond a name when that is longer)."""
         spec = self._spec(sc, port, qfile, conns, gen_cpus, 0.0, self.s.warmup)
         if sc.kind in ("cache", "k8s"):
-            spec.duration = max(self.s.warmup, 60.0)
+            spec.duration = max(self.s.warmup, 60.0, len(sc.names) / 1000)
             spec.count = 2 * len(sc.names)
         gen.run(spec)
 

@@ -39,6 +39,7 @@ class Scenario:
     needs_plugins: tuple[str, ...] = ()
     goals: tuple[Goal, ...] = ()
     workers: int = 1                 # S5: interkube workers (1 and 2 are both measured)
+    k8s_services: int = k8s.DEFAULT_SERVICES  # S1-k8s: Services in the cluster (--k8s-services)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,9 +88,10 @@ def hosts_records(n: int = 100) -> list[tuple[str, str]]:
             for i in range(n)]
 
 
-def build(ids: list[str]) -> list[Scenario]:
+def build(ids: list[str], k8s_services: int = k8s.DEFAULT_SERVICES) -> list[Scenario]:
     """The scenarios named (S1 expands to S1-hosts and S1-k8s), in the issue's order; S0 (the
-    generators' ceiling, no DNS server at all) first when asked for."""
+    generators' ceiling, no DNS server at all) first when asked for. S1-k8s's cluster has
+    ``k8s_services`` Services (and the two every cluster has)."""
     want = set()
     for i in ids:
         i = i.strip().upper()
@@ -110,13 +112,13 @@ def build(ids: list[str]) -> list[Scenario]:
             records=hosts, names=[n for n, _ in hosts], needs_plugins=("hosts",),
             goals=MEMORY_GOALS))
     if "S1-K8S" in want:
-        svcs = k8s.services()
+        svcs = k8s.services(k8s_services)
         recs = [(s.fqdn, s.cluster_ip) for s in svcs]
         out.append(Scenario(
             "S1-k8s", f"answers from memory: Kubernetes Service A records, {len(svcs):,} Services "
             "(snapshot / API server), UDP", "k8s", k8s.DOMAIN, records=recs, ttl=k8s.TTL,
             names=[n for n, _ in recs if not n.startswith(("kubernetes.", "kube-dns."))],
-            needs_plugins=("kubernetes",), goals=MEMORY_GOALS))
+            needs_plugins=("kubernetes",), goals=MEMORY_GOALS, k8s_services=k8s_services))
     if "S2" in want:
         out.append(Scenario(
             "S2", "cache hits after forwarding: 1,000 names, warmed, upstream TTL 3600, UDP",

@@ -109,6 +109,17 @@ def test_scenarios_expand_and_forwarding_answers_are_per_name() -> None:
     assert responder_address("N0000.FWD.bench.") == a  # case-insensitive, as in loadgen.c
 
 
+def test_the_k8s_cluster_takes_its_size_from_the_option() -> None:
+    (sc,) = build(["S1-k8s"], k8s_services=50)
+    assert sc.k8s_services == 50 and len(sc.records) == 52 and len(sc.names) == 50
+    assert [s.cluster_ip for s in k8s.services(10)] == [s.cluster_ip for s in k8s.services(100_000)[:12]]
+    big = k8s.services(100_000)  # beyond the API server's /16: addresses and pods stay distinct
+    assert len({s.cluster_ip for s in big}) == len(big)
+    assert len({ip for s in big for ip in s.pod_ips}) == 2 * (len(big) - 1)
+    with pytest.raises(RuntimeError, match="outside the API server's service range"):
+        k8s.populate(None, big[-2:])
+
+
 def test_dnsperf_output_is_parsed() -> None:
     out = """\
 > NOERROR www-000.example.org A 0.000050
