@@ -10,13 +10,11 @@ is queued; the last ones run `interkube serve`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import dns.message
@@ -24,16 +22,14 @@ import dns.rcode
 import pytest
 
 from interkube.dns.wire import RCODE_NOERROR, error_response, name_to_text
-from interkube.plugin.handler import SLOW, Handler, link
+from interkube.plugin.handler import SLOW, Handler
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
-from interkube.plugin.request import Request, Route
+from interkube.plugin.request import Request
 from interkube.server import listeners
-from interkube.server.dispatch import Dispatcher
-from interkube.server.listeners import Listener, ListenerOptions, UdpEndpoint, size_receive_buffer
+from interkube.server.listeners import ListenerOptions, UdpEndpoint, size_receive_buffer
 from testkit.servers import free_port, interkube_process, process_output, query
 from testkit.waiting import until, wait_until
-
-SERVER = "dns://udp-backlog-test:53"
+from tests.server.udp_helpers import SERVER, client, dispatcher, endpoint
 
 
 class Recorder(Handler):
@@ -60,31 +56,6 @@ class Recorder(Handler):
 
     def slow(self) -> list[str]:
         return [name for kind, name in self.events if kind == "slow"]
-
-
-def dispatcher(head: Handler) -> Dispatcher:
-    return Dispatcher({".": (Route(".", SERVER), link([head]))})
-
-
-@contextlib.asynccontextmanager
-async def endpoint(head: Handler, options: ListenerOptions | None = None) -> AsyncIterator[UdpEndpoint]:
-    listener = Listener("dns", "127.0.0.1", 0, dispatcher(head), options)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    ep = UdpEndpoint(listener, sock)
-    try:
-        yield ep
-    finally:
-        ep.close()
-
-
-@contextlib.contextmanager
-def client() -> Iterator[socket.socket]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        yield s
 
 
 def wire(name: str) -> bytes:
@@ -184,17 +155,6 @@ class Counting(Recorder):
 def waiting(ep: UdpEndpoint) -> list[str]:
     """The names in the backlog, oldest first."""
     return [dns.message.from_wire(data).question[0].name.to_text() for data, _, _ in ep.backlog]
-
-
-@pytest.fixture(params=["C helper", "Python loop"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways the listener reads its socket: the C helper's batches, or the Python loop."""
-    if request.param == "C helper":
-        if listeners._udpfast is None:
-            pytest.skip("interkube._udpfast is not built")
-    else:
-        monkeypatch.setattr(listeners, "_udpfast", None)
-    return str(request.param)
 
 
 async def test_a_full_backlog_takes_a_query_sent_slow_lately_without_asking_the_chain(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import dns.message
@@ -23,29 +23,19 @@ import dns.rcode
 import pytest
 
 from interkube.dns.wire import RCODE_NOERROR, error_response, name_to_text
-from interkube.plugin.handler import SLOW, Handler, link
+from interkube.plugin.handler import SLOW, Handler
 from interkube.plugin.metrics import UDP_BACKLOG_DROPS
-from interkube.plugin.request import Request, Route
+from interkube.plugin.request import Request
 from interkube.plugins.forward.handler import ForwardHandler
 from interkube.server import listeners
 from interkube.server.dispatch import Dispatcher
-from interkube.server.listeners import Listener, UdpEndpoint
+from interkube.server.listeners import UdpEndpoint
 from testkit.fakeupstream import FakeUpstream
 from testkit.servers import free_port, in_process
 from testkit.waiting import until
+from tests.server.udp_helpers import client, endpoint
 
 NAMES = [f"n{i}.example.org." for i in range(10)]
-
-
-@pytest.fixture(params=["C helper", "Python loop"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways the listener reads its socket: the C helper's batches, or the Python loop."""
-    if request.param == "C helper":
-        if listeners._udpfast is None:
-            pytest.skip("interkube._udpfast is not built")
-    else:
-        monkeypatch.setattr(listeners, "_udpfast", None)
-    return str(request.param)
 
 
 @pytest.fixture
@@ -97,14 +87,6 @@ async def served(up: FakeUpstream) -> AsyncIterator[Served]:
     port = free_port()
     async with in_process(f".:{port} {{\n  bind 127.0.0.1\n  forward . {up.address}\n}}\n") as server:
         yield Served(server)
-
-
-@contextlib.contextmanager
-def client() -> Iterator[socket.socket]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        yield s
 
 
 def flood(c: socket.socket, ep: UdpEndpoint, count: int, names: list[str] = NAMES) -> list[bytes]:
@@ -246,12 +228,7 @@ async def test_a_chain_without_the_callback_path_is_asked_once_per_query(reader:
     nothing back: the pump starts each query on the slow path without a second walk of the
     fast path."""
     head = SlowOnly()
-    listener = Listener("dns", "127.0.0.1", 0, Dispatcher({".": (Route(".", "dns://slow-only:53"), link([head]))}))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    ep = UdpEndpoint(listener, sock)
-    try:
+    async with endpoint(head) as ep:
         ep.inflight_limit = 0
         with client() as c:
             flood(c, ep, 5)
@@ -263,5 +240,3 @@ async def test_a_chain_without_the_callback_path_is_asked_once_per_query(reader:
             ep.handle(dns.message.make_query(NAMES[0], "A", id=1000).to_wire(), c.getsockname())  # (a pump)
             await until(lambda: len(head.served) == 11, "every query is served")
             assert sorted(head.fast_asked) == sorted(head.served)
-    finally:
-        ep.close()
