@@ -27,7 +27,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from interkube.dns.wire import FLAG_AA, FLAG_QR, FLAG_RD, HEADER_LEN, Query, label_offsets, opt_record
+from interkube.dns.wire import FLAG_AA, FLAG_QR, FLAG_RD, HEADER_LEN, Query, has_option, label_offsets, opt_record
 
 TYPE_SOA = 6
 CLASS_IN = 1
@@ -41,7 +41,6 @@ WIRE_NEGATIVE: Final = not os.environ.get("INTERKUBE_NO_WIRE_NEGATIVE")
 
 _HEADER = struct.Struct("!HHHHH")      # flags and the four counts (the ID is the query's)
 _RR_FIXED = struct.Struct("!HHIH")     # type, class, TTL, rdata length
-_OPTION_HEAD = struct.Struct("!HH")
 _POINTER = struct.Struct("!H")
 
 
@@ -115,19 +114,6 @@ def _label_start(name: bytes, start: int) -> bool:
     return off == start
 
 
-def _padded(query: Query) -> bool:
-    """Whether the query's OPT record carries a PADDING option."""
-    wire = query.wire
-    offset = query.question_end + 11
-    end = len(wire)
-    while offset + 4 <= end:
-        code, length = _OPTION_HEAD.unpack_from(wire, offset)
-        if code == OPTION_PADDING:
-            return True
-        offset += 4 + length
-    return False
-
-
 def negative_response(query: Query, rcode: int, soa: SoaRecord | None, authoritative: bool = True) -> bytes | None:
     """The answer to ``query`` with ``rcode``, no answer records and ``soa`` (when given) in the
     authority section, as dnspython builds it; None for a query that asks for EDNS padding (and
@@ -137,7 +123,7 @@ def negative_response(query: Query, rcode: int, soa: SoaRecord | None, authorita
     name lies in ``soa.zone``.
     """
     wire = query.wire
-    if not WIRE_NEGATIVE or (query.edns and len(wire) > query.question_end + 11 and _padded(query)):
+    if not WIRE_NEGATIVE or has_option(query, OPTION_PADDING):
         return None
     flags = FLAG_QR | (query.flags & FLAG_RD) | (FLAG_AA if authoritative else 0) | (rcode & 0x0F)
     question_end = query.question_end

@@ -57,6 +57,7 @@ SHAPE_CD = 0x08
 _SHAPES = tuple(bytes((i,)) for i in range(16))
 _HEADER = struct.Struct("!HHHHHH")
 _U16 = struct.Struct("!H")
+_U16_PAIR = struct.Struct("!HH")  # an EDNS option's code and length
 _OPT_FIXED = struct.Struct("!HHIH")  # type, class(payload), ttl(ext rcode, version, flags), rdlen
 
 
@@ -238,6 +239,22 @@ def _parse_info(wire: bytes) -> Info | Malformed | None:
         except Malformed as exc:
             return exc
     return _info(wire, flags, qname_end, qtype, qclass, True, payload, bool(ttl & EDNS_DO))
+
+
+def has_option(query: Query, code: int) -> bool:
+    """Whether the query's OPT record holds an option ``code`` (the fast parser checked that its
+    options are well formed; an OPT record without any has 11 bytes)."""
+    wire = query.wire
+    pos = query.question_end + 11
+    end = len(wire)
+    if not query.edns or end <= pos:
+        return False
+    while pos + 4 <= end:
+        option, length = _U16_PAIR.unpack_from(wire, pos)
+        if option == code:
+            return True
+        pos += 4 + length
+    return False
 
 
 def opt_record(do: bool, payload: int = ADVERTISED_PAYLOAD, ext_rcode: int = 0, options: bytes = b"") -> bytes:

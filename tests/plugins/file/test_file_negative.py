@@ -11,16 +11,13 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from interkube.corefile.parser import parse_text
-from interkube.dns.wire import parse_query
 from interkube.plugin import answers
 from interkube.plugin.answers import PASS
 from interkube.plugin.request import Request
-from interkube.plugin.services import Services
 from interkube.plugins.file import handler as file_handler
 from interkube.plugins.file.handler import FileHandler
 from interkube.plugins.file.negative import Verdict
-from interkube.server.runtime import build
+from testkit.chains import chain_handler, request
 
 ZONE = """\
 $TTL 300
@@ -57,20 +54,11 @@ SHAPES = ({"use_edns": False}, {"use_edns": 0}, {"use_edns": 0, "want_dnssec": T
 def _handler(tmp_path: Path, fallthrough: str = "") -> FileHandler:
     (tmp_path / "db").write_text(ZONE)
     block = f" {{\n  fallthrough {fallthrough}\n }}" if fallthrough else ""
-    built = build(parse_text(f"example.org:53 {{\n file {tmp_path / 'db'}{block}\n}}\n"), "test", Services())
-    [chains] = built.chains.values()
-    [(_, handler)] = chains.values()
-    while not isinstance(handler, FileHandler):
-        handler = handler.next
-    return handler
+    return chain_handler(f"example.org:53 {{\n file {tmp_path / 'db'}{block}\n}}\n", FileHandler)
 
 
 def _request(name: str, rdtype: str, shape: dict[str, object]) -> Request:
-    m = dns.message.make_query(name, rdtype, **shape)  # type: ignore[arg-type]
-    wire = m.to_wire()
-    query = parse_query(wire)
-    assert query is not None
-    return Request(wire, query, ("127.0.0.1", 5353), "udp")
+    return request(dns.message.make_query(name, rdtype, **shape).to_wire())  # type: ignore[arg-type]
 
 
 def _by_dnspython(handler: FileHandler, req: Request, monkeypatch: pytest.MonkeyPatch) -> bytes | None:

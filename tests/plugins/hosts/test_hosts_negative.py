@@ -10,14 +10,11 @@ from typing import Any
 import dns.message
 import pytest
 
-from interkube.corefile.parser import parse_text
-from interkube.dns.wire import parse_query
 from interkube.plugin import answers
 from interkube.plugin.answers import PASS
 from interkube.plugin.request import Request
-from interkube.plugin.services import Services
 from interkube.plugins.hosts.handler import HostsHandler
-from interkube.server.runtime import build
+from testkit.chains import chain_handler, request
 
 HOSTS = "192.0.2.1 www.mem.test Alias.mem.test\n2001:db8::1 v6.mem.test\n192.0.2.9 *.wild.mem.test\n"
 NAMES = ("www.mem.test.", "WWW.Mem.Test.", "alias.mem.test.", "v6.mem.test.", "absent.mem.test.",
@@ -31,22 +28,14 @@ SHAPES = ({"use_edns": False}, {"use_edns": 0, "want_dnssec": True}, {"use_edns"
 def _handler(tmp_path: Path, options: str = "") -> HostsHandler:
     (tmp_path / "hosts").write_text(HOSTS)
     block = f" {{\n{options} }}" if options else ""
-    built = build(parse_text(f"mem.test:53 {{\n hosts {tmp_path / 'hosts'}{block}\n}}\n"), "test", Services())
-    [chains] = built.chains.values()
-    [(_, handler)] = chains.values()
-    while not isinstance(handler, HostsHandler):
-        handler = handler.next
-    return handler
+    return chain_handler(f"mem.test:53 {{\n hosts {tmp_path / 'hosts'}{block}\n}}\n", HostsHandler)
 
 
 def _request(name: str, rdtype: str, shape: dict[str, Any]) -> Request:
     m = dns.message.make_query(name, rdtype, use_edns=shape.get("use_edns"),
                                want_dnssec=shape.get("want_dnssec", False))
     m.flags = shape.get("flags", m.flags)
-    wire = m.to_wire()
-    query = parse_query(wire)
-    assert query is not None
-    return Request(wire, query, ("127.0.0.1", 5353), "udp")
+    return request(m.to_wire())
 
 
 @pytest.mark.parametrize("options", ["", "  fallthrough\n", "  fallthrough mem.test\n  no_reverse\n"])

@@ -11,15 +11,12 @@ from typing import Any
 import dns.message
 import pytest
 
-from interkube.corefile.parser import parse_text
-from interkube.dns.wire import parse_query
 from interkube.kube.xfr import SERIAL_DEP
 from interkube.plugin import kubestanza
 from interkube.plugin.answers import PASS
 from interkube.plugin.kubestanza import KubernetesHandler
 from interkube.plugin.request import Request
-from interkube.plugin.services import Services
-from interkube.server.runtime import build
+from testkit.chains import chain_handler, request
 
 ZONE = "cluster.local."
 NAMES = ("cluster.local.", "Cluster.LOCAL.", "svc.cluster.local.", "pod.cluster.local.", "x.cluster.local.",
@@ -37,20 +34,13 @@ SHAPES = ({"use_edns": False}, {"use_edns": 0}, {"use_edns": 0, "want_dnssec": T
 def _handler(tmp_path: Path, snapshot_writer: Any, objects: list[dict[str, Any]], extra: str = "") -> KubernetesHandler:
     path = snapshot_writer(tmp_path / "c.yaml", objects)
     corefile = (f".:53 {{\n kubernetes {ZONE} in-addr.arpa {{\n  snapshot {path}\n  pods insecure\n{extra} }}\n}}\n")
-    built = build(parse_text(corefile), "test", Services())
-    [chains] = built.chains.values()
-    [(_, handler)] = chains.values()
-    while not isinstance(handler, KubernetesHandler):
-        handler = handler.next
+    handler = chain_handler(corefile, KubernetesHandler)
     assert handler.cluster.index is not None
     return handler
 
 
 def _request(name: str, rdtype: str, shape: dict[str, Any]) -> Request:
-    wire = dns.message.make_query(name, rdtype, **shape).to_wire()
-    query = parse_query(wire)
-    assert query is not None
-    return Request(wire, query, ("127.0.0.1", 5353), "udp")
+    return request(dns.message.make_query(name, rdtype, **shape).to_wire())
 
 
 def _by_dnspython(handler: KubernetesHandler, req: Request,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from interkube.dns.reader import Malformed, Walk
-from interkube.dns.wire import HEADER_LEN, TYPE_OPT, opt_record
+from interkube.dns.wire import HEADER_LEN, TYPE_OPT, has_option, opt_record
 from interkube.plugin import later
 from interkube.plugin.handler import LATER, Handler, passes_later
 from interkube.plugin.request import Request
@@ -19,25 +19,11 @@ from interkube.plugin.request import Request
 OPTION_NSID = 3
 _U16 = struct.Struct("!H")
 _OPTION_HEAD = struct.Struct("!HH")
-#: The fixed part of an OPT record after its one-byte owner: type, payload size, TTL, rdlen.
-_OPT_FIXED_LEN = 10
 
 
 def asks_nsid(req: Request) -> bool:
-    """Whether the query's OPT record holds an NSID option (the fast parser checked its options
-    are well formed; a query without options has an OPT record of 11 bytes)."""
-    q = req.query
-    wire = req.wire
-    pos = q.question_end + 1 + _OPT_FIXED_LEN
-    if not q.edns or len(wire) <= pos:
-        return False
-    end = len(wire)
-    while pos + 4 <= end:
-        code, length = _OPTION_HEAD.unpack_from(wire, pos)
-        if code == OPTION_NSID:
-            return True
-        pos += 4 + length
-    return False
+    """Whether the query's OPT record holds an NSID option."""
+    return has_option(req.query, OPTION_NSID)
 
 
 def _without_nsid(options: bytes) -> bytes:
