@@ -133,8 +133,9 @@ def fuzzer(port: int, count: int, rate: float, seed: int) -> None:
     rnd = random.Random(seed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.connect((LOOPBACK, port))
-        sent = 0
+        sent = answered = 0
         start = time.monotonic()
         while sent < count:
             batch = [packet(rnd) for _ in range(min(64, count - sent))]
@@ -143,12 +144,31 @@ def fuzzer(port: int, count: int, rate: float, seed: int) -> None:
             except OSError:
                 pass  # a full buffer or a refused port: the rest of that batch is lost, as UDP may
             sent += len(batch)
+            answered += _drain(s)
             ahead = sent / rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
             if sent % 65536 < 64:
-                print(sent, flush=True)
-    print(sent, flush=True)
+                print(sent, answered, flush=True)
+        s.settimeout(0.5)  # the last answers: until half a second passes without one
+        while True:
+            try:
+                s.recv(65535)
+            except OSError:  # (TimeoutError, or an ICMP error)
+                break
+            answered += 1 + _drain(s)
+    print(sent, answered, flush=True)
+
+
+def _drain(s: socket.socket) -> int:
+    """Read the answers waiting on the fuzzer's socket (counted: what the server answered)."""
+    n = 0
+    while True:
+        try:
+            s.recv(65535, socket.MSG_DONTWAIT)
+        except OSError:  # (BlockingIOError when there is none)
+            return n
+        n += 1
 
 
 # -- the measurement -------------------------------------------------------------------------------
@@ -162,6 +182,7 @@ class Probe(threading.Thread):
         self.port = port
         self.stop = threading.Event()
         self.seconds: list[tuple[float, int, int]] = []  # (max ms, asked, lost)
+        self.answers: list[float] = []  # each answer's ms
 
     def run(self) -> None:
         wire = dns.message.make_query("p0.mem.test.", "A").to_wire()
@@ -176,7 +197,9 @@ class Probe(threading.Thread):
                 try:
                     while s.recv(512)[:2] != wire[:2]:
                         pass
-                    worst = max(worst, (time.monotonic() - t) * 1000)
+                    took = (time.monotonic() - t) * 1000
+                    self.answers.append(took)
+                    worst = max(worst, took)
                 except TimeoutError:
                     lost += 1
                 now = time.monotonic()
@@ -187,20 +210,21 @@ class Probe(threading.Thread):
 
 
 def fuzz(port: int, count: int, rate: float, seed: int,
-         samples: list[tuple[float, int, int]] | None) -> int:
+         samples: list[tuple[float, int, int]] | None) -> tuple[int, int]:
     """Runs the fuzzer process to the end (bounded: killed past three times its expected
     duration plus a minute); appends (seconds, packets sent, server RSS KiB) to ``samples``
-    twice a second. Returns the packets sent."""
+    twice a second. Returns the packets sent and the answers the fuzzer received."""
     server_pid = _SERVER_PID[0]
     proc = subprocess.Popen(["taskset", "-c", str(GENERATOR_CPU), sys.executable, __file__, "--fuzzer",
                              str(port), str(count), str(rate), str(seed)],
                             stdout=subprocess.PIPE, text=True)
-    progress = [0]
+    progress = [0, 0]
 
-    def follow() -> None:  # the fuzzer prints how many it has sent, now and then
+    def follow() -> None:  # the fuzzer prints how many it has sent and had answered, now and then
         assert proc.stdout is not None
         for line in proc.stdout:
-            progress[0] = int(line)
+            sent, answered = line.split()
+            progress[:] = [int(sent), int(answered)]
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
@@ -219,7 +243,7 @@ def fuzz(port: int, count: int, rate: float, seed: int,
     reader.join(5)
     if samples is not None:
         samples.append((time.monotonic() - t0, progress[0], status_kib(server_pid, "VmRSS")))
-    return progress[0]
+    return progress[0], progress[1]
 
 
 def settle(pid: int, bound: float = 60.0) -> None:
@@ -286,7 +310,7 @@ def main() -> int:
         rss0 = status_kib(server.pid, "VmRSS")
         if opts.warmup:
             cpu0, drops0 = proc_cpu_seconds(server.pid), udp_drops(port)
-            warm = fuzz(port, opts.warmup, opts.rate, opts.seed + 1, None)
+            warm, _ = fuzz(port, opts.warmup, opts.rate, opts.seed + 1, None)
             # (packets the kernel dropped at a full buffer cost the server nothing)
             per_packet = (proc_cpu_seconds(server.pid) - cpu0) / max(1, warm - (udp_drops(port) - drops0))
             capacity = 1 / per_packet if per_packet > 0 else MAX_RATE
@@ -311,7 +335,7 @@ def main() -> int:
         probe.start()
         cpu0, drops0 = proc_cpu_seconds(server.pid), udp_drops(port)
         t0 = time.monotonic()
-        sent = fuzz(port, opts.packets, rate, opts.seed, samples)
+        sent, answered = fuzz(port, opts.packets, rate, opts.seed, samples)
         elapsed = time.monotonic() - t0
         cpu = proc_cpu_seconds(server.pid) - cpu0
         busy = cpu / elapsed
@@ -353,8 +377,12 @@ def main() -> int:
     print(f"server {'still running' if alive else 'DIED'}; {sent:,d} packets sent at {rate:,.0f}/s "
           f"(calibrated for a busy share of {opts.load:.0%}; {sent / elapsed:,.0f}/s reached); the server was busy "
           f"{busy:.0%} of the time; {dropped:,d} dropped at its full receive buffer")
-    print(f"server CPU per fuzz packet read: {cpu / max(1, sent - dropped) * 1e6:.1f} µs "
-          f"(negative answers {'built through dnspython' if opts.dnspython_negatives else 'written on the wire'})")
+    answers = sorted(probe.answers) or [0.0]
+    print(f"probe answers: p50 {answers[len(answers) // 2]:.2f} ms, p99 {answers[len(answers) * 99 // 100]:.2f} ms")
+    print(f"the fuzzer had {answered:,d} answers ({answered / max(1, sent):.0%} of what it sent); the server's "
+          f"CPU per fuzz packet read {cpu / max(1, sent - dropped) * 1e6:.1f} µs, per answer "
+          f"{cpu / max(1, answered) * 1e6:.1f} µs (negative answers "
+          f"{'built through dnspython' if opts.dnspython_negatives else 'written on the wire'})")
     print("(figures from a shared machine are noisy: re-run on a quiet one with the same command)")
     ok = alive and growth < GOAL_GROWTH and slow_seconds == 0
     return 0 if ok else 1
