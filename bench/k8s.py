@@ -200,13 +200,21 @@ def _slice_obj(s: K8sService) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
 
 
+def beyond_api_server(svcs: list[K8sService]) -> str | None:
+    """Why the API server cannot hold ``svcs`` (ClusterIPs outside its service range), or None."""
+    outside = sum(ipaddress.ip_address(s.cluster_ip) not in API_SERVICE_NET for s in svcs)
+    if outside:
+        return (f"{outside:,} Services have ClusterIPs outside the API server's service range "
+                f"{API_SERVICE_NET} (at most 65,280 Services fit it)")
+    return None
+
+
 def populate(api: Any, svcs: list[K8sService], workers: int = 8) -> float:
     """Create the namespaces, Services and EndpointSlices in ``api`` (a KubeAPI); returns the
     seconds it took. Objects that exist already (409) are left as they are."""
-    outside = [s for s in svcs if ipaddress.ip_address(s.cluster_ip) not in API_SERVICE_NET]
-    if outside:
-        raise RuntimeError(f"{len(outside):,} Services have ClusterIPs outside the API server's "
-                           f"service range {API_SERVICE_NET} (at most 65,280 Services fit it)")
+    problem = beyond_api_server(svcs)
+    if problem:
+        raise RuntimeError(problem)
     http = api.http()
     started = time.monotonic()
 

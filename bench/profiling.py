@@ -19,6 +19,7 @@ function's share of the samples is its share of that cost.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import shutil
@@ -185,7 +186,8 @@ def run_profiles(tool: str, out: str | None, settings: Settings, loadgen: Loadge
     """Profile interkube in each of ``scenarios`` (default: S1-hosts and S3)."""
     out_dir = Path(out) if out else CACHE_DIR / "profiles" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner(settings, [loadgen], loadgen, workdir)
+    # interkube alone: the comparison's peers (CoreDNS's API server) are not started.
+    runner = Runner(dataclasses.replace(settings, servers=["interkube"]), [loadgen], loadgen, workdir)
     written: list[Path] = []
     for sc in scenarios if scenarios is not None else build(["S1-hosts", "S3"]):
         reason = Interkube("interkube").skip_reason(sc, Context())

@@ -298,6 +298,11 @@ class Runner:
         """A real kube-apiserver + etcd for CoreDNS's kubernetes plugin, when the fixture works."""
         from testkit.peers import find_peer, skip_message
 
+        problem = k8s.beyond_api_server(svcs)
+        if problem:
+            ctx.kube_skip = problem
+            yield
+            return
         missing = [n for n in ("kube-apiserver", "etcd") if find_peer(n) is None]
         if missing:
             ctx.kube_skip = "; ".join(skip_message(n) for n in missing)
