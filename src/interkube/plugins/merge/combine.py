@@ -91,13 +91,15 @@ class ClusterReply:
     whole, is then read only if a merge needs it (a plain reply merged with one that is not).
     """
 
-    __slots__ = ("cluster", "zone", "rcode", "plain", "wire", "_message", "failure")
+    __slots__ = ("cluster", "zone", "rcode", "data", "plain", "wire", "_message", "failure")
 
     def __init__(self, cluster: str, zone: bytes, message: Message | None, failure: str | None = None) -> None:
         self.cluster = cluster
         self.zone = zone
         self._message = message
         self.rcode = -1 if message is None else message.rcode
+        #: NOERROR with answer records
+        self.data = message is not None and message.rcode == RCODE_NOERROR and bool(message.answer)
         self.plain: list[PlainRecord] | None = None
         self.wire: bytes | None = None
         self.failure = failure
@@ -110,7 +112,8 @@ class ClusterReply:
             plain = rr.read_plain_answer(wire, question)
             if plain is not None:
                 reply = cls(cluster, zone, None)
-                reply.rcode, reply.plain = plain
+                rcode, records = reply.rcode, reply.plain = plain
+                reply.data = rcode == RCODE_NOERROR and bool(records)
                 reply.wire = wire
                 return reply
         try:
@@ -133,12 +136,7 @@ class ClusterReply:
 
     @property
     def has_data(self) -> bool:
-        if self.rcode != RCODE_NOERROR:
-            return False
-        if self.plain is not None:
-            return bool(self.plain)
-        m = self._message
-        return m is not None and bool(m.answer)
+        return self.data
 
 
 #: Names moved between zones, by (name, source zone, destination zone): answers repeat the same
@@ -226,17 +224,25 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
     """
     wire = query.wire
     qflags = (wire[2] << 8) | wire[3]
-    counted = [r for r in replies if r.rcode == RCODE_NOERROR or r.rcode == RCODE_NXDOMAIN]
+    counted = []
+    with_data = []
+    for r in replies:
+        if r.rcode == RCODE_NOERROR or r.rcode == RCODE_NXDOMAIN:
+            counted.append(r)
+            if r.data:
+                with_data.append(r)
     if not counted:
         return _response(query, FLAG_QR | (qflags & FLAG_RD) | RCODE_SERVFAIL, [], 0, [], 0, [], 0)
     flags = FLAG_QR | FLAG_AA | (qflags & FLAG_RD)
-    with_data = [r for r in counted if r.has_data]
     if local_first and local is not None:
         mine = [r for r in with_data if r.cluster == local]
         if mine:
             with_data = mine
     if with_data:
-        if all(r.plain is not None for r in with_data):
+        for r in with_data:
+            if r.plain is None:
+                break
+        else:
             an, n_an = _plain_union(with_data)
             return _response(query, flags, an, n_an, [], 0, [], 0)
         qname = wire[HEADER_LEN:query.qname_end]

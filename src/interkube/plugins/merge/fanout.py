@@ -26,17 +26,24 @@ log = logging.getLogger("interkube.plugin.merge")
 
 #: (the request, the clusters' replies in order) -> the merged answer
 Merge = Callable[[Request, list[ClusterReply]], bytes]
+#: One cluster's question: (cluster name, lower-cased zone, upstream, query wire, lower-cased question)
+LegSpec = tuple[str, bytes, Upstream, bytes, bytes]
+#: What a reply's place holds until it comes (never merged: the merge waits for every reply).
+_NOT_YET = ClusterReply("", b"", None, "not yet")
 
 
 class Fanout:
-    """One merged query in flight: the clusters' replies as they come, merged when all are in."""
+    """One merged query in flight: each cluster's question (``legs``), the replies as they
+    come, merged when all are in."""
 
-    __slots__ = ("req", "replies", "waiting", "merge")
+    __slots__ = ("req", "legs", "timeout", "replies", "waiting", "merge")
 
-    def __init__(self, req: Request, clusters: int, merge: Merge) -> None:
+    def __init__(self, req: Request, legs: list[LegSpec], timeout: float, merge: Merge) -> None:
         self.req = req
-        self.replies: list[ClusterReply | None] = [None] * clusters
-        self.waiting = clusters
+        self.legs = legs
+        self.timeout = timeout
+        self.replies = [_NOT_YET] * len(legs)
+        self.waiting = len(legs)
         self.merge = merge
 
     def reply(self, index: int, reply: ClusterReply) -> None:
@@ -44,30 +51,23 @@ class Fanout:
         self.waiting -= 1
         if self.waiting:
             return
-        replies = [r for r in self.replies if r is not None]
+        req = self.req
         try:
-            resp = self.merge(self.req, replies)
+            resp = self.merge(req, self.replies)
         except Exception:  # as the slow path's dispatcher answers a handler's failure
             log.exception("merge: merging the clusters' answers failed; answering SERVFAIL")
-            resp = error_response(self.req.wire, RCODE_SERVFAIL, self.req.query)
-        complete(self.req, resp)
+            resp = error_response(req.wire, RCODE_SERVFAIL, req.query)
+        complete(req, resp)
 
 
 class Leg:
-    """One cluster's question in its upstream socket's ID table (an AnswerSink)."""
+    """One cluster's question (``fanout.legs[index]``) in its upstream socket's ID table (an AnswerSink)."""
 
-    __slots__ = ("fanout", "index", "cluster", "zone", "upstream", "wire", "question", "timeout", "finished")
+    __slots__ = ("fanout", "index", "finished")
 
-    def __init__(self, fanout: Fanout, index: int, cluster: str, zone: bytes, upstream: Upstream, wire: bytes,
-                 question: bytes, timeout: float) -> None:
+    def __init__(self, fanout: Fanout, index: int) -> None:
         self.fanout = fanout
         self.index = index
-        self.cluster = cluster
-        self.zone = zone
-        self.upstream = upstream
-        self.wire = wire
-        self.question = question
-        self.timeout = timeout
         self.finished = False
 
     def done(self) -> bool:
@@ -81,7 +81,9 @@ class Leg:
                 _tcp_retries.add(task)
                 task.add_done_callback(_tcp_retries.discard)
                 return
-            self.fanout.reply(self.index, ClusterReply.read(self.cluster, self.zone, resp, self.question))
+            fanout = self.fanout
+            cluster, zone, _upstream, _wire, question = fanout.legs[self.index]
+            fanout.reply(self.index, ClusterReply.read(cluster, zone, resp, question))
         except Exception:  # called from the socket's read callback: never raise into it
             log.exception("merge: reading a cluster's answer failed")
 
@@ -93,37 +95,39 @@ class Leg:
             log.exception("merge: a cluster's failure could not be recorded")
 
     def _failed(self, exc: BaseException) -> ClusterReply:
+        cluster, zone = self.fanout.legs[self.index][:2]
         if isinstance(exc, UpstreamTimeout):
-            return ClusterReply(self.cluster, self.zone, None, "timeout")
+            return ClusterReply(cluster, zone, None, "timeout")
         reason = exc.reason if isinstance(exc, UpstreamError) else str(exc)
-        return ClusterReply(self.cluster, self.zone, None, f"error: {reason}")
+        return ClusterReply(cluster, zone, None, f"error: {reason}")
 
     async def _over_tcp(self) -> None:
         """The whole answer over TCP, as the slow path fetches a truncated one."""
+        fanout = self.fanout
+        cluster, zone, upstream, wire, question = fanout.legs[self.index]
         try:
-            resp = await self.upstream.exchange(self.wire, True, self.timeout)
+            resp = await upstream.exchange(wire, True, fanout.timeout)
         except UpstreamError as exc:
             reply = self._failed(exc)
         else:
-            reply = ClusterReply.read(self.cluster, self.zone, resp, self.question)
-        self.fanout.reply(self.index, reply)
+            reply = ClusterReply.read(cluster, zone, resp, question)
+        fanout.reply(self.index, reply)
 
 
 #: The TCP fetches of truncated answers in flight (a task must be referenced until it ends).
 _tcp_retries: set[asyncio.Task[None]] = set()
 
 
-def launch(req: Request, legs: list[tuple[str, bytes, Upstream, bytes, bytes]], timeout: float,
-           merge: Merge) -> None:
-    """Send every cluster's question now: ``legs`` are (cluster name, lower-cased zone,
-    upstream, query wire, lower-cased question); ``merge`` makes the answer once all are in.
-    A cluster whose socket cannot be opened counts as its error, as on the slow path (in the
-    next callback: the handlers ahead register their steps when this returns)."""
+def launch(req: Request, legs: list[LegSpec], timeout: float, merge: Merge) -> None:
+    """Send every cluster's question now (``legs``, see :data:`LegSpec`); ``merge`` makes the
+    answer once all are in. A cluster whose socket cannot be opened counts as its error, as on
+    the slow path (in the next callback: the handlers ahead register their steps when this
+    returns)."""
     defer(req)
-    fanout = Fanout(req, len(legs), merge)
+    fanout = Fanout(req, legs, timeout, merge)
     deadline = time.monotonic() + timeout  # the loop's clock (see interkube.plugins.forward.flight)
-    for index, (cluster, zone, upstream, wire, question) in enumerate(legs):
-        leg = Leg(fanout, index, cluster, zone, upstream, wire, question, timeout)
+    for index, (_cluster, _zone, upstream, wire, question) in enumerate(legs):
+        leg = Leg(fanout, index)
         udp = upstream.udp
         assert udp is not None  # the handler checked
         try:

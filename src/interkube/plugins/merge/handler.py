@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from interkube.dns.message import rcode_name
 from interkube.dns.names import ZoneSet
-from interkube.dns.wire import FLAG_TC
+from interkube.dns.wire import FLAG_TC, RCODE_NOERROR, RCODE_NXDOMAIN
 from interkube.errors import UpstreamError, UpstreamTimeout
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
@@ -137,6 +137,8 @@ class MergeHandler(Handler):
         self.zones = ZoneSet((cfg.zone,))
         self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members, strict=True)]
         self.czones = [(c.zone, c.lzone) for c in self.clusters]
+        #: What the callback path's legs take from each cluster, in order (cluster_queries' order).
+        self.links = [(c.name, c.lzone, c.upstream) for c in self.clusters]
         self.local_first = cfg.policy == "local-first"
         self.stats = stats
         self.metrics = metrics
@@ -155,8 +157,8 @@ class MergeHandler(Handler):
             return SLOW
         self.stats.requests += 1
         queries = cluster_queries(q, len(self.zone), self.czones)
-        launch(req, [(c.name, c.lzone, c.upstream, wire, question)
-                     for c, (wire, question) in zip(self.clusters, queries, strict=True)],
+        launch(req, [(name, lzone, upstream, wire, question)
+                     for (name, lzone, upstream), (wire, question) in zip(self.links, queries, strict=True)],
                self.cfg.timeout, self._merged)
         return LATER
 
@@ -185,7 +187,7 @@ class MergeHandler(Handler):
     def _merged(self, req: Request, replies: list[ClusterReply]) -> bytes:
         """The merged answer from every cluster's reply (in the clusters' order), counted."""
         for reply in replies:
-            if not reply.counts:
+            if reply.rcode != RCODE_NOERROR and reply.rcode != RCODE_NXDOMAIN:  # (reply.counts, inline)
                 if reply.failure:
                     reason = reply.failure
                 else:
