@@ -13,7 +13,7 @@ import dns.rdatatype
 import dns.rrset
 
 from interkube.dns.message import make_response, render
-from interkube.dns.names import ZoneSet
+from interkube.dns.names import ZoneSet, to_wire
 from interkube.dns.wire import RCODE_SERVFAIL
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.metrics import NAMESPACE
@@ -31,6 +31,8 @@ log = logging.getLogger("interkube.plugin.hosts")
 
 #: PTR questions are answered for any address in the entries, whatever the configured zones.
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
+#: Their wire names (lower case): where a PTR question can name an address.
+_REVERSE_WIRE = tuple(to_wire(zone) for zone in REVERSE_ZONES)
 #: The types `fallthrough_unsupported` does not pass on (PTR is answered before it matters).
 _SUPPORTED = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
@@ -60,7 +62,10 @@ class HostsHandler(MemoryHandler[HostsData]):
         if q.qclass != dns.rdataclass.IN:
             return PASS
         lname = q.lname
-        if q.qtype == dns.rdatatype.PTR or len(lname) < 2:
+        if q.qtype == dns.rdatatype.PTR:
+            # A PTR question names an address only under the reverse trees: elsewhere none is found.
+            return None if lname.endswith(_REVERSE_WIRE) else PASS
+        if len(lname) < 2:
             return None
         if self.origins.match(lname) is None:
             return PASS  # in a reverse zone only because PTR is served there
