@@ -7,10 +7,13 @@ that call its methods on queries they write::
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import pytest
 
 from interkube.corefile.parser import parse_text
 from interkube.dns.wire import parse_query
+from interkube.plugin import answers
 from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.request import Request
 from interkube.plugin.services import Services
@@ -36,3 +39,11 @@ def request(wire: bytes) -> Request:
     query = parse_query(wire)
     assert query is not None, "not a query the fast path takes"
     return Request(wire, query, ("127.0.0.1", 5353), "udp")
+
+
+def forbid_builds(monkeypatch: pytest.MonkeyPatch, handler: answers.MemoryHandler[Any]) -> None:
+    """Make ``handler``'s build() fail the test and the fast path's build budget spent (a miss
+    that needed a build would be deferred): what it answers now, it answers without either."""
+    monkeypatch.setattr(handler, "build", lambda *_: pytest.fail("built"))
+    monkeypatch.setattr(answers.INLINE_BUILDS, "tokens", -1.0)
+    monkeypatch.setattr(answers.INLINE_BUILDS, "stamp", float("inf"))

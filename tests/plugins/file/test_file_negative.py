@@ -11,13 +11,12 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from interkube.plugin import answers
 from interkube.plugin.answers import PASS
 from interkube.plugin.request import Request
 from interkube.plugins.file import handler as file_handler
 from interkube.plugins.file.handler import FileHandler
 from interkube.plugins.file.negative import Verdict
-from testkit.chains import chain_handler, request
+from testkit.chains import chain_handler, forbid_builds, request
 
 ZONE = """\
 $TTL 300
@@ -115,9 +114,7 @@ def test_fallthrough_passes_nxdomain_on_the_wire(tmp_path: Path) -> None:
 def test_random_names_cost_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A miss answered on the wire neither builds nor spends the fast path's build budget."""
     handler = _handler(tmp_path)
-    monkeypatch.setattr(handler, "build", lambda *_: pytest.fail("built"))
-    monkeypatch.setattr(answers.INLINE_BUILDS, "tokens", -1.0)  # (a spent budget would defer)
-    monkeypatch.setattr(answers.INLINE_BUILDS, "stamp", float("inf"))
+    forbid_builds(monkeypatch, handler)
     for i in range(100):
         response = handler.fast(_request(f"n{i}.absent.example.org.", "A", {"use_edns": 0}))
         assert response is not None and dns.message.from_wire(response).rcode() == 3

@@ -10,11 +10,10 @@ from typing import Any
 import dns.message
 import pytest
 
-from interkube.plugin import answers
 from interkube.plugin.answers import PASS
 from interkube.plugin.request import Request
 from interkube.plugins.hosts.handler import HostsHandler
-from testkit.chains import chain_handler, request
+from testkit.chains import chain_handler, forbid_builds, request
 
 HOSTS = "192.0.2.1 www.mem.test Alias.mem.test\n2001:db8::1 v6.mem.test\n192.0.2.9 *.wild.mem.test\n"
 NAMES = ("www.mem.test.", "WWW.Mem.Test.", "alias.mem.test.", "v6.mem.test.", "absent.mem.test.",
@@ -58,9 +57,7 @@ def test_answers_told_on_the_wire_are_the_dnspython_ones(tmp_path: Path, options
 
 def test_a_name_without_entries_costs_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     handler = _handler(tmp_path)
-    monkeypatch.setattr(handler, "build", lambda *_: pytest.fail("built"))
-    monkeypatch.setattr(answers.INLINE_BUILDS, "tokens", -1.0)  # (a spent budget would defer)
-    monkeypatch.setattr(answers.INLINE_BUILDS, "stamp", float("inf"))
+    forbid_builds(monkeypatch, handler)
     for i in range(50):
         response = handler.fast(_request(f"n{i}.absent.mem.test.", "A", {"use_edns": 0}))
         assert response is not None and dns.message.from_wire(response).rcode() == 2
