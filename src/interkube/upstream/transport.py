@@ -176,7 +176,8 @@ class _UdpSocket:
         del self.pending[qid]
         if not fut.done():
             fut.set_result(data)
-        self._maybe_close()
+        if self.retired:  # (_maybe_close, inline: this runs for every answer)
+            self._maybe_close()
         return None
 
     # -- timeouts and failures ---------------------------------------------------------------
