@@ -31,6 +31,7 @@ from interkube.dns import message as dnsmsg
 from interkube.dns.names import ZoneSet
 from interkube.dns.reader import REASON_MESSAGE, Malformed
 from interkube.dns.wire import (
+    CLASSIC_UDP_LIMIT,
     FLAG_QR,
     HEADER_LEN,
     RCODE_NOTIMP,
@@ -115,7 +116,8 @@ class Dispatcher:
             log.exception("handler failed on the fast path; answering SERVFAIL")
             return error_response(req.wire, RCODE_SERVFAIL, q)
         # The query as the chain left it: bufsize may have lowered the size the answer must fit.
-        if resp and req.proto == "udp" and len(resp) > req.query.udp_limit:
+        # (No answer of 512 bytes or less is ever cut: the property is not read for those.)
+        if resp and len(resp) > CLASSIC_UDP_LIMIT and req.proto == "udp" and len(resp) > req.query.udp_limit:
             resp = truncated(resp, req.query)
         return resp
 
