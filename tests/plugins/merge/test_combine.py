@@ -498,3 +498,13 @@ def test_cluster_queries_are_the_client_query_in_each_zone(edns: bool) -> None:
         assert wire == old.to_wire()
         assert sent.question[0].name.to_text() == expected
         assert question == wire[12:12 + len(question)].lower() and len(question) == len(expected) + 1 + 4
+
+
+def test_clusters_of_one_zone_are_sent_the_same_query() -> None:
+    parsed = parse_query(dns.message.make_query("Web.Shop.svc.cluster.all.", "A", use_edns=0).to_wire())
+    assert parsed is not None
+    local, east = (dns.name.from_text(z).to_wire() for z in ("Cluster.Local.", "east.example."))
+    zones = [(local, local.lower()), (local, local.lower()), (east, east), (local, local.lower())]
+    each = [cluster_queries(parsed, len(MERGED.to_wire()), [zone])[0] for zone in zones]
+    assert cluster_queries(parsed, len(MERGED.to_wire()), zones) == each
+    assert each[0] == each[1] == each[3] != each[2]

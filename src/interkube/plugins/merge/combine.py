@@ -79,7 +79,16 @@ def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]
     opt = wire[query.question_end:]
     if len(opt) > _OPT_NO_OPTIONS:
         opt = opt[:_OPT_NO_OPTIONS - 2] + b"\x00\x00"
-    return [(head + zone + qtail + opt, lrelative + lzone + ltail) for zone, lzone in zones]
+    # Clusters mostly serve the same zone (cluster.local): their queries are then the same bytes
+    # (each socket writes its own ID), built once.
+    out: list[tuple[bytes, bytes]] = []
+    last = b""
+    for zone, lzone in zones:
+        if zone != last or not out:
+            built = (head + zone + qtail + opt, lrelative + lzone + ltail)
+            last = zone
+        out.append(built)
+    return out
 
 
 class ClusterReply:
@@ -111,10 +120,14 @@ class ClusterReply:
         if question:
             plain = rr.read_plain_answer(wire, question)
             if plain is not None:
-                reply = cls(cluster, zone, None)
+                reply = cls.__new__(cls)  # every slot set here once, not twice through __init__
+                reply.cluster = cluster
+                reply.zone = zone
                 rcode, records = reply.rcode, reply.plain = plain
                 reply.data = rcode == RCODE_NOERROR and bool(records)
                 reply.wire = wire
+                reply._message = None
+                reply.failure = None
                 return reply
         try:
             return cls(cluster, zone, rr.read_message(wire))
