@@ -92,6 +92,27 @@ def test_template_serves_other_case_and_id() -> None:
     assert out.answer[0][0].address == "192.0.2.1"
 
 
+def test_a_template_keeps_each_querys_case_and_id_when_they_alternate() -> None:
+    """The template keeps the last question's response after the ID (render()): queries whose
+    letters differ, taking turns, and repeats of each, still get their own question back."""
+    cases = ["www.example.org.", "WWW.example.ORG.", "wWw.ExAmPlE.org."]
+    first = q(cases[0], "A")
+    parsed = wire.parse_query(first.to_wire())
+    assert parsed is not None
+    resp = make_response(first)
+    resp.answer.append(dns.rrset.from_text(first.question[0].name, 30, "IN", "A", "192.0.2.1"))
+    tpl = wire.template_for(render(resp), parsed)
+    for n in range(12):
+        name = cases[n % 3 if n < 6 else (n // 2) % 3]  # alternating, then each twice in a row
+        asked = q(name, "A")
+        asked.id = 1000 + n
+        query = wire.parse_query(asked.to_wire())
+        assert query is not None
+        out = dns.message.from_wire(tpl.render(query))
+        assert out.id == 1000 + n
+        assert out.question[0].name.to_text() == out.answer[0].name.to_text() == name
+
+
 def test_error_response_echoes_id_question_rd_and_edns() -> None:
     m = q(use_edns=0, want_dnssec=True)
     m.id = 777
