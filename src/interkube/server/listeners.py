@@ -153,8 +153,12 @@ MAX_UDP_WAIT = 2.0
 #: and grows (by UDP_STARTS_STEP) when it did not. The reader gets its turn once per pass, so
 #: this bounds how long an answer from memory waits in the socket behind the slow path,
 #: whatever one slow query costs. (2 ms left the probe's p99 at 5.1 ms with every forward
-#: refused at 10x the forwarding capacity; 1 ms, 4.1 ms.)
-UDP_PASS_TARGET = 0.001
+#: refused at 10x the forwarding capacity; 1 ms, 4.1 ms. With the callback path, whose capacity
+#: and so whose 10x flood are twice the async path's, 1 ms gave 3.7-5.6 / 4.8-9.4 ms with the
+#: upstream answering / refusing, and the reader's passes a p99 of 3.5-3.8 / 5.9-7.0 ms; 0.5 ms,
+#: 3.0-3.7 / 2.0-2.2 ms and 2.3-2.5 / 1.9 ms, with as many flood answers relayed and the same
+#: closed-loop forwarding rate: bench/flood_probe.py, bench/forward_callback.py.)
+UDP_PASS_TARGET = 0.0005
 UDP_STARTS_MIN = 1
 UDP_STARTS_MAX = 256
 UDP_STARTS_STEP = 4
