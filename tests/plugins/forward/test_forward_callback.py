@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -61,6 +62,17 @@ def udp_endpoints(server: object) -> list[UdpEndpoint]:
     return [ep for ep in found if ep is not None]
 
 
+async def held(up: FakeUpstream, port: int, name: str = NAME,
+               **make_kwargs: Any) -> tuple[asyncio.Event, asyncio.Future[dns.message.Message]]:
+    """An A query for ``name`` sent to the server and held at the upstream until the test sets
+    the event it gets back (the query: its answer to come)."""
+    gate = up.behaviour.gate = asyncio.Event()
+    before = up.count("udp")
+    asking = asyncio.ensure_future(aquery(name, "A", port, **make_kwargs))
+    await until(lambda: up.count("udp") == before + 1, "the query reaches the upstream")
+    return gate, asking
+
+
 def counts(fwd: ForwardHandler) -> list[tuple[int, int, int, dict[int, float]]]:
     return [(up.stats.requests, up.stats.failures, up.stats.truncated_retries,
              {rcode: e[0] for rcode, e in up.stats.responses.items()}) for up in fwd.upstreams]
@@ -73,9 +85,7 @@ async def test_a_udp_query_is_forwarded_without_a_task_and_its_answer_relayed(
     async with in_process(corefile(port, "", up.address)) as server:
         [fwd] = handlers(server, ForwardHandler)
         [ep] = udp_endpoints(server)
-        gate = up.behaviour.gate = asyncio.Event()
-        asking = asyncio.ensure_future(aquery(NAME, "A", port))
-        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        gate, asking = await held(up, port)
         # In flight: counted by forward (max_concurrent), and no slow-path task holds it.
         assert fwd.inflight == 1
         assert not ep.inflight and not ep.backlog
@@ -180,9 +190,7 @@ async def test_a_handler_that_does_not_pass_later_on_keeps_forward_on_the_slow_p
         [fwd] = handlers(server, ForwardHandler)
         assert not fwd.later_ok
         [ep] = udp_endpoints(server)
-        gate = up.behaviour.gate = asyncio.Event()
-        asking = asyncio.ensure_future(aquery(NAME, "A", port))
-        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        gate, asking = await held(up, port)
         assert len(ep.inflight) == 1  # on the slow path
         gate.set()
         assert (await asking).answer
@@ -217,9 +225,7 @@ async def test_the_plugins_of_a_usual_corefile_keep_the_callback_path(
         [fwd] = handlers(server, ForwardHandler)
         assert fwd.later_ok
         [ep] = udp_endpoints(server)
-        gate = up.behaviour.gate = asyncio.Event()
-        asking = asyncio.ensure_future(aquery(NAME, "A", port))
-        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        gate, asking = await held(up, port)
         assert not ep.inflight and not ep.backlog
         gate.set()
         assert [rr.address for rr in (await asking).answer[0]] == ["10.0.0.1"]
@@ -264,9 +270,7 @@ async def test_minimal_and_rewrite_in_front_keep_the_callback_path_for_what_they
         [fwd] = handlers(server, ForwardHandler)
         assert fwd.later_ok
         [ep] = udp_endpoints(server)
-        gate = up.behaviour.gate = asyncio.Event()
-        asking = asyncio.ensure_future(aquery(NAME, "A", port))
-        await until(lambda: up.count("udp") == 1, "the query reaches the upstream")
+        gate, asking = await held(up, port)
         assert not ep.inflight and not ep.backlog  # on the callback path
         gate.set()
         resp = await asking
@@ -274,18 +278,13 @@ async def test_minimal_and_rewrite_in_front_keep_the_callback_path_for_what_they
         assert [rr.address for rr in resp.answer[0]] == ["10.0.0.9"] and not resp.additional
         assert resp.flags & dns.flags.RA
         # nsid's step: an answer to a query that asks for the NSID carries it.
-        gate.clear()
-        asking = asyncio.ensure_future(aquery(NAME, "A", port, use_edns=0,
-                                                  options=[dns.edns.GenericOption(dns.edns.NSID, b"")]))
-        await until(lambda: up.count("udp") == 2, "the NSID query reaches the upstream")
+        gate, asking = await held(up, port, use_edns=0, options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
         assert not ep.inflight and not ep.backlog
         gate.set()
         resp = await asking
         assert [opt.to_wire() for opt in resp.options if opt.otype == dns.edns.NSID] == [b"interkube"]
         # A rewritten name goes through the slow path and comes back under the client's name.
-        gate.clear()
-        asking = asyncio.ensure_future(aquery("old.example.org.", "A", port))
-        await until(lambda: up.count("udp") == 3, "the rewritten query reaches the upstream")
+        gate, asking = await held(up, port, "old.example.org.")
         assert len(ep.inflight) == 1
         assert str(up.queries[-1][1].question[0].name) == "new.example.org."
         gate.set()
