@@ -20,6 +20,7 @@ from interkube.server.dispatch import Dispatcher
 from interkube.server.listeners import Listener, UdpEndpoint
 from interkube.server.runtime import build
 from testkit.waiting import until
+from tests.server.udp_helpers import client as udp_client
 
 
 @pytest.fixture
@@ -37,9 +38,7 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[UdpEndpoint]:
 
 @pytest.fixture
 def client() -> Iterator[socket.socket]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
+    with udp_client() as s:
         yield s
 
 
