@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from interkube.corefile.parser import ServerBlock
     from interkube.server.listeners import ListenerOptions
+    from interkube.server.source import CorefileSource
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,14 +109,22 @@ def _serve(args: argparse.Namespace) -> int:
     # asyncio or uvloop only, never uses. Marked absent before anything imports httpx2 (httpcore2
     # and anyio take an absent trio as they take an uninstalled one).
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]  # None: "not importable", as documented
-    from interkube.server import registry
-    from interkube.server.main import choose_corefile, run
-
     if args.plugins:
+        from interkube.server import registry
+
         for name in registry.available():
             print(name)
         return 0
+    from interkube.server import openssl
+    from interkube.server.source import choose_corefile
+
     source = choose_corefile(args.conf)
+    # Before anything imports asyncio: a server that uses no TLS runs without OpenSSL's libraries
+    # (see interkube.server.openssl). A Corefile that cannot be read is reported by run() below.
+    if _asyncio_loop(args.loop) and not openssl.needed(_blocks(source)):
+        openssl.import_without()
+    from interkube.server.main import run
+
     banner = None
     if source.path is None:
         from interkube.server.default import banner as default_banner
@@ -124,3 +134,23 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit("interkube serve: --workers must be at least 1")
     return run(source, dns_port=args.dns_port, quiet=args.quiet, pidfile=args.pidfile,
                loop=args.loop, banner=banner, workers=args.workers, options=listener_options(args))
+
+
+def _asyncio_loop(loop: str) -> bool:
+    """Whether the server will run on asyncio's event loop (as main._run_loop chooses it)."""
+    if loop == "auto":
+        import importlib.util
+
+        return importlib.util.find_spec("uvloop") is None
+    return loop == "asyncio"
+
+
+def _blocks(source: CorefileSource) -> list[ServerBlock]:
+    """The server blocks of ``source``, parsed without warnings (the build parses it again, and
+    warns); none when it cannot be parsed (the build reports why, and nothing starts)."""
+    from interkube.errors import InterkubeError
+
+    try:
+        return source.parse(warn=False)
+    except InterkubeError:
+        return []

@@ -480,7 +480,7 @@ def connection_factory(listener: Listener) -> Callable[[], asyncio.Protocol]:
     """What an https:// listener accepts with: TLS when the block has a `tls` directive (the
     listener's context of the moment, so that a reload's applies to new connections), else
     cleartext HTTP."""
-    from interkube.server.listeners import TlsConnection  # (listeners imports this module)
+    from interkube.server.dot import TlsConnection  # (with ssl: a cleartext DoH listener loads neither)
 
     def accept() -> asyncio.Protocol:
         ctx = listener.ssl_context

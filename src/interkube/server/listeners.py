@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import logging
 import socket
-import ssl
 import sys
 import time
 from collections import deque
@@ -37,10 +36,9 @@ from interkube.plugin.metrics import UDP_BACKLOG_DROPS
 from interkube.plugin.request import Request
 from interkube.server.dispatch import Dispatcher
 from interkube.server.limits import DEFAULT_MAX_TCP_PER_CLIENT, ConnectionTable, TableSlot
-from interkube.tlsutil.stream import TlsServerProtocol
 
 if TYPE_CHECKING:
-    from interkube.server import doh
+    import ssl
 
 log = logging.getLogger("interkube.server")
 
@@ -819,36 +817,6 @@ class TcpProtocol(TableSlot, asyncio.Protocol):
                 t.resume_reading()
 
 
-class TlsConnection(TlsServerProtocol):
-    """A DNS-over-TLS connection that holds its slot from accept: a client that never finishes
-    its handshake is counted against the cap and its address's limit, and evicted like any other
-    idle connection. Its handshake has the shorter of the handshake and idle timeouts. ``conn``
-    is what speaks over the TLS: DNS over TCP by default, HTTP for DNS over HTTPS."""
-
-    def __init__(self, listener: Listener, context: ssl.SSLContext,
-                 conn: TcpProtocol | doh.DohConnection | None = None) -> None:
-        self.conn = conn if conn is not None else TcpProtocol(listener)
-        opts = listener.options
-        super().__init__(context, self.conn, label=str(listener),
-                         handshake_timeout=min(opts.tls_handshake_timeout, opts.tcp_idle_timeout))
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self.conn.admit(transport):
-            self.state = "closed"  # data that still comes in is discarded
-            self.closing = True
-            transport.close()
-            return
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.conn.release()
-
-    def handshake_expired(self) -> None:
-        super().handshake_expired()
-        self.conn.count_close("handshake")
-
-
 def _make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -959,6 +927,9 @@ class Listener:
         # TLS in interkube's own layer rather than asyncio's ssl=: a refused handshake gets its
         # alert and a log line, and each connection takes the ssl_context of now, so that a
         # reload's certificates apply to new connections (asyncio keeps the first context).
+        # The TLS layer loads with the first TLS listener (see interkube.server.dot).
+        from interkube.server.dot import TlsConnection
+
         assert self.ssl_context is not None
         return TlsConnection(self, self.ssl_context)
 

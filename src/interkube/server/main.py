@@ -10,62 +10,27 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interkube import __version__
-from interkube.corefile.parser import Directive, ServerBlock, parse_file, parse_text
+from interkube.corefile.parser import Directive, ServerBlock
 from interkube.errors import InterkubeError
 from interkube.plugin.services import Services
-from interkube.server import collector, limits
+from interkube.server import collector, limits, openssl
 from interkube.server.listeners import ListenerOptions
 from interkube.server.runtime import Built, Instance, build
+
+# Where the configuration is read from (a module of its own: see there), named here as before.
+from interkube.server.source import CorefileSource as CorefileSource
+from interkube.server.source import builtin_default as builtin_default
+from interkube.server.source import choose_corefile as choose_corefile
+from interkube.server.source import default_dir as default_dir
 
 if TYPE_CHECKING:  # the workers' module (and its metrics merging) loads only with --workers > 1
     from interkube.server.workers import WorkerContext
 
 log = logging.getLogger("interkube.server")
-
-
-@dataclass(frozen=True)
-class CorefileSource:
-    """Where the configuration comes from: a file on disk, or the built-in default."""
-
-    path: str | None              # None: the built-in default
-    text: str | None = None       # set for the built-in default
-
-    @property
-    def name(self) -> str:
-        return self.path or "<built-in default>"
-
-    def parse(self, warn: bool = True) -> list[ServerBlock]:
-        if self.path is not None:
-            return parse_file(self.path, warn=warn)
-        return parse_text(self.text or "", self.name, warn=warn)
-
-
-def default_dir() -> Path:
-    """The folder holding the built-in default's Corefile and data files."""
-    return Path(str(resources.files("interkube.server") / "default"))
-
-
-def builtin_default() -> CorefileSource:
-    folder = default_dir()
-    text = (folder / "Corefile").read_text(encoding="utf-8")
-    # The default's data files live in the package; the Corefile names them through this
-    # variable so it stays readable as an example.
-    text = text.replace("{$INTERKUBE_DEFAULT_DIR}", str(folder))
-    return CorefileSource(path=None, text=text)
-
-
-def choose_corefile(conf: str | None) -> CorefileSource:
-    """-conf FILE, else ./Corefile if present, else the built-in default (as the docs say)."""
-    if conf:
-        return CorefileSource(path=conf)
-    if os.path.isfile("Corefile"):
-        return CorefileSource(path="Corefile")
-    return builtin_default()
 
 
 #: How long a replaced configuration keeps its handlers after a reload, so that queries already
@@ -101,6 +66,10 @@ class Server:
     def build(self, warn: bool = True) -> Built:
         blocks = self.source.parse(warn)
         built = build(blocks, self.source.name, self.services, self.dns_port)
+        # A configuration whose setup loaded OpenSSL (TLS, a Kubernetes API) in a server started
+        # without it: the standard modules imported without it use it from now on, before
+        # anything of this configuration connects.
+        openssl.catch_up()
         built.digest = config_digest(blocks)
         return built
 

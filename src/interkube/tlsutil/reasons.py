@@ -10,8 +10,12 @@ so that nothing is hidden by the translation.
 from __future__ import annotations
 
 import re
-import ssl
+import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # loaded by whoever makes a TLS connection: a server without TLS never loads it (issue 18)
+    import ssl
 
 # X509_V_ERR_* codes (openssl/x509_vfy.h); the ssl module does not name them.
 _EXPIRED = 10
@@ -53,6 +57,20 @@ _NOT_TLS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "PACK
             "UNKNOWN_PROTOCOL", "RECORD_LENGTH_MISMATCH"}
 
 
+def tls_errors() -> tuple[type[ssl.SSLError], ...]:
+    """``(ssl.SSLError,)`` once the ssl module is loaded, else ``()``: for ``except`` and
+    ``isinstance`` in code that TLS and plain connections share. A process that never loaded ssl
+    has had no TLS connection to fail, and naming the class would load OpenSSL's libraries."""
+    loaded = sys.modules.get("ssl")
+    return (loaded.SSLError,) if loaded is not None else ()
+
+
+def _verify_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """``exc`` when it is a certificate verification error."""
+    loaded = sys.modules.get("ssl")
+    return exc if loaded is not None and isinstance(exc, loaded.SSLCertVerificationError) else None
+
+
 def alert_name(exc: BaseException) -> str | None:
     """The TLS alert an SSLError reports having received (``certificate_required``), if any."""
     reason = getattr(exc, "reason", None)
@@ -63,8 +81,9 @@ def alert_name(exc: BaseException) -> str | None:
 
 
 def _raw(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return str(exc.verify_message)
+    verify = _verify_error(exc)
+    if verify is not None and verify.verify_message:
+        return str(verify.verify_message)
     text = str(exc)
     # "[SSL: REASON] reason text (_ssl.c:1234)": keep the words, drop the C source position.
     return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", text) or type(exc).__name__
@@ -89,8 +108,9 @@ def _verification(exc: ssl.SSLCertVerificationError, whose: str, name: str | Non
 
 def client_side(exc: BaseException, server_name: str | None = None) -> str:
     """Why an upstream's TLS connection failed, as its client (forward) sees it."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return _verification(exc, "the server's", server_name)
+    verify = _verify_error(exc)
+    if verify is not None:
+        return _verification(verify, "the server's", server_name)
     alert = alert_name(exc)
     if alert is not None:
         meaning = _SERVER_ALERTS.get(alert, "the server aborted the connection")
@@ -107,8 +127,9 @@ def client_side(exc: BaseException, server_name: str | None = None) -> str:
 
 def server_side(exc: BaseException) -> str:
     """Why a client's TLS handshake was refused, as the DNS-over-TLS server sees it."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return _verification(exc, "the client's", None)
+    verify = _verify_error(exc)
+    if verify is not None:
+        return _verification(verify, "the client's", None)
     reason = getattr(exc, "reason", None)
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return "the client sent no certificate and client_auth requires one"

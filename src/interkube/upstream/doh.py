@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,8 +30,10 @@ from interkube.tlsutil import reasons
 from interkube.upstream.transport import question_key
 
 if TYPE_CHECKING:
-    # Imported where an https:// upstream uses it: a server without one (forward's plain UDP
-    # and TCP, a sidecar) does not load httpx2, h2 and certifi (issue 18, footprint).
+    # Imported where an https:// upstream uses them: a server without one (forward's plain UDP
+    # and TCP, a sidecar) does not load httpx2, h2 and certifi, nor ssl (issue 18, footprint).
+    import ssl
+
     import httpx2
 
 #: RFC 8484's media type, and the path CoreDNS uses (no other path can be configured).
@@ -51,7 +52,7 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     for _ in range(8):
         if seen is None:
             return None
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, reasons.tls_errors()):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -27,11 +27,10 @@ import collections
 import logging
 import os
 import socket
-import ssl
 import sys
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from interkube.dns.wire import HEADER_LEN, read_name_end
 from interkube.errors import TlsVerificationFailed, UpstreamError, UpstreamRefused, UpstreamTimeout
@@ -39,6 +38,9 @@ from interkube.pkg import datagrams
 from interkube.pkg.backoff import retry_delay
 from interkube.pkg.framing import FrameReader, length_prefix
 from interkube.tlsutil import reasons
+
+if TYPE_CHECKING:  # loaded where TLS is used: a plain forwarder never loads it (issue 18)
+    import ssl
 
 #: Batched sendmmsg/recvmmsg (see interkube/_udpfast.c), or None for the pure-Python loop.
 _udpfast = datagrams.udpfast
@@ -425,7 +427,7 @@ class _StreamConn:
                 fut.set_exception(err)
 
     def _why_closed(self, exc: Exception | None) -> UpstreamError:
-        if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, reasons.tls_errors()):
             # An alert after the handshake: with TLS 1.3 this is how a server says that our
             # client certificate (or the lack of one) is refused. Not worth a retry.
             return TlsVerificationFailed(self.name, reasons.client_side(exc))
@@ -708,7 +710,7 @@ class StreamExchanger:
                 self.connect_timeout)
         except TimeoutError:
             raise UpstreamTimeout(self.name, f"connect timed out after {self.connect_timeout:g}s") from None
-        except ssl.SSLError as exc:  # SSLCertVerificationError included
+        except reasons.tls_errors() as exc:  # SSLCertVerificationError included
             raise TlsVerificationFailed(self.name, reasons.client_side(
                 exc, self.server_hostname or self.host)) from exc
         except ConnectionRefusedError as exc:

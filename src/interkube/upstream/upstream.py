@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from bisect import bisect_left
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dns.flags
 import dns.message
@@ -25,6 +25,9 @@ from interkube.pkg.ticker import Ticker
 from interkube.upstream.address import TRANSPORT_HTTPS, TRANSPORT_TLS, UpstreamAddr
 from interkube.upstream.doh import DohExchanger
 from interkube.upstream.transport import DatagramExchanger, StreamCounters, StreamExchanger
+
+if TYPE_CHECKING:  # loaded where TLS is used: a plain forwarder never loads it (issue 18)
+    import ssl
 
 log = logging.getLogger("interkube.plugin.forward")
 

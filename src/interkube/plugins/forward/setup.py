@@ -10,13 +10,17 @@ them in Corefile order (see the handler's module).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from interkube.pkg.args import TlsClientFiles
 from interkube.plugin.setup import SetupContext
 from interkube.plugins.forward.handler import FORWARD_STATS, UPSTREAM_STATS, ForwardHandler, ForwardStats
 from interkube.plugins.forward.parse import MAX_UPSTREAMS, ForwardConfig
 from interkube.upstream.address import TRANSPORT_HTTPS, TRANSPORT_TLS, UpstreamAddr, resolv_conf_nameservers
-from interkube.upstream.tls import ClientTls, describe_load_error, follow_rotations
 from interkube.upstream.upstream import Upstream, UpstreamGroup, UpstreamStats
+
+if TYPE_CHECKING:  # with ssl, loaded for TLS and HTTPS upstreams only (issue 18, footprint)
+    from interkube.upstream.tls import ClientTls
 
 
 def _addresses(cfg: ForwardConfig, ctx: SetupContext) -> list[UpstreamAddr]:
@@ -47,6 +51,8 @@ def _addresses(cfg: ForwardConfig, ctx: SetupContext) -> list[UpstreamAddr]:
 
 
 def _client_tls(cfg: ForwardConfig, ctx: SetupContext, label: str) -> ClientTls:
+    from interkube.upstream.tls import ClientTls, describe_load_error
+
     files = cfg.tls or TlsClientFiles()
     try:
         return ClientTls(files.cert, files.key, files.ca, label=label, log=ctx.logger("forward"))
@@ -72,7 +78,11 @@ def setup(cfg: ForwardConfig, ctx: SetupContext) -> ForwardHandler:
         upstreams.append(up)
     pairs = [(tls, [u for u in upstreams if (u.is_https if tls is doh else u.is_tls)])
              for tls in (dot, doh) if tls is not None]
-    watch = follow_rotations(pairs)
+    watch = None
+    if pairs:
+        from interkube.upstream.tls import follow_rotations
+
+        watch = follow_rotations(pairs)
     # Per block and FROM, and per directive: two forwards of a block with the same FROM (a
     # `next` chain) count their own rejects.
     index = ctx.directive.where if ctx.directive is not None else ""
