@@ -40,7 +40,7 @@ def test_the_parse_memo_keeps_the_latest_queries_up_to_its_bound(monkeypatch: py
     assert not any(w[2:] in wire._MEMO for w in wires[:150])
 
 
-def test_refusals_are_bounded_and_kept_without_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_are_bounded_and_kept_without_their_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wire._REFUSALS, "limit", 20)
     bad = []
     for i in range(60):
@@ -52,6 +52,9 @@ def test_refusals_are_bounded_and_kept_without_their_traceback(monkeypatch: pyte
     assert len(wire._REFUSED) == 20
     assert all(w[2:] in wire._REFUSED for w in bad[-20:])
     assert all(p.__traceback__ is None for p in wire._REFUSED.values())
+    # Nor the IndexError each was raised from (``from None`` hides it, with its traceback, but
+    # keeps it): nothing of the reader's frames stays with a refusal.
+    assert all(p.__context__ is None for p in wire._REFUSED.values())
 
 
 def test_zone_matches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,8 +179,11 @@ def _memoize(wire: bytes, tail: bytes) -> Info | None:
 
 
 def _refused(tail: bytes, problem: Malformed) -> None:
-    # Kept without its traceback: that would keep the reader's frames, and their locals, alive
-    # with every remembered refusal (a kilobyte or more each).
+    # Kept without its traceback, nor the exception it was raised while handling (``raise ...
+    # from None`` hides that one but keeps it, with its own traceback): either would keep the
+    # reader's frames, and their locals, alive with every remembered refusal (a kilobyte or more
+    # each).
+    problem.__context__ = None
     _REFUSALS.remember(tail, problem.with_traceback(None))
 
 
