@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from interkube.server import collector
+from testkit.servers import free_port, in_process
+from testkit.waiting import until
 
 
 @pytest.fixture
@@ -28,3 +31,111 @@ def test_settle_freezes_what_is_alive_and_makes_full_collections_rarer(restored_
     # one's, not every 10.
     assert gc.get_threshold() == (700, 10, collector.FULL_COLLECTION_EVERY)
     assert collector.FULL_COLLECTION_EVERY >= 100
+
+
+class _Entry:
+    """A table entry as the server's tables hold them: a container object, tracked by the
+    collector."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def _replace(table: dict[int, _Entry], start: int, count: int, size: int) -> None:
+    """A full table at work: each new entry made, the oldest freed (Python's allocation count
+    stays where it was)."""
+    for n in range(start, start + count):
+        table[n] = _Entry(n)
+        table.pop(n - size, None)
+
+
+@pytest.fixture
+def schedule(restored_collector: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[collector.Schedule]:
+    monkeypatch.setattr(collector, "YOUNG_EVERY", 0.001)
+    gc.collect()
+    collector.settle()
+    yield collector.Schedule()
+
+
+async def _ticks(sched: collector.Schedule, n: int) -> None:
+    target = sched._ticks + n
+    await until(lambda: sched._ticks >= target, f"{n} ticks of the schedule", timeout=10, every=0.001)
+
+
+async def test_the_young_generation_is_bounded_by_the_clock_when_tables_replace_entries(
+        schedule: collector.Schedule) -> None:
+    table: dict[int, _Entry] = {}
+    _replace(table, 0, 50_000, 50_000)
+    collector.settle()
+    # Without the schedule, Python's count (allocations minus deallocations) never reaches its
+    # threshold: every new entry stays young, and the collection that comes at last walks them all.
+    _replace(table, 50_000, 50_000, 50_000)
+    assert len(gc.get_objects(0)) >= 50_000
+    schedule.start()
+    try:
+        for chunk in range(20):
+            _replace(table, 100_000 + chunk * 2_000, 2_000, 50_000)
+            await _ticks(schedule, 1)
+            assert len(gc.get_objects(0)) < 1_000
+    finally:
+        schedule.stop()
+
+
+async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
+        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
+    settles: list[int] = []
+    real_settle = collector.settle
+    monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
+    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+    table: dict[int, _Entry] = {}
+    _replace(table, 0, 10_000, 10_000)
+    frozen = gc.get_freeze_count()
+    schedule.start()
+    try:
+        await _ticks(schedule, collector.MIDDLE_EVERY)
+        # the table's entries now frozen: what a full collection would walk no more
+        assert gc.get_freeze_count() >= frozen + 10_000
+        assert not [o for o in gc.get_objects() if type(o) is _Entry]
+        for chunk in range(10):  # five times the table replaced: churn, not growth
+            _replace(table, 10_000 + chunk * 5_000, 5_000, 10_000)
+            await _ticks(schedule, collector.MIDDLE_EVERY)
+        assert not settles
+    finally:
+        schedule.stop()
+
+
+async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_frozen_grow(
+        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+    collected: list[int] = []
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic collector frees it
+
+    node = Node()
+    weakref.finalize(node, collected.append, 1)
+    schedule.start()
+    try:
+        await _ticks(schedule, collector.MIDDLE_EVERY)
+        assert gc.is_tracked(node) and all(o is not node for o in gc.get_objects())  # frozen
+        del node
+        await _ticks(schedule, collector.MIDDLE_EVERY)
+        assert not collected  # frozen garbage: not walked while the frozen do not grow
+        grown = [_Entry(n) for n in range(25_000)]
+        await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
+        assert collected == [1]
+        del grown
+    finally:
+        schedule.stop()
+
+
+async def test_a_running_server_collects_by_the_clock_until_it_stops(
+        restored_collector: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "YOUNG_EVERY", 0.001)
+    async with in_process(f".:{free_port()} {{\n bind 127.0.0.1\n whoami\n}}\n") as server:
+        schedule = server._collections  # type: ignore[attr-defined]
+        await _ticks(schedule, 3)
+    assert schedule._timer is None

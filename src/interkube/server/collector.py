@@ -19,10 +19,31 @@ upstream, 2,048 of them in flight for seconds are some 40,000 objects, which a f
 walks in 10-40 ms and frees none of (they end by reference counting). Python starts one every
 10 collections of the middle generation, every two seconds or so under such a flood: settle also
 makes that every FULL_COLLECTION_EVERY, so that the pauses come ten times less often.
+
+Python decides when to collect by counting: a young collection when allocations minus
+deallocations of container objects pass 700. A server whose tables are full replaces entries
+(the parse memo, answer templates, the cache: a new entry made, the oldest freed) and so
+allocates as much as it frees: the count stays low while every new entry waits in the young
+generation, which under a fuzz of new names grew to 20,000-60,000 objects before a burst set a
+collection off, 8-40 ms of CPU each. And Python starts a full collection when the survivors
+promoted since the last one pass a quarter of the old generation, counting entries that were
+promoted and freed since as if they were still there: with the tables replacing their entries,
+one came every 8 s or so, walking every remembered entry (~100 ms at 100,000 entries). Those
+were the stalls of 50-225 ms under a fuzz (issue 19, section 7).
+
+So while a configuration runs, :class:`Schedule` collects by the clock instead: the young
+generation every :data:`YOUNG_EVERY` seconds (what a tenth of a second made: a millisecond or
+less), the middle one every :data:`MIDDLE_EVERY` of those, after which what survived both is
+frozen (moved out of every later collection's way, as :func:`settle` does). What is frozen is
+collected when it has grown by :data:`THAW_GROWTH` since it was last collected (a settle: the
+old generation collected as Go collects its heap, on growth, never on churn), so cycles that
+become garbage once frozen wait at most that long; replaced entries are freed by reference
+counting whether frozen or not, so churn alone never triggers it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -32,6 +53,14 @@ log = logging.getLogger("interkube.server")
 #: Collections of the middle generation between two full ones (Python's third threshold; its
 #: default is 10).
 FULL_COLLECTION_EVERY = 100
+#: Seconds between two young collections while a configuration runs.
+YOUNG_EVERY = 0.1
+#: Young collections between two collections of the middle generation (each followed by a freeze).
+MIDDLE_EVERY = 10
+#: The frozen objects are collected (a settle) once they are this share more than after the last
+#: settle, and at least THAW_FLOOR more.
+THAW_GROWTH = 1.0
+THAW_FLOOR = 100_000
 
 
 def settle() -> None:
@@ -42,5 +71,45 @@ def settle() -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
-    log.debug("garbage collector: %d objects frozen in %.1f ms", gc.get_freeze_count(),
+    _SETTLED[0] = gc.get_freeze_count()
+    log.debug("garbage collector: %d objects frozen in %.1f ms", _SETTLED[0],
               (time.perf_counter() - started) * 1000)
+
+
+#: Objects frozen by the last settle.
+_SETTLED = [0]
+
+
+class Schedule:
+    """Collections by the clock while a configuration runs (see the module's docstring).
+
+    ``start()`` on the running loop, ``stop()`` at the end; nothing is collected while the
+    collector is disabled (``gc.disable()``, by an operator's embedding or a test).
+    """
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
+
+    def start(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(YOUNG_EVERY, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(YOUNG_EVERY, self._tick)
+        if not gc.isenabled():
+            return
+        self._ticks += 1
+        if self._ticks % MIDDLE_EVERY:
+            gc.collect(0)
+            return
+        gc.collect(1)
+        gc.freeze()
+        settled = _SETTLED[0]
+        if gc.get_freeze_count() > settled + max(THAW_FLOOR, settled * THAW_GROWTH):
+            settle()

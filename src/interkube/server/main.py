@@ -55,6 +55,8 @@ class Server:
     _old: set[Instance] = field(default_factory=set)
     _reload_lock: asyncio.Lock | None = None
     _metrics_runner: Any = None
+    #: Collections by the clock while a configuration runs (issue 19).
+    _collections: collector.Schedule = field(default_factory=collector.Schedule)
     #: Which worker of a multi-worker server this is (None: the only process).
     worker: WorkerContext | None = None
 
@@ -93,6 +95,7 @@ class Server:
             self._metrics_runner = await worker.publish_metrics(self.services.metrics.registry)
         await instance.announce()
         collector.settle()  # full collections walk only what is made from now on (issue 19)
+        self._collections.start()
 
     async def reload(self) -> bool:
         """Re-read the Corefile; on any error keep serving the old configuration.
@@ -190,6 +193,7 @@ class Server:
             await old.stop_handlers()
         await self.instance.stop()
         self.instance = None
+        self._collections.stop()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
