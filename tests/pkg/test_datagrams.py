@@ -71,3 +71,28 @@ async def test_nothing_is_sent_once_the_socket_is_closed(receiver: socket.socket
     sender.close()
     await asyncio.sleep(0)  # the pass ends: the outbox's send runs and finds the socket closed
     assert outbox.items == [] and failures == []
+
+
+def test_each_datagram_goes_to_its_own_address_among_many(path: str) -> None:
+    # Addresses as fresh tuples, one per datagram, equal ones and others: the C helper remembers
+    # the addresses it sent to by the tuple's identity, and a freed tuple's memory is soon another's.
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    try:
+        for sock in receivers:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+        ports = [sock.getsockname()[1] for sock in receivers]
+        sent = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for round_ in range(25):
+                # tuple(list) makes a new tuple object each time (a literal would be one constant).
+                out: list[datagrams.Datagram] = [(b"%d" % i, tuple(["127.0.0.1", ports[(i + round_) % 8]]))
+                                                 for i in range(8)]
+                datagrams.send_batch(sender, out)
+                sent += 1
+        for k, sock in enumerate(receivers):
+            got = [sock.recv(100) for _ in range(sent)]
+            assert got == [b"%d" % ((k - r) % 8) for r in range(sent)]
+    finally:
+        for sock in receivers:
+            sock.close()

@@ -32,6 +32,11 @@ class UdpFast(Protocol):
         going to ``callback``, the oldest entry dropped first when ``backlog`` holds ``limit``;
         returns how many were dropped so."""
 
+    def drain_answers(self, fd: int, pending: dict[int, tuple[Any, bytes, float]], rounds: int,
+                      ignored: type[BaseException], /) -> int:
+        """Read an upstream's answers from a connected socket, each to ``sink.set_result`` of the
+        ``pending`` entry (sink, question, deadline) of its ID and question, taken out."""
+
     def send_batch(self, fd: int, items: list[Datagram], /) -> int:
         """Send ``items`` with sendmmsg; how many were sent."""
 

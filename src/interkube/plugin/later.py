@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from interkube.dns.wire import RCODE_SERVFAIL, error_response, truncated
+from interkube.dns.wire import CLASSIC_UDP_LIMIT, RCODE_SERVFAIL, error_response, truncated
 from interkube.plugin.request import Request
 
 log = logging.getLogger("interkube.server")
@@ -59,8 +59,14 @@ class Pending:
 
 def defer(req: Request) -> Pending:
     """Commit ``req`` to the callback path (its handler then returns LATER)."""
-    pending = req.later = Pending()
+    # (Pending's __init__ inline: no Python frame for it, once per query forwarded so.)
+    pending = req.later = _new_pending(Pending)
+    pending.after = None
+    pending.resume = None
     return pending
+
+
+_new_pending = object.__new__
 
 
 def after(req: Request, step: AfterStep) -> None:
@@ -87,9 +93,11 @@ def complete(req: Request, resp: bytes) -> None:
             resp = error_response(req.wire, RCODE_SERVFAIL, req.query)
     if not resp:
         return  # a handler chose to send nothing
-    if resp[:2] != req.wire[:2]:
-        resp = req.wire[:2] + resp[2:]
-    if req.proto == "udp" and len(resp) > req.query.udp_limit:
+    wire = req.wire
+    if resp[0] != wire[0] or resp[1] != wire[1]:  # (bytes compared without two copies)
+        resp = wire[:2] + resp[2:]
+    # (No answer of 512 bytes or less is ever cut: the property is not read for those.)
+    if len(resp) > CLASSIC_UDP_LIMIT and req.proto == "udp" and len(resp) > req.query.udp_limit:
         resp = truncated(resp, req.query)
     replier = req.replier
     if replier is not None:

@@ -478,7 +478,11 @@ class UdpEndpoint:
     def reply(self, req: Request, resp: bytes) -> None:
         """An answer that came later (forward's callback path): it leaves with this pass's."""
         if not self.closed:
-            self.outbox.put((resp, req.client))
+            outbox = self.outbox
+            if outbox.items:  # the pass's send is scheduled already (put() inline: once per answer)
+                outbox.items.append((resp, req.client))
+            else:
+                outbox.put((resp, req.client))
 
     def slow(self, req: Request) -> None:
         """A request the callback path hands back: it waits for the slow path as the backlog's

@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # loaded where TLS is used: a plain forwarder never loads it 
 
 #: Batched sendmmsg/recvmmsg (see interkube/_udpfast.c), or None for the pure-Python loop.
 _udpfast = datagrams.udpfast
+#: Its reader of an upstream's answers (None in a build from before it: _answer then matches them).
+_drain_answers = getattr(_udpfast, "drain_answers", None)
 
 
 class ConnectionClosed(UpstreamError):
@@ -118,7 +120,8 @@ class _UdpSocket:
         self.sock = sock
         self.fd = sock.fileno()
         self.loop = asyncio.get_running_loop()
-        #: qid -> (future or sink, lower-cased question, deadline)
+        #: qid -> (future or sink, question section, deadline); an answer's question must be the
+        #: same but for letter case (0x20 bits)
         self.pending: dict[int, tuple[AnswerSink, bytes, float]] = {}
         self.born = self.loop.time()
         self.retired = False
@@ -153,6 +156,12 @@ class _UdpSocket:
 
     def _readable(self) -> None:
         try:
+            if _drain_answers is not None:
+                # _answer's matching, in C (see _udpfast.c): the sinks get their answers from it.
+                _drain_answers(self.fd, self.pending, 4, asyncio.InvalidStateError)
+                if self.retired:
+                    self._maybe_close()
+                return
             if _udpfast is not None:
                 _udpfast.drain(self.fd, self._answer, 4)
                 return
@@ -166,18 +175,28 @@ class _UdpSocket:
             self._fail_all(_refused(self.name, exc))
 
     def _answer(self, data: bytes, addr: object) -> None:
+        """One datagram read: to its entry's sink, if it answers one (drain_answers does this in C)."""
         if len(data) < HEADER_LEN or not data[2] & 0x80:
             return None
         qid = (data[0] << 8) | data[1]
-        entry = self.pending.get(qid)
+        pending = self.pending
+        entry = pending.pop(qid, None)  # (put back below if it is not the answer: rare)
         if entry is None:
             return None  # late, or not ours
         fut, question, _ = entry
-        if question and data[HEADER_LEN:HEADER_LEN + len(question)].lower() != question:
+        # (The question as sent comes back as sent from almost every upstream: compared in place
+        # first, without a copy; else both lower-cased, as the question matches.)
+        if question and not data.startswith(question, HEADER_LEN) and \
+                data[HEADER_LEN:HEADER_LEN + len(question)].lower() != question.lower():
+            pending[qid] = entry
             return None  # right ID, wrong question: a spoof or a confused upstream; keep waiting
-        del self.pending[qid]
-        if not fut.done():
+        # Only a future can be done while it waits here (cancelled, its exchange not yet
+        # released); a sink leaves the table before it is called. So no done() call per answer
+        # (a Python method for forward's and merge's sinks): a done future refuses the result.
+        try:
             fut.set_result(data)
+        except asyncio.InvalidStateError:
+            pass
         if self.retired:  # (_maybe_close, inline: this runs for every answer)
             self._maybe_close()
         return None
@@ -197,8 +216,11 @@ class _UdpSocket:
         self._maybe_close()
 
     def _fail_all(self, err: UpstreamError) -> None:
-        pending, self.pending = self.pending, {}
-        for fut, _, _ in pending.values():
+        # Emptied in place: a reader of answers that holds the table (drain_answers) finds
+        # nothing more in it to answer.
+        entries = list(self.pending.values())
+        self.pending.clear()
+        for fut, _, _ in entries:
             if not fut.done():
                 fut.set_exception(err)
 
@@ -311,16 +333,32 @@ class DatagramExchanger:
 
     def send_to(self, wire: bytes, deadline: float, question: bytes, sink: AnswerSink) -> None:
         """Send ``wire`` now; ``sink`` gets its answer, or UpstreamTimeout once the loop's clock
-        passes ``deadline`` (or UpstreamError), from the socket's callbacks. Nothing to release:
+        passes ``deadline`` (or UpstreamError), from the socket's callbacks. ``question`` is
+        ``wire``'s question section, as sent or lower-cased. Nothing to release:
         the answer, the deadline sweep or the socket's close takes the entry out of the ID
         table. Raises UpstreamError when no socket can be opened."""
         # The queries of one event-loop pass go out on one socket, in one sendmmsg; the next
         # pass takes the next socket (source ports still change from pass to pass).
         sock = self._batching
-        if sock is None or not sock.outbox.items or sock.closed:
+        if sock is None or sock.closed or not sock.outbox.items:
             sock = self._batching = self._open_socket()
-        qid = _ids.fresh(sock.pending)
-        sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], deadline, sink)
+            qid = _ids.fresh(sock.pending)
+            sock.send_to(qid, question, qid.to_bytes(2, "big") + wire[2:], deadline, sink)
+            return
+        # The rest of the pass (_UdpSocket.send_to inline: this runs for every query forwarded
+        # from the callback): the socket's outbox is already due to be sent.
+        pending = sock.pending
+        ids = _ids  # (the next ID as _Ids.fresh takes it, inline; fresh() when it is taken or used up)
+        pos = ids.pos
+        buf = ids.buf
+        if pos < len(buf) and (qid := (buf[pos] << 8) | buf[pos + 1]) not in pending:
+            ids.pos = pos + 2
+        else:
+            qid = ids.fresh(pending)
+        pending[qid] = (sink, question, deadline)
+        sock.outbox.items.append(qid.to_bytes(2, "big") + wire[2:])
+        if sock._sweeping is None:  # (its entries all answered or failed since the first)
+            sock._sweeping = sock.loop.call_later(SWEEP_INTERVAL, sock._sweep)
 
     def _open_socket(self) -> _UdpSocket:
         try:

@@ -97,6 +97,23 @@ async def test_a_udp_query_is_forwarded_without_a_task_and_its_answer_relayed(
         assert counts(fwd) == [(1, 0, 0, {0: 1.0})]
 
 
+async def test_every_answer_relayed_is_counted_and_timed_for_its_upstream(
+        upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    up, _ = upstreams
+    port = free_port()
+    async with in_process(corefile(port, "", up.address)) as server:
+        [fwd] = handlers(server, ForwardHandler)
+        # Mixed letter case too: the answer is matched to its question case aside.
+        for name in ("n1.example.org.", "N2.Example.ORG.", "n3.example.org."):
+            resp = await aquery(name, "A", port)
+            assert resp.rcode() == dns.rcode.NOERROR and resp.question[0].name.to_text() == name
+        # The first answer of an rcode makes its entry; the others add to it (count, seconds,
+        # and one duration bucket each).
+        entry = fwd.upstreams[0].stats.responses[0]
+        assert entry[0] == 3 and sum(entry[2:]) == 3 and entry[1] > 0
+        assert counts(fwd) == [(3, 0, 0, {0: 3.0})]
+
+
 async def test_cache_log_and_prometheus_see_the_answer_that_came_later(
         upstreams: tuple[FakeUpstream, FakeUpstream], caplog: pytest.LogCaptureFixture) -> None:
     up, _ = upstreams

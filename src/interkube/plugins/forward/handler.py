@@ -78,6 +78,9 @@ class ForwardHandler(Handler):
         # An `except` name never excludes FROM itself (CoreDNS: `forward example.org ... { except
         # example.org }` still forwards example.org).
         self._from_names = frozenset(to_wire(z) for z in cfg.from_zones)
+        #: Whether every name matches (FROM the root, no `except`: the usual `forward . ...`), so
+        #: that fast() skips matches() and its two zone lookups, a third of its calls per query.
+        self._matches_all = self._from_names == {b"\x00"} and not cfg.except_zones
         #: See callback_path() (known once the chain is linked).
         self._callback_path: bool | None = None
         #: The whole budget of a query, and of its first attempt (seconds).
@@ -92,7 +95,7 @@ class ForwardHandler(Handler):
     @passes_later
     def fast(self, req: Request) -> bytes | None:
         q = req.query
-        if not self.matches(q.lname):
+        if not self._matches_all and not self.matches(q.lname):
             return self.next.fast(req)
         # The callback path (interkube.plugins.forward.flight) for a plain UDP query; else the
         # slow path, which needs the network.
@@ -101,7 +104,7 @@ class ForwardHandler(Handler):
         max_concurrent = self.cfg.max_concurrent
         if (max_concurrent and self.inflight >= max_concurrent) or self.inflight >= MAX_CALLBACK_INFLIGHT:
             return SLOW  # the slow path refuses it, or it waits in the listener's backlog
-        if launch(self, req, req.wire[12:q.question_end].lower()):
+        if launch(self, req, req.wire[12:q.question_end]):
             return LATER
         return SLOW
 
