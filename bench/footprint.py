@@ -12,7 +12,12 @@ everything else forwarded to loadgen's responder on loopback) and measured:
 Goals (interkube): <= 25 MiB and <= 0.2 s to the first answer. Printed, never asserted; the
 medians of the starts, and the machine's other work meanwhile (a busy machine slows every start).
 Beside them, the floor any asyncio server on this Python starts from: the interpreter (with the
-site packages' .pth files) and asyncio, which loads ssl.
+site packages' .pth files) and asyncio, with ssl (as asyncio imports it) and without (as
+interkube imports it for a Corefile that uses no TLS: see interkube.server.openssl).
+
+interkube runs on asyncio's event loop (``--loop asyncio``, as the sidecar's manifests run it):
+uvloop, the default where it is installed, imports ssl itself, and OpenSSL's libraries are
+4.9 MiB. ``--loop auto`` measures the default instead.
 
 interkube runs as an installed package does, its bytecode compiled: this working tree runs with
 PYTHONDONTWRITEBYTECODE=1 and is edited while benchmarks run, so stale .pyc files would have every
@@ -20,7 +25,7 @@ start compile those modules again, the compiler's CPU and peak memory counted as
 The bytecode goes to a cache outside the tree (PYTHONPYCACHEPREFIX), filled by one start that is
 not measured.
 
-    python bench/footprint.py [--starts 5] [--servers interkube,unbound,coredns]
+    python bench/footprint.py [--starts 5] [--servers interkube,unbound,coredns] [--loop asyncio]
 
 Every process is stopped by its PID.
 """
@@ -88,9 +93,11 @@ def compiled_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def floor_mib(env: dict[str, str]) -> float:
-    """VmRSS of this Python once it has imported asyncio: what any asyncio server starts from."""
-    code = "import asyncio, re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+def floor_mib(env: dict[str, str], ssl: bool = True) -> float:
+    """VmRSS of this Python once it has imported asyncio: what any asyncio server starts from;
+    without ``ssl``, asyncio imported as interkube imports it for a server without TLS."""
+    hide = "" if ssl else "import sys; sys.modules['ssl'] = None; "
+    code = hide + "import asyncio, re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout) / 1024
 
@@ -110,13 +117,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--starts", type=int, default=5, help="starts of each server (medians are reported)")
     ap.add_argument("--servers", default="interkube,unbound,coredns")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), default="asyncio", help="interkube's --loop")
     opts = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="interkube-footprint-"))
     records = hosts_records()
     # S1-hosts' data; the forwarding zone is the scenarios' (loadgen's responder answers it).
     sc = Scenario("footprint", "hosts and forward", "cache", FORWARD_ZONE, records=records, ttl=3600)
     gen = Loadgen()
-    ctx = Context(upstream_port=free_port())
+    ctx = Context(upstream_port=free_port(), loop=opts.loop)
     probe = dns.message.make_query(records[0][0], "A").to_wire()
     names = [n for n, _ in records[:50]] + [f"n{i:04d}.{FORWARD_ZONE}" for i in range(50)]
     kinds: dict[str, Server] = {"interkube": HostsAndForward("interkube"), "unbound": Unbound("unbound"),
@@ -175,7 +183,8 @@ def main() -> None:
     for line in skipped:
         print(f"  skipped {line}")
     print(f"  floor: Python {sys.version.split()[0]} with asyncio imported, doing nothing:"
-          f" {floor_mib(compiled):.1f} MiB")
+          f" {floor_mib(compiled):.1f} MiB with ssl, {floor_mib(compiled, ssl=False):.1f} MiB without")
+    print(f"  interkube ran with --loop {opts.loop}")
     if "interkube" in results:
         firsts, cpus, _, peak = results["interkube"]
         f, p = statistics.median(firsts), statistics.median(peak)
