@@ -121,8 +121,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     source = choose_corefile(args.conf)
     # Before anything imports asyncio: a server that uses no TLS runs without OpenSSL's libraries
-    # (see interkube.server.openssl). A Corefile that cannot be read is reported by run() below.
-    if _asyncio_loop(args.loop) and not openssl.needed(_blocks(source)):
+    # (see interkube.server.openssl). Not with workers, whose metrics (aiohttp, prometheus_client)
+    # load ssl. A Corefile that cannot be read is reported by run() below.
+    if args.workers == 1 and _asyncio_loop(args.loop) and not openssl.needed(_blocks(source)):
         openssl.import_without()
     from interkube.server.main import run
 
