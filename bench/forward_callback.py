@@ -19,7 +19,12 @@ CoreDNS in QPS; p99 at 10k QPS no worse than dnsmasq's), never asserted.
 
     python bench/forward_callback.py [--duration 5] [--rounds 3] [--rate 10000]
                                      [--servers interkube,interkube-slow,dnsmasq,coredns]
-                                     [--profile DIR]
+                                     [--profile DIR] [--baseline-src DIR]
+
+``--baseline-src DIR`` adds ``interkube-baseline``: the ``src`` directory of another version
+(say ``git archive <rev> src | tar -x -C /tmp/base``, with its C helper built in
+/tmp/base/src/interkube), run through PYTHONPATH and measured in the same rounds: a before/after
+pair of the server's CPU per answer that the machine's noise falls on alike.
 
 Every process is stopped by its PID; every load run is bounded.
 """
@@ -78,10 +83,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     ap.add_argument("--rate", type=float, default=10000, help="offered QPS of the open-loop (latency) runs")
     ap.add_argument("--servers", default="interkube,interkube-slow,dnsmasq,coredns")
+    ap.add_argument("--baseline-src", type=Path, help="the src/ directory of another interkube, measured "
+                    "too as interkube-baseline (a before/after pair in the same rounds)")
     ap.add_argument("--profile", type=Path, help="directory for a py-spy profile of each interkube variant's "
                     "closed loop (one more run each, after the rounds)")
     opts = ap.parse_args()
     wanted = [s.strip() for s in opts.servers.split(",") if s.strip()]
+    if opts.baseline_src is not None:
+        wanted.insert(1, "interkube-baseline")
     [sc] = build(["S3"])
     tmp = Path(tempfile.mkdtemp(prefix="interkube-fwd-bench-"))
     queries = sc.write_queries(tmp / "queries.txt")
@@ -98,6 +107,9 @@ def main() -> None:
             "interkube": (Interkube("interkube"), None),
             "interkube-slow": (Interkube("interkube"), {**os.environ, "INTERKUBE_NO_CALLBACK_PATH": "1"}),
             "dnsmasq": (Dnsmasq("dnsmasq"), None),
+            "interkube-baseline": (Interkube("interkube"),
+                                   {**os.environ, "PYTHONPATH": str(opts.baseline_src.resolve())}
+                                   if opts.baseline_src is not None else None),
             "coredns": (Coredns("coredns"), None),
         }
         for label in wanted:
@@ -154,15 +166,20 @@ def main() -> None:
     print("S3 forwarding, cache off (1,000 names, loadgen's responder with TTL 0 as the upstream, UDP);")
     print(f"servers on CPU 0, generator and responder on CPU 1; median of {opts.rounds} interleaved rounds,"
           f" {opts.duration:g} s each; open loop at {opts.rate:,.0f} QPS")
-    print(f"  {'server':<15} {'QPS':>9} {'µs CPU/answer':>14} {'p50 µs':>8} {'p99 µs':>8} {'lost':>6}")
+    print(f"  {'server':<18} {'QPS':>9} {'µs CPU/answer':>14} {'p50 µs':>8} {'p99 µs':>8} {'lost':>6}")
     by = {m.label: m for m in runs}
     for m in runs:
-        print(f"  {m.label:<15} {m.med(m.qps):>9,.0f} {m.med(m.cpu_us):>14.1f} {m.med(m.p50):>8,.0f}"
+        print(f"  {m.label:<18} {m.med(m.qps):>9,.0f} {m.med(m.cpu_us):>14.1f} {m.med(m.p50):>8,.0f}"
               f" {m.med(m.p99):>8,.0f} {100 * m.med(m.loss):>5.2f}%")
     for line in skipped:
         print(f"  skipped {line}")
     ik = by.get("interkube")
     if ik is not None:
+        base = by.get("interkube-baseline")
+        if base is not None:
+            print(f"  against the baseline ({opts.baseline_src}): CPU per answer {ik.med(ik.cpu_us):.1f} vs"
+                  f" {base.med(base.cpu_us):.1f} µs ({ik.med(ik.cpu_us) / base.med(base.cpu_us):.2f}x),"
+                  f" QPS {ik.med(ik.qps) / base.med(base.qps):.2f}x")
         slow = by.get("interkube-slow")
         if slow is not None:
             print(f"  callback path vs slow path: QPS {ik.med(ik.qps) / slow.med(slow.qps):.2f}x,"
