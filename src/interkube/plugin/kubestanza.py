@@ -61,6 +61,7 @@ from interkube.plugin.answers import (
     TemplateHandler,
     negative_answer,
 )
+from interkube.plugin.handler import passes_later
 from interkube.plugin.request import Request
 from interkube.plugin.searchpath import PodSearchPaths, SearchPath, client_ip, host_search, search_path_sources
 from interkube.plugin.setup import SetupContext
@@ -137,6 +138,24 @@ class KubernetesHandler(TemplateHandler):
         self._soa_records: dict[tuple[str, int], SoaRecord] = {}
 
     # --- answering -------------------------------------------------------------------------
+
+    @passes_later
+    def fast(self, req: Request) -> bytes | None:
+        """A question the current index has a template for is answered from it at once: the
+        table holds only keys that template() found in this stanza's zones and did not refuse,
+        so the zone match and its checks would find what they found then (at 10,000 Services
+        they were a third of this handler's time per query, and at 100,000 the zone memo's
+        lookup missed the processor's caches). Anything else goes the whole way."""
+        gen = self.generation
+        if gen.data is self.cluster.index:  # (a table of no index, None, is always empty)
+            q = req.query
+            tpl = gen.templates.get(q.key)
+            if tpl is not None:
+                if tpl is PASS:
+                    return self.next.fast(req)
+                req.answered_by = self.plugin
+                return tpl.render(q)
+        return super().fast(req)
 
     def template(self, req: Request) -> Entry:
         q = req.query
