@@ -28,6 +28,7 @@ import dns.rcode
 import dns.rdatatype
 
 from interkube.dns import message as dnsmsg
+from interkube.dns.memo import Memo
 from interkube.dns.names import ZoneSet
 from interkube.dns.reader import REASON_MESSAGE, Malformed
 from interkube.dns.wire import (
@@ -54,6 +55,12 @@ log = logging.getLogger("interkube.server")
 #: A server block as one listener sees it: its route (names for logs and metrics) and the head
 #: of its chain.
 Chain = tuple[Route, Handler]
+
+#: The fast path's chains by name (Dispatcher._chain_memo): as many as the zone matches keep
+#: (interkube.dns.names), two entries a served name.
+CHAIN_MEMO_LIMIT = 16384
+CHAIN_MEMO_PER_NAME = 2.0
+CHAIN_MEMO_CEILING = 1 << 18
 
 #: Seconds between two log lines about malformed queries.
 MALFORMED_LOG_INTERVAL = 60.0
@@ -94,6 +101,13 @@ class Dispatcher:
         # Zones with blocks chosen by `view` (interkube.server.views); None: no view anywhere.
         self.views = ViewRouter(chains, views) if views else None
         self.zones = ZoneSet({**(views or {}), **chains})
+        #: Without views, the chain of a name depends on the name alone: the fast path keeps it
+        #: by name (one dict lookup a query, where the zone match is a call and two lookups),
+        #: bounded and sized as the zone matches are (interkube.dns.memo). With views, the
+        #: chain depends on the client too: None.
+        self._chain_memo: Memo[bytes, Chain | None] | None = None if self.views is not None else \
+            Memo(CHAIN_MEMO_LIMIT, per_name=CHAIN_MEMO_PER_NAME, ceiling=CHAIN_MEMO_CEILING)
+        self._chain_of = None if self._chain_memo is None else self._chain_memo.table
         # The `server` label of this listener's counts: every block on one listener shares it.
         routes = [*(route for route, _ in chains.values()),
                   *(chain[0] for vs in (views or {}).values() for _, chain in vs)]
@@ -104,8 +118,14 @@ class Dispatcher:
     def fast(self, req: Request) -> bytes | None:
         """The response (b"" to send nothing), or None when the slow path must run."""
         q = req.query
-        zone = self.zones.match(q.lname)
-        chain = None if zone is None else self.chains[zone] if self.views is None else self.views.pick(req, zone)
+        chain_of = self._chain_of
+        if chain_of is None:
+            chain = self._chain(req)
+        else:
+            try:  # (a try costs nothing in 3.11 and a subscript less than .get())
+                chain = chain_of[q.lname]
+            except KeyError:
+                chain = self._remember_chain(req)
         if chain is None:
             return error_response(req.wire, RCODE_REFUSED, q)
         route, head = chain
@@ -120,6 +140,18 @@ class Dispatcher:
         if resp and len(resp) > CLASSIC_UDP_LIMIT and req.proto == "udp" and len(resp) > req.query.udp_limit:
             resp = truncated(resp, req.query)
         return resp
+
+    def _remember_chain(self, req: Request) -> Chain | None:
+        chain = self._chain(req)
+        assert self._chain_memo is not None
+        self._chain_memo.remember(req.query.lname, chain)
+        return chain
+
+    def _chain(self, req: Request) -> Chain | None:
+        """The chain of the longest zone containing the question's name (a view's, if one takes
+        the request); None: no zone here (REFUSED)."""
+        zone = self.zones.match(req.query.lname)
+        return None if zone is None else self.chains[zone] if self.views is None else self.views.pick(req, zone)
 
     # -- slow path ----------------------------------------------------------------------------
 
@@ -138,8 +170,7 @@ class Dispatcher:
         """The response to an admitted query; None to send nothing."""
         try:
             q = req.query
-            zone = self.zones.match(q.lname)
-            chain = None if zone is None else self.chains[zone] if self.views is None else self.views.pick(req, zone)
+            chain = self._chain(req)
             if chain is None:
                 return error_response(req.wire, RCODE_REFUSED, q)
             route, head = chain
