@@ -83,13 +83,15 @@ async def test_the_young_generation_is_bounded_by_the_clock_when_tables_replace_
 
 async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
         schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
+    table: dict[int, _Entry] = {}
+    _replace(table, 0, 10_000, 10_000)
+    collector.settle()  # (the table is the heap a running server starts with)
     settles: list[int] = []
     real_settle = collector.settle
     monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
     monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
     monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
-    table: dict[int, _Entry] = {}
-    _replace(table, 0, 10_000, 10_000)
+    _replace(table, 10_000, 10_000, 10_000)  # (made after the settle: to be frozen by the schedule)
     frozen = gc.get_freeze_count()
     schedule.start()
     try:
@@ -98,7 +100,7 @@ async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
         assert gc.get_freeze_count() >= frozen + 10_000
         assert not [o for o in gc.get_objects() if type(o) is _Entry]
         for chunk in range(10):  # five times the table replaced: churn, not growth
-            _replace(table, 10_000 + chunk * 5_000, 5_000, 10_000)
+            _replace(table, 20_000 + chunk * 5_000, 5_000, 10_000)
             await _ticks(schedule, collector.MIDDLE_EVERY)
         assert not settles
     finally:
@@ -124,7 +126,7 @@ async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_fro
         del node
         await _ticks(schedule, collector.MIDDLE_EVERY)
         assert not collected  # frozen garbage: not walked while the frozen do not grow
-        grown = [_Entry(n) for n in range(25_000)]
+        grown = [_Entry(n) for n in range(25_000)]  # (some 50,000 memory blocks)
         await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
         assert collected == [1]
         del grown
