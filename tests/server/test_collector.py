@@ -90,6 +90,7 @@ async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
     real_settle = collector.settle
     monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
     monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
     monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
     _replace(table, 10_000, 10_000, 10_000)  # (made after the settle: to be frozen by the schedule)
     frozen = gc.get_freeze_count()
@@ -110,6 +111,7 @@ async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
 async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_frozen_grow(
         schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
     monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
     collected: list[int] = []
 
@@ -126,7 +128,7 @@ async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_fro
         del node
         await _ticks(schedule, collector.MIDDLE_EVERY)
         assert not collected  # frozen garbage: not walked while the frozen do not grow
-        grown = [_Entry(n) for n in range(25_000)]  # (some 50,000 memory blocks)
+        grown = [_Entry(n) for n in range(25_000)]  # (25,000 objects the collector follows)
         await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
         assert collected == [1]
         del grown
@@ -141,3 +143,23 @@ async def test_a_running_server_collects_by_the_clock_until_it_stops(
         schedule = server._collections  # type: ignore[attr-defined]
         await _ticks(schedule, 3)
     assert schedule._timer is None
+
+
+async def test_a_heap_grown_by_data_the_collector_does_not_follow_is_not_walked(
+        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
+    settles: list[int] = []
+    real_settle = collector.settle
+    monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
+    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
+    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+    blocks = collector._SETTLED[0]
+    schedule.start()
+    try:
+        remembered = [b"answer %d" % n for n in range(50_000)]  # 50,000 blocks, one object followed
+        await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
+        assert not settles
+        assert collector._SETTLED[0] >= blocks + 50_000  # watched from there
+        del remembered
+    finally:
+        schedule.stop()

@@ -33,16 +33,21 @@ were the stalls of 50-225 ms under a fuzz (issue 19, section 7).
 
 So while a configuration runs, :class:`Schedule` collects by the clock instead: the young
 generation every :data:`YOUNG_EVERY` seconds (what a tenth of a second made: a millisecond or
-less), the middle one every :data:`MIDDLE_EVERY` of those, after which what survived both is
+so), the middle one every :data:`MIDDLE_EVERY` of those, after which what survived both is
 frozen (moved out of every later collection's way, as :func:`settle` does). What is frozen is
 collected when the heap has grown by :data:`THAW_GROWTH` since it was last collected (a settle:
 the old generation collected as Go collects its heap, on growth, never on churn), so cycles that
 become garbage once frozen wait at most that long; replaced entries are freed by reference
-counting whether frozen or not, so churn alone never triggers it. The heap is measured in the
-memory blocks Python's allocator has handed out (``sys.getallocatedblocks``, which reads a
-counter per arena: half a millisecond at 9 million blocks), not in frozen objects:
-``gc.get_freeze_count`` walks the whole frozen list (22 ms for 3 million objects, what a cluster
-of 100,000 Services holds), and this runs every second.
+counting whether frozen or not, so churn alone never triggers it.
+
+Growth is what the collector follows: container objects, the only ones that can be cyclic
+garbage. Counting the frozen ones (``gc.get_freeze_count``) walks the whole frozen list, 22 ms
+for 3 million objects (what a cluster of 100,000 Services holds): too dear for every second.
+So the schedule watches the memory blocks Python's allocator has handed out
+(``sys.getallocatedblocks``, a counter per arena: half a millisecond at 9 million blocks), and
+counts the frozen objects only once the blocks have grown as much; a heap that grew by data the
+collector does not follow (the names and answers tables remember, in bytes) is not walked, and
+the blocks are watched from there.
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ log = logging.getLogger("interkube.server")
 FULL_COLLECTION_EVERY = 100
 #: Seconds between two young collections while a configuration runs.
 YOUNG_EVERY = 0.1
-#: Young collections between two collections of the middle generation (each followed by a freeze).
-MIDDLE_EVERY = 10
+#: Young collections between two collections of the middle generation (each followed by a freeze):
+#: the middle collection walks what survived since the last one (under a fuzz of new names, the
+#: tables' new entries: 10-20 ms of CPU a second's worth, 2-4 ms a fifth of a second's).
+MIDDLE_EVERY = 2
 #: The frozen objects are collected (a settle) once the heap has this share more memory blocks
 #: than after the last settle, and at least THAW_FLOOR more. The floor is what a small server
 #: lets its heap grow by before it looks for frozen garbage (some 30 MB of small objects): a
@@ -69,6 +76,8 @@ MIDDLE_EVERY = 10
 #: queries in flight, and a floor of 200,000 had it walk the heap for 33-39 ms and free nothing.
 THAW_GROWTH = 1.0
 THAW_FLOOR = 500_000
+#: ... and the frozen objects too have grown by THAW_GROWTH, and at least this many.
+THAW_FLOOR_OBJECTS = 100_000
 
 
 def settle() -> None:
@@ -79,13 +88,14 @@ def settle() -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
-    _SETTLED[0] = sys.getallocatedblocks()
-    log.debug("garbage collector: the heap (%d blocks) collected and frozen in %.1f ms", _SETTLED[0],
+    _SETTLED[:] = [sys.getallocatedblocks(), gc.get_freeze_count()]
+    log.debug("garbage collector: %d objects frozen (%d memory blocks) in %.1f ms", _SETTLED[1], _SETTLED[0],
               (time.perf_counter() - started) * 1000)
 
 
-#: The heap's memory blocks after the last settle.
-_SETTLED = [0]
+#: The heap's memory blocks, and the objects frozen, after the last settle (the blocks are
+#: moved on when they grew by data the collector does not follow).
+_SETTLED = [0, 0]
 
 
 class Schedule:
@@ -118,6 +128,10 @@ class Schedule:
             return
         gc.collect(1)
         gc.freeze()
-        settled = _SETTLED[0]
-        if sys.getallocatedblocks() > settled + max(THAW_FLOOR, settled * THAW_GROWTH):
-            settle()
+        blocks, objects = _SETTLED
+        now = sys.getallocatedblocks()
+        if now > blocks + max(THAW_FLOOR, blocks * THAW_GROWTH):
+            if gc.get_freeze_count() > objects + max(THAW_FLOOR_OBJECTS, objects * THAW_GROWTH):
+                settle()
+            else:
+                _SETTLED[0] = now
