@@ -57,6 +57,19 @@ def schedule(restored_collector: None, monkeypatch: pytest.MonkeyPatch) -> Itera
     yield collector.Schedule()
 
 
+@pytest.fixture
+def thaws(schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The schedule's thaws (settles, from the schedule's own on), counted; its floors lowered to
+    a test's sizes."""
+    settles: list[int] = []
+    real_settle = collector.settle
+    monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
+    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
+    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
+    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+    return settles
+
+
 async def _ticks(sched: collector.Schedule, n: int) -> None:
     target = sched._ticks + n
     await until(lambda: sched._ticks >= target, f"{n} ticks of the schedule", timeout=10, every=0.001)
@@ -82,16 +95,11 @@ async def test_the_young_generation_is_bounded_by_the_clock_when_tables_replace_
 
 
 async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
-        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
+        schedule: collector.Schedule, thaws: list[int]) -> None:
     table: dict[int, _Entry] = {}
     _replace(table, 0, 10_000, 10_000)
     collector.settle()  # (the table is the heap a running server starts with)
-    settles: list[int] = []
-    real_settle = collector.settle
-    monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
-    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
-    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
-    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+    thaws.clear()
     _replace(table, 10_000, 10_000, 10_000)  # (made after the settle: to be frozen by the schedule)
     frozen = gc.get_freeze_count()
     schedule.start()
@@ -103,16 +111,13 @@ async def test_what_survives_is_frozen_and_churn_does_not_thaw_it(
         for chunk in range(10):  # five times the table replaced: churn, not growth
             _replace(table, 20_000 + chunk * 5_000, 5_000, 10_000)
             await _ticks(schedule, collector.MIDDLE_EVERY)
-        assert not settles
+        assert not thaws
     finally:
         schedule.stop()
 
 
 async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_frozen_grow(
-        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
-    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
-    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+        schedule: collector.Schedule, thaws: list[int]) -> None:
     collected: list[int] = []
 
     class Node:
@@ -130,7 +135,7 @@ async def test_cycles_that_become_garbage_once_frozen_are_collected_when_the_fro
         assert not collected  # frozen garbage: not walked while the frozen do not grow
         grown = [_Entry(n) for n in range(25_000)]  # (25,000 objects the collector follows)
         await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
-        assert collected == [1]
+        assert collected == [1] and thaws
         del grown
     finally:
         schedule.stop()
@@ -146,19 +151,13 @@ async def test_a_running_server_collects_by_the_clock_until_it_stops(
 
 
 async def test_a_heap_grown_by_data_the_collector_does_not_follow_is_not_walked(
-        schedule: collector.Schedule, monkeypatch: pytest.MonkeyPatch) -> None:
-    settles: list[int] = []
-    real_settle = collector.settle
-    monkeypatch.setattr(collector, "settle", lambda: (settles.append(1), real_settle())[1])
-    monkeypatch.setattr(collector, "THAW_FLOOR", 20_000)
-    monkeypatch.setattr(collector, "THAW_FLOOR_OBJECTS", 20_000)
-    monkeypatch.setattr(collector, "THAW_GROWTH", 0.0)
+        schedule: collector.Schedule, thaws: list[int]) -> None:
     blocks = collector._SETTLED[0]
     schedule.start()
     try:
         remembered = [b"answer %d" % n for n in range(50_000)]  # 50,000 blocks, one object followed
         await _ticks(schedule, 2 * collector.MIDDLE_EVERY)
-        assert not settles
+        assert not thaws
         assert collector._SETTLED[0] >= blocks + 50_000  # watched from there
         del remembered
     finally:
