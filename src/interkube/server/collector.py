@@ -42,7 +42,7 @@ counting whether frozen or not, so churn alone never triggers it.
 
 Growth is what the collector follows: container objects, the only ones that can be cyclic
 garbage. Counting the frozen ones (``gc.get_freeze_count``) walks the whole frozen list, 22 ms
-for 3 million objects (what a cluster of 100,000 Services holds): too dear for every second.
+for 3 million objects (what a cluster of 100,000 Services holds): too dear for every freeze.
 So the schedule watches the memory blocks Python's allocator has handed out
 (``sys.getallocatedblocks``, a counter per arena: half a millisecond at 9 million blocks), and
 counts the frozen objects only once the blocks have grown as much; a heap that grew by data the
