@@ -19,6 +19,11 @@ built through dnspython they exhausted the fast path's build budget (issue 19 §
 that can tell such a name from its data without dnspython says so in
 :meth:`MemoryHandler.wire_answer` (file), or before :meth:`DependentGeneration.build`
 (kubernetes, with :meth:`DependentGeneration.keep`); those answers cost the budget nothing.
+
+Any client can make a table entry per query for answers of nothing, and for answers a plugin
+makes up for the asked name (a zone's wildcard, a pod name read as an address: a build returns
+those as :class:`Synthesized`). Both kinds have a bound of their own in a :class:`TemplateTable`
+(:data:`PER_QUERY_CAPACITY`), well below the table's.
 """
 
 from __future__ import annotations
@@ -157,14 +162,23 @@ class InlineBuilds:
 INLINE_BUILDS = InlineBuilds()
 
 
-#: Entries of a template table that answer nothing (NXDOMAIN, NODATA, an error, PASS): a flood
-#: of random names or types makes one per query, so they have a bound of their own, well below
-#: the table's (which answers with data, bounded by the data, fill).
-NEGATIVE_CAPACITY = 10_000
+class Synthesized(bytes):
+    """A built answer made up for the question's own name (a zone's wildcard, a pod name read as
+    its address), which any client can make one of per query: returned by a build so that its
+    template counts among the table's per-query entries (see :data:`PER_QUERY_CAPACITY`)."""
+
+    __slots__ = ()
 
 
-def _negative(value: Entry) -> bool:
-    """Whether an entry answers nothing: any client can make one per query at will."""
+#: Entries of a template table that any client can make one of per query at will: those that
+#: answer nothing (NXDOMAIN, NODATA, an error, PASS) and those :class:`Synthesized` for the asked
+#: name. A flood of random names or types makes one per query, so they have a bound of their own,
+#: well below the table's (whose other answers are bounded by the data). Issue 19: a fuzz's
+#: random names under a zone's wildcard filled the table at 51 a second towards its 100,000.
+PER_QUERY_CAPACITY = 10_000
+
+
+def _answers_nothing(value: Entry) -> bool:
     if not isinstance(value, Template):
         return True  # PASS (not this handler's name), SERVFAIL, REFUSED
     return value.rcode != RCODE_NOERROR or value.head[4:6] == b"\x00\x00"  # no answer records
@@ -175,37 +189,40 @@ class TemplateTable:
 
     An OrderedDict, because its popitem(last=False) is O(1): deleting a plain dict's first key
     leaves a hole that every later next(iter(d)) walks over (61 us per insert at 100k entries,
-    measured), which a flood of distinct names would turn into a stall. Entries that answer
-    nothing are also bounded on their own (``negative_capacity``, oldest first): those are what
-    a fuzz of random names fills a table with (issue 19: RSS grew by 100 MB under one).
+    measured), which a flood of distinct names would turn into a stall. Entries any client can
+    make one of per query (see :data:`PER_QUERY_CAPACITY`) are also bounded on their own
+    (``per_query_capacity``, oldest first): those are what a fuzz of random names fills a table
+    with (issue 19: RSS grew by 100 MB under one).
     """
 
-    __slots__ = ("_map", "_negatives", "capacity", "get", "negative_capacity")
+    __slots__ = ("_map", "_per_query", "capacity", "get", "per_query_capacity")
 
-    def __init__(self, capacity: int = 100_000, negative_capacity: int = NEGATIVE_CAPACITY) -> None:
+    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY) -> None:
         self._map: OrderedDict[bytes, Entry] = OrderedDict()
         self.capacity = capacity
-        self.negative_capacity = negative_capacity
-        #: The keys of negative entries, oldest first (some may be gone from the map already).
-        self._negatives: deque[bytes] = deque()
+        self.per_query_capacity = per_query_capacity
+        #: The per-query entries, oldest first, each with its key (some may be gone from the map
+        #: already, or replaced there).
+        self._per_query: deque[tuple[bytes, Entry]] = deque()
         self.get: Callable[[bytes], Entry | None] = self._map.get
 
-    def put(self, key: bytes, value: Entry) -> None:
+    def put(self, key: bytes, value: Entry, synthesized: bool = False) -> None:
+        """Keep ``value`` as the answer for ``key``; ``synthesized``: made up for the asked name
+        (see :class:`Synthesized`)."""
         m = self._map
-        if _negative(value):
-            self._note_negative(key)
+        if synthesized or _answers_nothing(value):
+            self._note_per_query(key, value)
         if len(m) >= self.capacity:
             m.popitem(last=False)
         m[key] = value
 
-    def _note_negative(self, key: bytes) -> None:
-        negatives = self._negatives
-        if len(negatives) >= self.negative_capacity:
-            old = negatives.popleft()
-            entry = self._map.get(old)
-            if entry is not None and _negative(entry):  # (a key answered since is kept)
+    def _note_per_query(self, key: bytes, value: Entry) -> None:
+        per_query = self._per_query
+        if len(per_query) >= self.per_query_capacity:
+            old, entry = per_query.popleft()
+            if self._map.get(old) is entry:  # (a key answered otherwise since is kept)
                 self._drop(old)
-        negatives.append(key)
+        per_query.append((key, value))
 
     def _drop(self, key: bytes) -> bool:
         return self._map.pop(key, None) is not None
@@ -235,18 +252,18 @@ class DependentTemplateTable(TemplateTable):
 
     __slots__ = ("_deps", "_by_dep", "invalidated")
 
-    def __init__(self, capacity: int = 100_000, negative_capacity: int = NEGATIVE_CAPACITY) -> None:
-        super().__init__(capacity, negative_capacity)
+    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY) -> None:
+        super().__init__(capacity, per_query_capacity)
         self._deps: dict[bytes, tuple[DepKey, ...]] = {}
         self._by_dep: dict[DepKey, set[bytes]] = {}
         #: Templates removed because their data changed (for metrics and benchmarks).
         self.invalidated = 0
 
-    def put(self, key: bytes, value: Entry, deps: Iterable[DepKey] = ()) -> None:
+    def put(self, key: bytes, value: Entry, synthesized: bool = False, deps: Iterable[DepKey] = ()) -> None:
         m = self._map
         if key not in m:
-            if _negative(value):
-                self._note_negative(key)
+            if synthesized or _answers_nothing(value):
+                self._note_per_query(key, value)
             if len(m) >= self.capacity:
                 self._drop(next(iter(m)))
         m[key] = value
@@ -308,14 +325,14 @@ class DependentGeneration(Generic[DataT]):
         response = build(deps)
         INLINE_BUILDS.end(started)
         tpl: Entry = PASS if response is None else template_for(response, query)
-        self.templates.put(query.key, tpl, deps)
+        self.templates.put(query.key, tpl, isinstance(response, Synthesized), deps)
         return tpl
 
     def keep(self, query: Query, response: Made, deps: Iterable[DepKey] = ()) -> Entry:
         """Keep an answer made without a build (a negative answer written on the wire, or
         PASS) as the template for ``query``'s key, depending on ``deps``."""
         tpl: Entry = PASS if response is PASS else template_for(response, query)
-        self.templates.put(query.key, tpl, deps)
+        self.templates.put(query.key, tpl, isinstance(response, Synthesized), deps)
         return tpl
 
 
@@ -370,7 +387,8 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
         """The full response to ``req`` from ``data``, or None to pass the query on.
 
         Runs once per distinct question shape (name, type, class, EDNS/DO/RD/CD) per data
-        generation; must be a pure function of those and the data.
+        generation; must be a pure function of those and the data. An answer made up for the
+        asked name is returned as :class:`Synthesized`.
         """
         raise NotImplementedError
 
@@ -395,10 +413,11 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
                 response = self.build(req, gen.data, zone)
                 INLINE_BUILDS.end(started)
             tpl = PASS if response is None or response is PASS else template_for(response, q)
-            gen.templates.put(q.key, tpl)
+            gen.templates.put(q.key, tpl, isinstance(response, Synthesized))
         return tpl
 
 
-__all__ = ["INLINE_BUILDS", "PASS", "REFUSED", "SERVFAIL", "Answer", "Deferred", "DependentGeneration",
-           "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "Made", "MemoryHandler", "SoaRecord",
-           "TemplateHandler", "TemplateTable", "WireAnswer", "bare_answer", "negative_answer"]
+__all__ = ["INLINE_BUILDS", "PASS", "PER_QUERY_CAPACITY", "REFUSED", "SERVFAIL", "Answer", "Deferred",
+           "DependentGeneration", "DependentTemplateTable", "Entry", "Generation", "InlineBuilds", "Made",
+           "MemoryHandler", "SoaRecord", "Synthesized", "TemplateHandler", "TemplateTable", "WireAnswer",
+           "bare_answer", "negative_answer"]

@@ -58,6 +58,7 @@ from interkube.plugin.answers import (
     Entry,
     Made,
     SoaRecord,
+    Synthesized,
     TemplateHandler,
     negative_answer,
 )
@@ -91,6 +92,13 @@ def templates_for(names: int) -> int:
 #: other names below the zone that exist (relative, wire form): see _wire_negative.
 _KINDS = frozenset({b"\x03svc", b"\x03pod"})
 _SPECIAL_NAMES = frozenset({b"\x0bdns-version", b"\x02ns\x03dns"})
+
+
+def _kind(qname: dns.name.Name, zone: dns.name.Name) -> bytes:
+    """The label next to the zone, lower case (``svc``, ``pod``, or anything)."""
+    labels = qname.labels
+    at = len(labels) - len(zone.labels) - 1
+    return labels[at].lower() if at >= 0 else b""
 
 
 class StanzaGroup:
@@ -249,7 +257,10 @@ class KubernetesHandler(TemplateHandler):
                                        outcome.name_error)
             if negative is not None:
                 return negative
-        return respond(req.message, outcome, lookup.soa(lookup.zone_name))
+        response = respond(req.message, outcome, lookup.soa(lookup.zone_name))
+        if self.options.pods == "insecure" and outcome.answer and _kind(req.qname, lookup.zone_name) == b"pod":
+            return Synthesized(response)  # an address read from the name: any client can ask one per query
+        return response
 
     def _build_mcs(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
         """A ``multicluster`` zone: the clusterset's MCS rules over this stanza's cluster alone,

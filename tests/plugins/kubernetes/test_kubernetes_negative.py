@@ -13,7 +13,7 @@ import pytest
 
 from interkube.kube.xfr import SERIAL_DEP
 from interkube.plugin import kubestanza
-from interkube.plugin.answers import PASS
+from interkube.plugin.answers import INLINE_BUILDS, PASS
 from interkube.plugin.kubestanza import KubernetesHandler
 from interkube.plugin.request import Request
 from testkit.chains import chain_handler, request
@@ -113,3 +113,22 @@ def test_random_names_cost_no_build(tmp_path: Path, snapshot_writer: Any,
     response = handler.fast(_request("nope.app.svc.cluster.local.", "A", {}))
     assert response is not None and dns.message.from_wire(response).rcode() == 3
     assert handler.built == 1  # (a name that may be a cluster's is looked up)
+
+
+def test_pod_addresses_read_from_the_name_are_bounded_as_per_query(
+        tmp_path: Path, snapshot_writer: Any, cluster_objects: list[dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `pods insecure` every address-shaped name in a namespace has an answer: as many as
+    a client asks, so the table bounds them with the answers of nothing."""
+    handler = _handler(tmp_path, snapshot_writer, cluster_objects)
+    monkeypatch.setattr(INLINE_BUILDS, "serving", True)  # (every miss built, as the slow path does)
+    services = ["web.app.svc.cluster.local.", "single.app.svc.cluster.local.", "dual.app.svc.cluster.local."]
+    handler.fast(_request(services[0], "A", {}))  # (the table of the index that answers)
+    table = handler.generation.templates
+    monkeypatch.setattr(table, "per_query_capacity", 10)
+    for name in [f"10-0-0-{i}.app.pod.cluster.local." for i in range(50)] + services:
+        response = handler.fast(_request(name, "A", {}))
+        assert response is not None and dns.message.from_wire(response).answer, name
+    assert handler.generation.templates is table
+    assert all(table.get(_request(name, "A", {}).query.key) is not None for name in services)
+    assert len(table) == len(services) + 10

@@ -18,6 +18,7 @@ import pytest
 
 from interkube.plugin.answers import INLINE_BUILDS, Deferred
 from interkube.plugins.template.handler import CLIENT_ANSWERS, TemplatingHandler
+from testkit.chains import chain_handler, request
 
 Serve = Callable[[str], Awaitable[Any]]  # the `serve` fixture (tests/plugins/conftest.py)
 
@@ -357,3 +358,15 @@ async def test_message_id_answers_are_built_per_query_off_the_fast_path(serve: S
     with pytest.raises(Deferred):
         h.template(Request(wire, query, ("127.0.0.1", 5), "udp"))
     assert h.fast(Request(wire, query, ("127.0.0.1", 5), "udp")) is None  # SLOW
+
+
+def test_answers_are_bounded_as_made_per_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer is made from the asked name: as many as a client asks, so the table keeps
+    them within its per-query bound (interkube.plugin.answers.PER_QUERY_CAPACITY)."""
+    templating = chain_handler(".:53 {\n " + IP_A % "" + "\n}\n", TemplatingHandler)
+    monkeypatch.setattr(INLINE_BUILDS, "serving", True)  # (every miss built, as the slow path does)
+    monkeypatch.setattr(templating.templates, "per_query_capacity", 10)
+    for i in range(50):
+        response = templating.fast(request(dns.message.make_query(f"ip-10-0-0-{i}.example.", "A").to_wire()))
+        assert response is not None and dns.message.from_wire(response).answer
+    assert len(templating.templates) == 10

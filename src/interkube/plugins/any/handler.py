@@ -30,7 +30,7 @@ class AnyHandler(TemplateHandler):
     plugin = "any"
 
     def __init__(self) -> None:
-        self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
+        self.templates = TemplateTable(CAPACITY, per_query_capacity=CAPACITY)
 
     @passes_later
     def fast(self, req: Request) -> bytes | None:

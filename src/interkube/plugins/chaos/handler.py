@@ -40,7 +40,7 @@ class ChaosHandler(TemplateHandler):
         self.cfg = cfg
         self.answers: dict[bytes, tuple[str, ...]] = {name: (cfg.version,) for name in VERSION_NAMES}
         self.answers.update({name: (hostname,) for name in HOSTNAME_NAMES})
-        self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
+        self.templates = TemplateTable(CAPACITY, per_query_capacity=CAPACITY)
         self.rng = rng or random.Random()
 
     @passes_later

@@ -17,7 +17,7 @@ from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_REFUSED, error_response
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.ticker import Ticker
-from interkube.plugin.answers import PASS, MemoryHandler, WireAnswer, bare_answer, negative_answer
+from interkube.plugin.answers import PASS, MemoryHandler, Synthesized, WireAnswer, bare_answer, negative_answer
 from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.request import Request
 from interkube.plugin.transfer import ZoneCopy, ZoneListener
@@ -118,7 +118,8 @@ class FileHandler(MemoryHandler[Zones]):
         response.additional.extend(result.additional)
         if result.outcome is Outcome.NXDOMAIN:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        return render(response)
+        wire = render(response)
+        return Synthesized(wire) if result.synthesized else wire
 
     # -- reloading --------------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ class Result:
     answer: list[dns.rrset.RRset] = field(default_factory=list)
     authority: list[dns.rrset.RRset] = field(default_factory=list)
     additional: list[dns.rrset.RRset] = field(default_factory=list)
+    #: Made up for the question's name (from a wildcard, or a DNAME's CNAME): any client can
+    #: ask for one per name.
+    synthesized: bool = False
 
 
 def rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
@@ -87,7 +90,9 @@ def lookup(z: ZoneData, qname: dns.name.Name, rdtype: int) -> Result:
         return _nodata(z)  # an empty non-terminal
     wild = _wildcard(z, qname)
     if wild is not None:
-        return _from_node(z, qname, wild, qtype)
+        result = _from_node(z, qname, wild, qtype)
+        result.synthesized = True
+        return result
     return Result(Outcome.NXDOMAIN, [], [rrset(origin, z.soa)])
 
 
@@ -160,7 +165,9 @@ def _dname(z: ZoneData, qname: dns.name.Name, owner: dns.name.Name,
     synth = dns.rdataset.Rdataset(IN, CNAME)
     cname = dns.rdtypes.ANY.CNAME.CNAME(IN, CNAME, new)  # type: ignore[no-untyped-call]  # unannotated in dnspython
     synth.add(cname, dname.ttl)
-    return _chase(z, [rrset(owner, dname), rrset(qname, synth)], synth, qtype)
+    result = _chase(z, [rrset(owner, dname), rrset(qname, synth)], synth, qtype)
+    result.synthesized = True
+    return result
 
 
 def _wildcard(z: ZoneData, qname: dns.name.Name) -> dns.node.Node | None:

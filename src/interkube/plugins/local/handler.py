@@ -139,7 +139,7 @@ class LocalHandler(TemplateHandler):
         self.prefix = cfg.localhost_prefix
         self.stats = stats or LocalStats()
         self.zones = ZoneSet(ZONES)
-        self.templates = TemplateTable(CAPACITY, negative_capacity=CAPACITY)
+        self.templates = TemplateTable(CAPACITY, per_query_capacity=CAPACITY)
 
     @passes_later
     def fast(self, req: Request) -> bytes | None:

@@ -178,7 +178,8 @@ class TemplatingHandler(TemplateHandler):
             started = INLINE_BUILDS.begin()
             entry = self.build(req, zone)
             INLINE_BUILDS.end(started)
-            self.templates.put(key, _EACH_QUERY if isinstance(entry, _Once) else entry)
+            # (every answer is made from the question: one per asked name, bounded as such)
+            self.templates.put(key, _EACH_QUERY if isinstance(entry, _Once) else entry, synthesized=True)
         elif entry is _EACH_QUERY:
             if not INLINE_BUILDS.serving:
                 raise Deferred  # built per query: the slow path's work
