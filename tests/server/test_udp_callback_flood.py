@@ -120,6 +120,7 @@ async def test_a_wake_up_sends_a_bounded_number_upstream_and_the_rest_waits_shed
     async with served(upstream) as s:
         ep = s.ep
         ep.later_per_read = 8
+        ep.later_in_flight = 0  # the per-wake-up budget alone (see the tests of later_in_flight)
         ep.backlog_limit = 40
         ep.inflight_limit = 0  # nothing waiting starts until the test says so
         ep._slow_keys_until = math.inf  # (no pump forgets the keys during the test)
@@ -144,6 +145,7 @@ async def test_while_queries_wait_new_ones_queue_behind_them(reader: str, upstre
     async with served(upstream) as s:
         ep = s.ep
         ep.later_per_read = 8
+        ep.later_in_flight = 0  # the per-wake-up budget alone (see the tests of later_in_flight)
         ep.inflight_limit = 0
         with client() as c:
             flood(c, ep, 20)
@@ -165,6 +167,7 @@ async def test_queries_held_back_start_on_the_callback_path_and_are_answered_as_
     async with served(upstream) as s:
         ep = s.ep
         ep.later_per_read = 8
+        ep.later_in_flight = 0  # the per-wake-up budget alone (see the tests of later_in_flight)
         ep.inflight_limit = 0
         with client() as c:
             sent = flood(c, ep, 30)
@@ -203,6 +206,74 @@ async def test_below_the_budget_nothing_waits(reader: str, upstream: FakeUpstrea
             assert s.fwd.inflight == listeners.UDP_LATER_PER_READ
             assert s.fast_asked == listeners.UDP_LATER_PER_READ
             assert not ep.backlog and not ep.holding and s.ep_dropped == 0
+
+
+async def test_a_wake_up_with_nothing_out_sends_up_to_the_in_flight_bound(
+        reader: str, upstream: FakeUpstream) -> None:
+    """With no query out on the callback path, one wake-up sends past its per-read budget (8)
+    up to ``later_in_flight`` (20): those are what clients with that many outstanding send, and
+    holding them back made each dearer. The rest waits, as past the budget. Before: 8 went."""
+    async with served(upstream) as s:
+        ep = s.ep
+        ep.later_per_read = 8
+        ep.later_in_flight = 20
+        ep.inflight_limit = 0
+        s.fwd.attempt_seconds = 30.0  # (no attempt times out while the upstream is held silent)
+        with client() as c:
+            flood(c, ep, 30)
+            await until(lambda: s.fwd.inflight + len(ep.backlog) == 30, "every query is read")
+            assert s.fwd.inflight == 20 and ep.later_out == 20
+            assert len(ep.backlog) == 10 and ep.holding
+            await until(lambda: upstream.count("udp") == 20, "the wake-up's queries reach the upstream")
+            assert s.fast_asked == 30 and s.slow_asked == 0
+
+
+async def test_with_queries_out_a_wake_up_gets_its_per_read_budget_and_the_count_comes_back(
+        reader: str, upstream: FakeUpstream) -> None:
+    """15 queries out of 20: the next wake-up sends its per-read budget (8), not only the 5 the
+    bound has room for, and the rest waits. Every answer relayed (the reader's and the pump's)
+    takes its query off the count."""
+    async with served(upstream) as s:
+        ep = s.ep
+        ep.later_per_read = 8
+        ep.later_in_flight = 20
+        ep.inflight_limit = 0
+        s.fwd.attempt_seconds = 30.0  # (no attempt times out while the upstream is held silent)
+        with client() as c:
+            sent = flood(c, ep, 15)
+            await until(lambda: s.fwd.inflight == 15, "the first queries go upstream")
+            assert not ep.backlog and ep.later_out == 15
+            more = [dns.message.make_query(f"m{i}.example.org.", "A", id=100 + i).to_wire() for i in range(10)]
+            for q in more:
+                c.sendto(q, ep.sock.getsockname())
+            await until(lambda: s.fwd.inflight + len(ep.backlog) == 25, "the second queries are read")
+            assert s.fwd.inflight == 15 + 8 and len(ep.backlog) == 2 and ep.later_out == 23
+            ep.inflight_limit = listeners.MAX_UDP_INFLIGHT
+            assert upstream.behaviour.gate is not None
+            upstream.behaviour.gate.set()
+            ep.handle(dns.message.make_query(NAMES[0], "A", id=1000).to_wire(), c.getsockname())  # (a pump)
+            got: dict[int, dns.message.Message] = {}
+            await until(lambda: answers(c, got)() == 26, "every query is answered")
+            assert {dns.message.from_wire(q).id for q in [*sent, *more]} | {1000} == set(got)
+            assert s.slow_asked == 0 and ep.later_out == 0 and s.fwd.inflight == 0
+
+
+async def test_a_query_handed_back_to_the_slow_path_leaves_the_count(
+        reader: str, upstream: FakeUpstream) -> None:
+    """A query whose first attempt timed out goes to the slow path (slow()): it is no longer out
+    on the callback path, and the next wake-up's room counts it so."""
+    async with served(upstream) as s:
+        ep = s.ep
+        s.fwd.attempt_seconds = 0.2
+        with client() as c:
+            flood(c, ep, 5)
+            await until(lambda: ep.later_out == 5, "the queries go upstream")
+            await until(lambda: s.slow_asked == 5, "their attempts time out and go to the slow path")
+            assert ep.later_out == 0
+            assert upstream.behaviour.gate is not None
+            upstream.behaviour.gate.set()
+            got: dict[int, dns.message.Message] = {}
+            await until(lambda: answers(c, got)() == 5, "the slow path answers them")
 
 
 class SlowOnly(Handler):

@@ -178,6 +178,17 @@ SLOW_KEYS_TTL = 0.2
 #: empty nothing was shed (bench/flood_probe.py). 64, one batch of reads, is more than a wake-up
 #: reads below the forwarding capacity.
 UDP_LATER_PER_READ = 64
+#: ... and past it, as many as bring the socket's queries out on the callback path (sent, not
+#: yet answered or handed back) to this many. A flood fills that at its first wake-up and the
+#: budget is UDP_LATER_PER_READ from then on; below it, the clients' own bound on what they
+#: have outstanding is what a wake-up reads, and holding part of it back only made it dearer:
+#: with 256 outstanding (bench/forward_callback.py's closed loop, 8 sockets x 32), wake-ups read
+#: 64-256 queries, most of what they read waited in the backlog, was asked of the chain a
+#: second time by the pump, and the pump, its share of a pass spent on relaying answers, started
+#: it a few at a time (server CPU per answer 25.2 -> 21.6 us, median of 8 alternated pairs on a
+#: loaded machine). 256 such sends are about a millisecond of the reader's, once, where a
+#: flood's every wake-up would have been (see above).
+UDP_LATER_IN_FLIGHT = 256
 #: Linux's SO_RCVBUFFORCE (Python has no name for it): with CAP_NET_ADMIN it goes past
 #: net.core.rmem_max.
 _SO_RCVBUFFORCE = 33
@@ -227,7 +238,9 @@ class UdpEndpoint:
     must not starve the answers from memory), and so does what one wake-up would send on the
     callback path past UDP_LATER_PER_READ, or at all while queries wait (a forward from the
     socket callback: cheap, but not free, and a flood ten times what the upstreams take is
-    mostly that; and a new query does not pass those that wait). A callback scheduled
+    mostly that; and a new query does not pass those that wait). (Past UDP_LATER_PER_READ, a
+    wake-up may send as many as keep the socket's queries out on the callback path within
+    UDP_LATER_IN_FLIGHT: what clients with a bounded number outstanding send.) A callback scheduled
     once per pass starts some of the waiting queries: as many as keep a pass near
     UDP_PASS_TARGET, and no more than MAX_UDP_INFLIGHT tasks at once. So the reader gets its
     turn every pass, reads the socket empty and answers from memory ahead of any slow work; and
@@ -276,10 +289,15 @@ class UdpEndpoint:
         self._reading = 0.0
         #: Slow-path queries started per pass (adapted; see UDP_PASS_TARGET).
         self.starts_per_pass = UDP_STARTS_MAX // 4
-        #: Queries a wake-up of the reader may send on the callback path (UDP_LATER_PER_READ),
-        #: and what is left of it in this one.
+        #: Queries a wake-up of the reader may send on the callback path (UDP_LATER_PER_READ,
+        #: or up to UDP_LATER_IN_FLIGHT out there), and what is left of it in this one.
         self.later_per_read = UDP_LATER_PER_READ
+        self.later_in_flight = UDP_LATER_IN_FLIGHT
         self.later_left = UDP_LATER_PER_READ
+        #: Queries this socket has out on the callback path: LATER, not yet answered (reply())
+        #: or handed back (slow()). (One that ends with neither, a handler choosing to send
+        #: nothing, stays counted: the budget only ever errs towards UDP_LATER_PER_READ.)
+        self.later_out = 0
         #: Whether the backlog holds queries the reader did not let on the callback path (see
         #: the class's docstring): the pump asks the fast path first. Never without a query
         #: seen going on it (``later_seen``): a chain that has no callback path pays nothing.
@@ -304,7 +322,11 @@ class UdpEndpoint:
     def _readable(self) -> None:
         started = time.monotonic()
         # Nothing on the callback path while queries wait for the pump (see the class's docstring).
-        self.later_left = 0 if self.backlog or self.resumed else self.later_per_read
+        if self.backlog or self.resumed:
+            self.later_left = 0
+        else:
+            room = self.later_in_flight - self.later_out
+            self.later_left = room if room > self.later_per_read else self.later_per_read
         try:
             self._read()
         finally:
@@ -368,6 +390,7 @@ class UdpEndpoint:
             if resp is not None:
                 if resp is LATER:
                     self.later_left -= 1
+                    self.later_out += 1
                     self.later_seen = True
                 return resp
             arrived = req.started
@@ -441,7 +464,9 @@ class UdpEndpoint:
                     req.replier = self
                     resp = dispatcher.fast(req)
                     if resp is not None:
-                        if resp:
+                        if resp is LATER:
+                            self.later_out += 1
+                        elif resp:
                             self.outbox.put((resp, addr))
                         continue  # answered, on the callback path (LATER), or dropped
                 answer = dispatcher.serve(req)
@@ -477,6 +502,8 @@ class UdpEndpoint:
 
     def reply(self, req: Request, resp: bytes) -> None:
         """An answer that came later (forward's callback path): it leaves with this pass's."""
+        if self.later_out:
+            self.later_out -= 1
         if not self.closed:
             outbox = self.outbox
             if outbox.items:  # the pass's send is scheduled already (put() inline: once per answer)
@@ -487,6 +514,8 @@ class UdpEndpoint:
     def slow(self, req: Request) -> None:
         """A request the callback path hands back: it waits for the slow path as the backlog's
         queries do (bounded as the backlog is, dropping its oldest), ahead of them."""
+        if self.later_out:
+            self.later_out -= 1
         if self.closed:
             return
         resumed = self.resumed
