@@ -40,13 +40,19 @@
  * send_batch(fd, items) sends many datagrams with one sendmmsg per 64: items are bytes (for a
  * connected socket) or (bytes, (host, port, ...)) pairs. It returns how many were sent; it
  * stops early, without raising, when the send buffer is full (UDP may drop), and raises
- * OSError for other errors.
+ * OSError for other errors. *
+ * The GIL: every system call here is non-blocking (MSG_DONTWAIT) and is made with the GIL held.
+ * Releasing it around each was two hand-overs of the GIL per call for nothing (callgrind: the
+ * GIL's mutex and condition work came to about 1% of a forwarded query's instructions), and
+ * while another thread ran Python (a snapshot read in asyncio.to_thread) each release let that
+ * thread keep the GIL for up to the switch interval, 5 ms, before the event loop had it back.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <time.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -100,11 +106,41 @@ addr_tuple(struct sockaddr_storage *ss, socklen_t len)
     return t;
 }
 
+/* Interned method names (PyInit__udpfast): a call by name without a bound method made per call. */
+static PyObject *s_popleft, *s_append;
+
+/* An int argument of a METH_FASTCALL function (what PyArg_Parse's "i" takes): 0, or -1 with an
+ * error set. The functions called once or more per event-loop pass take their arguments so:
+ * PyArg_ParseTuple, its format string read at every call, was some 600 instructions a call
+ * (callgrind), several calls for each query forwarded one at a time. */
+static int
+int_arg(PyObject *o, int *out)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "int argument out of range");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* The arguments' count of a METH_FASTCALL function: 0, or -1 with TypeError set. */
+static int
+arg_count(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments (%zd given)", name, want, nargs);
+    return -1;
+}
+
 /* The backlog a shedding drain feeds (see drain_shed); keys == NULL: no shedding. */
 struct shed {
     PyObject *keys;     /* set of bytes: the bytes after the ID of queries to shed */
     PyObject *backlog;  /* collections.deque of (data, addr, arrived) */
-    PyObject *popleft, *append;
     Py_ssize_t shed_from, limit;
     long dropped;
 };
@@ -148,7 +184,7 @@ shed_one(struct shed *sh, const char *buf, Py_ssize_t len, struct sockaddr_stora
      * collection of the youngest generation would walk the thousands of these waiting. */
     PyObject_GC_UnTrack(entry);
     if (waiting >= sh->limit) {
-        PyObject *old = PyObject_CallNoArgs(sh->popleft);
+        PyObject *old = PyObject_CallMethodNoArgs(sh->backlog, s_popleft);
         if (old == NULL) {
             Py_DECREF(entry);
             return -1;
@@ -156,7 +192,7 @@ shed_one(struct shed *sh, const char *buf, Py_ssize_t len, struct sockaddr_stora
         Py_DECREF(old);
         sh->dropped++;
     }
-    PyObject *res = PyObject_CallOneArg(sh->append, entry);
+    PyObject *res = PyObject_CallMethodOneArg(sh->backlog, s_append, entry);
     Py_DECREF(entry);
     if (res == NULL)
         return -1;
@@ -164,27 +200,50 @@ shed_one(struct shed *sh, const char *buf, Py_ssize_t len, struct sockaddr_stora
     return 1;
 }
 
+/* recvmmsg's headers into bufs, with the senders' addresses into rx_addrs (rx_named) or
+ * without (rx_plain), made once: a recvmmsg changes only the msg_len, msg_flags, msg_controllen
+ * and msg_namelen of what it fills, and the lengths of the addresses are put back before the
+ * next (setting up all 64 headers at every call was ~550 instructions, for one datagram read
+ * when queries come one at a time). Like bufs, for one batch at a time: a batch is done with
+ * before the next recvmmsg, and no callback of a batch reads a socket with these. */
+static struct mmsghdr rx_named[BATCH], rx_plain[BATCH];
+static struct iovec rx_iov[BATCH];
+static struct sockaddr_storage rx_addrs[BATCH];
+static int rx_made, rx_named_used;
+
+static struct mmsghdr *
+rx_headers(int named)
+{
+    if (!rx_made) {
+        for (int i = 0; i < BATCH; i++) {
+            rx_iov[i].iov_base = bufs[i];
+            rx_iov[i].iov_len = BUFSZ;
+            rx_plain[i].msg_hdr.msg_iov = rx_named[i].msg_hdr.msg_iov = &rx_iov[i];
+            rx_plain[i].msg_hdr.msg_iovlen = rx_named[i].msg_hdr.msg_iovlen = 1;
+            rx_named[i].msg_hdr.msg_name = &rx_addrs[i];
+        }
+        rx_made = 1;
+        rx_named_used = BATCH;
+    }
+    if (!named)
+        return rx_plain;
+    for (int i = 0; i < rx_named_used; i++)
+        rx_named[i].msg_hdr.msg_namelen = sizeof rx_addrs[i];
+    rx_named_used = 0;
+    return rx_named;
+}
+
 /* One recvmmsg into bufs: how many datagrams were read, 0 when there is nothing more to read
  * (or the caller is to stop: an error after `total` datagrams, which comes back on the next
- * call), or -1 with OSError set. `addrs` NULL: the senders' addresses are not wanted. */
+ * call), or -1 with OSError set. `named`: the senders' addresses are wanted (in rx_addrs). */
 static int
-recv_batch(int fd, struct mmsghdr *in, struct iovec *iov, struct sockaddr_storage *addrs, long total)
+recv_batch(int fd, int named, struct mmsghdr **in, long total)
 {
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = bufs[i];
-        iov[i].iov_len = BUFSZ;
-        memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-        if (addrs != NULL) {
-            in[i].msg_hdr.msg_name = &addrs[i];
-            in[i].msg_hdr.msg_namelen = sizeof addrs[i];
-        }
-        in[i].msg_hdr.msg_iov = &iov[i];
-        in[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n;
-    Py_BEGIN_ALLOW_THREADS
-    n = recvmmsg(fd, in, BATCH, MSG_DONTWAIT, NULL);
-    Py_END_ALLOW_THREADS
+    *in = rx_headers(named);
+    /* With the GIL held: see "The GIL" at the top. */
+    int n = recvmmsg(fd, *in, BATCH, MSG_DONTWAIT, NULL);
+    if (named)
+        rx_named_used = n >= 0 ? n : BATCH; /* (after an error: all of them, to be sure) */
     if (n >= 0)
         return n;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || total > 0)
@@ -196,14 +255,14 @@ recv_batch(int fd, struct mmsghdr *in, struct iovec *iov, struct sockaddr_storag
 static PyObject *
 drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh)
 {
-    struct mmsghdr in[BATCH], out[BATCH];
-    struct iovec in_iov[BATCH], out_iov[BATCH];
-    struct sockaddr_storage addrs[BATCH];
+    struct mmsghdr *in, out[BATCH];
+    struct iovec out_iov[BATCH];
+    struct sockaddr_storage *addrs = rx_addrs;
     PyObject *keep[BATCH];
     long total = 0;
 
     for (int round = 0; round < rounds; round++) {
-        int n = recv_batch(fd, in, in_iov, addrs, total);
+        int n = recv_batch(fd, 1, &in, total);
         if (n < 0)
             return NULL;
         if (n == 0)
@@ -252,10 +311,7 @@ drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh)
         }
         int sent = 0;
         while (sent < k) {
-            int m;
-            Py_BEGIN_ALLOW_THREADS
-            m = sendmmsg(fd, out + sent, (unsigned int)(k - sent), MSG_DONTWAIT);
-            Py_END_ALLOW_THREADS
+            int m = sendmmsg(fd, out + sent, (unsigned int)(k - sent), MSG_DONTWAIT);
             if (m < 0) {
                 if (errno == EINTR)
                     continue;
@@ -286,13 +342,22 @@ drain(PyObject *self, PyObject *args)
 }
 
 static PyObject *
-drain_shed(PyObject *self, PyObject *args)
+drain_shed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd, rounds;
-    PyObject *callback;
-    struct shed sh = {NULL, NULL, NULL, NULL, 0, 0, 0};
-    if (!PyArg_ParseTuple(args, "iOiO!Onn:drain_shed", &fd, &callback, &rounds, &PySet_Type, &sh.keys,
-                          &sh.backlog, &sh.shed_from, &sh.limit))
+    struct shed sh = {NULL, NULL, 0, 0, 0};
+    if (arg_count("drain_shed", nargs, 7) < 0 || int_arg(args[0], &fd) < 0 || int_arg(args[2], &rounds) < 0)
+        return NULL;
+    PyObject *callback = args[1];
+    sh.keys = args[3];
+    sh.backlog = args[4];
+    if (!PySet_Check(sh.keys)) {
+        PyErr_SetString(PyExc_TypeError, "drain_shed: keys must be a set");
+        return NULL;
+    }
+    if ((sh.shed_from = PyLong_AsSsize_t(args[5])) == -1 && PyErr_Occurred())
+        return NULL;
+    if ((sh.limit = PyLong_AsSsize_t(args[6])) == -1 && PyErr_Occurred())
         return NULL;
     if (sh.shed_from < 1)
         sh.shed_from = 1;
@@ -304,11 +369,7 @@ drain_shed(PyObject *self, PyObject *args)
         Py_DECREF(read);
         return PyLong_FromLong(0);
     }
-    sh.popleft = PyObject_GetAttrString(sh.backlog, "popleft");
-    sh.append = sh.popleft ? PyObject_GetAttrString(sh.backlog, "append") : NULL;
-    read = sh.append ? drain_impl(fd, callback, rounds, &sh) : NULL;
-    Py_XDECREF(sh.popleft);
-    Py_XDECREF(sh.append);
+    read = drain_impl(fd, callback, rounds, &sh);
     if (read == NULL)
         return NULL;
     Py_DECREF(read);
@@ -384,17 +445,20 @@ answer_one(const unsigned char *buf, Py_ssize_t len, PyObject *pending, PyObject
 }
 
 static PyObject *
-drain_answers(PyObject *self, PyObject *args)
+drain_answers(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd, rounds;
-    PyObject *pending, *ignored;
-    if (!PyArg_ParseTuple(args, "iO!iO:drain_answers", &fd, &PyDict_Type, &pending, &rounds, &ignored))
+    if (arg_count("drain_answers", nargs, 4) < 0 || int_arg(args[0], &fd) < 0 || int_arg(args[2], &rounds) < 0)
         return NULL;
-    struct mmsghdr in[BATCH];
-    struct iovec in_iov[BATCH];
+    PyObject *pending = args[1], *ignored = args[3];
+    if (!PyDict_Check(pending)) {
+        PyErr_SetString(PyExc_TypeError, "drain_answers: pending must be a dict");
+        return NULL;
+    }
+    struct mmsghdr *in;
     long total = 0;
     for (int round = 0; round < rounds; round++) {
-        int n = recv_batch(fd, in, in_iov, NULL, total);
+        int n = recv_batch(fd, 0, &in, total);
         if (n < 0)
             return NULL;
         if (n == 0)
@@ -473,12 +537,16 @@ sockaddr_memo(PyObject *addr, struct sockaddr_storage *ss, socklen_t *len)
 }
 
 static PyObject *
-send_batch(PyObject *self, PyObject *args)
+send_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
-    PyObject *items;
-    if (!PyArg_ParseTuple(args, "iO!:send_batch", &fd, &PyList_Type, &items))
+    if (arg_count("send_batch", nargs, 2) < 0 || int_arg(args[0], &fd) < 0)
         return NULL;
+    PyObject *items = args[1];
+    if (!PyList_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "send_batch: items must be a list");
+        return NULL;
+    }
     Py_ssize_t count = PyList_GET_SIZE(items);
     struct mmsghdr out[BATCH];
     struct iovec iov[BATCH];
@@ -513,10 +581,7 @@ send_batch(PyObject *self, PyObject *args)
         }
         int done = 0;
         while (done < k) {
-            int m;
-            Py_BEGIN_ALLOW_THREADS
-            m = sendmmsg(fd, out + done, (unsigned int)(k - done), MSG_DONTWAIT);
-            Py_END_ALLOW_THREADS
+            int m = sendmmsg(fd, out + done, (unsigned int)(k - done), MSG_DONTWAIT);
             if (m < 0) {
                 if (errno == EINTR)
                     continue;
@@ -662,16 +727,16 @@ done:
 static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
-    {"drain_shed", drain_shed, METH_VARARGS,
+    {"drain_shed", (PyCFunction)(void (*)(void))drain_shed, METH_FASTCALL,
      "drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit) -> int: drain, queueing known slow "
      "queries while the backlog holds shed_from or more; how many older ones that dropped."},
-    {"drain_answers", drain_answers, METH_VARARGS,
+    {"drain_answers", (PyCFunction)(void (*)(void))drain_answers, METH_FASTCALL,
      "drain_answers(fd, pending, rounds, ignored) -> int: read an upstream's answers, each to the "
      "sink of its ID and question in pending."},
     {"tally_setup", tally_setup, METH_VARARGS, "tally_setup(type_slots, size_buckets, duration_bounds)"},
     {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
      "tally(by_route, plugins, req, resp) -> bool: count one answer (see store.py)."},
-    {"send_batch", send_batch, METH_VARARGS,
+    {"send_batch", (PyCFunction)(void (*)(void))send_batch, METH_FASTCALL,
      "send_batch(fd, items) -> int: send bytes (connected) or (bytes, addr) items with sendmmsg."},
     {NULL, NULL, 0, NULL},
 };
@@ -691,7 +756,8 @@ PyInit__udpfast(void)
         || !(s_query = PyUnicode_InternFromString("query")) || !(s_qtype = PyUnicode_InternFromString("qtype"))
         || !(s_proto = PyUnicode_InternFromString("proto")) || !(s_client = PyUnicode_InternFromString("client"))
         || !(s_wire = PyUnicode_InternFromString("wire")) || !(s_started = PyUnicode_InternFromString("started"))
-        || !(s_set_result = PyUnicode_InternFromString("set_result")))
+        || !(s_set_result = PyUnicode_InternFromString("set_result"))
+        || !(s_popleft = PyUnicode_InternFromString("popleft")) || !(s_append = PyUnicode_InternFromString("append")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL)

@@ -96,3 +96,46 @@ def test_each_datagram_goes_to_its_own_address_among_many(path: str) -> None:
     finally:
         for sock in receivers:
             sock.close()
+
+
+def test_the_c_readers_give_every_datagram_its_whole_sender_address_whatever_they_read_before() -> None:
+    """The C helper's readers share their receive headers between sockets and calls: a read from
+    an IPv4 socket (16-byte addresses), then from an IPv6 one (28 bytes), then one without
+    addresses (an upstream's answers), then IPv6 again: each datagram comes with its sender's
+    address whole (a length left from the read before would cut an IPv6 address short)."""
+    fast = datagrams._built
+    if fast is None:
+        pytest.skip("interkube._udpfast is not built")
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    socks: list[socket.socket] = []
+
+    def bound(family: int, host: str) -> socket.socket:
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        socks.append(s)
+        s.bind((host, 0))
+        s.setblocking(False)
+        return s
+
+    def drained(sock: socket.socket) -> list[tuple[bytes, object]]:
+        got: list[tuple[bytes, object]] = []
+        fast.drain(sock.fileno(), lambda data, addr: got.append((data, addr)), 4)
+        return got
+
+    try:
+        v4, v6, plain = bound(socket.AF_INET, "127.0.0.1"), bound(socket.AF_INET6, "::1"), \
+            bound(socket.AF_INET, "127.0.0.1")
+        c4, c6 = bound(socket.AF_INET, "127.0.0.1"), bound(socket.AF_INET6, "::1")
+        for i in range(3):
+            c4.sendto(b"four%d" % i, v4.getsockname())
+        assert drained(v4) == [(b"four%d" % i, c4.getsockname()) for i in range(3)]
+        c6.sendto(b"six", v6.getsockname())
+        assert drained(v6) == [(b"six", c6.getsockname())]
+        plain.connect(c4.getsockname())
+        c4.sendto(b"\x00" * 12, plain.getsockname())
+        assert fast.drain_answers(plain.fileno(), {}, 4, ValueError) == 1  # (not an answer: dropped)
+        c6.sendto(b"again", v6.getsockname())
+        assert drained(v6) == [(b"again", c6.getsockname())]
+    finally:
+        for s in socks:
+            s.close()
