@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,46 @@ async def test_an_outbox_sends_what_one_pass_put_in_together(path: str, receiver
             outbox.put(b"%d" % i)
         await until(lambda: batches == [5], "one batch of five")
     assert received(receiver, 5) == [b"0", b"1", b"2", b"3", b"4"] and failures == []
+
+
+async def test_outboxes_filled_in_a_held_read_send_at_its_release_without_a_callback_each(
+        path: str, receiver: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What two outboxes take while a read callback holds them (a nested hold included) leaves
+    at the outer release, each in one batch, with no callback scheduled for it; an outbox filled
+    after the release is sent at the end of the pass again. Before: at the end of the pass, a
+    callback each."""
+    loop = asyncio.get_running_loop()
+    scheduled: list[object] = []
+    real_call_soon = loop.call_soon
+
+    def call_soon(callback: Callable[..., object], *args: object, **kwargs: Any) -> asyncio.Handle:
+        scheduled.append(callback)
+        return real_call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", call_soon)
+    receiver.setblocking(False)
+    failures: list[OSError] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.connect(receiver.getsockname())
+        first, second = datagrams.Outbox(a, loop, failures.append), datagrams.Outbox(b, loop, failures.append)
+        held = datagrams.hold()
+        assert held is not None
+        first.put(b"q1")
+        inner = datagrams.hold()
+        assert inner is None  # another read's callback inside this one: the outer release sends
+        second.put((b"a1", receiver.getsockname()))
+        first.put(b"q2")
+        datagrams.release(inner)
+        with pytest.raises(BlockingIOError):
+            receiver.recv(100)  # nothing before the outer release
+        datagrams.release(held)
+        assert first.items == [] and second.items == [] and scheduled == []
+        receiver.settimeout(5)
+        assert sorted(received(receiver, 3)) == [b"a1", b"q1", b"q2"]
+        first.put(b"q3")  # not held: sent at the end of the pass
+        assert len(scheduled) == 1
+        await until(lambda: first.items == [], "the pass's send")
+        assert received(receiver, 1) == [b"q3"] and failures == []
 
 
 async def test_nothing_is_sent_once_the_socket_is_closed(receiver: socket.socket) -> None:

@@ -327,9 +327,12 @@ class UdpEndpoint:
         else:
             room = self.later_in_flight - self.later_out
             self.later_left = room if room > self.later_per_read else self.later_per_read
+        # What this read sends (queries to upstreams, answers from memory) leaves when it ends.
+        held = datagrams.hold()
         try:
             self._read()
         finally:
+            datagrams.release(held)
             self._reading += time.monotonic() - started
 
     def _read(self) -> None:

@@ -155,6 +155,14 @@ class _UdpSocket:
     # -- receiving ---------------------------------------------------------------------------
 
     def _readable(self) -> None:
+        # The answers relayed from this read (to clients, by forward's callback path) leave when it ends.
+        held = datagrams.hold()
+        try:
+            self._read()
+        finally:
+            datagrams.release(held)
+
+    def _read(self) -> None:
         try:
             if _drain_answers is not None:
                 # _answer's matching, in C (see _udpfast.c): the sinks get their answers from it.
