@@ -208,17 +208,24 @@ async def test_below_the_budget_nothing_waits(reader: str, upstream: FakeUpstrea
             assert not ep.backlog and not ep.holding and s.ep_dropped == 0
 
 
+def in_flight_bound(s: Served) -> UdpEndpoint:
+    """``s``'s endpoint with a per-read budget of 8 and an in-flight bound of 20, nothing waiting
+    started, and no attempt timing out while the upstream is held silent."""
+    ep = s.ep
+    ep.later_per_read = 8
+    ep.later_in_flight = 20
+    ep.inflight_limit = 0
+    s.fwd.attempt_seconds = 30.0
+    return ep
+
+
 async def test_a_wake_up_with_nothing_out_sends_up_to_the_in_flight_bound(
         reader: str, upstream: FakeUpstream) -> None:
     """With no query out on the callback path, one wake-up sends past its per-read budget (8)
     up to ``later_in_flight`` (20): those are what clients with that many outstanding send, and
     holding them back made each dearer. The rest waits, as past the budget. Before: 8 went."""
     async with served(upstream) as s:
-        ep = s.ep
-        ep.later_per_read = 8
-        ep.later_in_flight = 20
-        ep.inflight_limit = 0
-        s.fwd.attempt_seconds = 30.0  # (no attempt times out while the upstream is held silent)
+        ep = in_flight_bound(s)
         with client() as c:
             flood(c, ep, 30)
             await until(lambda: s.fwd.inflight + len(ep.backlog) == 30, "every query is read")
@@ -234,11 +241,7 @@ async def test_with_queries_out_a_wake_up_gets_its_per_read_budget_and_the_count
     bound has room for, and the rest waits. Every answer relayed (the reader's and the pump's)
     takes its query off the count."""
     async with served(upstream) as s:
-        ep = s.ep
-        ep.later_per_read = 8
-        ep.later_in_flight = 20
-        ep.inflight_limit = 0
-        s.fwd.attempt_seconds = 30.0  # (no attempt times out while the upstream is held silent)
+        ep = in_flight_bound(s)
         with client() as c:
             sent = flood(c, ep, 15)
             await until(lambda: s.fwd.inflight == 15, "the first queries go upstream")
