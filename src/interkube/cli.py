@@ -12,7 +12,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from interkube import __version__
 from interkube.errors import InterkubeError
 
 # Order is the order of `interkube --help`; beside each module, the subcommands it adds.
@@ -42,7 +41,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="interkube",
         description="Connect Kubernetes clusters: DNS between clusters, address plans, deployment.",
     )
-    parser.add_argument("--version", "-version", action="version", version=f"interkube {__version__}")
+    parser.add_argument("--version", "-version", action=_Version, nargs=0,
+                        help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in modules:
         try:
@@ -53,6 +53,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             raise
         module.register(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """argparse's ``version`` action, with the version read only when asked for (reading the
+    package's metadata is a few ms that every other command, a server's start first, spares)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from interkube import __version__
+
+        print(f"interkube {__version__}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 
@@ -165,3 +167,42 @@ async def test_a_heap_grown_by_data_the_collector_does_not_follow_is_not_walked(
         del remembered
     finally:
         schedule.stop()
+
+
+#: Settles in a fresh process, reporting the generations each collected.
+FIRST_SETTLES = """
+import gc, sys
+from interkube.server import collector
+seen = []
+gc.callbacks.append(lambda phase, info: phase == "start" and seen.append(info["generation"]))
+if sys.argv[1] == "held":
+    collector.hold()
+    made = [[n] for n in range(10_000)]  # (more than enough for a young collection)
+    print(seen, gc.isenabled(), end=" ")
+    collector.release()
+for _ in range(2):
+    collector.settle()
+    print(seen, end=" ")
+    seen.clear()
+print(gc.isenabled())
+"""
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    ("plain", "[1] [2] True"),
+    # Nothing collected while held (the collector off), then the same settles.
+    ("held", "[] False [1] [2] True"),
+])
+def test_the_first_settle_of_a_process_leaves_the_old_generation_unwalked(how: str, expected: str) -> None:
+    """At start (issue 18): the first settle collects the young and middle generations only (the
+    old one is what the start imported); the next ones collect everything (a reload's cycles)."""
+    done = subprocess.run([sys.executable, "-c", FIRST_SETTLES, how], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == expected, done.stderr
+
+
+def test_a_hold_leaves_a_disabled_collector_disabled() -> None:
+    """An operator's (or a test's) gc.disable() is not undone by the server's start."""
+    program = ("import gc\nfrom interkube.server import collector\ngc.disable()\ncollector.hold()\n"
+               "collector.release()\nprint(gc.isenabled(), gc.get_freeze_count())\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "0"], done.stderr

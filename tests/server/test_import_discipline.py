@@ -15,6 +15,7 @@ interkube.server.openssl), and a reload that brings TLS in still serves it.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -97,6 +98,64 @@ def test_a_hosts_and_forward_server_loads_no_library_it_does_not_use(tmp_path: P
     assert unexpected(modules) == []
     if loop == "asyncio":
         assert mapped == []
+
+
+#: Dataclasses a hosts/forward server still defines at start: in modules of other sections (each
+#: dataclass is a few exec'd functions, about a millisecond of every start; issue 18, goal 4).
+STARTUP_DATACLASSES = frozenset({"interkube.server.listeners.ListenerOptions", "interkube.upstream.transport.Backoff",
+                                 "interkube.upstream.transport.StreamCounters"})
+
+#: `interkube serve` in a process that reports, when the server settles (its sockets bound, about
+#: to answer), what its start did: the dataclasses defined by interkube's modules, whether the
+#: package's version was read, the garbage collections between collector.hold() and release().
+START_REPORT = """
+import dataclasses, gc, os, sys
+from interkube.server import collector
+
+events = []
+gc.callbacks.append(lambda phase, info: phase == "start" and events.append(info["generation"]))
+for name in ("hold", "release"):
+    def mark(real=getattr(collector, name), name=name):
+        events.append(name)
+        real()
+    setattr(collector, name, mark)
+
+def report():
+    import interkube
+    classes = {f"{module.__name__}.{cls.__qualname__}" for module in list(sys.modules.values())
+               if module is not None and module.__name__.startswith("interkube.")
+               for cls in vars(module).values()
+               if isinstance(cls, type) and cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls)}
+    held = events[events.index("hold") + 1:events.index("release")]
+    print(repr({"dataclasses": sorted(classes), "version read": "__version__" in vars(interkube),
+                "collections while held": held, "collector enabled": gc.isenabled(),
+                "json": "json" in sys.modules}), flush=True)
+    os._exit(0)
+
+collector.settle = report
+from interkube.cli import main
+main(["serve", "-conf", sys.argv[1], "-quiet", "--loop", "asyncio"])
+"""
+
+
+def test_a_hosts_and_forward_server_starts_without_what_it_does_not_need(tmp_path: Path) -> None:
+    """What `interkube serve` spares a hosts/forward server's start (issue 18, goal 4: 0.2 s of
+    CPU to the first answer): dataclasses (plain classes and NamedTuples instead), the package's
+    version (importlib.metadata's lookup: read when printed), json (for `bind IFACE` only), and
+    garbage collections while its modules load and its configuration is built."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.7 app.example.org\n")
+    core = tmp_path / "Corefile"
+    core.write_text(f".:{free_port()} {{\n    bind 127.0.0.1\n    hosts {hosts} example.org\n"
+                    "    forward . 127.0.0.1:9\n}\n")
+    done = subprocess.run([sys.executable, "-c", START_REPORT, str(core)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert set(report["dataclasses"]) <= STARTUP_DATACLASSES, report
+    assert report["version read"] is False
+    assert report["json"] is False
+    assert report["collections while held"] == []
+    assert report["collector enabled"] is True
 
 
 @pytest.mark.parametrize("form", ["yaml", "json"])

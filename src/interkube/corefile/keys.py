@@ -8,7 +8,7 @@ every zone at that boundary, so ``10.0.0.0/22`` serves the four zones ``0..3.0.1
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import dns.name
 import dns.reversename
@@ -23,9 +23,11 @@ DEFAULT_PORTS = {TRANSPORT_DNS: 53, TRANSPORT_TLS: 853, TRANSPORT_HTTPS: 443}
 _UNSUPPORTED = ("grpc", "https3", "quic")
 
 
-@dataclass(frozen=True)
-class ZoneAddr:
-    """One zone a server block serves, on one transport and port."""
+class ZoneAddr(NamedTuple):
+    """One zone a server block serves, on one transport and port.
+
+    A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a millisecond
+    of every start (issue 18)."""
 
     transport: str
     zone: str  # fully qualified, lower case; "." for the root

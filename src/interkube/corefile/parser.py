@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from interkube.corefile.lexer import Token, decode, tokenize
 from interkube.errors import ConfigError
@@ -35,9 +35,11 @@ _ENV_RE = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}|\{%([A-Za-z_]
 _SNIPPET_RE = re.compile(r"^\(([^()\s]+)\)$")
 
 
-@dataclass(frozen=True)
-class Directive:
-    """One line of a server block (or of an option block) and the block it opens."""
+class Directive(NamedTuple):
+    """One line of a server block (or of an option block) and the block it opens.
+
+    A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a millisecond
+    of every start (issue 18)."""
 
     token: Token
     args: tuple[Token, ...] = ()
@@ -56,9 +58,9 @@ class Directive:
         return self.token.error(f"{self.name}: {message}")
 
 
-@dataclass(frozen=True)
-class ServerBlock:
-    """A server block as written: its keys (unparsed) and its directives."""
+class ServerBlock(NamedTuple):
+    """A server block as written: its keys (unparsed) and its directives (a NamedTuple, as
+    Directive)."""
 
     keys: tuple[Token, ...]
     directives: tuple[Directive, ...]
@@ -68,12 +70,12 @@ class ServerBlock:
         return self.keys[0]
 
 
-@dataclass
 class _Expander:
-    env: Mapping[str, str]
-    #: Log warnings (an import glob that matches nothing); off when only a digest is wanted.
-    warn: bool = True
-    snippets: dict[str, list[Token]] = field(default_factory=dict)
+    def __init__(self, env: Mapping[str, str], warn: bool = True) -> None:
+        self.env = env
+        #: Log warnings (an import glob that matches nothing); off when only a digest is wanted.
+        self.warn = warn
+        self.snippets: dict[str, list[Token]] = {}
 
     def substitute(self, tok: Token) -> Token:
         if "{" not in tok.text:

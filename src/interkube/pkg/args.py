@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from interkube.corefile.keys import normalize_zone, reverse_zones
 from interkube.corefile.lexer import Token
@@ -146,10 +146,12 @@ def optional_address(d: Directive, default: str) -> str:
     return a[0].text if a else default
 
 
-@dataclass(frozen=True)
-class TlsClientFiles:
+class TlsClientFiles(NamedTuple):
     """A client's `tls [CERT KEY] [CA]` option: its certificate and key, and the CA it trusts
-    (None: the system's)."""
+    (None: the system's).
+
+    A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a millisecond
+    of every start (issue 18)."""
 
     cert: str | None = None
     key: str | None = None

@@ -7,15 +7,18 @@ the zones given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from interkube.corefile.parser import Directive
 from interkube.dns.names import ZoneSet
 from interkube.pkg import args
 
 
-@dataclass(frozen=True)
-class Fallthrough:
+class Fallthrough(NamedTuple):
+    """A plugin's `fallthrough`.
+    (A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a
+    millisecond of every start, issue 18.)"""
+
     zones: tuple[str, ...] | None = None  # None: the option was not given
     enabled: bool = False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -10,6 +9,8 @@ import subprocess
 
 def interface_addresses(name: str) -> list[str]:
     """Every address configured on interface ``name`` (via iproute2's JSON output)."""
+    import json  # (only for `bind IFACE`: not a module every server imports at start, issue 18)
+
     if name not in {n for _, n in socket.if_nameindex()}:
         raise LookupError(f"no interface or address {name!r}")
     ip = shutil.which("ip")

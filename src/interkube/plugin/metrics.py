@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from interkube import __version__
 from interkube.pkg.metrics import NAMESPACE, Source
 
 if TYPE_CHECKING:
@@ -125,6 +124,8 @@ class _Registry:
         import platform  # (its regular expressions, compiled at import: a few ms of a start that needs none)
 
         from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        from interkube import __version__  # (read from the package's metadata: only when the series is made)
 
         _no_created_series()
         self.registry = CollectorRegistry(auto_describe=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dns.message
@@ -16,17 +15,20 @@ if TYPE_CHECKING:
     from interkube.plugin.later import Pending, Replier
 
 
-@dataclass(frozen=True, eq=False)
 class Route:
     """The server block zone a query was routed to, as logs and metrics name it.
 
-    Compared and hashed by identity (eq=False): metrics key their counts on the route, and a
-    dataclass's generated __hash__ would hash every field in Python on each query.
+    Compared and hashed by identity: metrics key their counts on the route, and a dataclass's
+    generated __hash__ would hash every field in Python on each query. (A plain class: a
+    dataclass is a few exec'd functions at import, a millisecond of every start, issue 18.)
     """
 
-    zone: str
-    server: str      # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
-    view: str = ""   # the block's `view` name, the "view" label of metrics ("" without one)
+    __slots__ = ("zone", "server", "view")
+
+    def __init__(self, zone: str, server: str, view: str = "") -> None:
+        self.zone = zone
+        self.server = server    # e.g. "dns://127.0.0.1:5353", the "server" label of metrics
+        self.view = view        # the block's `view` name, the "view" label of metrics ("" without one)
 
 
 #: The route of a request the dispatcher has not matched to a zone yet.

@@ -26,8 +26,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from interkube.corefile.parser import Directive
 from interkube.errors import ConfigError
@@ -48,12 +47,14 @@ Hook = Callable[[], Awaitable[None]]
 ReadinessCheck = Callable[[], dict[str, bool]]
 
 
-@dataclass(frozen=True)
-class ConnectionTimeouts:
+class ConnectionTimeouts(NamedTuple):
     """A server block's `timeouts` for its TCP and TLS connections (seconds; None: the server's
     default): ``read`` a query must be whole within, ``write`` an answer must be taken by the
     client within, ``idle`` a connection may ask nothing for, ``max_queries`` a connection may
-    ask before it is closed (-1: no limit)."""
+    ask before it is closed (-1: no limit).
+
+    This module's classes are not dataclasses: a dataclass is a few exec'd functions at import,
+    and every server imports them at start (issue 18, goal 4)."""
 
     read: float | None = None
     write: float | None = None
@@ -72,46 +73,51 @@ class ConnectionTimeouts:
             max_queries=earlier.max_queries if self.max_queries is None else self.max_queries)
 
 
-@dataclass(frozen=True)
 class View:
     """A server block's `view`: its name (the `view` label of metrics) and whether a query is
     for this block. The blocks of one zone and port are asked in Corefile order; the first that
     accepts, or the first without a view, answers (interkube.server.views)."""
 
-    name: str
-    accepts: Callable[[Request], bool]
+    __slots__ = ("name", "accepts")
+
+    def __init__(self, name: str, accepts: Callable[[Request], bool]) -> None:
+        self.name = name
+        self.accepts = accepts
 
 
-@dataclass
 class BlockSettings:
     """Server-block properties that config-only plugins (bind, tls, ...) set during setup."""
 
-    bind: tuple[str, ...] = ()          # addresses to listen on; empty = all interfaces
-    bind_except: tuple[str, ...] = ()
-    tls: ServerTls | None = None        # the TLS server side of tls:// keys
-    #: The block's `timeouts` (for the listeners of its addresses), None: the defaults.
-    timeouts: ConnectionTimeouts | None = None
-    #: The plugins of the block's directives, in execution order (known before any setup).
-    plugins: tuple[str, ...] = ()
-    #: The clusters this block's kubernetes stanzas serve, by name, in Corefile order.
-    clusters: list[str] = field(default_factory=list)
-    #: The block's `view` (None: it takes every query of its zones).
-    view: View | None = None
-    #: Objects the directives of one block share (see SharedObjects).
-    shared: SharedObjects = field(default_factory=SharedObjects)
+    def __init__(self, bind: tuple[str, ...] = (), bind_except: tuple[str, ...] = (), tls: ServerTls | None = None,
+                 timeouts: ConnectionTimeouts | None = None, plugins: tuple[str, ...] = (),
+                 clusters: list[str] | None = None, view: View | None = None,
+                 shared: SharedObjects | None = None) -> None:
+        self.bind = bind                # addresses to listen on; empty = all interfaces
+        self.bind_except = bind_except
+        self.tls = tls                  # the TLS server side of tls:// keys
+        #: The block's `timeouts` (for the listeners of its addresses), None: the defaults.
+        self.timeouts = timeouts
+        #: The plugins of the block's directives, in execution order (known before any setup).
+        self.plugins = plugins
+        #: The clusters this block's kubernetes stanzas serve, by name, in Corefile order.
+        self.clusters: list[str] = [] if clusters is None else clusters
+        #: The block's `view` (None: it takes every query of its zones).
+        self.view = view
+        #: Objects the directives of one block share (see SharedObjects).
+        self.shared = SharedObjects() if shared is None else shared
 
 
-@dataclass
 class Hooks:
     """The lifecycle hooks one directive's setup registered (see the module docstring)."""
 
-    plugin: str
-    startup: list[Hook] = field(default_factory=list)
-    shutdown: list[Hook] = field(default_factory=list)
-    serving: list[Hook] = field(default_factory=list)
-    final_shutdown: list[Hook] = field(default_factory=list)
-    readiness: list[ReadinessCheck] = field(default_factory=list)
-    configured: list[Callable[[], None]] = field(default_factory=list)
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.startup: list[Hook] = []
+        self.shutdown: list[Hook] = []
+        self.serving: list[Hook] = []
+        self.final_shutdown: list[Hook] = []
+        self.readiness: list[ReadinessCheck] = []
+        self.configured: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         for hook in self.startup:
@@ -122,21 +128,23 @@ class Hooks:
             await hook()
 
 
-@dataclass
 class SetupContext:
     """What setup may see and touch: the block's zones and settings, the process services."""
 
-    zones: tuple[str, ...]              # the server block's zones, fully qualified, lower case
-    port: int
-    transport: str
-    corefile: str
-    block: BlockSettings
-    services: Services
-    directive: Directive | None = None
-    #: The configuration being built (the same object for every block and directive of one
-    #: Corefile load), for plugins that must tell their siblings from a previous configuration.
-    configuration: object = None
-    hooks: Hooks = field(default_factory=lambda: Hooks(""))
+    def __init__(self, zones: tuple[str, ...], port: int, transport: str, corefile: str, block: BlockSettings,
+                 services: Services, directive: Directive | None = None, configuration: object = None,
+                 hooks: Hooks | None = None) -> None:
+        self.zones = zones              # the server block's zones, fully qualified, lower case
+        self.port = port
+        self.transport = transport
+        self.corefile = corefile
+        self.block = block
+        self.services = services
+        self.directive = directive
+        #: The configuration being built (the same object for every block and directive of one
+        #: Corefile load), for plugins that must tell their siblings from a previous configuration.
+        self.configuration = configuration
+        self.hooks = Hooks("") if hooks is None else hooks
 
     @property
     def server_label(self) -> str:
@@ -177,16 +185,20 @@ class SetupContext:
         self.hooks.configured.append(check)
 
 
-@dataclass(frozen=True)
 class Plugin(Generic[ConfigT]):
     """A plugin's registration: its name, its pure parser and its setup."""
 
-    name: str
-    parse: Callable[[Directive], ConfigT]
-    setup: Callable[[ConfigT, SetupContext], Handler | None]
-    #: May appear more than once in a server block (e.g. one `kubernetes` stanza per cluster).
-    multiple: bool = False
-    doc: str = ""
+    __slots__ = ("name", "parse", "setup", "multiple", "doc")
+
+    def __init__(self, name: str, parse: Callable[[Directive], ConfigT],
+                 setup: Callable[[ConfigT, SetupContext], Handler | None], multiple: bool = False,
+                 doc: str = "") -> None:
+        self.name = name
+        self.parse = parse
+        self.setup = setup
+        #: May appear more than once in a server block (e.g. one `kubernetes` stanza per cluster).
+        self.multiple = multiple
+        self.doc = doc
 
 
 def deferred(module: str) -> Callable[[Any, SetupContext], Handler | None]:

@@ -116,6 +116,19 @@ def _serve(args: argparse.Namespace) -> int:
         for name in registry.available():
             print(name)
         return 0
+    from interkube.server import collector
+
+    # No garbage collections while the server's modules load and its configuration is built:
+    # run() releases the collector once built (see collector.hold).
+    collector.hold()
+    try:
+        return _start(args)
+    finally:
+        collector.release()  # (when run() did not get as far)
+
+
+def _start(args: argparse.Namespace) -> int:
+    """Read the Corefile, load what it needs (OpenSSL only if it uses it) and run the server."""
     from interkube.server import openssl
     from interkube.server.source import choose_corefile
 

@@ -9,11 +9,10 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from interkube import __version__
 from interkube.corefile.parser import Directive, ServerBlock
 from interkube.errors import InterkubeError
 from interkube.plugin.services import Services
@@ -39,29 +38,31 @@ log = logging.getLogger("interkube.server")
 RETIRE_AFTER = 6.0
 
 
-@dataclass
 class Server:
-    """The process-level server: one running Instance at a time, replaced whole on reload."""
+    """The process-level server: one running Instance at a time, replaced whole on reload.
 
-    source: CorefileSource
-    dns_port: int | None = None
-    options: ListenerOptions = field(default_factory=ListenerOptions)
-    services: Services = field(default_factory=Services)
-    instance: Instance | None = None
-    digest: str = ""
-    fatal_message: str | None = None
-    _stopping: asyncio.Event | None = None
-    _retiring: set[asyncio.Task[object]] = field(default_factory=set)
-    _old: set[Instance] = field(default_factory=set)
-    _reload_lock: asyncio.Lock | None = None
-    _metrics_runner: Any = None
-    #: Collections by the clock while a configuration runs (issue 19).
-    _collections: collector.Schedule = field(default_factory=collector.Schedule)
-    #: Which worker of a multi-worker server this is (None: the only process).
-    worker: WorkerContext | None = None
+    A plain class, not a dataclass: each dataclass is a few exec'd functions at import, a
+    millisecond of every start (issue 18, goal 4)."""
 
-    def __post_init__(self) -> None:
-        self.services.worker = self.worker
+    def __init__(self, source: CorefileSource, dns_port: int | None = None, options: ListenerOptions | None = None,
+                 services: Services | None = None, worker: WorkerContext | None = None) -> None:
+        self.source = source
+        self.dns_port = dns_port
+        self.options = ListenerOptions() if options is None else options
+        self.services = Services() if services is None else services
+        self.instance: Instance | None = None
+        self.digest = ""
+        self.fatal_message: str | None = None
+        self._stopping: asyncio.Event | None = None
+        self._retiring: set[asyncio.Task[object]] = set()
+        self._old: set[Instance] = set()
+        self._reload_lock: asyncio.Lock | None = None
+        self._metrics_runner: Any = None
+        #: Collections by the clock while a configuration runs (issue 19).
+        self._collections = collector.Schedule()
+        #: Which worker of a multi-worker server this is (None: the only process).
+        self.worker = worker
+        self.services.worker = worker
         # The TCP and TLS connections' counts (closed by reason, open now): one table per process.
         self.services.metrics.add_source(self.options.table, self.options.table.collect)
 
@@ -259,6 +260,8 @@ async def serve_until_signalled(server: Server, built: Built, quiet: bool, banne
         loop.add_signal_handler(sig, server.request_reload)
     await server.start(built)
     if not quiet:
+        from interkube import __version__  # (read from the package's metadata: only when printed)
+
         assert server.instance is not None
         for line in server.instance.built.zone_lines:
             print(line)
@@ -287,7 +290,10 @@ def run(source: CorefileSource, *, dns_port: int | None = None, quiet: bool = Fa
     configure_logging(quiet)
     options = options or ListenerOptions()
     server = Server(source, dns_port=dns_port, options=options)
-    built = server.build()  # everything is validated before any socket opens
+    try:
+        built = server.build()  # everything is validated before any socket opens
+    finally:
+        collector.release()  # the start's imports and build made, collections resume (see collector.hold)
     # Before any socket opens (and before workers fork, which inherit it); the cap is sized from
     # the limit this leaves.
     before, after = limits.raise_open_files_limit()

@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from interkube.corefile.keys import TRANSPORT_HTTPS, TRANSPORT_TLS, ZoneAddr, parse_keys
@@ -35,26 +34,27 @@ log = logging.getLogger("interkube.server")
 ListenKey = tuple[str, str, int]  # transport, host ("" = all interfaces), port
 
 
-@dataclass
 class Built:
-    """A configuration set up but not started."""
+    """A configuration set up but not started. (A plain class: a dataclass is a few exec'd
+    functions at import, a millisecond of every start, issue 18.)"""
 
-    chains: dict[ListenKey, dict[str, Chain]] = field(default_factory=dict)
-    #: Every chain's handlers, in order (for tests and tools that look one up by plugin).
-    handlers: list[Handler] = field(default_factory=list)
-    #: The lifecycle hooks of every directive (see interkube.plugin.setup).
-    hooks: list[Hooks] = field(default_factory=list)
-    tls: dict[ListenKey, Any] = field(default_factory=dict)
-    zone_lines: list[str] = field(default_factory=list)
-    settings: list[BlockSettings] = field(default_factory=list)
-    digest: str = ""
-    #: The server key that first asked for each address: where a failure to bind it is reported.
-    origin: dict[ListenKey, Token] = field(default_factory=dict)
-    #: The `timeouts` of the blocks on each address (the last block to set a value wins).
-    timeouts: dict[ListenKey, ConnectionTimeouts] = field(default_factory=dict)
-    #: The blocks with a `view`, per address and zone, in Corefile order (before the zone's
-    #: block without one, in ``chains``, if it has one).
-    views: dict[ListenKey, dict[str, list[ViewChain]]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.chains: dict[ListenKey, dict[str, Chain]] = {}
+        #: Every chain's handlers, in order (for tests and tools that look one up by plugin).
+        self.handlers: list[Handler] = []
+        #: The lifecycle hooks of every directive (see interkube.plugin.setup).
+        self.hooks: list[Hooks] = []
+        self.tls: dict[ListenKey, Any] = {}
+        self.zone_lines: list[str] = []
+        self.settings: list[BlockSettings] = []
+        self.digest = ""
+        #: The server key that first asked for each address: where a failure to bind it is reported.
+        self.origin: dict[ListenKey, Token] = {}
+        #: The `timeouts` of the blocks on each address (the last block to set a value wins).
+        self.timeouts: dict[ListenKey, ConnectionTimeouts] = {}
+        #: The blocks with a `view`, per address and zone, in Corefile order (before the zone's
+        #: block without one, in ``chains``, if it has one).
+        self.views: dict[ListenKey, dict[str, list[ViewChain]]] = {}
 
 
 def _format_server(transport: str, host: str, port: int) -> str:

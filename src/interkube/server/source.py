@@ -8,16 +8,17 @@ server's modules (and asyncio) are imported: what it asks for decides whether Op
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from interkube.corefile.parser import ServerBlock, parse_file, parse_text
 
 
-@dataclass(frozen=True)
-class CorefileSource:
-    """Where the configuration comes from: a file on disk, or the built-in default."""
+class CorefileSource(NamedTuple):
+    """Where the configuration comes from: a file on disk, or the built-in default.
+    (A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a
+    millisecond of every start, issue 18.)"""
 
     path: str | None              # None: the built-in default
     text: str | None = None       # set for the built-in default

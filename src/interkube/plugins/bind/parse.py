@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from interkube.corefile.parser import Directive
 from interkube.pkg import args
 
 
-@dataclass(frozen=True)
-class BindConfig:
+class BindConfig(NamedTuple):
+    """A `bind` directive, parsed.
+    (A NamedTuple, not a dataclass: a dataclass is a few exec'd functions at import, a
+    millisecond of every start, issue 18.)"""
+
     include: tuple[str, ...]   # addresses or interface names
     exclude: tuple[str, ...] = ()
 

@@ -6,7 +6,6 @@ Every option CoreDNS 1.15 accepts is read here; the one interkube does not imple
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypedDict
 
 import dns.rcode
@@ -34,40 +33,59 @@ NOT_SUPPORTED = {
 }
 
 
-@dataclass(frozen=True)
 class UpstreamSpec:
-    """One TO argument: an address, or a resolv.conf-style file to read nameservers from."""
+    """One TO argument: an address, or a resolv.conf-style file to read nameservers from.
 
-    addr: UpstreamAddr | None
-    path: str | None
-    where: str
+    This and ForwardConfig are plain classes, not dataclasses: a dataclass is a few exec'd
+    functions at import, and a forward server imports these at every start (issue 18, goal 4)."""
+
+    __slots__ = ("addr", "path", "where")
+
+    def __init__(self, addr: UpstreamAddr | None, path: str | None, where: str) -> None:
+        self.addr = addr
+        self.path = path
+        self.where = where
 
 
-@dataclass(frozen=True)
+#: ForwardConfig's default of ``expire`` (CoreDNS's).
+DEFAULT_EXPIRE = 10.0
+
+
 class ForwardConfig:
-    from_zones: tuple[str, ...]
-    to: tuple[UpstreamSpec, ...]
-    except_zones: tuple[str, ...] = ()
-    force_tcp: bool = False
-    prefer_udp: bool = False
-    expire: float = 10.0
-    max_age: float = 0.0
-    max_idle_conns: int = 0
-    read_timeout: float = 2.0
-    max_fails: int = 2
-    #: Failed attempts per query at most (None: CoreDNS's default, twice the upstreams; 0: no cap).
-    max_connect_attempts: int | None = None
-    health: HealthCheck = HealthCheck()
-    policy: str = "random"
-    max_concurrent: int = 0
-    failfast_all_unhealthy: bool = False
-    next_rcodes: frozenset[int] = frozenset()
-    next_on_nodata: bool = False
-    failover_rcodes: frozenset[int] = frozenset()
-    doh_method: str = "POST"
-    source_address: str | None = None
-    tls: args.TlsClientFiles | None = None
-    tls_servername: str | None = None
+    """A `forward` directive, parsed (CoreDNS's defaults where the block says nothing)."""
+
+    def __init__(self, from_zones: tuple[str, ...], to: tuple[UpstreamSpec, ...], *, except_zones: tuple[str, ...] = (),
+                 force_tcp: bool = False, prefer_udp: bool = False, expire: float = DEFAULT_EXPIRE,
+                 max_age: float = 0.0, max_idle_conns: int = 0, read_timeout: float = 2.0, max_fails: int = 2,
+                 max_connect_attempts: int | None = None, health: HealthCheck | None = None,
+                 policy: str = "random", max_concurrent: int = 0, failfast_all_unhealthy: bool = False,
+                 next_rcodes: frozenset[int] = frozenset(), next_on_nodata: bool = False,
+                 failover_rcodes: frozenset[int] = frozenset(), doh_method: str = "POST",
+                 source_address: str | None = None, tls: args.TlsClientFiles | None = None,
+                 tls_servername: str | None = None) -> None:
+        self.from_zones = from_zones
+        self.to = to
+        self.except_zones = except_zones
+        self.force_tcp = force_tcp
+        self.prefer_udp = prefer_udp
+        self.expire = expire
+        self.max_age = max_age
+        self.max_idle_conns = max_idle_conns
+        self.read_timeout = read_timeout
+        self.max_fails = max_fails
+        #: Failed attempts per query at most (None: CoreDNS's default, twice the upstreams; 0: no cap).
+        self.max_connect_attempts = max_connect_attempts
+        self.health = HealthCheck() if health is None else health
+        self.policy = policy
+        self.max_concurrent = max_concurrent
+        self.failfast_all_unhealthy = failfast_all_unhealthy
+        self.next_rcodes = next_rcodes
+        self.next_on_nodata = next_on_nodata
+        self.failover_rcodes = failover_rcodes
+        self.doh_method = doh_method
+        self.source_address = source_address
+        self.tls = tls
+        self.tls_servername = tls_servername
 
 
 class _Options(TypedDict, total=False):
@@ -195,7 +213,7 @@ def parse(d: Directive) -> ForwardConfig:
             health = _health_check(opt)
         else:
             _option(opt, opts)
-    expire = opts.get("expire", ForwardConfig.expire)
+    expire = opts.get("expire", DEFAULT_EXPIRE)
     max_age = opts.get("max_age", 0.0)
     if 0 < max_age < expire:
         raise d.error(f"max_age ({max_age:g}s) must not be less than expire ({expire:g}s)")

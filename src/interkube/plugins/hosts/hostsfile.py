@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -76,13 +75,16 @@ def _concat(first: Mapping[K, tuple[V, ...]], then: Mapping[K, tuple[V, ...]]) -
     return _frozen(out)
 
 
-@dataclass(frozen=True)
 class HostsData:
-    """One generation of entries: names to addresses, and addresses to names for PTR."""
+    """One generation of entries: names to addresses, and addresses to names for PTR. (A plain
+    class: a dataclass is a few exec'd functions at import, a millisecond of every start, issue 18.)"""
 
-    v4: Mapping[dns.name.Name, tuple[ipaddress.IPv4Address, ...]] = field(default_factory=dict)
-    v6: Mapping[dns.name.Name, tuple[ipaddress.IPv6Address, ...]] = field(default_factory=dict)
-    names: Mapping[Address, tuple[dns.name.Name, ...]] = field(default_factory=dict)
+    def __init__(self, v4: Mapping[dns.name.Name, tuple[ipaddress.IPv4Address, ...]] | None = None,
+                 v6: Mapping[dns.name.Name, tuple[ipaddress.IPv6Address, ...]] | None = None,
+                 names: Mapping[Address, tuple[dns.name.Name, ...]] | None = None) -> None:
+        self.v4: Mapping[dns.name.Name, tuple[ipaddress.IPv4Address, ...]] = {} if v4 is None else v4
+        self.v6: Mapping[dns.name.Name, tuple[ipaddress.IPv6Address, ...]] = {} if v6 is None else v6
+        self.names: Mapping[Address, tuple[dns.name.Name, ...]] = {} if names is None else names
 
     def __len__(self) -> int:
         """The number of entries, counted as CoreDNS's hosts_entries metric counts them."""
