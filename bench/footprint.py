@@ -5,7 +5,8 @@ everything else forwarded to loadgen's responder on loopback) and measured:
 
 * time to the first answer: from the spawn of the process to the first answer to a query sent
   to it every 5 ms (a hosts name: what a sidecar must answer at once), and the CPU the process
-  used until then (what a busy machine does not inflate much);
+  used until then (what a busy machine does not inflate much; the scheduler's count in ns, where
+  /proc/PID/stat has 10 ms ticks);
 * RSS: VmRSS once it answers, and the peak (VmHWM) after 2,000 queries (half of them
   forwarded).
 
@@ -26,6 +27,13 @@ The bytecode goes to a cache outside the tree (PYTHONPYCACHEPREFIX), filled by o
 not measured.
 
     python bench/footprint.py [--starts 5] [--servers interkube,unbound,coredns] [--loop asyncio]
+                              [--baseline-src DIR]
+
+The servers take turns, one start each per round, so that the machine's other work falls on
+them alike. ``--baseline-src DIR`` adds ``interkube-baseline``: the ``src`` directory of another
+version (``git archive <rev> src | tar -x -C /tmp/base``, with its C helper built in
+/tmp/base/src/interkube), run through PYTHONPATH in the same rounds: a before/after pair of the
+CPU to the first answer, the figure a busy machine inflates least.
 
 Every process is stopped by its PID.
 """
@@ -84,6 +92,17 @@ def first_answer(port: int, wire: bytes, proc: Proc, timeout: float = 30.0) -> f
     raise proc.fail(f"no answer in {timeout:g}s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid``'s threads so far, to the nanosecond (the scheduler's own count,
+    /proc/PID/task/TID/schedstat): /proc/PID/stat's ticks are 10 ms each, a twentieth of the goal.
+    The ticks where the scheduler's statistics are not kept."""
+    try:
+        return sum(int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+                   for tid in os.listdir(f"/proc/{pid}/task")) / 1e9
+    except (OSError, ValueError, IndexError):
+        return proc_cpu_seconds(pid)
+
+
 def compiled_env(cache: Path) -> dict[str, str]:
     """The environment of a Python that finds its modules compiled (see the docstring): bytecode
     written to and read from ``cache``."""
@@ -118,6 +137,8 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=5, help="starts of each server (medians are reported)")
     ap.add_argument("--servers", default="interkube,unbound,coredns")
     ap.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), default="asyncio", help="interkube's --loop")
+    ap.add_argument("--baseline-src", type=Path, help="the src/ directory of another interkube, measured too as "
+                    "interkube-baseline (a before/after pair in the same rounds)")
     opts = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="interkube-footprint-"))
     records = hosts_records()
@@ -129,39 +150,50 @@ def main() -> None:
     names = [n for n, _ in records[:50]] + [f"n{i:04d}.{FORWARD_ZONE}" for i in range(50)]
     kinds: dict[str, Server] = {"interkube": HostsAndForward("interkube"), "unbound": Unbound("unbound"),
                                 "coredns": Coredns("coredns")}
-    results: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
+    labels = [s.strip() for s in opts.servers.split(",") if s.strip()]
     compiled = compiled_env(tmp / "pycache")
+    # The environment of each interkube: the baseline's src/ first on the path (its bytecode in
+    # the same cache: PYTHONPYCACHEPREFIX keeps each source file's by its own path).
+    envs: dict[str, dict[str, str]] = {"interkube": compiled}
+    if opts.baseline_src is not None:
+        kinds["interkube-baseline"] = HostsAndForward("interkube")
+        envs["interkube-baseline"] = {**compiled, "PYTHONPATH": str(opts.baseline_src.resolve())}
+        labels.insert(labels.index("interkube") + 1 if "interkube" in labels else 0, "interkube-baseline")
+    results: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
     skipped: list[str] = []
     busy = 0.0
     wall = 0.0
     try:
         Proc("responder", gen.responder_argv(ctx.upstream_port, ttl=0), tmp / "responder.log",
              cpus=(GENERATOR_CPU,)).start()
-        for label in [s.strip() for s in opts.servers.split(",") if s.strip()]:
-            server = kinds[label]
-            why = server.unavailable()
+        for label in list(labels):
+            why = kinds[label].unavailable()
             if why:
                 skipped.append(f"{label}: {why}")
-                continue
-            firsts: list[float] = []
-            cpus: list[float] = []
-            rss: list[float] = []
-            peak: list[float] = []
-            warm_up = label == "interkube"  # the start that compiles the bytecode (see the docstring)
-            for i in range(-1 if warm_up else 0, opts.starts):
+                labels.remove(label)
+            else:
+                results[label] = ([], [], [], [])
+        # Round by round, each server one start (interkube's first round compiles its bytecode,
+        # unmeasured: see the docstring).
+        for i in range(-1 if any(label in envs for label in labels) else 0, opts.starts):
+            for label in labels:
+                if i < 0 and label not in envs:
+                    continue
+                server = kinds[label]
                 port = free_port()
                 workdir = tmp / f"{label}-{i}"
                 workdir.mkdir()
                 launch = server.launch(_hosts_with_forward(sc, label), ctx, port, workdir)
-                env = {**compiled, **(launch.env or {})} if label == "interkube" else launch.env
+                env = {**envs[label], **(launch.env or {})} if label in envs else launch.env
                 with CpuMeter([]) as meter:
                     proc = Proc(label, launch.argv, workdir / "server.log", cpus=launch.cpus, env=env,
                                 cwd=launch.cwd).start()
                     first = first_answer(port, probe, proc)
-                    cpu = sum(proc_cpu_seconds(pid) for pid in proc.tree())
+                    cpu = sum(cpu_seconds(pid) for pid in proc.tree())
                 if i < 0:
                     proc.stop()
                     continue
+                firsts, cpus, rss, peak = results[label]
                 firsts.append(first)
                 cpus.append(cpu)
                 busy += meter.foreign(0.0)
@@ -170,16 +202,19 @@ def main() -> None:
                 ask(port, names, 2000)
                 peak.append(sum(status_kib(pid, "VmHWM") for pid in proc.tree()) / 1024)
                 proc.stop()
-            results[label] = (firsts, cpus, rss, peak)
     finally:
         stop_all()
     print("a hosts/forward-only server: 100 hosts records, the rest forwarded (loadgen's responder on loopback;"
           " unbound and CoreDNS serve the hosts records only, as in S1-hosts);")
     print(f"median of {opts.starts} starts each")
-    print(f"  {'server':<10} {'first answer s':>15} {'CPU s until':>12} {'RSS MiB':>9} {'peak MiB':>9}")
+    print(f"  {'server':<18} {'first answer s':>15} {'CPU s until':>12} {'RSS MiB':>9} {'peak MiB':>9}")
     for label, (firsts, cpus, rss, peak) in results.items():
-        print(f"  {label:<10} {statistics.median(firsts):>15.3f} {statistics.median(cpus):>12.3f}"
+        print(f"  {label:<18} {statistics.median(firsts):>15.3f} {statistics.median(cpus):>12.3f}"
               f" {statistics.median(rss):>9.1f} {statistics.median(peak):>9.1f}")
+    if "interkube" in results and "interkube-baseline" in results:
+        now, then = statistics.median(results["interkube"][1]), statistics.median(results["interkube-baseline"][1])
+        print(f"  against the baseline ({opts.baseline_src}): CPU to the first answer {now:.3f} vs {then:.3f} s"
+              f" ({now / then:.2f}x)")
     for line in skipped:
         print(f"  skipped {line}")
     print(f"  floor: Python {sys.version.split()[0]} with asyncio imported, doing nothing:"
@@ -199,7 +234,7 @@ def main() -> None:
 def _hosts_with_forward(sc: Scenario, label: str) -> Scenario:
     """The scenario each server's own configuration takes: interkube reads ``records`` itself;
     unbound and CoreDNS get S1-hosts' zone data through their usual scenario kinds."""
-    if label == "interkube":
+    if label.startswith("interkube"):
         return sc
     return Scenario(sc.id, sc.title, "memory", HOSTS_ZONE, records=sc.records, ttl=sc.ttl)
 
