@@ -65,9 +65,12 @@ _NOT_PLAIN = frozenset((*NAME_RDATA, *SINGLETON_TYPES, _TYPE_SIG, _TYPE_RRSIG, T
 _HEADER = struct.Struct("!HHHHHH")
 _FLAGS_COUNTS = struct.Struct("!HHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
-_TTL_RDLEN = struct.Struct("!IH")
-_OWNER_QNAME = b"\xc0\x0c"
-_OPT_HEAD = b"\x00\x00\x29"  # the root's OPT: owner, type
+#: A record owned by the question name (a pointer to it: c0 0c) in read_plain_answer: owner,
+#: type, class, TTL, RDLENGTH.
+_PLAIN_RR = struct.Struct("!HHHIH")
+_POINTER_QNAME = 0xC00C
+#: An OPT record's fixed part: owner (the root, one byte), type, payload, TTL, RDLENGTH.
+_OPT_FIXED = struct.Struct("!BHHIH")
 _U32 = struct.Struct("!I")
 
 
@@ -155,33 +158,37 @@ def read_plain_answer(wire: bytes, question: bytes) -> tuple[int, list[PlainReco
     (the checks here are the reader's for these records, or stricter). Never raises.
     """
     n = len(wire)
-    if n < HEADER_LEN or len(question) < 5:  # (a name and the type and class at least)
+    qlen = len(question)
+    if qlen < 5:  # (a name and the type and class at least)
         return None
-    flags, qd, an, ns, ar = _FLAGS_COUNTS.unpack_from(wire, 2)
-    offset = HEADER_LEN + len(question)
-    if qd != 1 or ns or ar > 1 or wire[HEADER_LEN:offset].lower() != question:
+    offset = HEADER_LEN + qlen
+    # Each fixed part is read with one unpack, which raises struct.error where the message is
+    # cut short (a header, a record, the OPT record): not plain either.
+    try:
+        flags, qd, an, ns, ar = _FLAGS_COUNTS.unpack_from(wire, 2)
+        if qd != 1 or ns or ar > 1 or wire[HEADER_LEN:offset].lower() != question:
+            return None
+        unpack = _PLAIN_RR.unpack_from
+        records = []
+        for _ in range(an):
+            # The pointer to offset 12 is read as the question name, which ends before the
+            # record (the reader's rule for a pointer).
+            owner, rtype, rclass, _ttl, rdlen = unpack(wire, offset)
+            end = offset + 12 + rdlen
+            if owner != _POINTER_QNAME or end > n or rtype in _NOT_PLAIN or \
+                    (rclass == CLASS_IN and FIXED_RDLEN.get(rtype, rdlen) != rdlen):
+                return None
+            records.append((wire[offset + 2:offset + 6], _ttl, wire[offset + 10:end]))
+            offset = end
+        rcode = flags & 0x0F
+        if ar:
+            root, rtype, _payload, opt_ttl, rdlen = _OPT_FIXED.unpack_from(wire, offset)
+            if root or rtype != TYPE_OPT:
+                return None
+            offset += 11 + rdlen
+            rcode |= (opt_ttl >> 20) & 0xFF0  # the extended rcode's upper 8 bits (RFC 6891)
+    except struct.error:
         return None
-    unpack = _RR_FIXED.unpack_from
-    records = []
-    for _ in range(an):
-        # The pointer to offset 12 is read as the question name, which ends before the record
-        # (the reader's rule for a pointer); a short message fails the bound that follows.
-        fixed = offset + 12
-        if fixed > n or wire[offset:offset + 2] != _OWNER_QNAME:
-            return None
-        rtype, rclass, _ttl, rdlen = unpack(wire, offset + 2)
-        end = fixed + rdlen
-        if end > n or rtype in _NOT_PLAIN or (rclass == CLASS_IN and FIXED_RDLEN.get(rtype, rdlen) != rdlen):
-            return None
-        records.append((wire[offset + 2:offset + 6], _ttl, wire[fixed - 2:end]))
-        offset = end
-    rcode = flags & 0x0F
-    if ar:
-        if offset + 11 > n or wire[offset:offset + 3] != _OPT_HEAD:
-            return None
-        opt_ttl, rdlen = _TTL_RDLEN.unpack_from(wire, offset + 5)
-        offset += 11 + rdlen
-        rcode |= (opt_ttl >> 20) & 0xFF0  # the extended rcode's upper 8 bits (RFC 6891)
     if offset != n:
         return None
     return rcode, records

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from interkube.dns.message import make_response
 from interkube.dns.wire import parse_query
-from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
+from interkube.plugins.merge.combine import Answer, ClusterReply, cluster_queries, combine, merge_answers
 
 # -- the previous implementation (dnspython), as the oracle -----------------------------------
 
@@ -205,6 +205,18 @@ def both(query: dns.message.Message, replies: Replies,
             for (c, _, m), zw, question in zip(replies, zones, questions, strict=True)]
         merged[asking] = combine(parsed, new_replies, MERGED.to_wire(), local, local_first)
     assert merged[True] == merged[False]
+    # The callback path's merge of the answers as they came (bytes; a timeout as its reply): the
+    # same bytes, and the replies read whenever one is to be counted as left out (with the reason).
+    answers: list[Answer] = [ClusterReply(c, zw.lower(), None, "timeout") if m is None else m.to_wire()
+                             for (c, _, m), zw in zip(replies, zones, strict=True)]
+    via_answers, read = merge_answers(parsed, answers, [(b"", question) for question in questions],
+                                      [(c, zw.lower(), None) for (c, _, _), zw in zip(replies, zones, strict=True)],
+                                      MERGED.to_wire(), local, local_first)
+    assert via_answers == merged[True]
+    if read is None:
+        assert all(r.counts for r in new_replies)
+    else:
+        assert [(r.cluster, r.rcode, r.failure) for r in read] == [(r.cluster, r.rcode, r.failure) for r in new_replies]
     old_replies = [OldReply(c, dns.name.from_text(z), None if m is None else dns.message.from_wire(m.to_wire()),
                             None if m is not None else "timeout") for c, z, m in replies]
     old = reference_combine(query, old_replies, MERGED, local, local_first)
@@ -360,6 +372,23 @@ def test_union_dedup_and_smallest_ttl() -> None:
          response(LOCAL, answer=(f"{LOCAL.upper()} 10 A 10.0.0.1", f"{LOCAL} 10 A 10.2.0.10"))),
     ])
     assert section(out, "answer") == [(Q, 1, 1, 10, ["10.1.0.10", "10.0.0.1", "10.2.0.10"])]
+
+
+@pytest.mark.parametrize("ttls", [(30, 20, 10), (10, 20, 30), (20, 5, 20)])
+def test_one_address_per_cluster_is_one_rrset_with_the_smallest_ttl(ttls: tuple[int, int, int]) -> None:
+    """The commonest merge (each cluster its one address, one cluster's the same as another's)."""
+    addrs = ("10.1.0.10", "10.2.0.10", "10.1.0.10")
+    out = both(dns.message.make_query(Q, "A", use_edns=0), [
+        (cluster, "cluster.local.", response(LOCAL, answer=(f"{LOCAL} {ttl} A {addr}",), edns=True))
+        for cluster, ttl, addr in zip(CLUSTERS[:3], ttls, addrs, strict=True)])
+    assert section(out, "answer") == [(Q, 1, 1, min(ttls), ["10.1.0.10", "10.2.0.10"])]
+    # An AAAA in one of them: two RRsets, each with its own TTL.
+    out = both(dns.message.make_query(Q, "A"), [
+        ("east", "cluster.local.", response(LOCAL, answer=(f"{LOCAL} {ttls[0]} A 10.1.0.10",))),
+        ("west", "cluster.local.", response(LOCAL, answer=(f"{LOCAL} {ttls[1]} AAAA fd00::1",))),
+        ("central", "cluster.local.", response(LOCAL, answer=(f"{LOCAL} {ttls[2]} A 10.3.0.10",)))])
+    assert section(out, "answer") == [(Q, 1, 1, min(ttls[0], ttls[2]), ["10.1.0.10", "10.3.0.10"]),
+                                      (Q, 1, 28, ttls[1], ["fd00::1"])]
 
 
 @pytest.mark.parametrize(("rtype", "rdata", "moved"), [

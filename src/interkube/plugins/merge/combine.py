@@ -31,6 +31,8 @@ echoed) when the query had EDNS.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 from interkube.dns import records as rr
@@ -58,9 +60,14 @@ _QNAME_POINTER = b"\xc0\x0c"
 _CLASS_IN = 1
 #: Length of an OPT record without options: owner (root), type, class, TTL, RDLENGTH.
 _OPT_NO_OPTIONS = 11
+#: The OPT record of a response, by the query's DO bit (payload 1232, DO echoed).
+_OPT_RECORDS = {False: opt_record(False), True: opt_record(True)}
+#: A header's flags and counts (after the ID).
+_FLAGS_COUNTS = struct.Struct("!HHHHH")
 
 
-def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]],
+                    one_zone: bool = False) -> list[tuple[bytes, bytes]]:
     """The query for each cluster, from the client's bytes: ``(wire, lower-cased question)``.
 
     The question name ends with the merged zone (``zone_len`` bytes of wire form, a label
@@ -68,7 +75,8 @@ def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]
     each zone's wire form as configured and lower-cased). The labels before it keep the
     client's case; header flags and the OPT record's payload and flags stay as the client sent
     them, its EDNS options (cookies, client subnet) do not go on. The question comes back
-    lower-cased, as the transport matches answers by it.
+    lower-cased, as the transport matches answers by it. ``one_zone``: every zone is the first
+    one (the caller knows it).
     """
     wire = query.wire
     relative_end = query.qname_end - zone_len
@@ -81,6 +89,9 @@ def cluster_queries(query: Query, zone_len: int, zones: list[tuple[bytes, bytes]
         opt = opt[:_OPT_NO_OPTIONS - 2] + b"\x00\x00"
     # Clusters mostly serve the same zone (cluster.local): their queries are then the same bytes
     # (each socket writes its own ID), built once.
+    if one_zone:
+        zone, lzone = zones[0]
+        return [(head + zone + qtail + opt, lrelative + lzone + ltail)] * len(zones)
     out: list[tuple[bytes, bytes]] = []
     last = b""
     for zone, lzone in zones:
@@ -120,19 +131,24 @@ class ClusterReply:
         if question:
             plain = rr.read_plain_answer(wire, question)
             if plain is not None:
-                reply = cls.__new__(cls)  # every slot set here once, not twice through __init__
-                reply.cluster = cluster
-                reply.zone = zone
-                rcode, records = reply.rcode, reply.plain = plain
-                reply.data = rcode == RCODE_NOERROR and bool(records)
-                reply.wire = wire
-                reply._message = None
-                reply.failure = None
-                return reply
+                return cls.of_plain(cluster, zone, wire, plain)
         try:
             return cls(cluster, zone, rr.read_message(wire))
         except Malformed as exc:
             return cls(cluster, zone, None, f"malformed: {exc}")
+
+    @classmethod
+    def of_plain(cls, cluster: str, zone: bytes, wire: bytes, plain: tuple[int, list[PlainRecord]]) -> ClusterReply:
+        """The reply of a response that :func:`interkube.dns.records.read_plain_answer` read as ``plain``."""
+        reply = cls.__new__(cls)  # every slot set here once, not twice through __init__
+        reply.cluster = cluster
+        reply.zone = zone
+        rcode, records = reply.rcode, reply.plain = plain
+        reply.data = rcode == RCODE_NOERROR and bool(records)
+        reply.wire = wire
+        reply._message = None
+        reply.failure = None
+        return reply
 
     @property
     def message(self) -> Message | None:
@@ -151,6 +167,11 @@ class ClusterReply:
     def has_data(self) -> bool:
         return self.data
 
+
+#: A cluster's answer as the callback path keeps it: the response's bytes as they came (read
+#: when every cluster's is in, see :func:`merge_answers`), or its reply read already (a failure,
+#: an answer fetched over TCP).
+Answer = bytes | ClusterReply
 
 #: Names moved between zones, by (name, source zone, destination zone): answers repeat the same
 #: names (SRV targets, CNAME targets, the asked name). Bounded, oldest first, as wire._MEMO.
@@ -256,7 +277,7 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
             if r.plain is None:
                 break
         else:
-            an, n_an = _plain_union(with_data)
+            an, n_an = _plain_union([r.plain for r in with_data])  # type: ignore[misc]  # (all set)
             return _response(query, flags, an, n_an, [], 0, [], 0)
         qname = wire[HEADER_LEN:query.qname_end]
         lname = query.lname
@@ -278,23 +299,88 @@ def combine(query: Query, replies: list[ClusterReply], merged_zone: bytes,
     return _response(query, flags, [], 0, [_soa(counted, merged_zone, local)], 1, [], 0)
 
 
-def _plain_union(replies: list[ClusterReply]) -> tuple[list[bytes], int]:
-    """The answer section merged from plain replies (``plain`` set): what :class:`_Union` makes
-    of the same records, without reading, moving or re-encoding any. Every record is owned by
-    the question name and no type is a singleton or an RRSIG, so an RRset is its type and
-    class (4 bytes as sent), a record's identity its RDLENGTH and rdata (as sent); RRsets and
-    their records in the order first seen, each RRset with its smallest TTL."""
-    if len(replies) == 1:
-        records = replies[0].plain
-        assert records is not None
-        if len(records) == 1:  # one cluster's one record: itself
-            tc, ttl, rdata = records[0]
+def merge_answers(query: Query, answers: list[Answer], queries: list[tuple[bytes, bytes]],
+                  clusters: Sequence[tuple[str, bytes, object]], merged_zone: bytes, local: str | None = None,
+                  local_first: bool = False) -> tuple[bytes, list[ClusterReply] | None]:
+    """:func:`combine` for the clusters' answers as the callback path has them: ``answers[i]``
+    is cluster ``clusters[i]``'s (its name and lower-cased zone first) answer to
+    ``queries[i]`` (its query and lower-cased question), see :data:`Answer`.
+
+    Returns the merged response and the replies as combine() had them (for the caller's counts
+    of what was left out), or None in their place where no ClusterReply was made: every answer
+    came as bytes of the plain shape (see :func:`interkube.dns.records.read_plain_answer`),
+    NOERROR or NXDOMAIN, and some with records; those are merged from their records as
+    combine() merges plain replies, to the same bytes.
+    """
+    plains = []
+    data = []  # the answer records of each NOERROR answer with some, in cluster order
+    whole = False  # whether combine() must have the replies (an answer not plain, or failed)
+    read_plain = rr.read_plain_answer
+    for answer, (_wire, question) in zip(answers, queries, strict=True):
+        plain = read_plain(answer, question) if type(answer) is bytes else None
+        plains.append(plain)
+        if plain is None:
+            whole = True
+            continue
+        rcode, records = plain
+        if rcode == RCODE_NOERROR:
+            if records:
+                data.append(records)
+        elif rcode != RCODE_NXDOMAIN:
+            whole = True
+    if not whole and data:
+        if local_first and local is not None:
+            for (name, _zone, _up), (rcode, records) in zip(clusters, plains, strict=True):  # type: ignore[misc]  # (all read)
+                if name == local:
+                    if rcode == RCODE_NOERROR and records:
+                        data = [records]
+                    break
+        wire = query.wire
+        an, n_an = _plain_union(data)
+        return _response(query, FLAG_QR | FLAG_AA | (((wire[2] << 8) | wire[3]) & FLAG_RD), an, n_an,
+                         [], 0, [], 0), None
+    replies: list[ClusterReply] = []
+    for answer, plain, (name, zone, _up) in zip(answers, plains, clusters, strict=True):
+        if not isinstance(answer, bytes):
+            replies.append(answer)
+        elif plain is not None:
+            replies.append(ClusterReply.of_plain(name, zone, answer, plain))
+        else:  # (not plain: read whole)
+            replies.append(ClusterReply.read(name, zone, answer))
+    return combine(query, replies, merged_zone, local, local_first), replies
+
+
+def _plain_union(answers: list[list[PlainRecord]]) -> tuple[list[bytes], int]:
+    """The answer section merged from plain replies' records (``ClusterReply.plain``, one list
+    per reply with data): what :class:`_Union` makes of the same records, without reading,
+    moving or re-encoding any. Every record is owned by the question name and no type is a
+    singleton or an RRSIG, so an RRset is its type and class (4 bytes as sent), a record's
+    identity its RDLENGTH and rdata (as sent); RRsets and their records in the order first
+    seen, each RRset with its smallest TTL."""
+    first = answers[0]
+    if len(first) == 1:
+        tc, ttl, rdata = first[0]
+        if len(answers) == 1:  # one cluster's one record: itself
             return [b"".join((_QNAME_POINTER, tc, ttl.to_bytes(4, "big"), rdata))], 1
+        # Every reply one record of the same type (an address asked, each cluster its own or
+        # the same): one RRset, its records in cluster order, each once.
+        rdatas = {rdata: None}
+        for records in answers:
+            if len(records) != 1:
+                break
+            other_tc, other_ttl, other_rdata = records[0]
+            if other_tc != tc:
+                break
+            if other_ttl < ttl:
+                ttl = other_ttl
+            rdatas[other_rdata] = None
+        else:
+            head = b"".join((_QNAME_POINTER, tc, ttl.to_bytes(4, "big")))
+            return [head + rdata for rdata in rdatas], len(rdatas)
     # type and class -> [the smallest TTL, {RDLENGTH and rdata: None} in the order first seen]
     sets: dict[bytes, list[Any]] = {}
-    for reply in replies:
-        assert reply.plain is not None
-        for tc, ttl, rdata in reply.plain:
+    for records in answers:
+        for tc, ttl, rdata in records:
             entry = sets.get(tc)
             if entry is None:
                 sets[tc] = [ttl, {rdata: None}]
@@ -313,10 +399,11 @@ def _response(query: Query, flags: int, an: list[bytes], n_an: int, ns: list[byt
               ar: list[bytes], n_ar: int) -> bytes:
     wire = query.wire
     if query.edns:
-        ar = [*ar, opt_record(query.do)]
+        ar = [*ar, _OPT_RECORDS[query.do]]
         n_ar += 1
-    head = rr.encode_header(wire[:2], flags, 1, n_an, n_ns, n_ar)
-    return b"".join((head, wire[HEADER_LEN:query.question_end], *an, *ns, *ar))
+    # (rr.encode_header inline: the client's ID as it came, then flags and counts)
+    return b"".join((wire[:2], _FLAGS_COUNTS.pack(flags, 1, n_an, n_ns, n_ar), wire[HEADER_LEN:query.question_end],
+                     *an, *ns, *ar))
 
 
 def _soa(replies: list[ClusterReply], merged_zone: bytes, local: str | None) -> bytes:

@@ -23,8 +23,8 @@ from interkube.pkg.shared import Kind
 from interkube.plugin.handler import LATER, SLOW, Handler, passes_later
 from interkube.plugin.metrics import Metrics
 from interkube.plugin.request import Request
-from interkube.plugins.merge.combine import ClusterReply, cluster_queries, combine
-from interkube.plugins.merge.fanout import launch
+from interkube.plugins.merge.combine import Answer, ClusterReply, cluster_queries, combine, merge_answers
+from interkube.plugins.merge.fanout import Plan, launch
 from interkube.plugins.merge.parse import ClusterDns, MergeConfig
 from interkube.upstream.transport import PendingAnswer
 from interkube.upstream.upstream import Upstream, UpstreamGroup
@@ -137,14 +137,19 @@ class MergeHandler(Handler):
         self.zones = ZoneSet((cfg.zone,))
         self.clusters = [_Cluster(c, up) for c, up in zip(cfg.clusters, upstreams.members, strict=True)]
         self.czones = [(c.zone, c.lzone) for c in self.clusters]
-        #: What the callback path's legs take from each cluster, in order (cluster_queries' order).
+        self.zone_len = len(self.zone)
+        #: Whether every cluster serves the same zone (as configured): one query for all.
+        self.one_zone = len(set(self.czones)) == 1
+        #: Each cluster's name, lower-cased zone and upstream, in order (cluster_queries' order).
         self.links = [(c.name, c.lzone, c.upstream) for c in self.clusters]
         self.local_first = cfg.policy == "local-first"
         self.stats = stats
         self.metrics = metrics
         self.group = upstreams
-        #: Whether a UDP client's query may go out from the socket callback: plain UDP upstreams.
-        self.callback_path = all(c.upstream.udp is not None and c.upstream.doh is None for c in self.clusters)
+        #: The callback path's plan (fanout.py), when a UDP client's query may go out from the
+        #: socket callback: plain UDP upstreams.
+        self.plan = (Plan(self.links, cfg.timeout, self._merge_answers)
+                     if all(c.upstream.udp is not None and c.upstream.doh is None for c in self.clusters) else None)
 
     @passes_later
     def fast(self, req: Request) -> bytes | None:
@@ -153,13 +158,10 @@ class MergeHandler(Handler):
             return self.next.fast(req)
         # A UDP client's query to UDP upstreams goes out from the socket callback (fanout.py);
         # else the slow path, which needs the network.
-        if req.replier is None or not self.later_ok or not self.callback_path:
+        if req.replier is None or not self.later_ok or self.plan is None:
             return SLOW
         self.stats.requests += 1
-        queries = cluster_queries(q, len(self.zone), self.czones)
-        launch(req, [(name, lzone, upstream, wire, question)
-                     for (name, lzone, upstream), (wire, question) in zip(self.links, queries, strict=True)],
-               self.cfg.timeout, self._merged)
+        launch(req, self.plan, cluster_queries(q, self.zone_len, self.czones, self.one_zone))
         return LATER
 
     async def serve(self, req: Request) -> bytes:
@@ -186,6 +188,20 @@ class MergeHandler(Handler):
 
     def _merged(self, req: Request, replies: list[ClusterReply]) -> bytes:
         """The merged answer from every cluster's reply (in the clusters' order), counted."""
+        self._count_left_out(replies)
+        req.answered_by = self.plugin
+        return combine(req.query, replies, self.zone, self.cfg.local, self.local_first)
+
+    def _merge_answers(self, req: Request, answers: list[Answer], queries: list[tuple[bytes, bytes]]) -> bytes:
+        """The callback path's _merged(): every cluster's answer as it came (see fanout.py)."""
+        resp, replies = merge_answers(req.query, answers, queries, self.links, self.zone, self.cfg.local,
+                                      self.local_first)
+        if replies is not None:
+            self._count_left_out(replies)
+        req.answered_by = self.plugin
+        return resp
+
+    def _count_left_out(self, replies: list[ClusterReply]) -> None:
         for reply in replies:
             if reply.rcode != RCODE_NOERROR and reply.rcode != RCODE_NXDOMAIN:  # (reply.counts, inline)
                 if reply.failure:
@@ -194,8 +210,6 @@ class MergeHandler(Handler):
                     reason = "rcode " + rcode_name(reply.rcode)  # a reply that did not fail was read
                 key = (reply.cluster, reason.split(":", 1)[0])
                 self.stats.left_out[key] = self.stats.left_out.get(key, 0) + 1
-        req.answered_by = self.plugin
-        return combine(req.query, replies, self.zone, self.cfg.local, self.local_first)
 
     async def start(self) -> None:
         if self.metrics is not None:
