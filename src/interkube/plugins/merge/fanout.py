@@ -7,11 +7,11 @@ cluster's question waits in its upstream socket's ID table as a :class:`Leg` (no
 task, no timer), and times out there with the socket's deadline sweep. A truncated UDP answer
 is fetched over TCP in a task, as on the slow path.
 
-Per query this makes a :class:`Fanout` and a :class:`Leg` per cluster, and nothing else until
-the last answer is in: what is fixed for the handler (each cluster's name, zone, upstream and
-its send) is in its :class:`Plan`, the queries are :func:`cluster_queries`' list (one tuple
-for all the clusters of one zone), and an answer is kept as the bytes that came; the merge
-reads them all at once (:func:`interkube.plugins.merge.combine.merge_answers`).
+Per query this makes a :class:`Fanout` (with its list of answers) and a :class:`Leg` per
+cluster, and nothing else until the last answer is in: what is fixed for the handler (each
+cluster's name, zone, upstream and its send) is in its :class:`Plan`, the queries are
+:func:`cluster_queries`' list (one tuple for all the clusters of one zone), and an answer is
+kept as the bytes that came; the merge reads them all at once (:func:`interkube.plugins.merge.combine.merge_answers`).
 """
 
 from __future__ import annotations
