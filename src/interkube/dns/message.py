@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dns.flags
-import dns.message
 import dns.opcode
 import dns.rcode
 
 from interkube.dns.wire import ADVERTISED_PAYLOAD
+
+if TYPE_CHECKING:
+    import dns.message
 
 
 def make_response(query: dns.message.Message, *, authoritative: bool = True) -> dns.message.Message:
@@ -16,7 +20,9 @@ def make_response(query: dns.message.Message, *, authoritative: bool = True) -> 
     We advertise a 1232-byte payload and echo DO (RFC 3225: a server copies DO into its
     response).
     """
-    response = dns.message.make_response(query, our_payload=ADVERTISED_PAYLOAD)
+    import dns.message as dns_message  # (imported at first use, not at every start: issue 18)
+
+    response = dns_message.make_response(query, our_payload=ADVERTISED_PAYLOAD)
     if authoritative:
         response.flags |= dns.flags.AA
     if query.edns >= 0 and query.ednsflags & dns.flags.DO:
@@ -47,7 +53,9 @@ def normalized_query_wire(message: dns.message.Message) -> bytes:
     Used for queries dnspython accepts but the fast parser does not (a compressed question
     name, extra additional records): they go through the same chain as everything else.
     """
-    clean = dns.message.Message(id=message.id)
+    import dns.message as dns_message  # (imported at first use, not at every start: issue 18)
+
+    clean = dns_message.Message(id=message.id)
     clean.flags = message.flags
     clean.question = list(message.question)
     if message.edns >= 0:

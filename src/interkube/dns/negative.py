@@ -21,13 +21,15 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import dns.name
 import dns.rdatatype
-import dns.rrset
 
 from interkube.dns.wire import FLAG_AA, FLAG_QR, FLAG_RD, HEADER_LEN, Query, has_option, label_offsets, opt_record
+
+if TYPE_CHECKING:
+    import dns.rrset
 
 TYPE_SOA = 6
 CLASS_IN = 1

@@ -6,12 +6,13 @@ import ipaddress
 import time
 from typing import TYPE_CHECKING, Any
 
-import dns.message
 import dns.name
 
 from interkube.dns.wire import Query, parse_query
 
 if TYPE_CHECKING:
+    import dns.message
+
     from interkube.plugin.later import Pending, Replier
 
 
@@ -73,7 +74,9 @@ class Request:
     def message(self) -> dns.message.Message:
         """The query parsed by dnspython (raises dns.exception.DNSException if it cannot be)."""
         if self._message is None:
-            self._message = dns.message.from_wire(self.wire, ignore_trailing=True)
+            import dns.message as dns_message  # (imported at first use, not at every start: issue 18)
+
+            self._message = dns_message.from_wire(self.wire, ignore_trailing=True)
         return self._message
 
     @property

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dns.exception
-import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
@@ -205,8 +204,10 @@ class Dispatcher:
         if isinstance(verdict, Malformed):
             return self._malformed(wire, client, verdict.reason, str(verdict))
         wire = verdict
+        import dns.message as dns_message  # (imported at first use, not at every start: issue 18)
+
         try:
-            msg = dns.message.from_wire(wire, ignore_trailing=True)
+            msg = dns_message.from_wire(wire, ignore_trailing=True)
         except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
             # What dnspython checks beyond the reader (the rdata of every record type).
             return self._malformed(wire, client, REASON_MESSAGE, str(exc) or type(exc).__name__)

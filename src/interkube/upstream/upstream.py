@@ -14,7 +14,6 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, NamedTuple
 
 import dns.flags
-import dns.message
 import dns.rdatatype
 
 from interkube.dns.wire import FLAG_TC, header_flags, rcode_of
@@ -104,12 +103,14 @@ class Upstream:
                                     method=doh_method, expire=expire, max_age=max_age,
                                     max_idle_conns=max_idle_conns, source_address=source_address)
         self._probe_task: asyncio.Task[None] | None = None
-        self._probe_wire = self._make_probe()
+        self._probe_wire = b""  # made at the first probe (dnspython's messages load then: issue 18)
         self._was_down = False
         self._closed = False
 
     def _make_probe(self) -> bytes:
-        q = dns.message.make_query(self.health.domain, dns.rdatatype.NS)
+        import dns.message as dns_message  # (imported at first use, not at every start: issue 18)
+
+        q = dns_message.make_query(self.health.domain, dns.rdatatype.NS)
         if not self.health.recursion_desired:
             q.flags &= ~dns.flags.RD
         return q.to_wire()
@@ -167,6 +168,8 @@ class Upstream:
 
     async def probe(self, force_tcp: bool = False) -> None:
         """One health probe; raises UpstreamError when unanswered."""
+        if not self._probe_wire:
+            self._probe_wire = self._make_probe()
         if self.doh is not None:
             await self.doh.exchange(self._probe_wire, self.health.timeout)
         elif self.udp is None or force_tcp:
