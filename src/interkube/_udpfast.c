@@ -724,6 +724,222 @@ done:
     return result;
 }
 
+/* ---- merge_plain: the merge plugin's union of plain answers ------------------------------- */
+
+#define MERGE_MAX_RECORDS 64
+
+struct plain_record {
+    const unsigned char *tc;   /* type and class, 4 bytes as sent */
+    unsigned long ttl;
+    const unsigned char *rdata; /* RDLENGTH and rdata, as sent */
+    Py_ssize_t rdata_len;       /* 2 + RDLENGTH */
+    int set;                    /* index of its RRset (type and class) */
+};
+
+static inline unsigned
+u16_at(const unsigned char *p)
+{
+    return ((unsigned)p[0] << 8) | p[1];
+}
+
+/* read_plain_answer (interkube.dns.records) in C: 1 and the records appended at recs[*count...]
+ * with *rcode set where `w` is of the plain shape for the lower-cased question `q`; 0 for any
+ * other message, and where more than `room` records would be taken. The same checks, in the same
+ * terms: types[rtype] is 255 for a type that is not plain, else the fixed RDLENGTH of class IN
+ * (0: any). */
+static int
+read_plain(const unsigned char *w, Py_ssize_t n, const unsigned char *q, Py_ssize_t qlen,
+           const unsigned char *types, struct plain_record *recs, int room, int *count, unsigned *rcode)
+{
+    if (qlen < 5 || n < 12)
+        return 0;
+    unsigned an = u16_at(w + 6), ar = u16_at(w + 10);
+    if (u16_at(w + 4) != 1 || u16_at(w + 8) != 0 || ar > 1)
+        return 0;
+    Py_ssize_t off = 12 + qlen;
+    if (off > n)
+        return 0;
+    for (Py_ssize_t i = 0; i < qlen; i++) {
+        unsigned char c = w[12 + i];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != q[i])
+            return 0;
+    }
+    if ((int)an > room - *count)
+        return 0;
+    for (unsigned i = 0; i < an; i++) {
+        if (off + 12 > n)
+            return 0;
+        unsigned rtype = u16_at(w + off + 2), rclass = u16_at(w + off + 4), rdlen = u16_at(w + off + 10);
+        Py_ssize_t end = off + 12 + rdlen;
+        unsigned char kind = types[rtype];
+        if (u16_at(w + off) != 0xC00C || end > n || kind == 255 || (rclass == 1 && kind != 0 && kind != rdlen))
+            return 0;
+        struct plain_record *r = &recs[(*count)++];
+        r->tc = w + off + 2;
+        r->ttl = ((unsigned long)w[off + 6] << 24) | ((unsigned long)w[off + 7] << 16)
+            | ((unsigned long)w[off + 8] << 8) | w[off + 9];
+        r->rdata = w + off + 10;
+        r->rdata_len = 2 + rdlen;
+        off = end;
+    }
+    *rcode = u16_at(w + 2) & 0x0F;
+    if (ar) {
+        if (off + 11 > n || w[off] != 0 || u16_at(w + off + 1) != 41)
+            return 0;
+        unsigned long opt_ttl = ((unsigned long)w[off + 5] << 24) | ((unsigned long)w[off + 6] << 16)
+            | ((unsigned long)w[off + 7] << 8) | w[off + 8];
+        off += 11 + u16_at(w + off + 9);
+        *rcode |= (opt_ttl >> 20) & 0xFF0; /* the extended rcode's upper 8 bits (RFC 6891) */
+    }
+    return off == n;
+}
+
+static PyObject *
+merge_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])
+        || !PyList_Check(args[3]) || !PyList_Check(args[4]) || !PyLong_Check(args[5]) || !PyBytes_Check(args[6])
+        || PyBytes_GET_SIZE(args[6]) != 65536) {
+        PyErr_SetString(PyExc_TypeError, "merge_plain(wire: bytes, question_end: int, opt: bytes, answers: list, "
+                        "queries: list, local: int, types: bytes of 65536)");
+        return NULL;
+    }
+    const unsigned char *wire = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t wire_len = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t question_end = PyLong_AsSsize_t(args[1]);
+    long local = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *answers = args[3], *queries = args[4];
+    const unsigned char *types = (const unsigned char *)PyBytes_AS_STRING(args[6]);
+    Py_ssize_t clusters = PyList_GET_SIZE(answers);
+    if (question_end < 12 || question_end > wire_len || clusters != PyList_GET_SIZE(queries) || clusters < 1)
+        Py_RETURN_NONE;
+    struct plain_record recs[MERGE_MAX_RECORDS];
+    int count = 0;
+    /* The records of each NOERROR answer with some: recs[first[i]] to recs[first[i + 1]]. */
+    int first[MERGE_MAX_RECORDS + 1];
+    int noerror_with_data[MERGE_MAX_RECORDS];
+    int any_data = 0;
+    if (clusters > MERGE_MAX_RECORDS)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < clusters; i++) {
+        PyObject *answer = PyList_GET_ITEM(answers, i), *query = PyList_GET_ITEM(queries, i);
+        if (!PyBytes_CheckExact(answer) || !PyTuple_Check(query) || PyTuple_GET_SIZE(query) != 2
+            || !PyBytes_Check(PyTuple_GET_ITEM(query, 1)))
+            Py_RETURN_NONE;
+        PyObject *question = PyTuple_GET_ITEM(query, 1);
+        unsigned rcode = 0;
+        first[i] = count;
+        if (!read_plain((const unsigned char *)PyBytes_AS_STRING(answer), PyBytes_GET_SIZE(answer),
+                        (const unsigned char *)PyBytes_AS_STRING(question), PyBytes_GET_SIZE(question), types,
+                        recs, MERGE_MAX_RECORDS, &count, &rcode))
+            Py_RETURN_NONE;
+        if (rcode != 0 && rcode != 3)
+            Py_RETURN_NONE; /* combine() leaves it out, and counts it */
+        noerror_with_data[i] = rcode == 0 && count > first[i];
+        any_data |= noerror_with_data[i];
+    }
+    first[clusters] = count;
+    if (!any_data)
+        Py_RETURN_NONE; /* a negative answer: combine() writes its SOA */
+    Py_ssize_t from = 0, to = clusters;
+    if (local >= 0 && local < clusters && noerror_with_data[local]) {
+        from = local; /* policy local-first, and the local cluster has data: its answer alone */
+        to = local + 1;
+    }
+    /* The RRsets in the order first seen, each with its smallest TTL. */
+    const unsigned char *set_tc[MERGE_MAX_RECORDS];
+    unsigned long set_ttl[MERGE_MAX_RECORDS];
+    int sets = 0;
+    for (Py_ssize_t i = from; i < to; i++) {
+        if (!noerror_with_data[i])
+            continue;
+        for (int k = first[i]; k < first[i + 1]; k++) {
+            int s = 0;
+            while (s < sets && memcmp(set_tc[s], recs[k].tc, 4) != 0)
+                s++;
+            if (s == sets) {
+                set_tc[sets] = recs[k].tc;
+                set_ttl[sets++] = recs[k].ttl;
+            } else if (recs[k].ttl < set_ttl[s]) {
+                set_ttl[s] = recs[k].ttl;
+            }
+            recs[k].set = s;
+        }
+    }
+    /* Each record once: the first of equal ones (RDLENGTH and rdata) in its RRset. */
+    int keep[MERGE_MAX_RECORDS];
+    Py_ssize_t size = question_end + PyBytes_GET_SIZE(args[2]);
+    int n_an = 0;
+    for (Py_ssize_t i = from; i < to; i++) {
+        for (int k = first[i]; k < first[i + 1]; k++) {
+            keep[k] = 0;
+            if (!noerror_with_data[i])
+                continue;
+            int dup = 0;
+            for (Py_ssize_t j = from; j <= i && !dup; j++) {
+                if (!noerror_with_data[j])
+                    continue;
+                for (int m = first[j]; m < first[j + 1] && m < k; m++) {
+                    if (keep[m] && recs[m].set == recs[k].set && recs[m].rdata_len == recs[k].rdata_len
+                        && memcmp(recs[m].rdata, recs[k].rdata, recs[k].rdata_len) == 0) {
+                        dup = 1;
+                        break;
+                    }
+                }
+            }
+            if (!dup) {
+                keep[k] = 1;
+                n_an++;
+                size += 10 + recs[k].rdata_len;
+            }
+        }
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    unsigned flags = 0x8000 | 0x0400 | (u16_at(wire + 2) & 0x0100); /* QR, AA and the client's RD */
+    unsigned n_ar = PyBytes_GET_SIZE(args[2]) ? 1 : 0;
+    o[0] = wire[0];
+    o[1] = wire[1];
+    o[2] = flags >> 8;
+    o[3] = flags & 0xFF;
+    o[4] = 0;
+    o[5] = 1;
+    o[6] = n_an >> 8;
+    o[7] = n_an & 0xFF;
+    o[8] = o[9] = 0;
+    o[10] = 0;
+    o[11] = n_ar;
+    memcpy(o + 12, wire + 12, question_end - 12);
+    o += question_end;
+    for (int s = 0; s < sets; s++) {
+        for (Py_ssize_t i = from; i < to; i++) {
+            if (!noerror_with_data[i])
+                continue;
+            for (int k = first[i]; k < first[i + 1]; k++) {
+                if (!keep[k] || recs[k].set != s)
+                    continue;
+                o[0] = 0xC0; /* owned by the question name: a pointer to it */
+                o[1] = 0x0C;
+                memcpy(o + 2, recs[k].tc, 4);
+                o[6] = (set_ttl[s] >> 24) & 0xFF;
+                o[7] = (set_ttl[s] >> 16) & 0xFF;
+                o[8] = (set_ttl[s] >> 8) & 0xFF;
+                o[9] = set_ttl[s] & 0xFF;
+                memcpy(o + 10, recs[k].rdata, recs[k].rdata_len);
+                o += 10 + recs[k].rdata_len;
+            }
+        }
+    }
+    memcpy(o, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
@@ -738,6 +954,9 @@ static PyMethodDef methods[] = {
      "tally(by_route, plugins, req, resp) -> bool: count one answer (see store.py)."},
     {"send_batch", (PyCFunction)(void (*)(void))send_batch, METH_FASTCALL,
      "send_batch(fd, items) -> int: send bytes (connected) or (bytes, addr) items with sendmmsg."},
+    {"merge_plain", (PyCFunction)(void (*)(void))merge_plain, METH_FASTCALL,
+     "merge_plain(wire, question_end, opt, answers, queries, local, types) -> bytes | None: the merge "
+     "plugin's union of plain answers (see combine.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -194,6 +194,19 @@ def read_plain_answer(wire: bytes, question: bytes) -> tuple[int, list[PlainReco
     return rcode, records
 
 
+def plain_type_table() -> bytes:
+    """What :func:`read_plain_answer` asks of a record's type, as a table of 65,536 bytes by type
+    for the C helper's reading of the same shape (``interkube._udpfast.merge_plain``): 255 where
+    the type is not plain, else the RDLENGTH a record of class IN must have (0: any)."""
+    table = bytearray(65536)
+    for rtype, rdlen in FIXED_RDLEN.items():
+        assert 0 < rdlen < 255
+        table[rtype] = rdlen
+    for rtype in _NOT_PLAIN:
+        table[rtype] = 255
+    return bytes(table)
+
+
 def name_end(name: bytes, offset: int = 0) -> int:
     """Offset just past the uncompressed name at ``offset`` (in a name or decompressed rdata)."""
     while True:

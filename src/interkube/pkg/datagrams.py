@@ -43,6 +43,11 @@ class UdpFast(Protocol):
     def send_batch(self, fd: int, items: list[Datagram], /) -> int:
         """Send ``items`` with sendmmsg; how many were sent."""
 
+    def merge_plain(self, wire: bytes, question_end: int, opt: bytes, answers: list[Any],
+                    queries: list[tuple[bytes, bytes]], local: int, types: bytes, /) -> bytes | None:
+        """The merge plugin's union of plain answers, or None where the Python code must merge
+        (see :func:`interkube.plugins.merge.combine.merge_answers`)."""
+
     def tally_setup(self, type_slots: bytes, size_buckets: bytes, duration_bounds: tuple[float, ...], /) -> None:
         """The tables ``tally`` counts with (see :mod:`interkube.plugins.prometheus.store`)."""
 
