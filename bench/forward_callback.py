@@ -197,6 +197,12 @@ def main() -> None:
             verdict = "met" if ik.med(ik.p99) <= dm.med(dm.p99) else "short"
             print(f"  goal: p99 at {opts.rate:,.0f} QPS no worse than dnsmasq's: {ik.med(ik.p99):,.0f} vs"
                   f" {dm.med(dm.p99):,.0f} µs {verdict}")
+            # Both measured in the same round, minutes apart at most: the pairs show how much of a
+            # difference between the medians the machine's swings from round to round account for.
+            better = sum(i <= d for i, d in zip(ik.p99, dm.p99, strict=True))
+            print("    rounds (interkube / dnsmasq p99, µs): "
+                  + ", ".join(f"{i:,.0f} / {d:,.0f}" for i, d in zip(ik.p99, dm.p99, strict=True))
+                  + f"; interkube's no worse in {better} of {len(ik.p99)}")
     for path in profiles:
         print(f"  profile: {path}")
     share = foreign / wall if wall else 0.0
