@@ -192,6 +192,16 @@ def machine_busy_seconds() -> float:
     return (total - idle) / _CLK_TCK
 
 
+def steal_seconds(cpu: int) -> float:
+    """CPU seconds the hypervisor gave to others while ``cpu`` had work (``steal`` in
+    /proc/stat since boot): on a VM, time a server pinned there could not run."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}":
+            return int(fields[8]) / _CLK_TCK
+    return 0.0
+
+
 class PeakRss:
     """Samples the summed VmHWM of a process tree while a load runs; keeps the maximum.
 
