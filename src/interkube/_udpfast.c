@@ -40,7 +40,14 @@
  * send_batch(fd, items) sends many datagrams with one sendmmsg per 64: items are bytes (for a
  * connected socket) or (bytes, (host, port, ...)) pairs. It returns how many were sent; it
  * stops early, without raising, when the send buffer is full (UDP may drop), and raises
- * OSError for other errors. *
+ * OSError for other errors.
+ *
+ * merge_plain(wire, question_end, opt, answers, queries, local, types) writes the merge plugin's
+ * answer where every cluster answered with the plain shape (see the function below); None
+ * otherwise, and the Python code merges (interkube.plugins.merge.combine.merge_answers).
+ * Why in C: reading three answers and writing their union was about 40% of a merged query's
+ * user-space instructions in Python (callgrind: 125k -> 72k per merged query with it).
+ *
  * The GIL: every system call here is non-blocking (MSG_DONTWAIT) and is made with the GIL held.
  * Releasing it around each was two hand-overs of the GIL per call for nothing (callgrind: the
  * GIL's mutex and condition work came to about 1% of a forwarded query's instructions), and
@@ -724,8 +731,25 @@ done:
     return result;
 }
 
-/* ---- merge_plain: the merge plugin's union of plain answers ------------------------------- */
+/* ---- merge_plain: the merge plugin's union of plain answers -------------------------------
+ *
+ * merge_plain(wire, question_end, opt, answers, queries, local, types) -> bytes | None: the
+ * response combine.merge_answers writes from plain answers, to the same bytes. `wire` is the
+ * client's query and `question_end` where its question ends; `answers[i]` is cluster i's answer
+ * (bytes) to the question `queries[i][1]` (lower-cased wire); `opt` the response's OPT record (b""
+ * for none); `local` the index of the local cluster under policy local-first, else -1; `types`
+ * is records.plain_type_table(). Every answer must be bytes of the plain shape (as
+ * interkube.dns.records.read_plain_answer takes them), NOERROR or NXDOMAIN, and some NOERROR one
+ * must have records: then the response is the client's ID, QR and AA and the client's RD, its
+ * question, and the union of the NOERROR answers' records (of the local cluster's alone if it has
+ * some), each RRset (type and class) with the smallest TTL given for it, each record (RDLENGTH
+ * and rdata) once, in the order first seen, owned by a pointer to the question name; then `opt`.
+ * Anything else (a failure, a negative answer, another shape, more than MERGE_MAX_RECORDS
+ * records in all) returns None.
+ */
 
+/* The records merged here at most, all answers together: records are compared pairwise (fine for
+ * the few an address question gets; the Python code's dicts take the rest, and the clusters). */
 #define MERGE_MAX_RECORDS 64
 
 struct plain_record {
