@@ -150,6 +150,7 @@ class _UdpSocket:
     def _send_failed(self, exc: OSError) -> None:
         if isinstance(exc, (BlockingIOError, InterruptedError)):
             return  # a full send buffer: those queries time out, as UDP would have them
+        self._watch_again()
         self._fail_all(_refused(self.name, exc))
 
     # -- receiving ---------------------------------------------------------------------------
@@ -180,6 +181,7 @@ class _UdpSocket:
         except OSError as exc:
             # On a connected UDP socket, ECONNREFUSED is the ICMP error for a query we sent;
             # every query pending here went to the same dead address.
+            self._watch_again()
             self._fail_all(_refused(self.name, exc))
 
     def _answer(self, data: bytes, addr: object) -> None:
@@ -222,6 +224,22 @@ class _UdpSocket:
         if self.pending and not self.closed:
             self._sweeping = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self._maybe_close()
+
+    def _watch_again(self) -> None:
+        """Register the reader anew after the socket reported an error (an ICMP port or host
+        unreachable for a query sent on it, taken by a read or by a send).
+
+        uvloop's poll handle (libuv's uv_poll_t) stops watching a descriptor once epoll reports
+        POLLERR for it, while the reader stays registered as far as uvloop tells: every later
+        answer on this socket sat unread and each query sent on it timed out until the socket
+        expired (``expire``, forward's 10 s): forward answered SERVFAIL for that long to the
+        queries after an upstream's refusal (one that started after the first queries, say). The new registration watches it again, and closing the old one
+        drops its events still in the loop's current batch (the POLLERR of an error that a send
+        took first, which would stop the new watch too). asyncio's selector keeps watching: to
+        it this is two epoll_ctl calls per error."""
+        if not self.closed:
+            self.loop.remove_reader(self.fd)
+            self.loop.add_reader(self.fd, self._readable)
 
     def _fail_all(self, err: UpstreamError) -> None:
         # Emptied in place: a reader of answers that holds the table (drain_answers) finds
