@@ -233,10 +233,11 @@ class _UdpSocket:
         POLLERR for it, while the reader stays registered as far as uvloop tells: every later
         answer on this socket sat unread and each query sent on it timed out until the socket
         expired (``expire``, forward's 10 s): forward answered SERVFAIL for that long to the
-        queries after an upstream's refusal (one that started after the first queries, say). The new registration watches it again, and closing the old one
-        drops its events still in the loop's current batch (the POLLERR of an error that a send
-        took first, which would stop the new watch too). asyncio's selector keeps watching: to
-        it this is two epoll_ctl calls per error."""
+        queries after an upstream's refusal (one that started after the first queries, say).
+        The new registration watches it again, and closing the old one drops its events still
+        in the loop's current batch (the POLLERR of an error that a send took first, which
+        would stop the new watch too). asyncio's selector keeps watching: to it this is two
+        epoll_ctl calls per error."""
         if not self.closed:
             self.loop.remove_reader(self.fd)
             self.loop.add_reader(self.fd, self._readable)
