@@ -145,6 +145,7 @@ def main() -> None:
         wall = 0.0
         for _ in range(opts.rounds):
             # The machine's own tail: the generator against the responder, no server between them.
+            assert ctx.upstream_port is not None  # (set above)
             direct = gen.run(LoadSpec(port=ctx.upstream_port, query_file=queries, rate=opts.rate,
                                       duration=opts.duration, conns=8, window=32, cpus=(GENERATOR_CPU,), timeout=1.0))
             floor_p50.append(direct.p50_us)
