@@ -108,8 +108,8 @@ def main() -> None:
     floor_p99: list[float] = []
     try:
         assert sc.upstream_ttl is not None
-        Proc("responder", gen.responder_argv(ctx.upstream_port, ttl=sc.upstream_ttl), tmp / "responder.log",
-             cpus=(GENERATOR_CPU,)).start()
+        responder = Proc("responder", gen.responder_argv(ctx.upstream_port, ttl=sc.upstream_ttl),
+                         tmp / "responder.log", cpus=(GENERATOR_CPU,)).start()
         kinds: dict[str, tuple[Server, dict[str, str] | None]] = {
             "interkube": (Interkube("interkube"), None),
             "interkube-slow": (Interkube("interkube"), {**os.environ, "INTERKUBE_NO_CALLBACK_PATH": "1"}),
@@ -151,7 +151,7 @@ def main() -> None:
             floor_p50.append(direct.p50_us)
             floor_p99.append(direct.p99_us)
             for m in runs:
-                with CpuMeter([m.proc]) as meter:
+                with CpuMeter([m.proc, responder]) as meter:  # (the responder's CPU is ours, not others')
                     closed = run(m, 0)
                 foreign += meter.foreign(closed.cpu_s)
                 wall += meter.wall
