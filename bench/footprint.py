@@ -121,6 +121,17 @@ def floor_mib(env: dict[str, str], ssl: bool = True) -> float:
     return int(out.stdout) / 1024
 
 
+def floor_cpu(env: dict[str, str], site: bool = True, runs: int = 5) -> float:
+    """CPU seconds (the scheduler's count) this Python takes to start and import asyncio, median
+    of ``runs``; without ``site``, with ``-S``: no site-packages and none of their .pth files,
+    which a machine may add to every start (a sandbox's certificate hook, coverage)."""
+    code = "import asyncio; print(open('/proc/self/schedstat').read().split()[0])"
+    argv = [sys.executable, *([] if site else ["-S"]), "-c", code]
+    return statistics.median(
+        int(subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout) / 1e9
+        for _ in range(runs))
+
+
 def ask(port: int, names: list[str], count: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(1.0)
@@ -218,7 +229,9 @@ def main() -> None:
     for line in skipped:
         print(f"  skipped {line}")
     print(f"  floor: Python {sys.version.split()[0]} with asyncio imported, doing nothing:"
-          f" {floor_mib(compiled):.1f} MiB with ssl, {floor_mib(compiled, ssl=False):.1f} MiB without")
+          f" {floor_mib(compiled):.1f} MiB with ssl, {floor_mib(compiled, ssl=False):.1f} MiB without;"
+          f" {floor_cpu(compiled):.3f} s of CPU to get there ({floor_cpu(compiled, site=False):.3f} s without"
+          " site-packages' .pth files, -S): this machine's share of every start")
     print(f"  interkube ran with --loop {opts.loop}")
     if "interkube" in results:
         firsts, cpus, _, peak = results["interkube"]
