@@ -319,7 +319,7 @@ def merge_answers(query: Query, answers: list[Answer], queries: list[tuple[bytes
     """
     if _merge_plain is not None:
         # The common case in C (interkube._udpfast.merge_plain): every answer plain, some with
-        # data; the same bytes as below (tests/plugins/merge/test_combine.py compares them). Why
+        # data; the same bytes as below (tests/plugins/merge/test_merge_plain_c.py compares). Why
         # C: reading three answers and merging them here took about a quarter of a merged
         # query's CPU (bench/merge_fanout.py --profile).
         local_index = -1
