@@ -4,9 +4,11 @@
  * Why C: measured on the project's machines, an asyncio (uvloop) datagram protocol spends about
  * 5 us per packet in the event loop and in two system calls, more than interkube's whole
  * fast-path answer (about 1.5 us in Python). Python cannot call recvmmsg/sendmmsg, which move
- * up to 64 datagrams per system call. This module does only that I/O: every query is still
- * answered by the Python callback (parse, plugin chain, templates), so behaviour is the same
- * with or without it; interkube falls back to a pure-Python receive loop when it is not built.
+ * up to 64 datagrams per system call. This module does that I/O; every query's first answer
+ * comes from the Python callback (parse, plugin chain, templates), and an answer the chain
+ * marks as a function of the query's bytes (an AnswerMemo, below) is sent again from here
+ * while its stamp holds, so behaviour is the same with or without it; interkube falls back to
+ * a pure-Python receive loop when it is not built.
  *
  * drain(fd, callback, rounds) reads up to `rounds` batches of datagrams from the non-blocking
  * socket fd; for each it calls callback(data: bytes, addr: tuple) -> bytes | None, and sends
@@ -15,11 +17,13 @@
  * A receive error other than "nothing more to read" raises OSError (on a connected socket,
  * ECONNREFUSED is the ICMP "port unreachable" for something sent earlier).
  *
- * drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit) reads as drain does, except
+ * drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit, memo) reads as drain does, except
  * that while len(backlog) >= shed_from, a datagram whose bytes after the ID are in the set `keys`
  * is not passed to the callback: (data, addr, time.monotonic()) is appended to the deque
  * `backlog`, its oldest entry dropped first when it holds `limit` (>= 1). It returns how many
  * entries were dropped so.
+ * With an AnswerMemo as its last argument (else None), drain_shed first looks each datagram up in
+ * it, and sends the answers it has without calling the callback (see "Stamp and AnswerMemo").
  * Why in C: under a flood of forwarded names ten times what the upstreams take (the listener's
  * `keys` are the queries its fast path sent to the slow path lately, see
  * interkube.server.listeners.UdpEndpoint), nine datagrams in ten only ever displace an older
@@ -259,8 +263,450 @@ recv_batch(int fd, int named, struct mmsghdr **in, long total)
     return -1;
 }
 
+/* ---- Stamp and AnswerMemo: answers from memory sent without the Python callback ------------
+ *
+ * An AnswerMemo keeps, for the bytes after the ID of a UDP query, the response the Python fast
+ * path gave it (everything after the ID), with the Stamp that says how long that answer holds.
+ * The drain looks each datagram up before calling the callback: on a hit it sends the query's
+ * ID and the kept bytes, and the callback is not called. The Python side puts an answer only
+ * where every handler of the chain declared it a function of the query's bytes and of data
+ * whose every change revokes the stamp (interkube.server.dispatch; interkube.plugin.handler's
+ * memo_safe), so a hit sends what the callback would have.
+ *
+ * Stamp(parent=None, until=inf, counter=None, slot=0): holds while neither it nor any parent
+ * is revoked (revoke()) and the clock (time.monotonic) is before every `until` on the way. A
+ * hit adds 1 to counter[slot] (counter: a writable buffer of 64-bit ints, an array('q'), held
+ * for the stamp's life) on the way to the root, so that the plugins' own counts (a cache's
+ * hits) stay what the callback would have made them.
+ *
+ * Why C: the callback's way to an answer from memory (a bytes object and an address tuple, the
+ * call, the query's parse memo, a Request, the dispatcher, the chain, the template) was about
+ * 2.5 us of the 8-9 us of CPU an answer costs in all (issue 18, S1-k8s and S2); a hit here is
+ * a hash, a compare and a copy.
+ *
+ * The table has a fixed number of entries (a power of two, in sets of MEMO_WAYS): a key goes to
+ * one set, in the place of an empty entry, else of one that no longer holds, else of one at
+ * random. Memory stays bounded whatever the queries, and names asked in turn from more names
+ * than a set holds still find most of theirs (forgetting the oldest would find none).
+ */
+
+#define MEMO_WAYS 4
+#define MEMO_KEY_MAX 512 /* a query's bytes after the ID: a name, the question and an OPT with options */
+
+typedef struct StampObject {
+    PyObject_HEAD
+    struct StampObject *parent;
+    double until;
+    PyObject *counter;
+    Py_buffer view; /* counter's, held while the stamp lives (view.obj NULL: no counter) */
+    Py_ssize_t slot;
+    int revoked;
+} StampObject;
+
+static PyTypeObject StampType;
+
+static int
+Stamp_init(StampObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"parent", "until", "counter", "slot", NULL};
+    PyObject *parent = Py_None, *counter = Py_None;
+    double until = Py_HUGE_VAL;
+    Py_ssize_t slot = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OdOn:Stamp", kwlist, &parent, &until, &counter, &slot))
+        return -1;
+    if (self->parent != NULL || self->view.obj != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Stamp: already initialised");
+        return -1;
+    }
+    if (parent != Py_None && !PyObject_TypeCheck(parent, &StampType)) {
+        PyErr_SetString(PyExc_TypeError, "Stamp: parent must be a Stamp or None");
+        return -1;
+    }
+    if (counter != Py_None) {
+        if (PyObject_GetBuffer(counter, &self->view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+            return -1;
+        const char *f = self->view.format ? self->view.format : "B";
+        if (self->view.itemsize != 8 || (strcmp(f, "q") != 0 && strcmp(f, "l") != 0)
+            || slot < 0 || slot >= self->view.len / 8) {
+            PyBuffer_Release(&self->view);
+            self->view.obj = NULL;
+            PyErr_SetString(PyExc_ValueError, "Stamp: counter must be a writable buffer of 64-bit ints "
+                            "(array('q')) with an item at slot");
+            return -1;
+        }
+    }
+    if (parent != Py_None) {
+        Py_INCREF(parent);
+        self->parent = (StampObject *)parent;
+    }
+    self->until = until;
+    self->slot = slot;
+    self->revoked = 0;
+    return 0;
+}
+
+static void
+Stamp_dealloc(StampObject *self)
+{
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    Py_XDECREF(self->parent);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Whether the stamp holds at `now` (see above). */
+static inline int
+stamp_holds(const StampObject *s, double now)
+{
+    for (; s != NULL; s = s->parent)
+        if (s->revoked || now >= s->until)
+            return 0;
+    return 1;
+}
+
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static PyObject *
-drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh)
+Stamp_revoke(StampObject *self, PyObject *unused)
+{
+    self->revoked = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stamp_live(StampObject *self, void *closure)
+{
+    return PyBool_FromLong(stamp_holds(self, monotonic_now()));
+}
+
+static PyObject *
+Stamp_until(StampObject *self, void *closure)
+{
+    return PyFloat_FromDouble(self->until);
+}
+
+static PyMethodDef Stamp_methods[] = {
+    {"revoke", (PyCFunction)Stamp_revoke, METH_NOARGS,
+     "revoke(): from now on no answer put with this stamp (or a stamp below it) is sent."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Stamp_getset[] = {
+    {"live", (getter)Stamp_live, NULL, "Whether answers put with this stamp are sent now.", NULL},
+    {"until", (getter)Stamp_until, NULL, "The time.monotonic() from which this stamp no longer holds.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject StampType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "interkube._udpfast.Stamp",
+    .tp_basicsize = sizeof(StampObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stamp(parent=None, until=inf, counter=None, slot=0): how long answers put in an "
+              "AnswerMemo with it hold (see the module's source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Stamp_init,
+    .tp_dealloc = (destructor)Stamp_dealloc,
+    .tp_methods = Stamp_methods,
+    .tp_getset = Stamp_getset,
+};
+
+struct memo_entry {
+    unsigned long long hash;
+    unsigned char *blob;         /* key (klen bytes) then response after its ID (rlen bytes); NULL: empty */
+    StampObject *stamp;
+    unsigned short klen, rlen;
+};
+
+typedef struct {
+    PyObject_HEAD
+    struct memo_entry *entries;
+    Py_ssize_t capacity;         /* entries: a power of two, at least MEMO_WAYS */
+    Py_ssize_t used;             /* entries holding a blob */
+    unsigned long long hits;
+    unsigned long long rng;      /* xorshift state: which way a full set gives up */
+} AnswerMemoObject;
+
+static PyTypeObject AnswerMemoType;
+
+/* A 64-bit hash of the key, 8 bytes a step (FNV-1a a byte a step was a third of a hit's time). */
+static inline unsigned long long
+memo_hash(const unsigned char *p, Py_ssize_t n)
+{
+    unsigned long long h = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)n;
+    while (n >= 8) {
+        unsigned long long w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    unsigned long long w = 0;
+    memcpy(&w, p, (size_t)n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static void
+memo_forget(AnswerMemoObject *m, struct memo_entry *e)
+{
+    if (e->blob == NULL)
+        return;
+    free(e->blob);
+    e->blob = NULL;
+    StampObject *s = e->stamp;
+    e->stamp = NULL;
+    m->used--;
+    Py_DECREF(s); /* (last: a stamp's dealloc releases a buffer, and runs no Python code) */
+}
+
+/* The entry holding the answer to key at `now`, or NULL (one found that no longer holds is
+ * forgotten on the way). */
+static struct memo_entry *
+memo_find(AnswerMemoObject *m, const unsigned char *key, Py_ssize_t klen, double now)
+{
+    if (klen > MEMO_KEY_MAX || m->entries == NULL)
+        return NULL;
+    unsigned long long h = memo_hash(key, klen);
+    struct memo_entry *set = m->entries + ((h & (unsigned long long)(m->capacity / MEMO_WAYS - 1)) * MEMO_WAYS);
+    for (int w = 0; w < MEMO_WAYS; w++) {
+        struct memo_entry *e = &set[w];
+        if (e->blob != NULL && e->hash == h && e->klen == klen && memcmp(e->blob, key, (size_t)klen) == 0) {
+            if (stamp_holds(e->stamp, now))
+                return e;
+            memo_forget(m, e);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A hit: `out` gets the query's ID and the kept response (returns its length), and the stamps'
+ * counters their count. */
+static Py_ssize_t
+memo_answer(AnswerMemoObject *m, struct memo_entry *e, const char *query, char *out)
+{
+    out[0] = query[0];
+    out[1] = query[1];
+    memcpy(out + 2, e->blob + e->klen, e->rlen);
+    for (StampObject *s = e->stamp; s != NULL; s = s->parent)
+        if (s->view.obj != NULL)
+            ((long long *)s->view.buf)[s->slot] += 1;
+    m->hits++;
+    return 2 + (Py_ssize_t)e->rlen;
+}
+
+static void
+memo_clear(AnswerMemoObject *m)
+{
+    for (Py_ssize_t i = 0; i < m->capacity; i++)
+        memo_forget(m, &m->entries[i]);
+}
+
+static int
+memo_alloc(AnswerMemoObject *m, Py_ssize_t capacity)
+{
+    Py_ssize_t c = MEMO_WAYS;
+    while (c < capacity && c < ((Py_ssize_t)1 << 24))
+        c <<= 1;
+    struct memo_entry *entries = PyMem_Calloc((size_t)c, sizeof *entries);
+    if (entries == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (m->entries != NULL) {
+        memo_clear(m);
+        PyMem_Free(m->entries);
+    }
+    m->entries = entries;
+    m->capacity = c;
+    m->used = 0;
+    if (m->rng == 0)
+        m->rng = 0x9E3779B97F4A7C15ULL;
+    return 0;
+}
+
+static int
+AnswerMemo_init(AnswerMemoObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", NULL};
+    Py_ssize_t capacity;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:AnswerMemo", kwlist, &capacity))
+        return -1;
+    return memo_alloc(self, capacity);
+}
+
+static void
+AnswerMemo_dealloc(AnswerMemoObject *self)
+{
+    if (self->entries != NULL) {
+        memo_clear(self);
+        PyMem_Free(self->entries);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+AnswerMemo_put(AnswerMemoObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyObject_TypeCheck(args[2], &StampType)) {
+        PyErr_SetString(PyExc_TypeError, "put(query: bytes, response: bytes, stamp: Stamp)");
+        return NULL;
+    }
+    Py_ssize_t qlen = PyBytes_GET_SIZE(args[0]), rlen = PyBytes_GET_SIZE(args[1]);
+    StampObject *stamp = (StampObject *)args[2];
+    /* Kept: a query of a header and more, a response of a header and more that fits a datagram
+     * the drain sends, and a stamp that holds now. */
+    if (self->entries == NULL || qlen < 13 || qlen - 2 > MEMO_KEY_MAX || rlen < 12 || rlen > BUFSZ || !stamp_holds(stamp, monotonic_now()))
+        Py_RETURN_FALSE;
+    const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(args[0]) + 2;
+    Py_ssize_t klen = qlen - 2;
+    unsigned long long h = memo_hash(key, klen);
+    struct memo_entry *set = self->entries + ((h & (unsigned long long)(self->capacity / MEMO_WAYS - 1)) * MEMO_WAYS);
+    struct memo_entry *into = NULL;
+    for (int w = 0; w < MEMO_WAYS && into == NULL; w++) {
+        struct memo_entry *e = &set[w];
+        if (e->blob != NULL && e->hash == h && e->klen == klen && memcmp(e->blob, key, (size_t)klen) == 0)
+            into = e; /* the same question: its new answer replaces the old */
+    }
+    for (int w = 0; w < MEMO_WAYS && into == NULL; w++)
+        if (set[w].blob == NULL)
+            into = &set[w];
+    double now = into == NULL ? monotonic_now() : 0.0;
+    for (int w = 0; w < MEMO_WAYS && into == NULL; w++)
+        if (!stamp_holds(set[w].stamp, now))
+            into = &set[w];
+    if (into == NULL) {
+        /* A way at random (xorshift): the oldest would make names asked in turn, more than a
+         * set holds, push each other out before each comes back (none would ever be found). */
+        self->rng ^= self->rng << 13;
+        self->rng ^= self->rng >> 7;
+        self->rng ^= self->rng << 17;
+        into = &set[self->rng % MEMO_WAYS];
+    }
+    unsigned char *blob = malloc((size_t)(klen + rlen - 2));
+    if (blob == NULL)
+        return PyErr_NoMemory();
+    memcpy(blob, key, (size_t)klen);
+    memcpy(blob + klen, PyBytes_AS_STRING(args[1]) + 2, (size_t)(rlen - 2));
+    memo_forget(self, into);
+    Py_INCREF(stamp);
+    into->blob = blob;
+    into->stamp = stamp;
+    into->hash = h;
+    into->klen = (unsigned short)klen;
+    into->rlen = (unsigned short)(rlen - 2);
+    self->used++;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+AnswerMemo_get(AnswerMemoObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "get(query: bytes)");
+        return NULL;
+    }
+    Py_ssize_t qlen = PyBytes_GET_SIZE(arg);
+    if (qlen < 13)
+        Py_RETURN_NONE;
+    const char *q = PyBytes_AS_STRING(arg);
+    struct memo_entry *e = memo_find(self, (const unsigned char *)q + 2, qlen - 2, monotonic_now());
+    if (e == NULL)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 2 + (Py_ssize_t)e->rlen);
+    if (out != NULL)
+        memo_answer(self, e, q, PyBytes_AS_STRING(out));
+    return out;
+}
+
+static PyObject *
+AnswerMemo_clear(AnswerMemoObject *self, PyObject *unused)
+{
+    memo_clear(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+AnswerMemo_resize(AnswerMemoObject *self, PyObject *arg)
+{
+    Py_ssize_t capacity = PyLong_AsSsize_t(arg);
+    if (capacity == -1 && PyErr_Occurred())
+        return NULL;
+    if (memo_alloc(self, capacity) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+AnswerMemo_len(AnswerMemoObject *self)
+{
+    return self->used;
+}
+
+static PyObject *
+AnswerMemo_get_capacity(AnswerMemoObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->capacity);
+}
+
+static PyObject *
+AnswerMemo_get_hits(AnswerMemoObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->hits);
+}
+
+static PyMethodDef AnswerMemo_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))AnswerMemo_put, METH_FASTCALL,
+     "put(query, response, stamp) -> bool: send response (with each query's ID) to the queries "
+     "with query's bytes after the ID while stamp holds; False: not kept (too long, or the stamp "
+     "does not hold)."},
+    {"get", (PyCFunction)AnswerMemo_get, METH_O,
+     "get(query) -> bytes | None: what a drain would send for query now (counted as a hit)."},
+    {"clear", (PyCFunction)AnswerMemo_clear, METH_NOARGS, "clear(): forget every answer."},
+    {"resize", (PyCFunction)AnswerMemo_resize, METH_O,
+     "resize(capacity): forget every answer and hold up to capacity (rounded up to a power of two)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef AnswerMemo_getset[] = {
+    {"capacity", (getter)AnswerMemo_get_capacity, NULL, "Entries the table has.", NULL},
+    {"hits", (getter)AnswerMemo_get_hits, NULL, "Answers sent from the table.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods AnswerMemo_as_sequence = {
+    .sq_length = (lenfunc)AnswerMemo_len,
+};
+
+static PyTypeObject AnswerMemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "interkube._udpfast.AnswerMemo",
+    .tp_basicsize = sizeof(AnswerMemoObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "AnswerMemo(capacity): answers from memory the UDP drain sends itself (see the module's source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)AnswerMemo_init,
+    .tp_dealloc = (destructor)AnswerMemo_dealloc,
+    .tp_methods = AnswerMemo_methods,
+    .tp_getset = AnswerMemo_getset,
+    .tp_as_sequence = &AnswerMemo_as_sequence,
+};
+
+/* Answers the drain sends from an AnswerMemo: a batch's are copied here (the table may change
+ * in a callback later in the batch). */
+static char txbufs[BATCH][BUFSZ];
+
+static PyObject *
+drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh, AnswerMemoObject *memo)
 {
     struct mmsghdr *in, out[BATCH];
     struct iovec out_iov[BATCH];
@@ -278,9 +724,26 @@ drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh)
 
         int k = 0;
         PyObject *now = NULL;
+        /* One clock reading per batch for the memo too (its stamps' `until`). */
+        double memo_now = memo != NULL && memo->used > 0 ? monotonic_now() : 0.0;
         for (int i = 0; i < n; i++) {
             if (in[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue;
+            if (memo_now > 0.0 && in[i].msg_len >= 13 && !(bufs[i][2] & 0x80)) {
+                struct memo_entry *e = memo_find(memo, (const unsigned char *)bufs[i] + 2, in[i].msg_len - 2, memo_now);
+                if (e != NULL) {
+                    out_iov[k].iov_base = txbufs[i];
+                    out_iov[k].iov_len = (size_t)memo_answer(memo, e, bufs[i], txbufs[i]);
+                    keep[k] = NULL;
+                    memset(&out[k].msg_hdr, 0, sizeof out[k].msg_hdr);
+                    out[k].msg_hdr.msg_name = &addrs[i];
+                    out[k].msg_hdr.msg_namelen = in[i].msg_hdr.msg_namelen;
+                    out[k].msg_hdr.msg_iov = &out_iov[k];
+                    out[k].msg_hdr.msg_iovlen = 1;
+                    k++;
+                    continue;
+                }
+            }
             if (sh != NULL) {
                 int done = shed_one(sh, bufs[i], in[i].msg_len, &addrs[i], in[i].msg_hdr.msg_namelen, &now);
                 if (done < 0) {
@@ -330,7 +793,7 @@ drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh)
             sent += m;
         }
         for (int j = 0; j < k; j++)
-            Py_DECREF(keep[j]);
+            Py_XDECREF(keep[j]);
         Py_XDECREF(now);
         if (n < BATCH)
             break;
@@ -345,7 +808,7 @@ drain(PyObject *self, PyObject *args)
     PyObject *callback;
     if (!PyArg_ParseTuple(args, "iO|i:drain", &fd, &callback, &rounds))
         return NULL;
-    return drain_impl(fd, callback, rounds, NULL);
+    return drain_impl(fd, callback, rounds, NULL, NULL);
 }
 
 static PyObject *
@@ -353,8 +816,16 @@ drain_shed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd, rounds;
     struct shed sh = {NULL, NULL, 0, 0, 0};
-    if (arg_count("drain_shed", nargs, 7) < 0 || int_arg(args[0], &fd) < 0 || int_arg(args[2], &rounds) < 0)
+    if (arg_count("drain_shed", nargs, 8) < 0 || int_arg(args[0], &fd) < 0 || int_arg(args[2], &rounds) < 0)
         return NULL;
+    AnswerMemoObject *memo = NULL;
+    if (args[7] != Py_None) {
+        if (!PyObject_TypeCheck(args[7], &AnswerMemoType)) {
+            PyErr_SetString(PyExc_TypeError, "drain_shed: memo must be an AnswerMemo or None");
+            return NULL;
+        }
+        memo = (AnswerMemoObject *)args[7];
+    }
     PyObject *callback = args[1];
     sh.keys = args[3];
     sh.backlog = args[4];
@@ -370,13 +841,13 @@ drain_shed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         sh.shed_from = 1;
     PyObject *read;
     if (sh.limit < 1) { /* no backlog to shed into: a plain drain */
-        read = drain_impl(fd, callback, rounds, NULL);
+        read = drain_impl(fd, callback, rounds, NULL, memo);
         if (read == NULL)
             return NULL;
         Py_DECREF(read);
         return PyLong_FromLong(0);
     }
-    read = drain_impl(fd, callback, rounds, &sh);
+    read = drain_impl(fd, callback, rounds, &sh, memo);
     if (read == NULL)
         return NULL;
     Py_DECREF(read);
@@ -968,8 +1439,9 @@ static PyMethodDef methods[] = {
     {"drain", drain, METH_VARARGS,
      "drain(fd, callback, rounds=4) -> int: read datagrams in batches, answer via callback."},
     {"drain_shed", (PyCFunction)(void (*)(void))drain_shed, METH_FASTCALL,
-     "drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit) -> int: drain, queueing known slow "
-     "queries while the backlog holds shed_from or more; how many older ones that dropped."},
+     "drain_shed(fd, callback, rounds, keys, backlog, shed_from, limit, memo) -> int: drain, answering "
+     "from memo (an AnswerMemo or None) first, queueing known slow queries while the backlog holds "
+     "shed_from or more; how many older ones that dropped."},
     {"drain_answers", (PyCFunction)(void (*)(void))drain_answers, METH_FASTCALL,
      "drain_answers(fd, pending, rounds, ignored) -> int: read an upstream's answers, each to the "
      "sink of its ID and question in pending."},
@@ -1002,8 +1474,16 @@ PyInit__udpfast(void)
         || !(s_set_result = PyUnicode_InternFromString("set_result"))
         || !(s_popleft = PyUnicode_InternFromString("popleft")) || !(s_append = PyUnicode_InternFromString("append")))
         return NULL;
+    if (PyType_Ready(&StampType) < 0 || PyType_Ready(&AnswerMemoType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL)
-        PyModule_AddIntConstant(m, "BATCH", BATCH);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "BATCH", BATCH) < 0
+        || PyModule_AddObjectRef(m, "Stamp", (PyObject *)&StampType) < 0
+        || PyModule_AddObjectRef(m, "AnswerMemo", (PyObject *)&AnswerMemoType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

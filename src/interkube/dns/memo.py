@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -72,6 +72,12 @@ class Memo(Generic[K, V]):
         return len(self.table)
 
 
+class Sized(Protocol):
+    """A memo that :data:`SERVED_NAMES` bounds: told the names served whenever they change."""
+
+    def resize(self, names: int) -> None: ...
+
+
 class ServedNames:
     """How many names the plugins' data serves, in total: what sized memos are bounded by.
 
@@ -84,7 +90,7 @@ class ServedNames:
         #: Names by holder (its id: a holder need not be hashable), each dropped by a finalizer
         #: when its holder is collected.
         self._counts: dict[int, int] = {}
-        self._memos: weakref.WeakSet[Memo[object, object]] = weakref.WeakSet()
+        self._memos: weakref.WeakSet[Sized] = weakref.WeakSet()
 
     @property
     def total(self) -> int:
@@ -109,9 +115,9 @@ class ServedNames:
         for memo in list(self._memos):
             memo.resize(total)
 
-    def size(self, memo: Memo[K, V]) -> None:
+    def size(self, memo: Sized) -> None:
         """Keep ``memo`` bounded by the names served (now and after each announce)."""
-        self._memos.add(memo)  # type: ignore[arg-type]  # (any memo: the set only resizes them)
+        self._memos.add(memo)
         memo.resize(self.total)
 
 

@@ -15,6 +15,7 @@ of it: everything that is not the hot path uses dnspython.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from interkube.dns.memo import Memo
 
@@ -280,7 +281,7 @@ def ede_option(code: int, text: str = "") -> bytes:
 class Template:
     """A pre-encoded response, ready to be patched for each query with the same key."""
 
-    __slots__ = ("head", "body", "size", "rcode", "_lname", "_rest")
+    __slots__ = ("head", "body", "size", "rcode", "_lname", "_rest", "stamp")
 
     def __init__(self, response: bytes, question_end: int) -> None:
         # ID and question come from each query; flags and counts from the template.
@@ -292,6 +293,9 @@ class Template:
         #: render().
         self._lname = b""
         self._rest = b""
+        #: Set by the table that keeps this template: how long answers rendered from it may be
+        #: sent from the UDP answer memo (interkube.plugin.answers.TemplateTable; None: never).
+        self.stamp: Any = None
 
     def render(self, query: Query) -> bytes:
         """The response for ``query``: its ID and question, this template's everything else.

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from interkube.kube.index import ClusterIndex, DepKey, Key
 from interkube.kube.objects import Record
+from interkube.pkg.datagrams import Stamp, StampType
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -107,8 +108,10 @@ class Cluster:
         self.name = name
         self.source = source
         self.stats = stats or ClusterStats()
-        #: The current data; None until the first full sync. Replaced whole on relist.
-        self.index: ClusterIndex | None = index
+        #: Revoked whenever ``index`` is replaced (see the property): the stamp that answers
+        #: from memory built from the current index are kept under (the UDP answer memo).
+        self.index_stamp: Stamp = StampType()
+        self._index: ClusterIndex | None = index
         #: time.monotonic() of the last sign that the data is current (list, event, bookmark).
         self.last_contact: float | None = time.monotonic() if index is not None else None
         #: What is failing now (a resource's watch, the list, the files) and why.
@@ -125,6 +128,20 @@ class Cluster:
         return f"<Cluster {self.name} {self.source.description}>"
 
     # --- state -----------------------------------------------------------------------------
+
+    @property
+    def index(self) -> ClusterIndex | None:
+        """The current data; None until the first full sync. Replaced whole on relist."""
+        return self._index
+
+    @index.setter
+    def index(self, index: ClusterIndex | None) -> None:
+        # However it is replaced (a relist, a snapshot, a test's own), answers from the old
+        # index stop being sent from the answer memo at once.
+        if index is not self._index:
+            self.index_stamp.revoke()
+            self.index_stamp = StampType()
+        self._index = index
 
     @property
     def down(self) -> str | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,11 +31,13 @@ class UdpFast(Protocol):
         """Read datagrams in batches and pass each with its source address to ``callback``."""
 
     def drain_shed(self, fd: int, callback: Callable[[bytes, Any], object], rounds: int, keys: set[bytes],
-                   backlog: deque[tuple[bytes, Any, float]], shed_from: int, limit: int, /) -> int:
-        """As drain, but while ``len(backlog) >= shed_from``, a datagram whose bytes after the ID
-        are in ``keys`` is appended to ``backlog`` as ``(data, addr, monotonic time)`` instead of
-        going to ``callback``, the oldest entry dropped first when ``backlog`` holds ``limit``;
-        returns how many were dropped so."""
+                   backlog: deque[tuple[bytes, Any, float]], shed_from: int, limit: int,
+                   memo: AnswerMemo | None, /) -> int:
+        """As drain, but a datagram ``memo`` has an answer for gets it without ``callback``; and
+        while ``len(backlog) >= shed_from``, a datagram whose bytes after the ID are in ``keys``
+        is appended to ``backlog`` as ``(data, addr, monotonic time)`` instead of going to
+        ``callback``, the oldest entry dropped first when ``backlog`` holds ``limit``; returns
+        how many were dropped so."""
 
     def drain_answers(self, fd: int, pending: dict[int, tuple[Any, bytes, float]], rounds: int,
                       ignored: type[BaseException], /) -> int:
@@ -55,6 +59,72 @@ class UdpFast(Protocol):
         """Count one answer; False when the Python code must count it instead."""
 
 
+class Stamp(Protocol):
+    """How long answers put in an :class:`AnswerMemo` with it hold: until :meth:`revoke` is called
+    on it or on a parent, and while ``time.monotonic()`` is before every ``until`` on the way.
+    Each answer sent with it adds 1 to ``counter[slot]`` (an ``array('q')``) on the way."""
+
+    def __init__(self, parent: Stamp | None = None, until: float = math.inf, counter: Any = None,
+                 slot: int = 0) -> None: ...
+
+    def revoke(self) -> None: ...
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def until(self) -> float: ...
+
+
+class AnswerMemo(Protocol):
+    """Answers from memory that a UDP drain sends without calling back into Python, keyed by a
+    query's bytes after its ID; at most ``capacity`` of them (see ``_udpfast.c``)."""
+
+    def __init__(self, capacity: int) -> None: ...
+
+    def put(self, query: bytes, response: bytes, stamp: Stamp, /) -> bool:
+        """Send ``response`` (with each query's own ID) to the queries with ``query``'s bytes
+        after the ID while ``stamp`` holds; False: not kept."""
+
+    def get(self, query: bytes, /) -> bytes | None:
+        """What a drain would send for ``query`` now (counted as sent)."""
+
+    def clear(self) -> None: ...
+
+    def resize(self, capacity: int, /) -> None:
+        """Forget every answer and hold up to ``capacity`` (rounded up to a power of two)."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def hits(self) -> int: ...
+
+
+class _PyStamp:
+    """:class:`Stamp` where the C helpers are not built: nothing reads it (no memo without them),
+    but the handlers stamp their answers all the same."""
+
+    __slots__ = ("parent", "until", "counter", "slot", "revoked")
+
+    def __init__(self, parent: Stamp | None = None, until: float = math.inf, counter: Any = None,
+                 slot: int = 0) -> None:
+        self.parent = parent
+        self.until = until
+        self.counter = counter
+        self.slot = slot
+        self.revoked = False
+
+    def revoke(self) -> None:
+        self.revoked = True
+
+    @property
+    def live(self) -> bool:
+        return not self.revoked and time.monotonic() < self.until and (self.parent is None or self.parent.live)
+
+
 def _load() -> UdpFast | None:
     # Imported by name: the extension has no stub (the wheel ships no .pyi), so UdpFast types it.
     try:  # optional: a source install without a compiler runs the pure-Python loops
@@ -67,6 +137,17 @@ def _load() -> UdpFast | None:
 #: both paths; debugging).
 _built = _load()
 udpfast: UdpFast | None = None if os.environ.get("INTERKUBE_NO_UDPFAST") else _built
+
+#: The stamp type handlers mark their answers from memory with (see interkube.server.dispatch).
+StampType: Callable[..., Stamp] = _PyStamp if udpfast is None else getattr(udpfast, "Stamp")  # noqa: B009
+
+
+def answer_memo(capacity: int) -> AnswerMemo | None:
+    """A memo of answers the UDP drain sends itself, or None without the C helpers."""
+    if udpfast is None:
+        return None
+    memo: AnswerMemo = getattr(udpfast, "AnswerMemo")(capacity)  # noqa: B009
+    return memo
 
 
 def send_batch(sock: socket.socket, out: list[Datagram]) -> None:

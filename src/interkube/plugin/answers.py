@@ -46,6 +46,7 @@ from interkube.dns.wire import (
     error_response,
     template_for,
 )
+from interkube.pkg.datagrams import Stamp, StampType
 from interkube.plugin.handler import SLOW, Handler, passes_later
 from interkube.plugin.request import Request
 
@@ -184,8 +185,20 @@ def _answers_nothing(value: Entry) -> bool:
     return value.rcode != RCODE_NOERROR or value.head[4:6] == b"\x00\x00"  # no answer records
 
 
+def _revoke(entry: Entry | None) -> None:
+    """A template leaves its table: answers from it are no longer sent from the answer memo."""
+    if type(entry) is Template and entry.stamp is not None:
+        entry.stamp.revoke()
+
+
 class TemplateTable:
     """key -> Template (or PASS), bounded; the oldest entries go first when it is full.
+
+    Each template put here gets a stamp (``Template.stamp``) below the table's own: an answer
+    rendered from it may be sent from the UDP answer memo (interkube.server.dispatch) while the
+    stamp holds. The stamp is revoked when the template leaves the table (evicted, invalidated,
+    replaced) and the table's when the table is no longer read (:meth:`retire`: its handler
+    replaced the generation), so the memo never sends what this table would no longer give.
 
     An OrderedDict, because its popitem(last=False) is O(1): deleting a plain dict's first key
     leaves a hole that every later next(iter(d)) walks over (61 us per insert at 100k entries,
@@ -195,9 +208,10 @@ class TemplateTable:
     with (issue 19: RSS grew by 100 MB under one).
     """
 
-    __slots__ = ("_map", "_per_query", "capacity", "get", "per_query_capacity")
+    __slots__ = ("_map", "_per_query", "capacity", "get", "per_query_capacity", "stamp")
 
-    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY) -> None:
+    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY,
+                 parent: Stamp | None = None) -> None:
         self._map: OrderedDict[bytes, Entry] = OrderedDict()
         self.capacity = capacity
         self.per_query_capacity = per_query_capacity
@@ -205,6 +219,8 @@ class TemplateTable:
         #: already, or replaced there).
         self._per_query: deque[tuple[bytes, Entry]] = deque()
         self.get: Callable[[bytes], Entry | None] = self._map.get
+        #: ``parent``: what else the table's answers depend on (a cluster's current index).
+        self.stamp: Stamp = StampType(parent)
 
     def put(self, key: bytes, value: Entry, synthesized: bool = False) -> None:
         """Keep ``value`` as the answer for ``key``; ``synthesized``: made up for the asked name
@@ -213,8 +229,20 @@ class TemplateTable:
         if synthesized or _answers_nothing(value):
             self._note_per_query(key, value)
         if len(m) >= self.capacity:
-            m.popitem(last=False)
-        m[key] = value
+            _revoke(m.popitem(last=False)[1])
+        self._keep(key, value)
+
+    def _keep(self, key: bytes, value: Entry) -> None:
+        """``value`` as ``key``'s entry (stamped below the table), in place of any other."""
+        if type(value) is Template:
+            value.stamp = StampType(self.stamp)
+        _revoke(self._map.get(key))
+        self._map[key] = value
+
+    def retire(self) -> None:
+        """The table is read no more (its generation was replaced): nothing it holds is sent
+        from the answer memo any longer."""
+        self.stamp.revoke()
 
     def _note_per_query(self, key: bytes, value: Entry) -> None:
         per_query = self._per_query
@@ -225,7 +253,9 @@ class TemplateTable:
         per_query.append((key, value))
 
     def _drop(self, key: bytes) -> bool:
-        return self._map.pop(key, None) is not None
+        entry = self._map.pop(key, None)
+        _revoke(entry)
+        return entry is not None
 
     def __len__(self) -> int:
         return len(self._map)
@@ -252,8 +282,9 @@ class DependentTemplateTable(TemplateTable):
 
     __slots__ = ("_deps", "_by_dep", "invalidated")
 
-    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY) -> None:
-        super().__init__(capacity, per_query_capacity)
+    def __init__(self, capacity: int = 100_000, per_query_capacity: int = PER_QUERY_CAPACITY,
+                 parent: Stamp | None = None) -> None:
+        super().__init__(capacity, per_query_capacity, parent)
         self._deps: dict[bytes, tuple[DepKey, ...]] = {}
         self._by_dep: dict[DepKey, set[bytes]] = {}
         #: Templates removed because their data changed (for metrics and benchmarks).
@@ -266,7 +297,7 @@ class DependentTemplateTable(TemplateTable):
                 self._note_per_query(key, value)
             if len(m) >= self.capacity:
                 self._drop(next(iter(m)))
-        m[key] = value
+        self._keep(key, value)
         deps = tuple(deps)
         self._deps[key] = deps
         by_dep = self._by_dep
@@ -278,8 +309,10 @@ class DependentTemplateTable(TemplateTable):
                 keys.add(key)
 
     def _drop(self, key: bytes) -> bool:
-        if self._map.pop(key, None) is None:
+        entry = self._map.pop(key, None)
+        if entry is None:
             return False
+        _revoke(entry)
         by_dep = self._by_dep
         for dep in self._deps.pop(key, ()):
             keys = by_dep.get(dep)
@@ -311,9 +344,9 @@ class DependentGeneration(Generic[DataT]):
 
     __slots__ = ("data", "templates")
 
-    def __init__(self, data: DataT, capacity: int = 100_000) -> None:
+    def __init__(self, data: DataT, capacity: int = 100_000, parent: Stamp | None = None) -> None:
         self.data = data
-        self.templates = DependentTemplateTable(capacity)
+        self.templates = DependentTemplateTable(capacity, parent=parent)
 
     def build(self, query: Query, build: Callable[[set[DepKey]], bytes | None]) -> Entry:
         """Build the answer to ``query`` (``build`` adds what it read to the set it is given)
@@ -351,8 +384,13 @@ class TemplateHandler(Handler):
         except Deferred:
             return SLOW  # not built yet, and the fast path's budget for building is spent
         if tpl is PASS:
-            return self.next.fast(req)
+            resp = self.next.fast(req)
+            # The answer is another handler's, and that this one passed depends on its data.
+            req.memo = None
+            return resp
         req.answered_by = self.plugin
+        # (A stand-in renders per query: its answers are never sent from the answer memo.)
+        req.memo = tpl.stamp if type(tpl) is Template else None
         return tpl.render(req.query)
 
     async def serve(self, req: Request) -> bytes:
@@ -381,7 +419,9 @@ class MemoryHandler(TemplateHandler, Generic[DataT]):
 
     def swap(self, data: DataT) -> None:
         """Replace the data; queries after this line see only the new data and its templates."""
+        old = self.generation
         self.generation = Generation(data)
+        old.templates.retire()
 
     def build(self, req: Request, data: DataT, zone: str) -> bytes | None:
         """The full response to ``req`` from ``data``, or None to pass the query on.

@@ -86,6 +86,15 @@ class Handler:
     #: Set by link(): whether every handler ahead of this one in its chain passes LATER on (see
     #: passes_later), so that this one may answer on the callback path.
     later_ok: bool = False
+    #: Whether a chain of such handlers may have its answers sent from the UDP answer memo
+    #: (interkube.server.dispatch), which skips the whole chain for a query whose answer left
+    #: it with a stamp (``req.memo``). True only where, for every such query, fast() did nothing
+    #: the memo skips (no log line, no count the stamp does not keep, no client's address read)
+    #: and either answered setting ``req.memo`` to a stamp that every change of what the answer
+    #: was made from revokes, or passed the query on by its bytes alone and left the answer as
+    #: it came (else it sets ``req.memo`` to None after the next one returns). A handler whose
+    #: own answers never carry a stamp may do anything for those.
+    memo_safe: ClassVar[bool] = False
 
     def fast(self, req: Request) -> bytes | None:
         """Answer synchronously from memory, return SLOW for the slow path, or pass on."""
@@ -100,6 +109,7 @@ class Terminal(Handler):
     """The end of every chain: a query that no handler answered gets SERVFAIL, as in CoreDNS."""
 
     plugin = "chain"
+    memo_safe = True  # (its SERVFAIL sets no stamp)
 
     def fast(self, req: Request) -> bytes:
         return error_response(req.wire, RCODE_SERVFAIL, req.query)

@@ -32,7 +32,7 @@ import dns.rdatatype
 from interkube.dns.memo import SERVED_NAMES
 from interkube.dns.message import make_response, render
 from interkube.dns.names import ZoneSet, to_wire
-from interkube.dns.wire import ZONE_TRANSFERS, Query, label_offsets
+from interkube.dns.wire import ZONE_TRANSFERS, Query, Template, label_offsets
 from interkube.errors import KubeError
 from interkube.kube.access import ApiAccess
 from interkube.kube.cluster import Cluster, Source
@@ -49,6 +49,7 @@ from interkube.kube.shared import shared_source
 from interkube.kube.snapshot import SnapshotSource
 from interkube.kube.stanza import KubernetesConfig, check_multicluster, cluster_name, is_reverse, local_addresses
 from interkube.kube.xfr import SERIAL_DEP, ChangeSerial, changes_transfer, zone_records, zone_soa
+from interkube.pkg.datagrams import StampType
 from interkube.pkg.shared import Kind
 from interkube.plugin.answers import (
     PASS,
@@ -115,6 +116,10 @@ BLOCK_STANZAS = Kind("the kubernetes stanzas of a server block", StanzaGroup)
 
 class KubernetesHandler(TemplateHandler):
     plugin = "kubernetes"
+    # Answers come from the current generation's templates, whose stamps its table revokes when
+    # an object they were built from changes, and the table's when the index is replaced (see
+    # _changed and _generation).
+    memo_safe = True
 
     def __init__(self, cfg: KubernetesConfig, zones: tuple[str, ...], options: Options, cluster: Cluster,
                  registry: ClusterRegistry, configuration: object,
@@ -160,8 +165,11 @@ class KubernetesHandler(TemplateHandler):
             tpl = gen.templates.get(q.key)
             if tpl is not None:
                 if tpl is PASS:
-                    return self.next.fast(req)
+                    resp = self.next.fast(req)
+                    req.memo = None  # (see TemplateHandler.fast)
+                    return resp
                 req.answered_by = self.plugin
+                req.memo = tpl.stamp if type(tpl) is Template else None
                 return tpl.render(q)
         return super().fast(req)
 
@@ -233,10 +241,21 @@ class KubernetesHandler(TemplateHandler):
 
     def _generation(self, index: ClusterIndex | None) -> DependentGeneration[ClusterIndex | None]:
         """A table of templates for ``index``, sized by its names (see served_names), which the
-        process's name memos (interkube.dns.memo) also follow from now on."""
+        process's name memos (interkube.dns.memo) also follow from now on. It is to replace the
+        current generation: whose table is retired here (its answers leave the answer memo)."""
         names = 0 if index is None else index.served_names()
         SERVED_NAMES.announce(self, names)
-        return DependentGeneration(index, templates_for(names))
+        current: DependentGeneration[ClusterIndex | None] | None = getattr(self, "generation", None)
+        if current is not None:
+            current.templates.retire()
+        # Under the cluster's index stamp: an index swapped in without an event, which the next
+        # query's fast() would notice, is noticed by the answer memo too. (A table of an index
+        # no longer current, which fast() does not read, none of whose answers it may send.)
+        parent = self.cluster.index_stamp
+        if index is not self.cluster.index:
+            parent = StampType()
+            parent.revoke()
+        return DependentGeneration(index, templates_for(names), parent)
 
     def _build(self, req: Request, index: ClusterIndex, deps: set[Hashable], zone: str) -> bytes | None:
         """The response bytes, or None to pass the question to the next plugin."""
@@ -285,11 +304,13 @@ class KubernetesHandler(TemplateHandler):
         serial_shown = moved and self.zone_serial is not None and self.zone_serial.changed()
         if keys is not None:  # Services and Pods come and go one at a time
             SERVED_NAMES.announce(self, index.served_names())
-        if gen.data is index:  # (else: templates of an older index, replaced at the next query)
-            if keys is None:
-                self.generation = self._generation(index)
-            else:
-                gen.templates.invalidate({*keys, SERIAL_DEP} if serial_shown else keys)
+        if gen.data is not index or keys is None:
+            # A new index (a relist, a snapshot reloaded), or templates of an older one: a new
+            # table now, not at the next query, so that the answer memo lets go of the old
+            # table's answers at once (_generation retires it).
+            self.generation = self._generation(index)
+        else:
+            gen.templates.invalidate({*keys, SERIAL_DEP} if serial_shown else keys)
         if moved:
             for zone in self.transfer_zones():
                 for listener in self.zone_listeners:

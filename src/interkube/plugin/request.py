@@ -13,6 +13,7 @@ from interkube.dns.wire import Query, parse_query
 if TYPE_CHECKING:
     import dns.message
 
+    from interkube.pkg.datagrams import Stamp
     from interkube.plugin.later import Pending, Replier
 
 
@@ -45,7 +46,7 @@ class Request:
     """
 
     __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
-                 "meta", "answered_by", "replier", "later")
+                 "meta", "answered_by", "replier", "later", "memo")
 
     def __init__(self, wire: bytes, query: Query, client: tuple[Any, ...], proto: str,
                  local: tuple[Any, ...] | None = None, message: dns.message.Message | None = None) -> None:
@@ -69,6 +70,10 @@ class Request:
         #: The answer to come on the callback path: what handlers do to it, or how the slow
         #: path carries on (interkube.plugin.later).
         self.later: Pending | None = None
+        #: The stamp of an answer from memory that every later query with the same bytes after
+        #: the ID may be sent (interkube.server.dispatch: the UDP answer memo), set by the handler
+        #: that answered; None: not so.
+        self.memo: Stamp | None = None
 
     @property
     def message(self) -> dns.message.Message:

@@ -27,7 +27,7 @@ import dns.rcode
 import dns.rdatatype
 
 from interkube.dns import message as dnsmsg
-from interkube.dns.memo import Memo
+from interkube.dns.memo import SERVED_NAMES, Memo
 from interkube.dns.names import ZoneSet
 from interkube.dns.reader import REASON_MESSAGE, Malformed
 from interkube.dns.wire import (
@@ -44,7 +44,8 @@ from interkube.dns.wire import (
     truncated,
 )
 from interkube.errors import DnsError
-from interkube.plugin.handler import Handler
+from interkube.pkg.datagrams import AnswerMemo, answer_memo
+from interkube.plugin.handler import Handler, Terminal
 from interkube.plugin.metrics import MALFORMED_QUERIES
 from interkube.plugin.request import Request, Route
 from interkube.server.views import ViewChain, ViewRouter
@@ -63,6 +64,16 @@ CHAIN_MEMO_CEILING = 1 << 18
 
 #: Seconds between two log lines about malformed queries.
 MALFORMED_LOG_INTERVAL = 60.0
+
+#: The UDP answer memo (see Dispatcher): entries per served name, and its bounds. The table has a
+#: power of two of 40-byte entries in sets of 4 (at half full or less, few names find their set
+#: full); each entry used holds the query's and the answer's bytes, about 150 bytes for an
+#: address question: at the ceiling, 10 MB of table and some 40 MB more when a flood of distinct
+#: questions answered from memory fills it. The floor is for a cache's names, which are not
+#: counted as served: a default cache holds 9,984 answers of each kind.
+ANSWER_MEMO_PER_NAME = 2
+ANSWER_MEMO_FLOOR = 1 << 14
+ANSWER_MEMO_CEILING = 1 << 18
 
 
 class RateLimitedLog:
@@ -107,6 +118,14 @@ class Dispatcher:
         self._chain_memo: Memo[bytes, Chain | None] | None = None if self.views is not None else \
             Memo(CHAIN_MEMO_LIMIT, per_name=CHAIN_MEMO_PER_NAME, ceiling=CHAIN_MEMO_CEILING)
         self._chain_of = None if self._chain_memo is None else self._chain_memo.table
+        #: The UDP answer memo: answers from memory the listener's C drain sends without calling
+        #: the fast path (interkube/_udpfast.c), for the chains whose every handler is memo_safe
+        #: (not with views: their chains depend on the client). A new dispatcher (a reload) has
+        #: a new, empty one. None: no such chain, or no C helpers.
+        self.memo_heads = frozenset() if self.views is not None else \
+            frozenset(head for _, head in chains.values() if _memo_safe(head))
+        self._sized_memo = _SizedAnswerMemo.make() if self.memo_heads else None
+        self.memo: AnswerMemo | None = None if self._sized_memo is None else self._sized_memo.memo
         # The `server` label of this listener's counts: every block on one listener shares it.
         routes = [*(route for route, _ in chains.values()),
                   *(chain[0] for vs in (views or {}).values() for _, chain in vs)]
@@ -138,6 +157,12 @@ class Dispatcher:
         # (No answer of 512 bytes or less is ever cut: the property is not read for those.)
         if resp and len(resp) > CLASSIC_UDP_LIMIT and req.proto == "udp" and len(resp) > req.query.udp_limit:
             resp = truncated(resp, req.query)
+        stamp = req.memo
+        if stamp is not None and req.proto == "udp" and type(resp) is bytes and head in self.memo_heads:
+            # Every later query with these bytes after the ID gets this answer from the C drain
+            # while the stamp holds (see Handler.memo_safe).
+            assert self.memo is not None
+            self.memo.put(req.wire, resp, stamp)
         return resp
 
     def _remember_chain(self, req: Request) -> Chain | None:
@@ -237,3 +262,40 @@ class Dispatcher:
         malformed_log.info("%s: answered FORMERR to a malformed query from %s: %s",
                            self.server, client[0] if client else "?", why)
         return formerr(wire)
+
+
+def _memo_safe(head: Handler) -> bool:
+    """Whether every handler of the chain from ``head`` may have its answers in the memo."""
+    handler: Handler | None = head
+    while handler is not None and type(handler).memo_safe:
+        if isinstance(handler, Terminal):
+            return True
+        handler = getattr(handler, "next", None)  # (a chain not linked: none to trust)
+    return False
+
+
+class _SizedAnswerMemo:
+    """A dispatcher's answer memo, sized by the names the plugins serve (interkube.dns.memo's
+    SERVED_NAMES): ANSWER_MEMO_PER_NAME entries a name within its bounds, so that names asked
+    in turn find their answers (a resize, which forgets them all, only when the table's power
+    of two changes: not at every Service a cluster adds)."""
+
+    __slots__ = ("memo", "__weakref__")
+
+    def __init__(self, memo: AnswerMemo) -> None:
+        self.memo = memo
+
+    @classmethod
+    def make(cls) -> _SizedAnswerMemo | None:
+        memo = answer_memo(ANSWER_MEMO_FLOOR)
+        if memo is None:
+            return None
+        sized = cls(memo)
+        SERVED_NAMES.size(sized)
+        return sized
+
+    def resize(self, names: int) -> None:
+        wanted = min(ANSWER_MEMO_CEILING, max(ANSWER_MEMO_FLOOR, ANSWER_MEMO_PER_NAME * names))
+        capacity = 1 << max(0, wanted - 1).bit_length()
+        if capacity != self.memo.capacity:
+            self.memo.resize(capacity)

@@ -341,7 +341,7 @@ class UdpEndpoint:
                 # The C helper sheds as handle() does, without calling it (see drain_shed). (Not
                 # `self.dropped += ...`: handle() adds to it during the call.)
                 dropped = _udpfast.drain_shed(self.fd, self.handle, UDP_ROUNDS, self.slow_keys, self.backlog,
-                                              self.shed_from, self.backlog_limit)
+                                              self.shed_from, self.backlog_limit, self.listener.dispatcher.memo)
                 self.dropped += dropped
             except OSError as exc:
                 log.debug("udp receive error on %s: %s", self.listener, exc)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from interkube.dns.reader import Malformed, Walk, header
 from interkube.dns.wire import (
@@ -30,6 +30,9 @@ from interkube.dns.wire import (
     Query,
     Template,
 )
+
+if TYPE_CHECKING:
+    from interkube.pkg.datagrams import Stamp
 
 SUCCESS: Final = 0
 DENIAL: Final = 1
@@ -133,7 +136,7 @@ class Entry:
 
     __slots__ = ("key", "kind", "servfail", "prefix", "base", "offsets", "question_end", "stored",
                  "ttl", "expires", "keepttl", "tpl", "until", "_stale", "threshold", "hits",
-                 "last_hit", "failed_until", "stale_ttl")
+                 "last_hit", "failed_until", "stale_ttl", "stamp")
 
     def __init__(self, key: bytes, kind: int, servfail: bool, response: bytes, q: Query,
                  offsets: tuple[int, ...], lifetime: float, stored: float, *, keepttl: bool,
@@ -164,6 +167,8 @@ class Entry:
         self.failed_until = -math.inf       # a failed refresh: do not retry before this
         self.tpl = self._render(self.ttl)
         self.until = self.expires if keepttl else min(stored + 1.0, self.expires)
+        #: The UDP answer memo's stamp of ``tpl`` (made by the handler at a hit; None: none yet).
+        self.stamp: Stamp | None = None
 
     def _render(self, ttl: int) -> Template:
         return Template(self.prefix + patch_ttls(self.base, self.offsets, ttl), self.question_end)
@@ -173,6 +178,12 @@ class Entry:
         sec = max(0, int(now - self.stored))
         self.tpl = self._render(self.ttl if self.keepttl else max(0, self.ttl - sec))
         self.until = self.expires if self.keepttl else min(self.stored + sec + 1, self.expires)
+        self.stamp = None  # (the last one's `until` has passed)
+
+    def retire(self) -> None:
+        """The entry leaves the cache: its answer is no longer sent from the answer memo."""
+        if self.stamp is not None:
+            self.stamp.revoke()
 
     def remaining(self, now: float) -> int:
         """Whole seconds of life left, as CoreDNS's item.ttl (negative once expired)."""

@@ -12,6 +12,7 @@ flight is shared by everything that would start another.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import functools
 import logging
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from interkube.dns.names import ZoneSet
 from interkube.dns.wire import RCODE_NOERROR, RCODE_NXDOMAIN, ZONE_TRANSFERS, Query, Template
+from interkube.pkg.datagrams import Stamp, StampType
 from interkube.pkg.metrics import NAMESPACE
 from interkube.pkg.shared import Kind
 from interkube.plugin import later
@@ -68,7 +70,9 @@ class CacheStats:
     __slots__ = ("hits", "misses", "evictions", "prefetches", "served_stale", "drops", "owner")
 
     def __init__(self) -> None:
-        self.hits = [0, 0]          # by kind: success, denial
+        #: By kind: success, denial. An array of 64-bit ints: the UDP answer memo adds the hits
+        #: it sends to it (see CacheHandler._memo_stamp).
+        self.hits = array.array("q", (0, 0))
         self.misses = 0
         self.evictions = [0, 0]
         self.prefetches = 0
@@ -82,6 +86,10 @@ CACHE_STATS = Kind('cache statistics', CacheStats)
 
 class CacheHandler(Handler):
     plugin = "cache"
+    # A fresh entry's answer is the same bytes until its rendered second ends (Entry.until): the
+    # stamp of a hit holds until then, counts the memo's hits in the stats, and is revoked when
+    # the entry goes. Every other outcome (a miss, stale or prefetch work) sets no stamp.
+    memo_safe = True
 
     def __init__(self, cfg: CacheConfig, zones: Iterable[str], *, server: str = "",
                  metrics: Metrics | None = None, stats: CacheStats | None = None,
@@ -118,14 +126,29 @@ class CacheHandler(Handler):
                 self.hits[e.kind] += 1
                 if self.prefetch_amount:
                     self._count_for_prefetch(e, req, now)
+                else:
+                    req.memo = self._memo_stamp(e)
                 return e.tpl.render(q)
             return self._fast_aged(e, req, now)
         return self._fast_miss(req, None)
+
+    def _memo_stamp(self, e: Entry) -> Stamp | None:
+        """The stamp of ``e``'s answer for the rest of its rendered second: its hits counted in
+        the stats (None under a clock of the tests' own: the memo reads the real one)."""
+        stamp = e.stamp
+        if stamp is None and self.clock is time.monotonic:
+            stamp = e.stamp = StampType(None, e.until, self.hits, e.kind)
+        return stamp
 
     def _fast_aged(self, e: Entry, req: Request, now: float) -> bytes | None:
         """An entry whose rendered second has passed: age it, or deal with its expiry."""
         if now < e.expires:
             return self._hit(e, req, now)
+        resp = self._fast_expired(e, req, now)
+        req.memo = None  # (a stale answer, or the next plugin's: see _fast_miss)
+        return resp
+
+    def _fast_expired(self, e: Entry, req: Request, now: float) -> bytes | None:
         stale = self.cfg.serve_stale
         if stale is None or not self._stale_usable(e, now):
             return self._fast_miss(req, e)
@@ -147,6 +170,9 @@ class CacheHandler(Handler):
 
     def _fast_miss(self, req: Request, expired: Entry | None) -> bytes | None:
         resp = self.next.fast(req)
+        # What is sent is not the next plugin's answer as it stands (its TTLs are the lifetime's),
+        # and the next query is a hit: no stamp for this one.
+        req.memo = None
         if resp is None:
             return None  # nothing counted or stored: the slow path runs the chain again
         q = req.query
@@ -207,9 +233,12 @@ class CacheHandler(Handler):
     def _hit(self, e: Entry, req: Request, now: float) -> bytes:
         """A fresh entry's answer (the fast path inlines this for its common case)."""
         self.hits[e.kind] += 1
+        tpl = self._current(e, now)
         if self.prefetch_amount:
             self._count_for_prefetch(e, req, now)
-        return self._current(e, now).render(req.query)
+        else:
+            req.memo = self._memo_stamp(e)
+        return tpl.render(req.query)
 
     @staticmethod
     def _current(e: Entry, now: float) -> Template:
@@ -299,10 +328,11 @@ class CacheHandler(Handler):
         old = entries.pop(key, None)
         if old is not None:
             del self.order[old.kind][key]
+            old.retire()
         order = self.order[e.kind]
         if len(order) >= self.capacity[e.kind]:
             victim, _ = order.popitem(last=False)
-            del entries[victim]
+            entries.pop(victim).retire()
             self.stats.evictions[e.kind] += 1
         order[key] = None
         entries[key] = e
@@ -312,6 +342,7 @@ class CacheHandler(Handler):
         if self.entries.get(e.key) is e:
             del self.entries[e.key]
             del self.order[e.kind][e.key]
+            e.retire()
 
     # -- background refresh ----------------------------------------------------------------
 

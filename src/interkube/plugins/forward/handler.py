@@ -63,6 +63,10 @@ UPSTREAM_STATS = Kind('upstream statistics', UpstreamStats)
 
 class ForwardHandler(Handler):
     plugin = "forward"
+    # Its own answers carry no stamp (it never sets req.memo), so the answer memo never skips
+    # what it does for a query; a name it does not forward (`except`) passes on by the name
+    # alone. So a cache in front of it may have its hits sent from the memo.
+    memo_safe = True
 
     def __init__(self, cfg: ForwardConfig, upstreams: UpstreamGroup, *,
                  stats: ForwardStats | None = None, metrics: Metrics | None = None) -> None:

@@ -68,6 +68,9 @@ def address_response(query: Query, ttl: int,
 
 class HostsHandler(MemoryHandler[HostsData]):
     plugin = "hosts"
+    # Answers come from a generation's templates; a reloaded file swaps the generation, retiring
+    # its table (MemoryHandler.swap), so the answer memo never sends the old file's answers.
+    memo_safe = True
 
     def __init__(self, cfg: HostsConfig, origins: Sequence[str], watched: WatchedFile[HostsData],
                  inline: HostsData, file_data: HostsData, metrics: Metrics | None = None) -> None:
