@@ -277,7 +277,9 @@ recv_batch(int fd, int named, struct mmsghdr **in, long total)
  * is revoked (revoke()) and the clock (time.monotonic) is before every `until` on the way. A
  * hit adds 1 to counter[slot] (counter: a writable buffer of 64-bit ints, an array('q'), held
  * for the stamp's life) on the way to the root, so that the plugins' own counts (a cache's
- * hits) stay what the callback would have made them.
+ * hits) stay what the callback would have made them. An answer may also be put with a tally,
+ * the prometheus plugin's entry for it (an array('d'): count, seconds, query and response
+ * bytes), which each hit adds to as that plugin's count of the answer would.
  *
  * Why C: the callback's way to an answer from memory (a bytes object and an address tuple, the
  * call, the query's parse memo, a Request, the dispatcher, the chain, the template) was about
@@ -301,6 +303,7 @@ typedef struct StampObject {
     Py_buffer view; /* counter's, held while the stamp lives (view.obj NULL: no counter) */
     Py_ssize_t slot;
     int revoked;
+    int made;       /* __init__ ran: a second one would bring a revoked stamp back */
 } StampObject;
 
 static PyTypeObject StampType;
@@ -314,7 +317,7 @@ Stamp_init(StampObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t slot = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OdOn:Stamp", kwlist, &parent, &until, &counter, &slot))
         return -1;
-    if (self->parent != NULL || self->view.obj != NULL) {
+    if (self->made) {
         PyErr_SetString(PyExc_TypeError, "Stamp: already initialised");
         return -1;
     }
@@ -342,6 +345,7 @@ Stamp_init(StampObject *self, PyObject *args, PyObject *kwds)
     self->until = until;
     self->slot = slot;
     self->revoked = 0;
+    self->made = 1;
     return 0;
 }
 
@@ -421,6 +425,7 @@ struct memo_entry {
     unsigned long long hash;
     unsigned char *blob;         /* key (klen bytes) then response after its ID (rlen bytes); NULL: empty */
     StampObject *stamp;
+    PyObject *tally;             /* NULL, or a writable buffer of doubles: count, seconds, query and answer bytes */
     unsigned short klen, rlen;
 };
 
@@ -463,9 +468,13 @@ memo_forget(AnswerMemoObject *m, struct memo_entry *e)
     free(e->blob);
     e->blob = NULL;
     StampObject *s = e->stamp;
+    PyObject *tally = e->tally;
     e->stamp = NULL;
+    e->tally = NULL;
     m->used--;
-    Py_DECREF(s); /* (last: a stamp's dealloc releases a buffer, and runs no Python code) */
+    /* (last: a stamp's dealloc releases a buffer, and runs no Python code; a tally is an array) */
+    Py_DECREF(s);
+    Py_XDECREF(tally);
 }
 
 /* The entry holding the answer to key at `now`, or NULL (one found that no longer holds is
@@ -489,10 +498,25 @@ memo_find(AnswerMemoObject *m, const unsigned char *key, Py_ssize_t klen, double
     return NULL;
 }
 
-/* A hit: `out` gets the query's ID and the kept response (returns its length), and the stamps'
- * counters their count. */
+/* A tally's buffer: 1 with `view` filled (to release) where `o` is a writable buffer of four
+ * doubles or more, else 0 with an error set. */
+static int
+tally_view(PyObject *o, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+        return 0;
+    if (view->itemsize == 8 && view->format != NULL && strcmp(view->format, "d") == 0 && view->len >= 32)
+        return 1;
+    PyBuffer_Release(view);
+    PyErr_SetString(PyExc_ValueError, "tally must be a writable buffer of 4 doubles or more (array('d'))");
+    return 0;
+}
+
+/* A hit: `out` gets the query's ID and the kept response (returns its length); the stamps'
+ * counters get their count, and the tally (the prometheus plugin's entry) the answer, taken
+ * `seconds` since its datagram was read. */
 static Py_ssize_t
-memo_answer(AnswerMemoObject *m, struct memo_entry *e, const char *query, char *out)
+memo_answer(AnswerMemoObject *m, struct memo_entry *e, const char *query, char *out, double seconds)
 {
     out[0] = query[0];
     out[1] = query[1];
@@ -500,6 +524,19 @@ memo_answer(AnswerMemoObject *m, struct memo_entry *e, const char *query, char *
     for (StampObject *s = e->stamp; s != NULL; s = s->parent)
         if (s->view.obj != NULL)
             ((long long *)s->view.buf)[s->slot] += 1;
+    if (e->tally != NULL) {
+        Py_buffer view;
+        if (tally_view(e->tally, &view)) {
+            double *t = (double *)view.buf;
+            t[0] += 1;
+            t[1] += seconds;
+            t[2] += (double)(2 + e->klen);
+            t[3] += (double)(2 + e->rlen);
+            PyBuffer_Release(&view);
+        } else {
+            PyErr_Clear(); /* (checked when put: an array does not change its type) */
+        }
+    }
     m->hits++;
     return 2 + (Py_ssize_t)e->rlen;
 }
@@ -557,9 +594,17 @@ AnswerMemo_dealloc(AnswerMemoObject *self)
 static PyObject *
 AnswerMemo_put(AnswerMemoObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyObject_TypeCheck(args[2], &StampType)) {
-        PyErr_SetString(PyExc_TypeError, "put(query: bytes, response: bytes, stamp: Stamp)");
+    if (nargs < 3 || nargs > 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])
+        || !PyObject_TypeCheck(args[2], &StampType)) {
+        PyErr_SetString(PyExc_TypeError, "put(query: bytes, response: bytes, stamp: Stamp, tally=None)");
         return NULL;
+    }
+    PyObject *tally = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    if (tally != NULL) {
+        Py_buffer view;
+        if (!tally_view(tally, &view))
+            return NULL;
+        PyBuffer_Release(&view);
     }
     Py_ssize_t qlen = PyBytes_GET_SIZE(args[0]), rlen = PyBytes_GET_SIZE(args[1]);
     StampObject *stamp = (StampObject *)args[2];
@@ -599,8 +644,10 @@ AnswerMemo_put(AnswerMemoObject *self, PyObject *const *args, Py_ssize_t nargs)
     memcpy(blob + klen, PyBytes_AS_STRING(args[1]) + 2, (size_t)(rlen - 2));
     memo_forget(self, into);
     Py_INCREF(stamp);
+    Py_XINCREF(tally);
     into->blob = blob;
     into->stamp = stamp;
+    into->tally = tally;
     into->hash = h;
     into->klen = (unsigned short)klen;
     into->rlen = (unsigned short)(rlen - 2);
@@ -624,7 +671,7 @@ AnswerMemo_get(AnswerMemoObject *self, PyObject *arg)
         Py_RETURN_NONE;
     PyObject *out = PyBytes_FromStringAndSize(NULL, 2 + (Py_ssize_t)e->rlen);
     if (out != NULL)
-        memo_answer(self, e, q, PyBytes_AS_STRING(out));
+        memo_answer(self, e, q, PyBytes_AS_STRING(out), 0.0);
     return out;
 }
 
@@ -666,9 +713,9 @@ AnswerMemo_get_hits(AnswerMemoObject *self, void *closure)
 
 static PyMethodDef AnswerMemo_methods[] = {
     {"put", (PyCFunction)(void (*)(void))AnswerMemo_put, METH_FASTCALL,
-     "put(query, response, stamp) -> bool: send response (with each query's ID) to the queries "
-     "with query's bytes after the ID while stamp holds; False: not kept (too long, or the stamp "
-     "does not hold)."},
+     "put(query, response, stamp, tally=None) -> bool: send response (with each query's ID) to the "
+     "queries with query's bytes after the ID while stamp holds, adding each to tally (an array('d'): "
+     "count, seconds, query and response bytes); False: not kept (too long, or the stamp does not hold)."},
     {"get", (PyCFunction)AnswerMemo_get, METH_O,
      "get(query) -> bytes | None: what a drain would send for query now (counted as a hit)."},
     {"clear", (PyCFunction)AnswerMemo_clear, METH_NOARGS, "clear(): forget every answer."},
@@ -733,7 +780,8 @@ drain_impl(int fd, PyObject *callback, int rounds, struct shed *sh, AnswerMemoOb
                 struct memo_entry *e = memo_find(memo, (const unsigned char *)bufs[i] + 2, in[i].msg_len - 2, memo_now);
                 if (e != NULL) {
                     out_iov[k].iov_base = txbufs[i];
-                    out_iov[k].iov_len = (size_t)memo_answer(memo, e, bufs[i], txbufs[i]);
+                    double taken = e->tally != NULL ? monotonic_now() - memo_now : 0.0;
+                    out_iov[k].iov_len = (size_t)memo_answer(memo, e, bufs[i], txbufs[i], taken);
                     keep[k] = NULL;
                     memset(&out[k].msg_hdr, 0, sizeof out[k].msg_hdr);
                     out[k].msg_hdr.msg_name = &addrs[i];

@@ -82,9 +82,10 @@ class AnswerMemo(Protocol):
 
     def __init__(self, capacity: int) -> None: ...
 
-    def put(self, query: bytes, response: bytes, stamp: Stamp, /) -> bool:
+    def put(self, query: bytes, response: bytes, stamp: Stamp, tally: Any = None, /) -> bool:
         """Send ``response`` (with each query's own ID) to the queries with ``query``'s bytes
-        after the ID while ``stamp`` holds; False: not kept."""
+        after the ID while ``stamp`` holds, each added to ``tally`` (an ``array('d')``: count,
+        seconds, query and response bytes) if given; False: not kept."""
 
     def get(self, query: bytes, /) -> bytes | None:
         """What a drain would send for ``query`` now (counted as sent)."""

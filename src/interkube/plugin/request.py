@@ -11,6 +11,8 @@ import dns.name
 from interkube.dns.wire import Query, parse_query
 
 if TYPE_CHECKING:
+    from array import array
+
     import dns.message
 
     from interkube.pkg.datagrams import Stamp
@@ -46,7 +48,7 @@ class Request:
     """
 
     __slots__ = ("wire", "query", "client", "proto", "local", "route", "started", "_message",
-                 "meta", "answered_by", "replier", "later", "memo")
+                 "meta", "answered_by", "replier", "later", "memo", "memo_tally")
 
     def __init__(self, wire: bytes, query: Query, client: tuple[Any, ...], proto: str,
                  local: tuple[Any, ...] | None = None, message: dns.message.Message | None = None) -> None:
@@ -74,6 +76,9 @@ class Request:
         #: the ID may be sent (interkube.server.dispatch: the UDP answer memo), set by the handler
         #: that answered; None: not so.
         self.memo: Stamp | None = None
+        #: Where the memo counts the answers it sends for this one, as the prometheus plugin
+        #: counted this one (its entry: an array('d') of count, seconds, query and answer bytes).
+        self.memo_tally: array[float] | None = None
 
     @property
     def message(self) -> dns.message.Message:

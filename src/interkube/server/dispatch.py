@@ -162,7 +162,7 @@ class Dispatcher:
             # Every later query with these bytes after the ID gets this answer from the C drain
             # while the stamp holds (see Handler.memo_safe).
             assert self.memo is not None
-            self.memo.put(req.wire, resp, stamp)
+            self.memo.put(req.wire, resp, stamp, req.memo_tally)
         return resp
 
     def _remember_chain(self, req: Request) -> Chain | None:

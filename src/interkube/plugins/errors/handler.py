@@ -142,6 +142,8 @@ class ByMessage:
 
 class ErrorsHandler(Handler):
     plugin = "errors"
+    # It acts on the slow path's errors only: its fast() is the base class's, which passes on.
+    memo_safe = True
 
     def __init__(self, cfg: ErrorsConfig) -> None:
         self.cfg = cfg

@@ -221,6 +221,10 @@ class LoadbalanceHandler(Handler):
     """round_robin (with its `prefer` networks)."""
 
     plugin = "loadbalance"
+    # An answer it has nothing to shuffle in (one address per name, most Services' answers) is
+    # the next handler's, as it came: that keeps its stamp. One it shuffles does not (each query
+    # draws its own order).
+    memo_safe = True
 
     def __init__(self, prefer: Sequence[Network] = (), rng: random.Random | None = None) -> None:
         self.prefer = tuple(prefer)
@@ -237,7 +241,12 @@ class LoadbalanceHandler(Handler):
         if resp is LATER:
             later.after(req, self._balanced)
             return resp
-        return self.balance(resp, req) if resp else resp
+        if not resp:
+            return resp
+        balanced = self.balance(resp, req)
+        if balanced is not resp:  # (shuffle_answer gives back the very bytes it left as they were)
+            req.memo = None
+        return balanced
 
     def _balanced(self, req: Request, resp: bytes) -> bytes:
         return self.balance(resp, req) if resp else resp
@@ -249,6 +258,8 @@ class LoadbalanceHandler(Handler):
 
 class WeightedHandler(LoadbalanceHandler):
     """weighted: the weight file's data, read again when it changes (every ``reload``)."""
+
+    memo_safe = False  # (its weight file changes with no stamp to revoke)
 
     def __init__(self, watched: WatchedFile[Weights], weights: Weights, reload: float,
                  rng: random.Random | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interkube.dns.wire import RCODE_SERVFAIL, error_response
+from interkube.dns.wire import CLASSIC_UDP_LIMIT, RCODE_SERVFAIL, error_response
 from interkube.errors import DnsError
 from interkube.plugin import later
 from interkube.plugin.handler import LATER, Handler, passes_later
@@ -18,6 +18,9 @@ from interkube.plugins.prometheus.store import DnsMetrics
 
 class PrometheusHandler(Handler):
     plugin = "prometheus"
+    # An answer sent from the UDP answer memo is counted there, into the entry memo_tally gives
+    # (see fast()): the counts are what this handler's own would have been.
+    memo_safe = True
 
     def __init__(self, store: DnsMetrics, endpoint: HttpEndpoint, metrics: Metrics,
                  worker: WorkerInfo | None = None) -> None:
@@ -32,6 +35,11 @@ class PrometheusHandler(Handler):
         resp = self.next.fast(req)
         if resp:
             self.record(req, resp)
+            if req.memo is not None:
+                if len(resp) <= CLASSIC_UDP_LIMIT:
+                    req.memo_tally = self.store.memo_tally(req, resp)
+                else:  # (the listener may cut it to the client's size: the memo counts the cut one)
+                    req.memo = None
         elif resp is LATER:
             later.after(req, self._recorded)
         return resp

@@ -108,18 +108,10 @@ class DnsMetrics:
 
     def _record_py(self, req: Request, resp: bytes) -> None:
         d = time.monotonic() - req.started
-        counts = self.by_route.get(req.route)
-        if counts is None:
-            counts = self._counts_for(req.route)
-        plugin = self.plugins.get(req.answered_by)
-        if plugin is None:
-            plugin = self._plugin_index(req.answered_by)
+        counts, key = self._slot(req, resp)
+        key |= 0 if d <= _FIRST_BOUND else bisect_left(DURATION_BUCKETS, d)
         lw = len(req.wire)
         lr = len(resp)
-        key = ((TYPE_SLOT[req.query.qtype] << 40) | ((resp[3] & 0x0F) << 32) | (plugin << 24)
-               | (_PROTOS[req.proto] << 22) | ((len(req.client) == 4) << 21)
-               | (SIZE_BUCKET_OF[lw] << 16) | (SIZE_BUCKET_OF[lr] << 8)
-               | (0 if d <= _FIRST_BOUND else bisect_left(DURATION_BUCKETS, d)))
         e = counts.get(key)
         if e is None:
             counts[key] = array("d", (1.0, d, lw, lr))
@@ -128,6 +120,30 @@ class DnsMetrics:
             e[1] += d
             e[2] += lw
             e[3] += lr
+
+    def _slot(self, req: Request, resp: bytes) -> tuple[dict[int, array[float]], int]:
+        """The counts of ``req``'s route, and the key of this answer there but its duration
+        bucket (0)."""
+        counts = self.by_route.get(req.route)
+        if counts is None:
+            counts = self._counts_for(req.route)
+        plugin = self.plugins.get(req.answered_by)
+        if plugin is None:
+            plugin = self._plugin_index(req.answered_by)
+        key = ((TYPE_SLOT[req.query.qtype] << 40) | ((resp[3] & 0x0F) << 32) | (plugin << 24)
+               | (_PROTOS[req.proto] << 22) | ((len(req.client) == 4) << 21)
+               | (SIZE_BUCKET_OF[len(req.wire)] << 16) | (SIZE_BUCKET_OF[len(resp)] << 8))
+        return counts, key
+
+    def memo_tally(self, req: Request, resp: bytes) -> array[float]:
+        """The entry the UDP answer memo counts its sends of ``resp`` into: this answer's, in
+        the first duration bucket (a send from the memo takes a few µs), made with no count
+        (its labels are those of the answer just counted)."""
+        counts, key = self._slot(req, resp)
+        e = counts.get(key)
+        if e is None:
+            e = counts[key] = array("d", (0.0, 0.0, 0.0, 0.0))
+        return e
 
     def _entries(self) -> Iterator[tuple[str, str, str, str, str, str, str, str, int, int, int,
                                          float, float, float, float]]:
