@@ -326,8 +326,15 @@ Stamp_init(StampObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (counter != Py_None) {
-        if (PyObject_GetBuffer(counter, &self->view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+        if (PyObject_GetBuffer(counter, &self->view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+            self->view.obj = NULL;
+            if (PyErr_ExceptionMatches(PyExc_BufferError)) { /* (read-only bytes): as a wrong type */
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "Stamp: counter must be a writable buffer of 64-bit ints "
+                                "(array('q')) with an item at slot");
+            }
             return -1;
+        }
         const char *f = self->view.format ? self->view.format : "B";
         if (self->view.itemsize != 8 || (strcmp(f, "q") != 0 && strcmp(f, "l") != 0)
             || slot < 0 || slot >= self->view.len / 8) {
@@ -503,8 +510,13 @@ memo_find(AnswerMemoObject *m, const unsigned char *key, Py_ssize_t klen, double
 static int
 tally_view(PyObject *o, Py_buffer *view)
 {
-    if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+    if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) { /* (read-only bytes): the same error as a wrong type */
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "tally must be a writable buffer of 4 doubles or more (array('d'))");
+        }
         return 0;
+    }
     if (view->itemsize == 8 && view->format != NULL && strcmp(view->format, "d") == 0 && view->len >= 32)
         return 1;
     PyBuffer_Release(view);

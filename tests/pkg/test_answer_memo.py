@@ -243,7 +243,7 @@ def test_a_counter_may_be_an_array_of_64_bit_ints_of_either_type_code() -> None:
     pytest.param({"counter": array("q", [0, 0]), "slot": 2}, ValueError, id="slot-past-the-end"),
     pytest.param({"counter": array("q", [0, 0]), "slot": -1}, ValueError, id="negative-slot"),
     pytest.param({"counter": [0]}, TypeError, id="no-buffer"),
-    pytest.param({"counter": b"\x00" * 8}, BufferError, id="read-only"),
+    pytest.param({"counter": b"\x00" * 8}, ValueError, id="read-only"),
     pytest.param({"counter": array("q", [0]), "slot": "0"}, TypeError, id="slot-not-int"),
     pytest.param({"parent": object()}, TypeError, id="parent-not-a-stamp"),
     pytest.param({"until": "soon"}, TypeError, id="until-not-a-number"),

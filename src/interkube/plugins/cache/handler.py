@@ -67,18 +67,26 @@ class CacheStats:
     builds a new handler with empty caches, does not reset the counters.
     """
 
-    __slots__ = ("hits", "misses", "evictions", "prefetches", "served_stale", "drops", "owner")
+    __slots__ = ("hits", "misses", "memo_misses", "evictions", "prefetches", "served_stale", "drops", "owner")
 
     def __init__(self) -> None:
         #: By kind: success, denial. An array of 64-bit ints: the UDP answer memo adds the hits
         #: it sends to it (see CacheHandler._memo_stamp).
         self.hits = array.array("q", (0, 0))
         self.misses = 0
+        #: Misses the UDP answer memo sent (answers of zones the cache is told not to keep):
+        #: an array of one 64-bit int, which it adds to.
+        self.memo_misses = array.array("q", (0,))
         self.evictions = [0, 0]
         self.prefetches = 0
         self.served_stale = 0
         self.drops = 0              # responses whose question did not match the query
         self.owner: object = None   # the handler whose collect() publishes these
+
+    @property
+    def all_misses(self) -> int:
+        """Misses counted on the fast and slow paths and by the answer memo."""
+        return self.misses + self.memo_misses[0]
 
 
 
@@ -170,18 +178,31 @@ class CacheHandler(Handler):
 
     def _fast_miss(self, req: Request, expired: Entry | None) -> bytes | None:
         resp = self.next.fast(req)
-        # What is sent is not the next plugin's answer as it stands (its TTLs are the lifetime's),
-        # and the next query is a hit: no stamp for this one.
+        # A stored answer is not the next plugin's as it stands (its TTLs are the lifetime's),
+        # and the next query is a hit: no stamp for it. (For what is not stored: see below.)
+        stamp = req.memo
         req.memo = None
         if resp is None:
             return None  # nothing counted or stored: the slow path runs the chain again
         q = req.query
         if not self._covers(q):
+            req.memo = stamp  # (not the cache's name: passed on by the name alone, not counted)
+            return resp
+        if stamp is not None and expired is None and type(resp) is bytes and self._disabled_for(q, resp):
+            # Never kept (a `disable` line): every such query is the next plugin's answer and a
+            # miss, which the memo counts through a stamp under the next plugin's.
+            self.stats.misses += 1
+            req.memo = StampType(stamp, counter=self.stats.memo_misses, slot=0)
             return resp
         if resp is LATER:  # stored when it comes (interkube.plugin.later)
             later.after(req, functools.partial(self._store_miss, expired=expired))
             return resp
         return self._store_miss(req, resp, expired)
+
+    def _disabled_for(self, q: Query, resp: bytes) -> bool:
+        """Whether ``resp`` is an answer of a kind the cache never keeps for ``q``'s name."""
+        a = analyse(resp, q)
+        return isinstance(a, Analysis) and self.disabled[a.kind].match(q.lname) is not None
 
     def _store_miss(self, req: Request, resp: bytes, expired: Entry | None) -> bytes:
         self.stats.misses += 1
@@ -423,8 +444,8 @@ class CacheHandler(Handler):
             evictions.add_metric([server, name, zones, view], st.evictions[kind])
         families: list[Metric] = [entries, hits, evictions]
         for name, doc, value in (
-            ("requests", "The count of cache requests.", st.hits[0] + st.hits[1] + st.misses),
-            ("misses", "The count of cache misses.", st.misses),
+            ("requests", "The count of cache requests.", st.hits[0] + st.hits[1] + st.all_misses),
+            ("misses", "The count of cache misses.", st.all_misses),
             ("prefetch", "The number of times the cache has prefetched a cached item.", st.prefetches),
             ("served_stale", "The number of requests served from stale cache entries.", st.served_stale),
             ("drops", "The number of responses not cached because their question did not match.", st.drops),
