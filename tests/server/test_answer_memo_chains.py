@@ -182,6 +182,38 @@ async def test_a_reloaded_hosts_file_is_the_next_answer(serve: Serve, tmp_path: 
     assert (await k.fresh(wire)).rcode() == dns.rcode.SERVFAIL
 
 
+def zone_file(path: Path, serial: int, address: str) -> None:
+    path.write_text(f"$ORIGIN example.net.\n@ 3600 IN SOA ns.example.net. admin.example.net. {serial} 7200 3600 "
+                    f"1209600 300\n@ 3600 IN NS ns.example.net.\nns 3600 IN A 192.0.2.53\n"
+                    f"www 3600 IN A {address}\n")
+
+
+async def test_a_reloaded_zone_file_is_the_next_answer(serve: Serve, tmp_path: Path) -> None:
+    """file: a zone reloaded with a new serial is answered from the new data at once; an edit
+    that keeps the serial is not taken (as CoreDNS), so the memo's answer is still the one to
+    give; a name outside the zone gets file's REFUSED from the chain each time."""
+    db = tmp_path / "db.example.net"
+    zone_file(db, 1, "192.0.2.1")
+    k = await serve(f".:PORT {{\n bind 127.0.0.1\n file {db} example.net {{\n  reload 0\n }}\n}}\n")
+    handler = k.handler("file")
+    assert handler in k.dispatcher.memo_heads
+    wire = query_wire("www.example.net", "A")
+    assert addresses(await k.memo_hit(wire)) == ["192.0.2.1"]
+
+    zone_file(db, 1, "192.0.2.9")  # the same serial: not taken
+    await handler.check()
+    assert addresses(await k.memo_hit(wire)) == ["192.0.2.1"]
+    zone_file(db, 2, "192.0.2.2")
+    await handler.check()
+    assert addresses(await k.fresh(wire)) == ["192.0.2.2"]
+    assert addresses(await k.memo_hit(wire)) == ["192.0.2.2"]
+
+    outside = query_wire("www.example.com", "A")
+    for _ in range(3):
+        msg, hit = await k.udp(outside)
+        assert (msg.rcode(), hit) == (dns.rcode.REFUSED, False)
+
+
 async def test_an_answer_the_table_let_go_is_not_sent_from_the_memo(serve: Serve) -> None:
     """Answers any client can make (here SERVFAIL for names the hosts file lacks) have a bound
     of their own in hosts' table; the memo does not keep sending one the table let go (a flood

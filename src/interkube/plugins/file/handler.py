@@ -18,7 +18,7 @@ from interkube.dns.wire import RCODE_REFUSED, error_response
 from interkube.pkg.filewatch import WatchedFile
 from interkube.pkg.ticker import Ticker
 from interkube.plugin.answers import PASS, MemoryHandler, Synthesized, WireAnswer, bare_answer, negative_answer
-from interkube.plugin.handler import Handler, Terminal
+from interkube.plugin.handler import Terminal
 from interkube.plugin.request import Request
 from interkube.plugin.transfer import ZoneCopy, ZoneListener
 from interkube.plugins.file.lookup import Outcome, lookup
@@ -53,16 +53,13 @@ def zone_parser(path: str, zones: Sequence[str]) -> Callable[[bytes], Zones]:
     return parse
 
 
-class Refuse(Handler):
+class Refuse(Terminal):
     """Answers REFUSED: what CoreDNS's *file* gives for names outside its zones when no
     plugin follows it (rather than the SERVFAIL at the end of every other chain)."""
 
     plugin = "file"
 
-    def fast(self, req: Request) -> bytes | None:
-        return error_response(req.wire, RCODE_REFUSED, req.query)
-
-    async def serve(self, req: Request) -> bytes:
+    def fast(self, req: Request) -> bytes:
         return error_response(req.wire, RCODE_REFUSED, req.query)
 
 
@@ -72,6 +69,9 @@ _TRANSFERS = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 
 class FileHandler(MemoryHandler[Zones]):
     plugin = "file"
+    # Answers come from a generation's templates; a reload that takes a zone swaps the
+    # generation, retiring its table (MemoryHandler.swap): the answer memo lets go at once.
+    memo_safe = True
 
     def __init__(self, cfg: FileConfig, watched: WatchedFile[Zones], data: Zones) -> None:
         super().__init__(ZoneSet(data), data)
